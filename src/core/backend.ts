@@ -1,0 +1,185 @@
+// The op seam: every layer of every model is written against this interface, and each backend
+// (plain TypeScript on the CPU, WGSL on WebGPU) implements it once. The CPU version of each op is
+// the specification of its WGSL twin; tests hold them equal on random inputs.
+//
+// Conventions
+// - Tensors are dense, row-major float32 (ids are int32). "Rows" are the leading dims flattened.
+// - Weights keep PyTorch's [out, in] layout, so a linear layer is matmul(x, W) = x · Wᵀ.
+// - Ops never mutate their inputs, except writeKv, which updates a decoding cache in place.
+// - Ops return at once; on WebGPU they are queued and run when read() (or flush()) needs them.
+//
+// Forward ops only for now; each gets a backward twin when training lands, which is why every op is
+// a pure function of its inputs (a tape can record them without knowing what they do).
+
+export type DType = 'f32' | 'i32';
+
+export interface Tensor {
+  readonly shape: readonly number[];
+  readonly dtype: DType;
+  readonly size: number;
+}
+
+/** The per-sequence cache of one attention layer: ring buffers of post-RoPE keys and values. */
+export interface KvCache {
+  k: Tensor; // [B, capacity, nKv·hs]
+  v: Tensor; // [B, capacity, nKv·hs]
+  capacity: number; // W for a sliding window (slot = position mod W); grows for full attention
+}
+
+export interface AttentionArgs {
+  nHeads: number;
+  nKvHeads: number;
+  headDim: number;
+  /** Keys each query sees, itself included; Infinity = full causal attention. */
+  window: number;
+  /** Absolute position of the first new token, per sequence. */
+  pos0: Int32Array;
+}
+
+export interface ScanResult {
+  y: Tensor; // [B, T, C]
+  h: Tensor; // [B, C, N] state after the last token
+}
+
+export interface ConvResult {
+  y: Tensor; // [B, T, C]
+  state: Tensor; // [B, C, K-1] the last K-1 inputs, oldest first
+}
+
+export interface Backend {
+  readonly name: 'cpu' | 'webgpu';
+
+  // ---- data ----
+  tensor(data: Float32Array, shape: readonly number[]): Tensor;
+  ids(data: Int32Array, shape: readonly number[]): Tensor;
+  zeros(shape: readonly number[]): Tensor;
+  read(t: Tensor): Promise<Float32Array>;
+  dispose(t: Tensor): void;
+  /** Releases every tensor created inside fn except those it returns (nested arrays/objects too) or keep()s. */
+  tidy<T>(fn: () => T): T;
+  keep<T extends Tensor>(t: T): T;
+  /** Waits until all queued work has finished. */
+  flush(): Promise<void>;
+
+  // ---- ops ----
+  /** table [V, D], ids i32 [N] → [N, D] */
+  embedding(table: Tensor, ids: Tensor): Tensor;
+  /** x [M, K], w [N, K] → x·wᵀ [M, N] */
+  matmul(x: Tensor, w: Tensor): Tensor;
+  /** a + b, same shape */
+  add(a: Tensor, b: Tensor): Tensor;
+  /** x [M, D], g [D] → x / sqrt(mean(x²) + eps) ⊙ g */
+  rmsNorm(x: Tensor, g: Tensor, eps: number): Tensor;
+  /** silu(a) ⊙ b, same shape */
+  siluMul(a: Tensor, b: Tensor): Tensor;
+  /** x [M, N] → x[:, start : start+width] */
+  sliceCols(x: Tensor, start: number, width: number): Tensor;
+  /** x [M, N] → x[rows] [R, N] */
+  gatherRows(x: Tensor, rows: Int32Array): Tensor;
+  /** Flat concatenation along the first dim: [B1, …] ++ [B2, …] → [B1+B2, …]. */
+  concat(ts: Tensor[]): Tensor;
+  /**
+   * Rotate-half RoPE on every head of every row: x [M, H·hs]; cos, sin [M, hs/2] hold cos(p·θ_m)
+   * and sin(p·θ_m) for that row's position p (computed by the caller in float64).
+   */
+  rope(x: Tensor, cos: Tensor, sin: Tensor, nHeads: number): Tensor;
+  /**
+   * Causal windowed attention of T new queries per sequence over the cached keys (positions
+   * pos0-capacity … pos0-1, slot = position mod capacity) and the T new keys.
+   * q [B, T, H·hs], k/v [B, T, Hkv·hs] (post-RoPE) → [B, T, H·hs]. Query head h uses KV head
+   * h / (H/Hkv). Query at position i sees keys j with max(0, i-window+1) ≤ j ≤ i.
+   */
+  attention(q: Tensor, k: Tensor, v: Tensor, cache: KvCache | null, args: AttentionArgs): Tensor;
+  /** Writes the new keys/values [B, T, F] into the cache [B, capacity, F] at slots (pos0+t) mod capacity. */
+  writeKv(cache: Tensor, kNew: Tensor, pos0: Int32Array): void;
+  /** [B, C, F] → [B, newC, F], rows 0..min(C,newC)-1 copied, the rest zero. */
+  resizeRows(t: Tensor, newC: number): Tensor;
+  /**
+   * Causal depthwise conv1d then SiLU: y[t,c] = silu(b[c] + Σ_k w[c,k]·x[t-(K-1)+k, c]), where
+   * inputs before t=0 come from state [B, C, K-1] (zeros when null).
+   * x [B, T, C], w [C, K], b [C].
+   */
+  conv1dSilu(x: Tensor, w: Tensor, b: Tensor, state: Tensor | null): ConvResult;
+  /**
+   * Mamba's selective scan, discretised as the reference does (ZOH for A, Euler for B), gated:
+   *   Δ = softplus(dt + dtBias);  h_t = exp(Δ_t A) ⊙ h_{t-1} + (Δ_t u_t) ⊗ B_t;  A = -exp(aLog)
+   *   y_t = (h_t · C_t + D ⊙ u_t) ⊙ silu(z_t)
+   * u, dt, z [B, T, C]; bm, cm [B, T, N]; dtBias, d [C]; aLog [C, N]; h0 [B, C, N] or null.
+   */
+  selectiveScan(
+    u: Tensor, dt: Tensor, dtBias: Tensor, aLog: Tensor,
+    bm: Tensor, cm: Tensor, d: Tensor, z: Tensor, h0: Tensor | null,
+  ): ScanResult;
+}
+
+export function numel(shape: readonly number[]): number {
+  let n = 1;
+  for (const s of shape) {
+    if (!Number.isInteger(s) || s < 0) throw new Error(`invalid shape [${shape.join(', ')}]`);
+    n *= s;
+  }
+  return n;
+}
+
+export function shapeStr(shape: readonly number[]): string {
+  return `[${shape.join(', ')}]`;
+}
+
+/** Throws a readable error when a tensor's shape differs from what an op expects. */
+export function expectShape(op: string, name: string, t: Tensor, shape: readonly number[]): void {
+  if (t.shape.length !== shape.length || t.shape.some((s, i) => s !== shape[i])) {
+    throw new Error(`${op}: ${name} has shape ${shapeStr(t.shape)}, expected ${shapeStr(shape)}`);
+  }
+}
+
+/**
+ * Bookkeeping shared by backends: a stack of tidy() scopes. Each created tensor is recorded in the
+ * innermost scope; when the scope ends, every tensor not returned or kept is disposed.
+ */
+export abstract class ScopedBackend {
+  private scopes: Set<Tensor>[] = [];
+
+  protected track<T extends Tensor>(t: T): T {
+    const top = this.scopes[this.scopes.length - 1];
+    if (top) top.add(t);
+    return t;
+  }
+
+  abstract dispose(t: Tensor): void;
+
+  keep<T extends Tensor>(t: T): T {
+    for (const s of this.scopes) s.delete(t);
+    return t;
+  }
+
+  tidy<T>(fn: () => T): T {
+    const scope = new Set<Tensor>();
+    this.scopes.push(scope);
+    let result: T;
+    try {
+      result = fn();
+    } finally {
+      this.scopes.pop();
+    }
+    const survivors = new Set<Tensor>();
+    collectTensors(result, survivors);
+    const parent = this.scopes[this.scopes.length - 1];
+    for (const t of scope) {
+      if (survivors.has(t)) parent?.add(t);
+      else this.dispose(t);
+    }
+    return result;
+  }
+}
+
+function collectTensors(v: unknown, out: Set<Tensor>, depth = 0): void {
+  if (v == null || typeof v !== 'object' || depth > 6) return;
+  if (isTensor(v)) { out.add(v); return; }
+  if (ArrayBuffer.isView(v)) return;
+  if (Array.isArray(v)) { for (const x of v) collectTensors(x, out, depth + 1); return; }
+  for (const x of Object.values(v as Record<string, unknown>)) collectTensors(x, out, depth + 1);
+}
+
+export function isTensor(v: unknown): v is Tensor {
+  return typeof v === 'object' && v !== null && 'shape' in v && 'dtype' in v && 'size' in v;
+}
