@@ -60,6 +60,11 @@ export interface Backend {
   keep<T extends Tensor>(t: T): T;
   /** Waits until all queued work has finished. */
   flush(): Promise<void>;
+  /**
+   * The same values under another shape of equal size: a view sharing storage (no copy). The
+   * storage is released when the base tensor and all its views have been disposed (refcounted).
+   */
+  reshape(t: Tensor, shape: readonly number[]): Tensor;
 
   // ---- ops ----
   /** table [V, D], ids i32 [N] → [N, D] */

@@ -55,6 +55,10 @@ export class CpuBackend extends ScopedBackend implements Backend {
     return Float32Array.from(f32(t));
   }
   dispose(_t: Tensor): void { /* garbage collected */ }
+  reshape(t: Tensor, shape: readonly number[]): Tensor {
+    if (numel(shape) !== t.size) throw new Error(`reshape: ${shapeStr(t.shape)} has ${t.size} values, ${shapeStr(shape)} needs ${numel(shape)}`);
+    return this.track(new CpuTensor(shape, (t as CpuTensor).data));
+  }
   async flush(): Promise<void> {}
 
   embedding(table: Tensor, ids: Tensor): Tensor {
