@@ -1,0 +1,140 @@
+// Text generation: prefill the prompt (in chunks, through the same streaming state), then decode
+// one token at a time in constant memory. Async iterators stream tokens (and text) as they come.
+import type { SambaModel } from '../model/model.js';
+import { DecodeState } from '../model/state.js';
+import { Sampler, type SamplingOptions } from './sampling.js';
+
+export interface GenerateOptions extends SamplingOptions {
+  maxTokens?: number; // default 128
+  /** Generation ends after any of these ids (which is yielded). */
+  stopTokens?: number[];
+  signal?: AbortSignal;
+  /** Prompt tokens per forward pass while prefilling (bounds activation memory). Default 512. */
+  prefillChunk?: number;
+}
+
+/** Minimal tokenizer view generation needs. */
+export interface Detokenizer {
+  decode(ids: number[]): string;
+}
+
+export interface GeneratedToken {
+  id: number;
+  /** Text that became complete with this token (may be empty mid-character). */
+  text?: string;
+}
+
+function checkAbort(signal?: AbortSignal): void {
+  if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new Error('generation aborted');
+}
+
+/** Feeds ids [B, T] into the state in chunks and returns the last position's logits [B, V]. */
+export async function prefill(model: SambaModel, state: DecodeState, ids: number[][], chunk = 512, signal?: AbortSignal): Promise<Float32Array> {
+  const B = ids.length, T = ids[0].length;
+  if (T === 0) throw new Error('the prompt is empty: at least one token is needed');
+  if (ids.some((r) => r.length !== T)) throw new Error('prefill: prompts of one batch must have equal length');
+  let logits: Float32Array | null = null;
+  for (let t0 = 0; t0 < T; t0 += chunk) {
+    checkAbort(signal);
+    const t1 = Math.min(T, t0 + chunk);
+    const flat = Int32Array.from(ids.flatMap((r) => r.slice(t0, t1)));
+    const out = model.forward(flat, B, t1 - t0, state, { lastOnly: true });
+    if (t1 === T) logits = await model.backend.read(out);
+    model.backend.dispose(out);
+    if (t1 < T) await model.backend.flush();
+  }
+  return logits!;
+}
+
+/** Streams generated token ids for one prompt. */
+export async function* generateIds(model: SambaModel, prompt: number[], opts: GenerateOptions = {}): AsyncGenerator<number> {
+  for await (const { id } of generateBatchStream(model, [prompt], opts)) yield id;
+}
+
+/** Streams tokens with their text for one prompt. */
+export async function* generateText(model: SambaModel, tokenizer: Detokenizer, prompt: number[], opts: GenerateOptions = {}): AsyncGenerator<GeneratedToken> {
+  const text = new TextStream(tokenizer);
+  for await (const id of generateIds(model, prompt, opts)) yield { id, text: text.push(id) };
+  const rest = text.end();
+  if (rest) yield { id: -1, text: rest };
+}
+
+/**
+ * Several prompts at once: each is prefilled on its own (they may differ in length), then all are
+ * decoded together as one batch. Yields { index, id } as tokens are sampled; a sequence stops at
+ * its stop token or maxTokens.
+ */
+export async function* generateBatchStream(model: SambaModel, prompts: number[][], opts: GenerateOptions = {}): AsyncGenerator<{ index: number; id: number }> {
+  const { maxTokens = 128, stopTokens = [], signal, prefillChunk = 512 } = opts;
+  if (prompts.length === 0) return;
+  if (!(Number.isInteger(maxTokens) && maxTokens >= 0)) throw new Error(`maxTokens must be a non-negative integer, got ${maxTokens}`);
+  const sampler = new Sampler(opts), V = model.config.vocabSize, B = prompts.length;
+  const states: DecodeState[] = [], firstLogits: Float32Array[] = [];
+  try {
+    for (const p of prompts) {
+      const st = model.newState(1);
+      states.push(st);
+      firstLogits.push(await prefill(model, st, [p], prefillChunk, signal));
+    }
+  } catch (e) {
+    for (const s of states) s.dispose();
+    throw e;
+  }
+  const state = B === 1 ? states[0] : DecodeState.stack(states);
+  const context = prompts.map((p) => [...p]);
+  const done = new Array<boolean>(B).fill(maxTokens === 0);
+  let logits: Float32Array = new Float32Array(B * V);
+  firstLogits.forEach((l, b) => logits.set(l, b * V));
+  try {
+    for (let step = 0; step < maxTokens && done.some((d) => !d); step++) {
+      checkAbort(signal);
+      const next = new Int32Array(B);
+      for (let b = 0; b < B; b++) {
+        if (done[b]) { next[b] = context[b][context[b].length - 1]; continue; } // keeps the batch shape
+        const id = sampler.sample(logits.subarray(b * V, (b + 1) * V), context[b]);
+        next[b] = id;
+        context[b].push(id);
+        yield { index: b, id };
+        if (stopTokens.includes(id) || context[b].length - prompts[b].length >= maxTokens) done[b] = true;
+      }
+      if (done.every((d) => d)) break;
+      const out = model.forward(next, B, 1, state, { lastOnly: true });
+      logits = await model.backend.read(out);
+      model.backend.dispose(out);
+    }
+  } finally {
+    state.dispose();
+  }
+}
+
+/** Collects generateBatchStream into one id array per prompt. */
+export async function generateBatch(model: SambaModel, prompts: number[][], opts: GenerateOptions = {}): Promise<number[][]> {
+  const out = prompts.map(() => [] as number[]);
+  for await (const { index, id } of generateBatchStream(model, prompts, opts)) out[index].push(id);
+  return out;
+}
+
+/**
+ * Incremental detokenisation: decodes the ids since the last line break and emits only the new,
+ * complete characters (a trailing U+FFFD means a multi-byte character is still arriving).
+ */
+export class TextStream {
+  private ids: number[] = [];
+  private emitted = 0;
+  constructor(private tokenizer: Detokenizer) {}
+
+  push(id: number): string {
+    this.ids.push(id);
+    const text = this.tokenizer.decode(this.ids);
+    if (text.endsWith('\uFFFD')) return '';
+    const fresh = text.slice(this.emitted);
+    if (text.endsWith('\n')) { this.ids = []; this.emitted = 0; } else this.emitted = text.length;
+    return fresh;
+  }
+
+  end(): string {
+    const text = this.tokenizer.decode(this.ids).slice(this.emitted);
+    this.ids = []; this.emitted = 0;
+    return text;
+  }
+}
