@@ -1,0 +1,290 @@
+// The WebGPU backend: the Backend interface over WGSL kernels (f32 compute). This class checks
+// shapes (with the CPU backend's messages), allocates outputs from the pool, and hands the
+// recording to the kernel modules; GpuContext batches the commands.
+import {
+  type AttentionArgs, type Backend, type ConvResult, type DType, type KvCache, type ScanResult, type Tensor,
+  ScopedBackend, expectShape, numel, shapeStr,
+} from '../../core/backend.js';
+import * as att from './attention.js';
+import { type ContextOptions, GpuContext } from './context.js';
+import * as cp from './copy.js';
+import * as ew from './elementwise.js';
+import * as mb from './mamba.js';
+import { matmul } from './matmul.js';
+import { GpuTensor, Storage, gpu } from './tensor.js';
+
+export { GpuTensor } from './tensor.js';
+
+export interface WebGpuBackendOptions extends ContextOptions {
+  /** Destroy the device in destroy() (true when this backend created it). */
+  ownsDevice?: boolean;
+}
+
+export class WebGpuBackend extends ScopedBackend implements Backend {
+  readonly name = 'webgpu' as const;
+  readonly ctx: GpuContext;
+  /** Optional device features that later fast paths can select on. */
+  readonly features: { readonly f16: boolean; readonly subgroups: boolean };
+  private readonly ownsDevice: boolean;
+  private destroyed = false;
+
+  constructor(readonly device: GPUDevice, opts: WebGpuBackendOptions = {}) {
+    super();
+    this.ctx = new GpuContext(device, opts);
+    this.ownsDevice = opts.ownsDevice ?? false;
+    this.features = { f16: device.features.has('shader-f16'), subgroups: device.features.has('subgroups') };
+  }
+
+  /** Frees every pooled buffer (and the device, if this backend owns it). Tensors become invalid. */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.ctx.destroy();
+    if (this.ownsDevice) this.device.destroy();
+  }
+
+  // ---- data ----
+
+  private make(shape: readonly number[], dtype: DType = 'f32', hostInts?: Int32Array): GpuTensor {
+    const n = numel(shape);
+    const buf = this.ctx.alloc(n * 4, () => `tensor ${shapeStr(shape)}`);
+    return this.track(new GpuTensor(shape, dtype, new Storage(buf), hostInts));
+  }
+
+  tensor(data: Float32Array, shape: readonly number[]): Tensor {
+    const t = this.make(shape);
+    if (data.length !== t.size) {
+      this.dispose(t);
+      throw new Error(`tensor data has ${data.length} values, shape ${shapeStr(shape)} needs ${t.size}`);
+    }
+    this.ctx.upload(t.buf!, data);
+    return t;
+  }
+
+  ids(data: Int32Array, shape: readonly number[]): Tensor {
+    const t = this.make(shape, 'i32', Int32Array.from(data));
+    if (data.length !== t.size) {
+      this.dispose(t);
+      throw new Error(`tensor data has ${data.length} values, shape ${shapeStr(shape)} needs ${t.size}`);
+    }
+    this.ctx.upload(t.buf!, data);
+    return t;
+  }
+
+  zeros(shape: readonly number[]): Tensor {
+    const t = this.make(shape);
+    this.ctx.clear(t.buf!, 0, t.bytes);
+    return t;
+  }
+
+  /** The tensor's values; an int32 tensor reads as the same integers in a Float32Array. */
+  async read(t: Tensor): Promise<Float32Array> {
+    const g = gpu(t, 'read', t.dtype);
+    const bytes = await this.ctx.readBytes(g.buf!, g.bytes);
+    return g.dtype === 'f32' ? new Float32Array(bytes) : Float32Array.from(new Int32Array(bytes));
+  }
+
+  dispose(t: Tensor): void {
+    if (!(t instanceof GpuTensor) || !t.storage) return;
+    if (--t.storage.refs === 0) this.ctx.release(t.storage.buf);
+    t.storage = null;
+  }
+
+  reshape(t: Tensor, shape: readonly number[]): Tensor {
+    const g = gpu(t, 'reshape', t.dtype);
+    if (numel(shape) !== g.size) throw new Error(`reshape: ${shapeStr(g.shape)} has ${g.size} values, ${shapeStr(shape)} needs ${numel(shape)}`);
+    g.storage!.refs++;
+    return this.track(new GpuTensor(shape, g.dtype, g.storage, g.hostInts));
+  }
+
+  async flush(): Promise<void> {
+    await this.ctx.flush();
+  }
+
+  /** A buffer for one op's intermediate values, returned to the pool by the caller. */
+  private scratch(n: number, what: string): GpuTensor {
+    return new GpuTensor([n], 'f32', new Storage(this.ctx.alloc(n * 4, () => what)));
+  }
+
+  // ---- ops ----
+
+  embedding(table: Tensor, ids: Tensor): Tensor {
+    const w = gpu(table, 'embedding'), id = gpu(ids, 'embedding', 'i32');
+    if (w.shape.length !== 2) throw new Error(`embedding: table has shape ${shapeStr(w.shape)}, expected [V, D]`);
+    const [V, D] = w.shape;
+    if (id.hostInts) {
+      for (const v of id.hostInts) {
+        if (v < 0 || v >= V) throw new Error(`embedding: token id ${v} is outside the vocabulary [0, ${V})`);
+      }
+    }
+    const out = this.make([id.size, D]);
+    cp.embedding(this.ctx, out, w, id, V, D);
+    return out;
+  }
+
+  matmul(x: Tensor, w: Tensor): Tensor {
+    const a = gpu(x, 'matmul'), b = gpu(w, 'matmul');
+    const [M, K] = a.shape, [N, K2] = b.shape;
+    if (a.shape.length !== 2 || b.shape.length !== 2 || K !== K2) {
+      throw new Error(`matmul: x ${shapeStr(a.shape)} and w ${shapeStr(b.shape)} do not fit (x·wᵀ needs equal last dims)`);
+    }
+    const out = this.make([M, N]);
+    matmul(this.ctx, out, a, b, M, N, K);
+    return out;
+  }
+
+  add(a: Tensor, b: Tensor): Tensor {
+    expectShape('add', 'b', b, a.shape);
+    const x = gpu(a, 'add'), y = gpu(b, 'add');
+    const out = this.make(a.shape);
+    ew.add(this.ctx, out, x, y);
+    return out;
+  }
+
+  rmsNorm(x: Tensor, g: Tensor, eps: number): Tensor {
+    const D = x.shape[x.shape.length - 1];
+    expectShape('rmsNorm', 'g', g, [D]);
+    const a = gpu(x, 'rmsNorm'), w = gpu(g, 'rmsNorm');
+    const out = this.make(x.shape);
+    ew.rmsNorm(this.ctx, out, a, w, D, eps);
+    return out;
+  }
+
+  siluMul(a: Tensor, b: Tensor): Tensor {
+    expectShape('siluMul', 'b', b, a.shape);
+    const x = gpu(a, 'siluMul'), y = gpu(b, 'siluMul');
+    const out = this.make(a.shape);
+    ew.siluMul(this.ctx, out, x, y);
+    return out;
+  }
+
+  sliceCols(x: Tensor, start: number, width: number): Tensor {
+    const a = gpu(x, 'sliceCols');
+    if (a.shape.length !== 2) throw new Error(`sliceCols: x has shape ${shapeStr(a.shape)}, expected [M, N]`);
+    const [M, N] = a.shape;
+    if (start < 0 || width < 0 || start + width > N) throw new Error(`sliceCols: columns ${start}..${start + width} outside ${N}`);
+    const out = this.make([M, width]);
+    cp.sliceCols(this.ctx, out, a, N, start, width);
+    return out;
+  }
+
+  gatherRows(x: Tensor, rows: Int32Array): Tensor {
+    const a = gpu(x, 'gatherRows');
+    if (a.shape.length !== 2) throw new Error(`gatherRows: x has shape ${shapeStr(a.shape)}, expected [M, N]`);
+    const [M, N] = a.shape;
+    for (const r of rows) if (r < 0 || r >= M) throw new Error(`gatherRows: row ${r} outside ${M}`);
+    const out = this.make([rows.length, N]);
+    cp.gatherRows(this.ctx, out, a, rows, N);
+    return out;
+  }
+
+  concat(ts: Tensor[]): Tensor {
+    if (ts.length === 0) throw new Error('concat: no tensors');
+    const rest = ts[0].shape.slice(1);
+    for (const t of ts) expectShape('concat', 'part', t, [t.shape[0], ...rest]);
+    const parts = ts.map((t) => gpu(t, 'concat'));
+    const out = this.make([ts.reduce((s, t) => s + t.shape[0], 0), ...rest]);
+    let o = 0;
+    for (const p of parts) {
+      this.ctx.copy(p.buf!, 0, out.buf!, o, p.bytes);
+      o += p.bytes;
+    }
+    return out;
+  }
+
+  rope(x: Tensor, cos: Tensor, sin: Tensor, nHeads: number): Tensor {
+    const a = gpu(x, 'rope'), c = gpu(cos, 'rope'), s = gpu(sin, 'rope');
+    const [M, F] = a.shape, hs = F / nHeads, half = hs / 2;
+    if (a.shape.length !== 2 || !Number.isInteger(half)) {
+      throw new Error(`rope: x ${shapeStr(a.shape)} does not split into ${nHeads} heads of even size`);
+    }
+    expectShape('rope', 'cos', c, [M, half]);
+    expectShape('rope', 'sin', s, [M, half]);
+    const out = this.make(a.shape);
+    ew.rope(this.ctx, out, a, c, s, M, nHeads, half);
+    return out;
+  }
+
+  attention(q: Tensor, k: Tensor, v: Tensor, cache: KvCache | null, args: AttentionArgs): Tensor {
+    const { nHeads: H, nKvHeads: Hkv, headDim: hs, window, pos0 } = args;
+    const [B, T] = q.shape;
+    expectShape('attention', 'q', q, [B, T, H * hs]);
+    expectShape('attention', 'k', k, [B, T, Hkv * hs]);
+    expectShape('attention', 'v', v, [B, T, Hkv * hs]);
+    if (!(H % Hkv === 0)) throw new Error(`attention: ${H} query heads do not split into ${Hkv} KV-head groups`);
+    if (!(window >= 1)) throw new Error(`attention: window ${window} must be at least 1`);
+    const p0 = checkPos0('attention', pos0, B);
+    const Q = gpu(q, 'attention'), Kn = gpu(k, 'attention'), Vn = gpu(v, 'attention');
+    const C = cache?.capacity ?? 0;
+    let Kc = Kn, Vc = Vn; // unread stand-ins when there is no cache
+    if (cache && C > 0) {
+      expectShape('attention', 'cache.k', cache.k, [B, C, Hkv * hs]);
+      expectShape('attention', 'cache.v', cache.v, [B, C, Hkv * hs]);
+      Kc = gpu(cache.k, 'attention');
+      Vc = gpu(cache.v, 'attention');
+    }
+    const out = this.make(q.shape);
+    att.attention(this.ctx, out, Q, Kn, Vn, Kc, Vc, p0, { B, T, H, Hkv, hs, C, window });
+    return out;
+  }
+
+  writeKv(cache: Tensor, kNew: Tensor, pos0: Int32Array): void {
+    const [B, C, F] = cache.shape, T = kNew.shape[1];
+    expectShape('writeKv', 'new rows', kNew, [B, T, F]);
+    const c = gpu(cache, 'writeKv'), n = gpu(kNew, 'writeKv');
+    cp.writeKv(this.ctx, c, n, checkPos0('writeKv', pos0, B), B, C, T, F);
+  }
+
+  resizeRows(t: Tensor, newC: number): Tensor {
+    const a = gpu(t, 'resizeRows');
+    if (a.shape.length !== 3) throw new Error(`resizeRows: tensor has shape ${shapeStr(a.shape)}, expected [B, C, F]`);
+    const [B, C, F] = a.shape;
+    const out = this.make([B, newC, F]);
+    cp.resizeRows(this.ctx, out, a, C, newC, F);
+    return out;
+  }
+
+  conv1dSilu(x: Tensor, w: Tensor, bias: Tensor, state: Tensor | null): ConvResult {
+    const [B, T, C] = x.shape, K = w.shape[1], H = K - 1;
+    expectShape('conv1dSilu', 'w', w, [C, K]);
+    expectShape('conv1dSilu', 'b', bias, [C]);
+    if (state) expectShape('conv1dSilu', 'state', state, [B, C, H]);
+    const X = gpu(x, 'conv1dSilu'), W = gpu(w, 'conv1dSilu'), bb = gpu(bias, 'conv1dSilu');
+    const S = state ? gpu(state, 'conv1dSilu') : X;
+    const y = this.make(x.shape), next = this.make([B, C, H]);
+    mb.conv1dSilu(this.ctx, y, next, X, W, bb, S, !!state, B, T, C, K);
+    return { y, state: next };
+  }
+
+  selectiveScan(
+    u: Tensor, dt: Tensor, dtBias: Tensor, aLog: Tensor,
+    bm: Tensor, cm: Tensor, d: Tensor, z: Tensor, h0: Tensor | null,
+  ): ScanResult {
+    const [B, T, C] = u.shape, N = aLog.shape[1];
+    for (const [name, t] of [['dt', dt], ['z', z]] as const) expectShape('selectiveScan', name, t, [B, T, C]);
+    for (const [name, t] of [['B', bm], ['C', cm]] as const) expectShape('selectiveScan', name, t, [B, T, N]);
+    expectShape('selectiveScan', 'aLog', aLog, [C, N]);
+    expectShape('selectiveScan', 'dtBias', dtBias, [C]);
+    expectShape('selectiveScan', 'D', d, [C]);
+    if (h0) expectShape('selectiveScan', 'h0', h0, [B, C, N]);
+    const op = 'selectiveScan';
+    const U = gpu(u, op), DT = gpu(dt, op), bias = gpu(dtBias, op), AL = gpu(aLog, op), Bm = gpu(bm, op);
+    const Cm = gpu(cm, op), Dv = gpu(d, op), Z = gpu(z, op), H0 = h0 ? gpu(h0, op) : null;
+    const y = this.make(u.shape), h = this.make([B, C, N]);
+    // the kernel updates h in place, starting from h0
+    if (H0) this.ctx.copy(H0.buf!, 0, h.buf!, 0, h.bytes);
+    else this.ctx.clear(h.buf!, 0, h.bytes);
+    const par = this.scratch(2 * C + C * N, `selectiveScan parameters of ${C} channels`);
+    mb.selectiveScan(this.ctx, y, h, par, U, DT, bias, AL, Bm, Cm, Dv, Z, B, T, C, N);
+    this.ctx.release(par.buf!);
+    return { y, h };
+  }
+}
+
+/** pos0 for B sequences, checked: the ring-buffer slots need non-negative positions. */
+function checkPos0(op: string, pos0: Int32Array, B: number): Int32Array {
+  if (pos0.length < B) throw new Error(`${op}: pos0 has ${pos0.length} entries for ${B} sequences`);
+  const p = pos0.subarray(0, B);
+  for (const v of p) if (v < 0) throw new Error(`${op}: negative position ${v} in pos0`);
+  return p;
+}

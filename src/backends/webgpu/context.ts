@@ -1,0 +1,336 @@
+// The plumbing under every kernel: a pipeline cache, the buffer pool, and a batch of commands that
+// grows until something needs results (read, flush) or it grows too long.
+//
+// Every kernel has the same binding scheme: binding 0 is a uniform block of scalar parameters, the
+// rest are storage buffers in the order the kernel lists them. Host-side integers (sizes, pos0 per
+// sequence, row lists) are written to one "arena" buffer that the whole batch shares and that is
+// uploaded once, just before the batch is submitted.
+//
+// Reusing pooled buffers inside a batch is safe because commands of one encoder run in order. The
+// one hazard is queue.writeBuffer, which runs before the pending batch: an upload into a buffer that
+// the pending batch still reads goes through a staging copy inside the batch instead.
+import { BufferPool, type PooledBuffer } from './pool.js';
+
+export type Access = 'read' | 'write';
+
+export interface Kernel {
+  /** Cache key; equal keys must mean equal WGSL. */
+  readonly key: string;
+  /** WGSL source, generated on first use. */
+  readonly code: () => string;
+  /** Access of storage bindings 1, 2, … (binding 0 is the uniform parameter block). */
+  readonly bindings: readonly Access[];
+}
+
+/** A storage binding: a byte range of a pooled buffer, or host ints placed in the arena. */
+export type Binding = { buf: PooledBuffer; offset?: number; size: number } | Int32Array;
+
+/** Scalars of a uniform parameter block, in the order of the WGSL struct's fields. */
+export class Params {
+  readonly kinds: ('u' | 'i' | 'f')[] = [];
+  readonly values: number[] = [];
+  u32(...v: number[]): this {
+    for (const x of v) {
+      if (!Number.isInteger(x) || x < 0 || x > 0xffffffff) throw new Error(`kernel parameter ${x} is not a u32`);
+      this.kinds.push('u'); this.values.push(x);
+    }
+    return this;
+  }
+  i32(...v: number[]): this {
+    for (const x of v) {
+      if (!Number.isInteger(x) || x < -(2 ** 31) || x >= 2 ** 31) throw new Error(`kernel parameter ${x} is not an i32`);
+      this.kinds.push('i'); this.values.push(x);
+    }
+    return this;
+  }
+  f32(...v: number[]): this {
+    for (const x of v) { this.kinds.push('f'); this.values.push(x); }
+    return this;
+  }
+}
+
+export interface ContextOptions {
+  /** Dispatches per command buffer before it is submitted anyway. */
+  maxDispatchesPerSubmit?: number;
+  /** Workgroups per grid dimension (default: the device's limit); tests lower it to exercise 2D grids. */
+  maxWorkgroupsPerDim?: number;
+  /** Free pooled bytes kept for reuse after a submit; the rest are destroyed. */
+  poolKeepBytes?: number;
+}
+
+const ARENA_BYTES = 1 << 20;
+/** Int arrays above this get a buffer of their own instead of arena space. */
+const ARENA_MAX_ARRAY = 64 << 10;
+
+export class GpuContext {
+  readonly pool: BufferPool;
+  readonly maxBinding: number;
+  readonly maxBuffer: number;
+  readonly maxWorkgroupsPerDim: number;
+  private readonly maxDispatches: number;
+  private readonly pipelines = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
+
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  private dispatches = 0;
+  /** Id of the batch being recorded; PooledBuffer.lastUse compares against it. */
+  private batch = 0;
+  private readonly arena: GPUBuffer;
+  private readonly arenaCpu = new ArrayBuffer(ARENA_BYTES);
+  private readonly arenaView = new DataView(this.arenaCpu);
+  private arenaUsed = 0;
+  private readonly align: number;
+  /** Temporary buffers of the pending batch, destroyed once it is submitted. */
+  private temps: GPUBuffer[] = [];
+  private error: Error | null = null;
+
+  constructor(readonly device: GPUDevice, opts: ContextOptions = {}) {
+    const lim = device.limits;
+    this.maxBinding = lim.maxStorageBufferBindingSize;
+    this.maxBuffer = lim.maxBufferSize;
+    this.maxWorkgroupsPerDim = Math.min(opts.maxWorkgroupsPerDim ?? Infinity, lim.maxComputeWorkgroupsPerDimension);
+    this.maxDispatches = opts.maxDispatchesPerSubmit ?? 256;
+    this.align = Math.max(lim.minUniformBufferOffsetAlignment, lim.minStorageBufferOffsetAlignment, 16);
+    this.pool = new BufferPool(
+      device,
+      GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+      this.maxBuffer,
+      opts.poolKeepBytes ?? 512 << 20,
+    );
+    this.arena = device.createBuffer({
+      size: ARENA_BYTES,
+      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+    });
+    // Validation errors arrive asynchronously; keep the first and report it at the next read/flush.
+    device.addEventListener?.('uncapturederror', (e) => {
+      this.error ??= new Error(`webgpu: ${(e as GPUUncapturedErrorEvent).error.message}`);
+    });
+  }
+
+  /** Throws the first asynchronous device error, if any. */
+  checkError(): void {
+    if (this.error) {
+      const e = this.error;
+      this.error = null;
+      throw e;
+    }
+  }
+
+  // ---- buffers ----
+
+  /** A pooled buffer for `bytes` bytes, with a readable error when the device cannot bind it. */
+  alloc(bytes: number, what: () => string): PooledBuffer {
+    if (bytes > this.maxBinding) {
+      throw new Error(
+        `webgpu: ${what()} needs ${mib(bytes)} MiB, more than this device can bind at once ` +
+        `(maxStorageBufferBindingSize = ${mib(this.maxBinding)} MiB)`,
+      );
+    }
+    return this.pool.acquire(Math.max(bytes, 4));
+  }
+
+  release(b: PooledBuffer): void {
+    this.pool.release(b);
+  }
+
+  /** Writes host data to the start of a buffer, ordered after every command recorded so far. */
+  upload(dst: PooledBuffer, data: Float32Array | Int32Array): void {
+    if (data.byteLength === 0) return;
+    if (dst.lastUse === this.batch && this.encoder) {
+      // the pending batch still uses this buffer: stage the data and copy it in batch order
+      const staging = this.device.createBuffer({ size: align4(data.byteLength), usage: GPUBufferUsage.COPY_SRC, mappedAtCreation: true });
+      new Uint8Array(staging.getMappedRange()).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+      staging.unmap();
+      this.copy(staging, 0, dst, 0, data.byteLength);
+      this.temps.push(staging);
+    } else {
+      this.device.queue.writeBuffer(dst.buffer, 0, data.buffer, data.byteOffset, data.byteLength);
+    }
+  }
+
+  // ---- commands ----
+
+  private enc(): GPUCommandEncoder {
+    return (this.encoder ??= this.device.createCommandEncoder());
+  }
+
+  private endPass(): void {
+    this.pass?.end();
+    this.pass = null;
+  }
+
+  /** Copies bytes between buffers, in batch order. */
+  copy(src: GPUBuffer | PooledBuffer, srcOffset: number, dst: GPUBuffer | PooledBuffer, dstOffset: number, bytes: number): void {
+    if (bytes === 0) return;
+    const enc = this.enc();
+    this.endPass();
+    enc.copyBufferToBuffer(this.use(src), srcOffset, this.use(dst), dstOffset, align4(bytes));
+  }
+
+  /** Zeroes bytes of a buffer, in batch order. */
+  clear(dst: PooledBuffer, offset: number, bytes: number): void {
+    if (bytes === 0) return;
+    const enc = this.enc();
+    this.endPass();
+    enc.clearBuffer(this.use(dst), offset, align4(bytes));
+  }
+
+  private use(b: GPUBuffer | PooledBuffer): GPUBuffer {
+    if ('capacity' in b) {
+      b.lastUse = this.batch;
+      return b.buffer;
+    }
+    return b;
+  }
+
+  /**
+   * Records one dispatch of `workgroups` workgroups, numbered linearly; grids too long for one
+   * dimension fold into two, and kernels rebuild the index as wid.x + wid.y · nwg.x.
+   */
+  dispatch(kernel: Kernel, params: Params, bindings: readonly Binding[], workgroups: number): void {
+    if (workgroups === 0) return;
+    if (bindings.length !== kernel.bindings.length) {
+      throw new Error(`webgpu: kernel ${kernel.key} takes ${kernel.bindings.length} buffers, got ${bindings.length}`);
+    }
+    const [gx, gy] = this.grid(workgroups);
+    const { pipeline, layout } = this.pipeline(kernel);
+
+    // Arena space for the parameters and any int arrays; all of it must land in this batch.
+    const paramBytes = Math.max(16, align16(params.values.length * 4));
+    const arrays = bindings.filter((b): b is Int32Array => b instanceof Int32Array);
+    let need = this.alignUp(paramBytes);
+    for (const a of arrays) if (a.byteLength <= ARENA_MAX_ARRAY) need += this.alignUp(Math.max(16, a.byteLength));
+    if (this.arenaUsed + need > ARENA_BYTES) this.submit();
+
+    const paramOffset = this.arenaAlloc(paramBytes);
+    params.values.forEach((v, i) => {
+      const o = paramOffset + 4 * i, k = params.kinds[i];
+      if (k === 'f') this.arenaView.setFloat32(o, v, true);
+      else if (k === 'i') this.arenaView.setInt32(o, v, true);
+      else this.arenaView.setUint32(o, v, true);
+    });
+
+    const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: this.arena, offset: paramOffset, size: paramBytes } }];
+    bindings.forEach((b, i) => {
+      let resource: GPUBufferBinding;
+      if (b instanceof Int32Array) {
+        const size = Math.max(16, align16(b.byteLength));
+        if (b.byteLength <= ARENA_MAX_ARRAY) {
+          const offset = this.arenaAlloc(size);
+          new Int32Array(this.arenaCpu, offset, b.length).set(b);
+          resource = { buffer: this.arena, offset, size };
+        } else {
+          const buffer = this.device.createBuffer({ size, usage: GPUBufferUsage.STORAGE, mappedAtCreation: true });
+          new Int32Array(buffer.getMappedRange()).set(b);
+          buffer.unmap();
+          this.temps.push(buffer);
+          resource = { buffer, offset: 0, size };
+        }
+      } else {
+        resource = { buffer: this.use(b.buf), offset: b.offset ?? 0, size: Math.max(4, align4(b.size)) };
+      }
+      entries.push({ binding: i + 1, resource });
+    });
+
+    const group = this.device.createBindGroup({ layout, entries });
+    if (!this.pass) this.pass = this.enc().beginComputePass();
+    this.pass.setPipeline(pipeline);
+    this.pass.setBindGroup(0, group);
+    this.pass.dispatchWorkgroups(gx, gy);
+    if (++this.dispatches >= this.maxDispatches) this.submit();
+  }
+
+  private grid(n: number): [number, number] {
+    const max = this.maxWorkgroupsPerDim;
+    if (n <= max) return [n, 1];
+    const gy = Math.ceil(n / max);
+    if (gy > max) throw new Error(`webgpu: ${n} workgroups do not fit in a ${max}×${max} grid`);
+    // as square-ish as needed: gx·gy ≥ n with the fewest idle workgroups
+    return [Math.ceil(n / gy), gy];
+  }
+
+  private alignUp(n: number): number {
+    return Math.ceil(n / this.align) * this.align;
+  }
+
+  private arenaAlloc(bytes: number): number {
+    const o = this.arenaUsed;
+    this.arenaUsed += this.alignUp(bytes);
+    return o;
+  }
+
+  private pipeline(k: Kernel): { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout } {
+    let p = this.pipelines.get(k.key);
+    if (p) return p;
+    const layout = this.device.createBindGroupLayout({
+      label: k.key,
+      entries: [
+        { binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } },
+        ...k.bindings.map((a, i) => ({
+          binding: i + 1,
+          visibility: GPUShaderStage.COMPUTE,
+          buffer: { type: a === 'read' ? 'read-only-storage' as const : 'storage' as const },
+        })),
+      ],
+    });
+    const module = this.device.createShaderModule({ label: k.key, code: k.code() });
+    const pipeline = this.device.createComputePipeline({
+      label: k.key,
+      layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout] }),
+      compute: { module, entryPoint: 'main' },
+    });
+    p = { pipeline, layout };
+    this.pipelines.set(k.key, p);
+    return p;
+  }
+
+  /** Submits the pending batch (if any); later commands start a new one. */
+  submit(): void {
+    if (!this.encoder) return;
+    this.endPass();
+    if (this.arenaUsed) this.device.queue.writeBuffer(this.arena, 0, this.arenaCpu, 0, this.arenaUsed);
+    this.device.queue.submit([this.encoder.finish()]);
+    this.encoder = null;
+    this.dispatches = 0;
+    this.arenaUsed = 0;
+    this.batch++;
+    // destroying after submit is fine: the memory goes once the submitted work is done with it
+    for (const b of this.temps) b.destroy();
+    this.temps = [];
+    this.pool.trim();
+  }
+
+  /** Copies a buffer's first bytes to the host once every recorded command has run. */
+  async readBytes(src: PooledBuffer, bytes: number): Promise<ArrayBuffer> {
+    const size = Math.max(4, align4(bytes));
+    const staging = this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    this.copy(src, 0, staging, 0, size);
+    this.submit();
+    try {
+      await staging.mapAsync(GPUMapMode.READ);
+      this.checkError();
+      return staging.getMappedRange().slice(0, bytes);
+    } finally {
+      staging.destroy();
+    }
+  }
+
+  async flush(): Promise<void> {
+    this.submit();
+    await this.device.queue.onSubmittedWorkDone();
+    this.checkError();
+  }
+
+  destroy(): void {
+    this.endPass();
+    this.encoder = null;
+    this.pool.trim(0);
+    this.arena.destroy();
+    for (const b of this.temps) b.destroy();
+    this.temps = [];
+  }
+}
+
+const align4 = (n: number) => Math.ceil(n / 4) * 4;
+const align16 = (n: number) => Math.ceil(n / 16) * 16;
+const mib = (n: number) => (n / 2 ** 20).toFixed(n < 2 ** 20 ? 3 : 1);

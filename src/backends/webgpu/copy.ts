@@ -1,0 +1,104 @@
+// Data movement: embedding lookup, column slices, row gathers, cache resizes and the in-place
+// KV-cache write. One invocation per output value; the source index is computed, never searched.
+import { type GpuContext, type Kernel, Params } from './context.js';
+import { type GpuTensor, bind } from './tensor.js';
+import { BUILTINS, WG_INDEX } from './wgsl.js';
+
+const WG = 256;
+
+/** A one-value-per-invocation kernel: `body` maps output index i (< p.n) to its value. */
+function gatherKernel(key: string, fields: string, srcs: string[], body: string, idsType = 'i32'): Kernel {
+  const decl = srcs.map((s, i) => `@group(0) @binding(${i + 1}) var<storage, read> ${s}: array<${s === 'IDS' ? idsType : 'f32'}>;`).join('\n');
+  return {
+    key,
+    bindings: [...srcs.map(() => 'read' as const), 'write'],
+    code: () => /* wgsl */ `
+struct P { n: u32, ${fields} }
+@group(0) @binding(0) var<uniform> p: P;
+${decl}
+@group(0) @binding(${srcs.length + 1}) var<storage, read_write> Y: array<f32>;
+@compute @workgroup_size(${WG})
+fn main(${BUILTINS}) {
+  ${WG_INDEX}
+  let i = wg * ${WG}u + li;
+  if (i >= p.n) { return; }
+  ${body}
+}`,
+  };
+}
+
+function run(ctx: GpuContext, k: Kernel, n: number, params: Params, srcs: (GpuTensor | Int32Array)[], out: GpuTensor): void {
+  if (n === 0) return;
+  ctx.dispatch(k, params, [...srcs.map((s) => (s instanceof Int32Array ? s : bind(s))), bind(out)], Math.ceil(n / WG));
+}
+
+// Ids outside [0, V) read as zeros rather than out of bounds (the backend rejects them before,
+// when it knows the ids on the host).
+const EMBEDDING = gatherKernel('embedding', 'D: u32, V: u32', ['TABLE', 'IDS'], `
+  let row = i / p.D;
+  let id = IDS[row];
+  var v = 0.0;
+  if (id >= 0 && u32(id) < p.V) { v = TABLE[u32(id) * p.D + i % p.D]; }
+  Y[i] = v;`);
+
+export function embedding(ctx: GpuContext, out: GpuTensor, table: GpuTensor, ids: GpuTensor, V: number, D: number): void {
+  run(ctx, EMBEDDING, out.size, new Params().u32(out.size, D, V), [table, ids], out);
+}
+
+const SLICE_COLS = gatherKernel('slice_cols', 'N: u32, start: u32, width: u32', ['X'], `
+  Y[i] = X[(i / p.width) * p.N + p.start + i % p.width];`);
+
+export function sliceCols(ctx: GpuContext, out: GpuTensor, x: GpuTensor, N: number, start: number, width: number): void {
+  run(ctx, SLICE_COLS, out.size, new Params().u32(out.size, N, start, width), [x], out);
+}
+
+const GATHER_ROWS = gatherKernel('gather_rows', 'N: u32', ['X', 'IDS'], `
+  Y[i] = X[u32(IDS[i / p.N]) * p.N + i % p.N];`);
+
+/** rows must already be checked to lie in [0, M). */
+export function gatherRows(ctx: GpuContext, out: GpuTensor, x: GpuTensor, rows: Int32Array, N: number): void {
+  run(ctx, GATHER_ROWS, out.size, new Params().u32(out.size, N), [x, rows], out);
+}
+
+const RESIZE_ROWS = gatherKernel('resize_rows', 'C: u32, newC: u32, F: u32', ['X'], `
+  let f = i % p.F;
+  let c = (i / p.F) % p.newC;
+  let b = i / (p.F * p.newC);
+  var v = 0.0;
+  if (c < p.C) { v = X[(b * p.C + c) * p.F + f]; }
+  Y[i] = v;`);
+
+export function resizeRows(ctx: GpuContext, out: GpuTensor, x: GpuTensor, C: number, newC: number, F: number): void {
+  run(ctx, RESIZE_ROWS, out.size, new Params().u32(out.size, C, newC, F), [x], out);
+}
+
+// Scatters the last min(T, C) new rows of each sequence into their ring slots; their slots are
+// distinct, so the writes never race.
+const WRITE_KV: Kernel = {
+  key: 'write_kv',
+  bindings: ['read', 'read', 'write'],
+  code: () => /* wgsl */ `
+struct P { n: u32, T: u32, C: u32, F: u32, t0: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> POS0: array<i32>;
+@group(0) @binding(2) var<storage, read> NEW: array<f32>;
+@group(0) @binding(3) var<storage, read_write> CACHE: array<f32>;
+@compute @workgroup_size(${WG})
+fn main(${BUILTINS}) {
+  ${WG_INDEX}
+  let i = wg * ${WG}u + li;
+  if (i >= p.n) { return; }
+  let rows = p.T - p.t0;
+  let f = i % p.F;
+  let t = p.t0 + (i / p.F) % rows;
+  let b = i / (p.F * rows);
+  let slot = (u32(POS0[b]) + t) % p.C;
+  CACHE[(b * p.C + slot) * p.F + f] = NEW[(b * p.T + t) * p.F + f];
+}`,
+};
+
+export function writeKv(ctx: GpuContext, cache: GpuTensor, kNew: GpuTensor, pos0: Int32Array, B: number, C: number, T: number, F: number): void {
+  const t0 = Math.max(0, T - C), n = B * (T - t0) * F;
+  if (n === 0) return;
+  ctx.dispatch(WRITE_KV, new Params().u32(n, T, C, F, t0), [pos0, bind(kNew), bind(cache)], Math.ceil(n / WG));
+}

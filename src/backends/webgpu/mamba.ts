@@ -1,0 +1,151 @@
+// Mamba's two sequential pieces: the causal depthwise conv1d (+SiLU) and the selective scan.
+import { type GpuContext, type Kernel, Params } from './context.js';
+import { type GpuTensor, bind } from './tensor.js';
+import { BUILTINS, MATH, WG_INDEX } from './wgsl.js';
+
+const WG = 256;
+
+// Input τ ≥ -H of sequence b, channel c: x when τ ≥ 0, else the carried state (zeros without one).
+const CONV_INPUT = /* wgsl */ `
+fn input(b: u32, tau: i32, c: u32) -> f32 {
+  if (tau >= 0) { return X[(b * p.T + u32(tau)) * p.C + c]; }
+  if (p.hasState == 0u) { return 0.0; }
+  return S[(b * p.C + c) * p.H + u32(i32(p.H) + tau)];
+}`;
+
+const CONV_HEAD = /* wgsl */ `
+struct P { n: u32, T: u32, C: u32, K: u32, H: u32, hasState: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read> S: array<f32>;`;
+
+// One invocation per output (b, t, c).
+const CONV: Kernel = {
+  key: 'conv1d_silu',
+  bindings: ['read', 'read', 'read', 'read', 'write'],
+  code: () => /* wgsl */ `
+${MATH}
+${CONV_HEAD}
+@group(0) @binding(3) var<storage, read> W: array<f32>;
+@group(0) @binding(4) var<storage, read> BIAS: array<f32>;
+@group(0) @binding(5) var<storage, read_write> Y: array<f32>;
+${CONV_INPUT}
+@compute @workgroup_size(${WG})
+fn main(${BUILTINS}) {
+  ${WG_INDEX}
+  let i = wg * ${WG}u + li;
+  if (i >= p.n) { return; }
+  let c = i % p.C;
+  let bt = i / p.C;
+  let b = bt / p.T;
+  let t = i32(bt % p.T);
+  var s = BIAS[c];
+  for (var k = 0u; k < p.K; k++) {
+    s = fma(W[c * p.K + k], input(b, t - i32(p.H) + i32(k), c), s);
+  }
+  Y[i] = silu(s);
+}`,
+};
+
+// One invocation per carried value (b, c, k < H): the inputs at τ = T-H+k.
+const CONV_STATE: Kernel = {
+  key: 'conv1d_state',
+  bindings: ['read', 'read', 'write'],
+  code: () => /* wgsl */ `
+${CONV_HEAD}
+@group(0) @binding(3) var<storage, read_write> NEXT: array<f32>;
+${CONV_INPUT}
+@compute @workgroup_size(${WG})
+fn main(${BUILTINS}) {
+  ${WG_INDEX}
+  let i = wg * ${WG}u + li;
+  if (i >= p.n) { return; }
+  let k = i % p.H;
+  let bc = i / p.H;
+  NEXT[i] = input(bc / p.C, i32(p.T) - i32(p.H) + i32(k), bc % p.C);
+}`,
+};
+
+/** state: the incoming state, or any buffer (unread) when there is none. */
+export function conv1dSilu(
+  ctx: GpuContext, y: GpuTensor, next: GpuTensor, x: GpuTensor, w: GpuTensor, bias: GpuTensor,
+  state: GpuTensor, hasState: boolean, B: number, T: number, C: number, K: number,
+): void {
+  const H = K - 1, flag = hasState ? 1 : 0;
+  if (y.size) {
+    ctx.dispatch(CONV, new Params().u32(y.size, T, C, K, H, flag), [bind(x), bind(state), bind(w), bind(bias), bind(y)], Math.ceil(y.size / WG));
+  }
+  if (next.size) {
+    ctx.dispatch(CONV_STATE, new Params().u32(next.size, T, C, K, H, flag), [bind(x), bind(state), bind(next)], Math.ceil(next.size / WG));
+  }
+}
+
+const SCAN_WG = 64;
+
+// One invocation per (sequence b, channel c) holds h[N] in registers and walks t sequentially.
+// The per-channel parameters arrive packed in one buffer, [dtBias C | D C | aLog C·N], and h runs
+// from H (holding h0, or zeros) back into H, which keeps the kernel within 8 storage bindings.
+function scanKernel(N: number): Kernel {
+  return {
+    key: `selective_scan_${N}`,
+    bindings: ['read', 'read', 'read', 'read', 'read', 'read', 'write', 'write'],
+    code: () => /* wgsl */ `
+${MATH}
+struct P { B: u32, T: u32, C: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> U: array<f32>;
+@group(0) @binding(2) var<storage, read> DT: array<f32>;
+@group(0) @binding(3) var<storage, read> Z: array<f32>;
+@group(0) @binding(4) var<storage, read> BM: array<f32>;
+@group(0) @binding(5) var<storage, read> CM: array<f32>;
+@group(0) @binding(6) var<storage, read> PAR: array<f32>;
+@group(0) @binding(7) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(8) var<storage, read_write> H: array<f32>;
+@compute @workgroup_size(${SCAN_WG})
+fn main(${BUILTINS}) {
+  ${WG_INDEX}
+  let i = wg * ${SCAN_WG}u + li;
+  if (i >= p.B * p.C) { return; }
+  let c = i % p.C;
+  let b = i / p.C;
+  let dtBias = PAR[c];
+  let dSkip = PAR[p.C + c];
+  var a: array<f32, ${Math.max(N, 1)}>;
+  var h: array<f32, ${Math.max(N, 1)}>;
+  for (var n = 0u; n < ${N}u; n++) {
+    a[n] = -exp(PAR[2u * p.C + c * ${N}u + n]);
+    h[n] = H[i * ${N}u + n];
+  }
+  for (var t = 0u; t < p.T; t++) {
+    let r = b * p.T + t;
+    let ut = U[r * p.C + c];
+    let delta = softplus(DT[r * p.C + c] + dtBias);
+    let du = delta * ut;
+    var yt = 0.0;
+    for (var n = 0u; n < ${N}u; n++) {
+      h[n] = fma(exp(delta * a[n]), h[n], du * BM[r * ${N}u + n]);
+      yt = fma(h[n], CM[r * ${N}u + n], yt);
+    }
+    Y[r * p.C + c] = fma(dSkip, ut, yt) * silu(Z[r * p.C + c]);
+  }
+  for (var n = 0u; n < ${N}u; n++) { H[i * ${N}u + n] = h[n]; }
+}`,
+  };
+}
+
+const scanKernels = new Map<number, Kernel>();
+
+/** par: scratch of 2C + C·N floats; hOut: already holds h0 (or zeros). */
+export function selectiveScan(
+  ctx: GpuContext, y: GpuTensor, hOut: GpuTensor, par: GpuTensor,
+  u: GpuTensor, dt: GpuTensor, dtBias: GpuTensor, aLog: GpuTensor, bm: GpuTensor, cm: GpuTensor, d: GpuTensor, z: GpuTensor,
+  B: number, T: number, C: number, N: number,
+): void {
+  if (B * C === 0) return;
+  ctx.copy(dtBias.buf!, 0, par.buf!, 0, C * 4);
+  ctx.copy(d.buf!, 0, par.buf!, C * 4, C * 4);
+  ctx.copy(aLog.buf!, 0, par.buf!, 2 * C * 4, C * N * 4);
+  let kernel = scanKernels.get(N);
+  if (!kernel) scanKernels.set(N, (kernel = scanKernel(N)));
+  ctx.dispatch(kernel, new Params().u32(B, T, C), [bind(u), bind(dt), bind(z), bind(bm), bind(cm), bind(par), bind(y), bind(hOut)], Math.ceil((B * C) / SCAN_WG));
+}

@@ -1,0 +1,147 @@
+// y = x · wᵀ with x [M, K] and w [N, K] (PyTorch's [out, in] layout, so both operands are
+// K-contiguous). Two kernels:
+// - tiled: a 64×64 output tile per workgroup, K streamed through workgroup memory in slabs of 16,
+//   every invocation accumulating a 4×4 block in registers; for prefill and training sizes.
+// - gemv: a few output columns per workgroup with K split across the invocations and a tree
+//   reduction; for decode (M of 1 to a few), where the tiled kernel would idle 63 of 64 rows.
+// The weight's element type is a template parameter so an f16 variant (weights stored as f16,
+// accumulation in f32) can be selected by feature detection later; only f32 is dispatched now.
+import { type GpuContext, type Kernel, Params } from './context.js';
+import { type GpuTensor, bind } from './tensor.js';
+import { BUILTINS, WG_INDEX } from './wgsl.js';
+
+export type WeightType = 'f32' | 'f16';
+
+const BM = 64, BN = 64, BK = 16, TM = 4, TN = 4;
+const WX = BN / TN, WY = BM / TM; // 16 × 16 invocations
+const THREADS = WX * WY;
+/** Row stride of a workgroup-memory slab, padded so the transposing stores spread over banks. */
+const SA = BM + 4, SB = BN + 4;
+
+/** Up to this many rows of x, the gemv kernel wins. */
+export const GEMV_MAX_ROWS = 4;
+
+function header(w: WeightType): string {
+  return w === 'f16' ? 'enable f16;\n' : '';
+}
+
+function tiledKernel(w: WeightType): Kernel {
+  return {
+    key: `matmul_tiled_${w}`,
+    bindings: ['read', 'read', 'write'],
+    code: () => /* wgsl */ `${header(w)}
+struct P { M: u32, N: u32, K: u32, tilesN: u32, tiles: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read> W: array<${w}>;
+@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
+// k-major slabs: tileA[k][m], tileB[k][n], so the inner loop reads rows of both
+var<workgroup> tileA: array<f32, ${BK * SA}>;
+var<workgroup> tileB: array<f32, ${BK * SB}>;
+
+@compute @workgroup_size(${WX}, ${WY})
+fn main(${BUILTINS}, @builtin(local_invocation_id) lid: vec3<u32>) {
+  ${WG_INDEX}
+  if (wg >= p.tiles) { return; }
+  let m0 = (wg / p.tilesN) * ${BM}u;
+  let n0 = (wg % p.tilesN) * ${BN}u;
+  var acc: array<f32, ${TM * TN}>;
+  for (var k0 = 0u; k0 < p.K; k0 += ${BK}u) {
+    // each invocation loads ${(BM * BK) / THREADS} values of each slab; neighbours read along k
+    for (var l = 0u; l < ${(BM * BK) / THREADS}u; l++) {
+      let e = li + l * ${THREADS}u;
+      let r = e / ${BK}u;
+      let c = e % ${BK}u;
+      let k = k0 + c;
+      var a = 0.0;
+      if (m0 + r < p.M && k < p.K) { a = X[(m0 + r) * p.K + k]; }
+      tileA[c * ${SA}u + r] = a;
+      var b = 0.0;
+      if (n0 + r < p.N && k < p.K) { b = f32(W[(n0 + r) * p.K + k]); }
+      tileB[c * ${SB}u + r] = b;
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < ${BK}u; kk++) {
+      var av: array<f32, ${TM}>;
+      var bv: array<f32, ${TN}>;
+      for (var i = 0u; i < ${TM}u; i++) { av[i] = tileA[kk * ${SA}u + lid.y + i * ${WY}u]; }
+      for (var j = 0u; j < ${TN}u; j++) { bv[j] = tileB[kk * ${SB}u + lid.x + j * ${WX}u]; }
+      for (var i = 0u; i < ${TM}u; i++) {
+        for (var j = 0u; j < ${TN}u; j++) {
+          acc[i * ${TN}u + j] = fma(av[i], bv[j], acc[i * ${TN}u + j]);
+        }
+      }
+    }
+    workgroupBarrier();
+  }
+  // rows lid.y + 16i and columns lid.x + 16j: neighbouring invocations write neighbouring columns
+  for (var i = 0u; i < ${TM}u; i++) {
+    let m = m0 + lid.y + i * ${WY}u;
+    if (m >= p.M) { break; }
+    for (var j = 0u; j < ${TN}u; j++) {
+      let n = n0 + lid.x + j * ${WX}u;
+      if (n < p.N) { Y[m * p.N + n] = acc[i * ${TN}u + j]; }
+    }
+  }
+}`,
+  };
+}
+
+const GV_WG = 128, GV_COLS = 4;
+
+function gemvKernel(w: WeightType): Kernel {
+  return {
+    key: `matmul_gemv_${w}`,
+    bindings: ['read', 'read', 'write'],
+    code: () => /* wgsl */ `${header(w)}
+struct P { M: u32, N: u32, K: u32, groupsN: u32, groups: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read> W: array<${w}>;
+@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
+var<workgroup> part: array<f32, ${GV_WG * GV_COLS}>;
+
+@compute @workgroup_size(${GV_WG})
+fn main(${BUILTINS}) {
+  ${WG_INDEX}
+  if (wg >= p.groups) { return; }
+  let m = wg / p.groupsN;
+  let n0 = (wg % p.groupsN) * ${GV_COLS}u;
+  var acc: array<f32, ${GV_COLS}>;
+  // neighbouring invocations read neighbouring k of each weight row
+  for (var k = li; k < p.K; k += ${GV_WG}u) {
+    let xv = X[m * p.K + k];
+    for (var c = 0u; c < ${GV_COLS}u; c++) {
+      if (n0 + c < p.N) { acc[c] = fma(xv, f32(W[(n0 + c) * p.K + k]), acc[c]); }
+    }
+  }
+  for (var c = 0u; c < ${GV_COLS}u; c++) { part[c * ${GV_WG}u + li] = acc[c]; }
+  workgroupBarrier();
+  for (var s = ${GV_WG / 2}u; s > 0u; s >>= 1u) {
+    if (li < s) {
+      for (var c = 0u; c < ${GV_COLS}u; c++) { part[c * ${GV_WG}u + li] += part[c * ${GV_WG}u + li + s]; }
+    }
+    workgroupBarrier();
+  }
+  if (li < ${GV_COLS}u && n0 + li < p.N) { Y[m * p.N + n0 + li] = part[li * ${GV_WG}u]; }
+}`,
+  };
+}
+
+const KERNELS = {
+  tiled: { f32: tiledKernel('f32'), f16: tiledKernel('f16') },
+  gemv: { f32: gemvKernel('f32'), f16: gemvKernel('f16') },
+};
+
+export function matmul(ctx: GpuContext, out: GpuTensor, x: GpuTensor, w: GpuTensor, M: number, N: number, K: number): void {
+  if (M === 0 || N === 0) return;
+  if (K === 0) { ctx.clear(out.buf!, 0, out.bytes); return; }
+  const wt: WeightType = 'f32';
+  if (M <= GEMV_MAX_ROWS) {
+    const groupsN = Math.ceil(N / GV_COLS), groups = groupsN * M;
+    ctx.dispatch(KERNELS.gemv[wt], new Params().u32(M, N, K, groupsN, groups), [bind(x), bind(w), bind(out)], groups);
+  } else {
+    const tilesN = Math.ceil(N / BN), tiles = tilesN * Math.ceil(M / BM);
+    ctx.dispatch(KERNELS.tiled[wt], new Params().u32(M, N, K, tilesN, tiles), [bind(x), bind(w), bind(out)], tiles);
+  }
+}

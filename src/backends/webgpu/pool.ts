@@ -1,0 +1,85 @@
+// A size-bucketed pool of storage buffers. Tensors come and go on every op (a forward pass makes
+// hundreds), and creating GPU buffers is slow, so disposed buffers wait here to be handed out again.
+
+/** A storage buffer and the batch (command encoder) that last used it. */
+export interface PooledBuffer {
+  readonly buffer: GPUBuffer;
+  /** Bytes the buffer really has (its bucket size). */
+  readonly capacity: number;
+  /** Id of the last batch of commands that referenced the buffer; see GpuContext. */
+  lastUse: number;
+}
+
+const MIN_BUCKET = 256;
+
+/**
+ * Rounds a byte count up to its bucket: powers of two split in four steps (2^k · {1, 1.25, 1.5,
+ * 1.75}), so a pooled buffer wastes at most a quarter of its size.
+ */
+export function bucketSize(bytes: number): number {
+  if (bytes <= MIN_BUCKET) return MIN_BUCKET;
+  const p = 2 ** Math.floor(Math.log2(bytes));
+  const step = p / 4;
+  return Math.ceil(bytes / step) * step;
+}
+
+export class BufferPool {
+  private free = new Map<number, PooledBuffer[]>();
+  private freeBytes = 0;
+  /** Bytes held by live (handed out) buffers. */
+  liveBytes = 0;
+
+  constructor(
+    private readonly device: GPUDevice,
+    private readonly usage: GPUBufferUsageFlags,
+    /** Buffers larger than this are never rounded up past it (the device's largest buffer). */
+    private readonly maxBytes: number,
+    /** Free buffers beyond this many bytes are destroyed rather than kept. */
+    private readonly keepBytes: number,
+  ) {}
+
+  acquire(bytes: number): PooledBuffer {
+    const exact = Math.ceil(bytes / 4) * 4;
+    const size = Math.max(exact, Math.min(bucketSize(exact), this.maxBytes - (this.maxBytes % 4)));
+    const list = this.free.get(size);
+    const hit = list?.pop();
+    if (hit) {
+      this.freeBytes -= size;
+      this.liveBytes += size;
+      return hit;
+    }
+    const buffer = this.device.createBuffer({ size, usage: this.usage });
+    this.liveBytes += size;
+    return { buffer, capacity: size, lastUse: -1 };
+  }
+
+  release(b: PooledBuffer): void {
+    this.liveBytes -= b.capacity;
+    let list = this.free.get(b.capacity);
+    if (!list) this.free.set(b.capacity, (list = []));
+    list.push(b);
+    this.freeBytes += b.capacity;
+  }
+
+  /**
+   * Destroys free buffers until at most keepBytes remain. Only call this when no unsubmitted
+   * command references them (a destroyed buffer makes a later submit fail).
+   */
+  trim(keepBytes = this.keepBytes): void {
+    if (this.freeBytes <= keepBytes) return;
+    // largest first: they free the most memory for the fewest future allocations
+    const sizes = [...this.free.keys()].sort((a, b) => b - a);
+    for (const size of sizes) {
+      const list = this.free.get(size)!;
+      while (list.length && this.freeBytes > keepBytes) {
+        list.pop()!.buffer.destroy();
+        this.freeBytes -= size;
+      }
+      if (!list.length) this.free.delete(size);
+    }
+  }
+
+  get pooledBytes(): number {
+    return this.freeBytes;
+  }
+}

@@ -1,0 +1,45 @@
+import { type DType, type Tensor, numel, shapeStr } from '../../core/backend.js';
+import type { Binding } from './context.js';
+import type { PooledBuffer } from './pool.js';
+
+/** A buffer shared by a tensor and its reshaped views; back to the pool when the last goes. */
+export class Storage {
+  refs = 1;
+  constructor(readonly buf: PooledBuffer) {}
+}
+
+export class GpuTensor implements Tensor {
+  readonly size: number;
+  constructor(
+    readonly shape: readonly number[],
+    readonly dtype: DType,
+    /** null once disposed. */
+    public storage: Storage | null,
+    /** Host copy of an ids tensor, kept so ops can validate ids without reading the GPU back. */
+    readonly hostInts?: Int32Array,
+  ) {
+    this.size = numel(shape);
+  }
+
+  get buf(): PooledBuffer | null {
+    return this.storage?.buf ?? null;
+  }
+
+  get bytes(): number {
+    return this.size * 4;
+  }
+}
+
+/** The tensor as a GpuTensor, with a readable error for a foreign or disposed one. */
+export function gpu(t: Tensor, op: string, dtype: DType = 'f32'): GpuTensor {
+  if (!(t instanceof GpuTensor)) throw new Error(`${op}: tensor belongs to another backend`);
+  if (!t.buf) throw new Error(`${op}: tensor ${shapeStr(t.shape)} was disposed`);
+  if (t.dtype !== dtype) throw new Error(`${op}: expected a ${dtype === 'f32' ? 'float32' : 'int32'} tensor, got ${t.dtype}`);
+  return t;
+}
+
+/** The whole tensor as a storage binding. */
+export function bind(t: GpuTensor): Binding {
+  if (!t.buf) throw new Error(`tensor ${shapeStr(t.shape)} was disposed`);
+  return { buf: t.buf, size: t.bytes };
+}

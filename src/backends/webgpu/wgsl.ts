@@ -1,0 +1,36 @@
+// WGSL snippets shared by the kernels.
+
+/** Entry-point builtins every kernel takes; `lin` (below) folds a 2D grid back into one index. */
+export const BUILTINS = /* wgsl */ `
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) li: u32`;
+
+/** Index of this workgroup in the linear numbering of GpuContext.dispatch. */
+export const WG_INDEX = /* wgsl */ `let wg = wid.x + wid.y * nwg.x;`;
+
+/**
+ * Math that must agree with the CPU reference without relying on IEEE infinities (WGSL lets
+ * implementations assume there are none), so each function stays in range by construction.
+ */
+export const MATH = /* wgsl */ `
+fn sigmoid(x: f32) -> f32 {
+  // exp of a non-positive number only: no overflow for large |x|
+  let e = exp(-abs(x));
+  return select(e / (1.0 + e), 1.0 / (1.0 + e), x >= 0.0);
+}
+fn silu(x: f32) -> f32 { return x * sigmoid(x); }
+fn log1p_(x: f32) -> f32 {
+  // log(1 + x) loses every digit of a tiny x; the series keeps them
+  if (x < 1e-3) { return x * (1.0 - x * (0.5 - x / 3.0)); }
+  return log(1.0 + x);
+}
+/** The references' softplus: the identity above 20. */
+fn softplus(x: f32) -> f32 {
+  if (x > 20.0) { return x; }
+  return log1p_(exp(x));
+}
+`;
+
+/** A large negative stand-in for -inf (a running max that no real score is below). */
+export const NEG_BIG = '-3.0e38';

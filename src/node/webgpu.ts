@@ -1,0 +1,70 @@
+// WebGPU in Node through Dawn (the `webgpu` npm package). Browsers pass their own GPUDevice to
+// WebGpuBackend; this is the Node-only way to get one.
+import { create, globals } from 'webgpu';
+import { WebGpuBackend, type WebGpuBackendOptions } from '../backends/webgpu/index.js';
+
+export interface NodeWebGpuOptions extends Omit<WebGpuBackendOptions, 'ownsDevice'> {
+  powerPreference?: GPUPowerPreference;
+  /** Throw instead of returning null when there is no adapter. */
+  requireAdapter?: boolean;
+}
+
+/** Limits asked for at their adapter maximum: big models need big bindings and workgroups. */
+const MAX_LIMITS = [
+  'maxStorageBufferBindingSize',
+  'maxBufferSize',
+  'maxComputeWorkgroupStorageSize',
+  'maxComputeInvocationsPerWorkgroup',
+  'maxComputeWorkgroupSizeX',
+  'maxComputeWorkgroupSizeY',
+  'maxComputeWorkgroupSizeZ',
+  'maxComputeWorkgroupsPerDimension',
+  'maxStorageBuffersPerShaderStage',
+  'maxUniformBufferBindingSize',
+] as const;
+
+const OPTIONAL_FEATURES: GPUFeatureName[] = ['shader-f16', 'subgroups', 'timestamp-query'];
+
+/** Dawn instances to try in turn: unsafe APIs let f16 appear on more drivers (NVIDIA via Vulkan). */
+const DAWN_OPTIONS = [['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia'], []];
+
+/**
+ * Dawn instances in use. Dawn tears an instance down when its GPU object is collected, even while
+ * its devices still run, so every instance that handed out an adapter is held for good.
+ */
+const instances: GPU[] = [];
+
+async function requestAdapter(powerPreference: GPUPowerPreference): Promise<GPUAdapter | null> {
+  Object.assign(globalThis, globals);
+  for (const options of DAWN_OPTIONS) {
+    try {
+      const instance = create(options);
+      const adapter = await instance.requestAdapter({ powerPreference });
+      if (adapter) {
+        instances.push(instance);
+        return adapter;
+      }
+    } catch {
+      // an instance that rejects these options: try the next
+    }
+  }
+  return null;
+}
+
+/** A WebGPU backend on the best adapter Dawn finds, or null (see requireAdapter) when there is none. */
+export async function createNodeWebGpuBackend(opts: NodeWebGpuOptions = {}): Promise<WebGpuBackend | null> {
+  const { powerPreference = 'high-performance', requireAdapter = false, ...backendOpts } = opts;
+  const adapter = await requestAdapter(powerPreference);
+  if (!adapter) {
+    if (requireAdapter) throw new Error('no WebGPU adapter found');
+    return null;
+  }
+  const requiredLimits: Record<string, number> = {};
+  for (const name of MAX_LIMITS) {
+    const v = adapter.limits[name];
+    if (typeof v === 'number') requiredLimits[name] = v;
+  }
+  const requiredFeatures = OPTIONAL_FEATURES.filter((f) => adapter.features.has(f));
+  const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
+  return new WebGpuBackend(device, { ...backendOpts, ownsDevice: true });
+}
