@@ -1,0 +1,92 @@
+// Attention and the KV-cache ops on WebGPU equal the CPU reference: windows of 1, below T, at T
+// and past it, full attention, MHA/GQA/MQA, chunk edges of the online softmax (64 keys), head
+// sizes past one value per invocation, and a ring-buffer cache that has wrapped, with pos0
+// differing per sequence.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { CpuBackend } from '../../../src/backends/cpu/cpu.js';
+import { type AttentionArgs, type Backend, type KvCache, type Tensor, numel } from '../../../src/core/backend.js';
+import { Rng, randomArray } from '../../../src/core/random.js';
+import { assertParity, gpuBackendOrSkip } from '../../helpers/gpu.js';
+
+const cpu = new CpuBackend();
+
+function twin(be: Backend, rng: Rng, shape: number[], scale = 1): [Tensor, Tensor] {
+  const data = randomArray(rng, numel(shape), scale);
+  return [be.tensor(data, shape), cpu.tensor(data.slice(), shape)];
+}
+
+interface Case {
+  B: number; T: number; H: number; Hkv: number; hs: number; window: number;
+  pos0: number[]; capacity?: number;
+}
+
+async function check(be: Backend, rng: Rng, c: Case): Promise<void> {
+  const { B, T, H, Hkv, hs, window, capacity } = c;
+  // scores spread enough that the softmax is far from uniform
+  const [gq, cq] = twin(be, rng, [B, T, H * hs], 2);
+  const [gk, ck] = twin(be, rng, [B, T, Hkv * hs], 2);
+  const [gv, cv] = twin(be, rng, [B, T, Hkv * hs]);
+  let gc: KvCache | null = null, cc: KvCache | null = null;
+  if (capacity !== undefined) {
+    const [gkc, ckc] = twin(be, rng, [B, capacity, Hkv * hs], 2), [gvc, cvc] = twin(be, rng, [B, capacity, Hkv * hs]);
+    gc = { k: gkc, v: gvc, capacity };
+    cc = { k: ckc, v: cvc, capacity };
+  }
+  const args: AttentionArgs = { nHeads: H, nKvHeads: Hkv, headDim: hs, window, pos0: Int32Array.from(c.pos0) };
+  await assertParity(`attention ${JSON.stringify(c)}`, be, be.attention(gq, gk, gv, gc, args), cpu, cpu.attention(cq, ck, cv, cc, args));
+}
+
+test('webgpu attention without a cache: windows, head groupings, head sizes', async (t) => {
+  const be = await gpuBackendOrSkip(t);
+  if (!be) return;
+  const rng = new Rng(7);
+  for (const window of [1, 4, 13, 20, Infinity]) {
+    for (const [H, Hkv] of [[4, 4], [4, 2], [4, 1]]) {
+      await be.tidy(() => check(be, rng, { B: 2, T: 13, H, Hkv, hs: 8, window, pos0: [0, 5] }));
+    }
+  }
+  for (const hs of [1, 63, 64, 65, 130]) {
+    await be.tidy(() => check(be, rng, { B: 1, T: 9, H: 2, Hkv: 1, hs, window: 5, pos0: [3] }));
+  }
+});
+
+test('webgpu attention: key counts across online-softmax chunks (T = 150)', async (t) => {
+  const be = await gpuBackendOrSkip(t);
+  if (!be) return;
+  const rng = new Rng(8);
+  for (const window of [63, 64, 65, 100, Infinity]) {
+    await be.tidy(() => check(be, rng, { B: 1, T: 150, H: 2, Hkv: 1, hs: 16, window, pos0: [0] }));
+  }
+});
+
+test('webgpu attention with a KV cache: wrapped ring buffer, partly filled cache, decode, full attention', async (t) => {
+  const be = await gpuBackendOrSkip(t);
+  if (!be) return;
+  const rng = new Rng(9);
+  // sliding window, cache = window: sequence 0 has wrapped (positions 4..9 in slots 4,5,0,1,2,3),
+  // sequence 1 has seen only 3 tokens
+  await be.tidy(() => check(be, rng, { B: 2, T: 4, H: 4, Hkv: 2, hs: 8, window: 6, capacity: 6, pos0: [10, 3] }));
+  // decode: one new token, window past one chunk
+  await be.tidy(() => check(be, rng, { B: 2, T: 1, H: 3, Hkv: 1, hs: 16, window: 70, capacity: 70, pos0: [100, 69] }));
+  await be.tidy(() => check(be, rng, { B: 3, T: 1, H: 2, Hkv: 2, hs: 8, window: 1, capacity: 1, pos0: [5, 0, 1] }));
+  // full attention over a grown cache (capacity > positions so far)
+  await be.tidy(() => check(be, rng, { B: 2, T: 5, H: 4, Hkv: 1, hs: 8, window: Infinity, capacity: 32, pos0: [20, 7] }));
+  // more new tokens than the window: most keys come from the new rows
+  await be.tidy(() => check(be, rng, { B: 2, T: 11, H: 2, Hkv: 2, hs: 8, window: 4, capacity: 4, pos0: [9, 2] }));
+});
+
+test('webgpu writeKv (in place) and resizeRows of a cache', async (t) => {
+  const be = await gpuBackendOrSkip(t);
+  if (!be) return;
+  const rng = new Rng(10);
+  for (const [C, T, pos0] of [[6, 4, [10, 3]], [6, 1, [5, 0]], [4, 11, [9, 2]], [8, 8, [0, 3]]] as [number, number, number[]][]) {
+    const B = 2, F = 12;
+    const [gcache, ccache] = twin(be, rng, [B, C, F]), [gn, cn] = twin(be, rng, [B, T, F]);
+    be.writeKv(gcache, gn, Int32Array.from(pos0));
+    cpu.writeKv(ccache, cn, Int32Array.from(pos0));
+    await assertParity(`writeKv C=${C} T=${T} pos0=${pos0}`, be, gcache, cpu, ccache);
+    await assertParity('resizeRows grow', be, be.resizeRows(gcache, C + 5), cpu, cpu.resizeRows(ccache, C + 5));
+  }
+  assert.throws(() => be.writeKv(be.zeros([1, 4, 2]), be.zeros([1, 2, 2]), Int32Array.of(-1)), /negative position/);
+});

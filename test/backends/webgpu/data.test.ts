@@ -1,0 +1,155 @@
+// Tensor lifetime, batching and dispatch plumbing of the WebGPU backend: uploads, reads, the buffer
+// pool, tidy/keep, refcounted views, the upload-after-reuse hazard, submission limits, 2D grids and
+// the binding-size error.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { CpuBackend } from '../../../src/backends/cpu/cpu.js';
+import { WebGpuBackend } from '../../../src/backends/webgpu/backend.js';
+import type { KvCache, Tensor } from '../../../src/core/backend.js';
+import { Rng, randomArray } from '../../../src/core/random.js';
+import { assertParity, gpuBackendOrSkip } from '../../helpers/gpu.js';
+
+const cpu = new CpuBackend();
+
+test('webgpu tensor, ids and zeros read back exactly', async (t) => {
+  const be = await gpuBackendOrSkip(t);
+  if (!be) return;
+  const data = randomArray(new Rng(20), 1000, 1e6);
+  assert.deepEqual(await be.read(be.tensor(data, [10, 100])), data);
+  assert.deepEqual(await be.read(be.ids(Int32Array.of(-3, 0, 7, 1 << 20), [2, 2])), Float32Array.of(-3, 0, 7, 1 << 20));
+  assert.deepEqual(await be.read(be.tensor(new Float32Array(0), [0, 4])), new Float32Array(0));
+  // a pooled buffer comes back dirty; zeros must still be zeros
+  const dirty = be.tensor(new Float32Array(777).fill(5), [777]);
+  await be.read(dirty);
+  be.dispose(dirty);
+  assert.deepEqual(await be.read(be.zeros([777])), new Float32Array(777));
+  assert.throws(() => be.tensor(new Float32Array(5), [2, 3]), /tensor data has 5 values, shape \[2, 3\] needs 6/);
+});
+
+test('webgpu tidy frees everything but results and kept tensors; views are refcounted', async (t) => {
+  const be = await gpuBackendOrSkip(t);
+  if (!be) return;
+  await be.flush();
+  const base = be.ctx.pool.liveBytes;
+  let kept: Tensor | null = null;
+  const out = be.tidy(() => {
+    const a = be.tensor(Float32Array.of(1, 2, 3, 4), [2, 2]);
+    const b = be.add(a, a);
+    kept = be.keep(be.add(b, a));
+    be.add(b, b); // garbage
+    return { nested: [be.reshape(be.siluMul(a, b), [4])] };
+  });
+  assert.equal(be.ctx.pool.liveBytes - base, 2 * 256, 'only the result and the kept tensor stay live');
+  assert.deepEqual(await be.read(kept!), Float32Array.of(3, 6, 9, 12));
+  assert.ok((await be.read(out.nested[0])).every((v, i) => Math.abs(v - [1, 2, 3, 4][i] * 2 * [1, 2, 3, 4][i] / (1 + Math.exp(-[1, 2, 3, 4][i]))) < 1e-5));
+  be.dispose(kept!);
+  be.dispose(out.nested[0]);
+  be.dispose(out.nested[0]); // twice is harmless
+  assert.equal(be.ctx.pool.liveBytes, base);
+
+  // a view keeps the storage alive after its base goes, and frees it with the last view
+  const x = be.tensor(Float32Array.of(1, 2, 3, 4, 5, 6), [2, 3]);
+  const v = be.reshape(x, [3, 2]);
+  be.dispose(x);
+  assert.equal(be.ctx.pool.liveBytes - base, 256);
+  assert.deepEqual(await be.read(v), Float32Array.of(1, 2, 3, 4, 5, 6));
+  assert.throws(() => be.add(x, x), /add: tensor \[2, 3\] was disposed/);
+  be.dispose(v);
+  assert.equal(be.ctx.pool.liveBytes, base);
+});
+
+test('webgpu: an upload into a reused buffer does not overtake queued commands that read it', async (t) => {
+  const be = await gpuBackendOrSkip(t);
+  if (!be) return;
+  const a = be.tensor(Float32Array.of(1, 2, 3), [3]);
+  await be.flush();
+  const sum = be.add(a, a); // queued, not submitted: reads a's buffer later
+  be.dispose(a);
+  const b = be.tensor(Float32Array.of(100, 200, 300), [3]); // gets a's buffer back from the pool
+  assert.deepEqual(await be.read(sum), Float32Array.of(2, 4, 6));
+  assert.deepEqual(await be.read(b), Float32Array.of(100, 200, 300));
+});
+
+test('webgpu: long op chains submit in several batches and stay exact', async (t) => {
+  const be = await gpuBackendOrSkip(t);
+  if (!be) return;
+  const rng = new Rng(21);
+  const data = randomArray(rng, 100), one = randomArray(rng, 100);
+  const { g, c } = be.tidy(() => {
+    let g = be.tensor(data, [100]), c: Tensor = cpu.tensor(data, [100]);
+    const go = be.tensor(one, [100]), co = cpu.tensor(one, [100]);
+    for (let i = 0; i < 700; i++) { g = be.add(g, go); c = cpu.add(c, co); } // > 2 × 256 dispatches
+    return { g, c };
+  });
+  await assertParity('700 chained adds', be, g, cpu, c, 1e-6);
+  await be.flush();
+});
+
+test('webgpu: a tensor beyond the device binding limit fails with a clear message', async (t) => {
+  const be = await gpuBackendOrSkip(t);
+  if (!be) return;
+  const n = be.device.limits.maxStorageBufferBindingSize / 4 + 1;
+  if (n * 4 > 2 ** 33) return t.skip('binding limit too large to exceed cheaply');
+  assert.throws(() => be.zeros([n]), /tensor \[\d+\] needs .* MiB, more than this device can bind at once \(maxStorageBufferBindingSize = /);
+});
+
+test('webgpu: more than 65535 workgroups fold into a 2D grid', async (t) => {
+  const be = await gpuBackendOrSkip(t);
+  if (!be) return;
+  const n = 65536 * 256 + 300; // add runs 256 per workgroup
+  const rng = new Rng(22);
+  const a = randomArray(rng, n), b = randomArray(rng, n);
+  const got = await be.read(be.add(be.tensor(a, [n]), be.tensor(b, [n])));
+  for (let i = 0; i < n; i += 997) assert.equal(got[i], Math.fround(a[i] + b[i]), `element ${i}`);
+  assert.equal(got[n - 1], Math.fround(a[n - 1] + b[n - 1]));
+});
+
+test('webgpu: every op is unchanged when its grid is folded (at most 8 workgroups per dimension)', async (t) => {
+  const full = await gpuBackendOrSkip(t);
+  if (!full) return;
+  const be = new WebGpuBackend(full.device, { maxWorkgroupsPerDim: 8 });
+  const rng = new Rng(23);
+  const twin = (shape: number[], scale = 1): [Tensor, Tensor] => {
+    const d = randomArray(rng, shape.reduce((a, b) => a * b, 1), scale);
+    return [be.tensor(d, shape), cpu.tensor(d.slice(), shape)];
+  };
+  const same = (what: string, g: Tensor, c: Tensor) => assertParity(`folded ${what}`, be, g, cpu, c);
+
+  // sizes keep every op between 9 and 64 workgroups
+  const [gx, cx] = twin([60, 70]), [gw, cw] = twin([100, 70]), [gy, cy] = twin([300, 70]), [gw2, cw2] = twin([200, 70]);
+  await same('matmul tiled', be.matmul(gy, gw2), cpu.matmul(cy, cw2));
+  await same('matmul gemv', be.matmul(be.gatherRows(gx, Int32Array.of(3, 8)), gw), cpu.matmul(cpu.gatherRows(cx, Int32Array.of(3, 8)), cw));
+  await same('add', be.add(gx, gx), cpu.add(cx, cx));
+  await same('siluMul', be.siluMul(gx, gx), cpu.siluMul(cx, cx));
+  const [gg, cg] = twin([70]);
+  await same('rmsNorm', be.rmsNorm(gx, gg, 1e-5), cpu.rmsNorm(cx, cg, 1e-5));
+  const [gc, cc] = twin([60, 5]), [gs, cs] = twin([60, 5]);
+  await same('rope', be.rope(gx, gc, gs, 7), cpu.rope(cx, cc, cs, 7));
+  const ids = Int32Array.from({ length: 40 }, () => rng.int(60));
+  await same('embedding', be.embedding(gx, be.ids(ids, [40])), cpu.embedding(cx, cpu.ids(ids, [40])));
+  await same('sliceCols', be.sliceCols(gx, 3, 40), cpu.sliceCols(cx, 3, 40));
+  await same('gatherRows', be.gatherRows(gx, ids), cpu.gatherRows(cx, ids));
+
+  const B = 2, T = 7, H = 4, Hkv = 2, hs = 8, C = 5;
+  const [gq, cq] = twin([B, T, H * hs]), [gk, ck] = twin([B, T, Hkv * hs]), [gv, cv] = twin([B, T, Hkv * hs]);
+  const [gkc, ckc] = twin([B, C, Hkv * hs]), [gvc, cvc] = twin([B, C, Hkv * hs]);
+  const gCache: KvCache = { k: gkc, v: gvc, capacity: C }, cCache: KvCache = { k: ckc, v: cvc, capacity: C };
+  const args = { nHeads: H, nKvHeads: Hkv, headDim: hs, window: C, pos0: Int32Array.of(7, 2) };
+  await same('attention', be.attention(gq, gk, gv, gCache, args), cpu.attention(cq, ck, cv, cCache, args));
+  be.writeKv(gkc, gk, args.pos0);
+  cpu.writeKv(ckc, ck, args.pos0);
+  await same('writeKv', gkc, ckc);
+  await same('resizeRows', be.resizeRows(gkc, 8), cpu.resizeRows(ckc, 8));
+
+  const Cm = 300, N = 16;
+  const [gu, cu] = twin([B, T, Cm]), [gcw, ccw] = twin([Cm, 4]), [gcb, ccb] = twin([Cm]), [gst, cst] = twin([B, Cm, 3]);
+  const gconv = be.conv1dSilu(gu, gcw, gcb, gst), cconv = cpu.conv1dSilu(cu, ccw, ccb, cst);
+  await same('conv1dSilu y', gconv.y, cconv.y);
+  await same('conv1dSilu state', gconv.state, cconv.state);
+  const [gbm, cbm] = twin([B, T, N]), [gcm, ccm] = twin([B, T, N]), [ga, ca] = twin([Cm, N]), [gh, ch] = twin([B, Cm, N]);
+  const [gd, cd] = twin([Cm]), [gdb, cdb] = twin([Cm]);
+  const gscan = be.selectiveScan(gu, gu, gdb, ga, gbm, gcm, gd, gconv.y, gh), cscan = cpu.selectiveScan(cu, cu, cdb, ca, cbm, ccm, cd, cconv.y, ch);
+  await same('selectiveScan y', gscan.y, cscan.y);
+  await same('selectiveScan h', gscan.h, cscan.h);
+  be.destroy(); // frees its pool; the device belongs to the shared backend
+});
