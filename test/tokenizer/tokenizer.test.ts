@@ -100,7 +100,8 @@ test('GPT-NeoX style byte-level BPE: encode, decode, added tokens, EOS', () => {
   assert.deepEqual(t.tokenize('the cat'), ['t', 'he', 'Ġcat']);
   assert.deepEqual(t.tokenize(' the'), ['Ġthe']);
   assert.equal(t.encode('    x')[0], id('    ')); // GPT-NeoX's added whitespace-run tokens
-  for (const s of TEXTS) assert.equal(t.decode(t.encode(s)), s, JSON.stringify(s));
+  // the NFC normalizer composes e + U+0301 into é, as GPT-NeoX's tokenizer does
+  for (const s of TEXTS) assert.equal(t.decode(t.encode(s)), s.normalize('NFC'), JSON.stringify(s));
   assert.equal(t.decode([id('hello'), 0]), 'hello');
   assert.equal(t.decode([id('hello'), 0], { skipSpecialTokens: false }), 'hello<|endoftext|>');
   const bare = new HfTokenizer(json);
