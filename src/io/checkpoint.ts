@@ -13,6 +13,8 @@
 
 import { ARCHITECTURES, dInner, layout, makeConfig, paramSpecs, validateConfig } from '../model/config.js';
 import type { Architecture, ConfigInput, ModelConfig, ParamSpec, SublayerKind } from '../model/config.js';
+import { SafetensorsBuffer, SafetensorsError, serializeSafetensors } from './safetensors.js';
+import type { WriteDtype } from './safetensors.js';
 
 export const CHECKPOINT_FORMATS = ['samba-lm', 'hf-mamba', 'samba-reference'] as const;
 export type CheckpointFormat = (typeof CHECKPOINT_FORMATS)[number];
@@ -239,7 +241,12 @@ function describe(c: ModelConfig): string {
 // ---------------------------------------------------------------------------------------------------
 // samba-lm's own format
 
+export const SAMBA_LM_FORMAT_VERSION = 1;
+
 function importSambaLm(cfg: Json, shapes: Shapes): ImportPlan {
+  if (typeof cfg.version === 'number' && cfg.version > SAMBA_LM_FORMAT_VERSION) {
+    throw new CheckpointError(`samba-lm config.json: format version ${cfg.version} is newer than this samba-lm reads (${SAMBA_LM_FORMAT_VERSION})`);
+  }
   if (!isObject(cfg.model)) throw new CheckpointError('samba-lm config.json: missing "model" object (a ModelConfig)');
   let config: ModelConfig;
   try {
@@ -631,7 +638,7 @@ export function planExport(config: ModelConfig, opts: ExportOptions): ExportPlan
   switch (opts.format) {
     case 'samba-lm': {
       const tok = tokenizerField(opts.tokenizer);
-      const configJson: Json = { format: 'samba-lm', version: 1, model: config, dtype, ...(tok !== undefined ? { tokenizer: tok } : {}) };
+      const configJson: Json = { format: 'samba-lm', version: SAMBA_LM_FORMAT_VERSION, model: config, dtype, ...(tok !== undefined ? { tokenizer: tok } : {}) };
       const tensors = paramSpecs(config).map((s) => ({ name: s.name, shape: s.shape, source: s.name, sourceShape: s.shape, transform: { kind: 'copy' } as Transform }));
       return { format: 'samba-lm', configJson, tensors };
     }
@@ -706,4 +713,45 @@ export function openCheckpoint(cfg: unknown, source: TensorSource, opts: ImportO
       for (const m of plan.tensors) await cb(m.name, m.shape, await read(m.name));
     },
   };
+}
+
+/** A TensorSource over in-memory safetensors files (e.g. fetched in a browser; shards allowed). */
+export function bufferSource(...files: Uint8Array[]): TensorSource {
+  const owner = new Map<string, SafetensorsBuffer>();
+  const shapes = new Map<string, number[]>();
+  for (const bytes of files) {
+    const b = new SafetensorsBuffer(bytes);
+    for (const t of b.header.tensors) {
+      if (owner.has(t.name)) throw new SafetensorsError(`tensor "${t.name}" appears in two files`);
+      owner.set(t.name, b);
+      shapes.set(t.name, t.shape);
+    }
+  }
+  return {
+    shapes,
+    read: (name) => {
+      const b = owner.get(name);
+      if (!b) throw new CheckpointError(`no tensor ${name} in the checkpoint`);
+      return b.float32(name);
+    },
+  };
+}
+
+const SAVE_DTYPE: Record<SaveDtype, WriteDtype> = { f32: 'F32', f16: 'F16', bf16: 'BF16' };
+
+/** Writes a model in memory (browser downloads): config.json's object and model.safetensors' bytes. */
+export function serializeCheckpoint(
+  config: ModelConfig, getTensor: (name: string) => Float32Array, opts: ExportOptions,
+): { configJson: Json; safetensors: Uint8Array } {
+  const plan = planExport(config, opts);
+  const dtype = SAVE_DTYPE[opts.dtype ?? 'f32'];
+  const safetensors = serializeSafetensors(plan.tensors.map((m) => ({
+    name: m.name, shape: m.shape, dtype, data: applyTransform(m, getTensor(m.source)),
+  })), checkpointMetadata(plan.format));
+  return { configJson: plan.configJson, safetensors };
+}
+
+/** The safetensors __metadata__ samba-lm writes ("format": "pt" keeps transformers' loader happy). */
+export function checkpointMetadata(format: CheckpointFormat): Record<string, string> {
+  return { format: 'pt', producer: 'samba-lm', checkpoint_format: format };
 }

@@ -8,7 +8,7 @@ import { access, copyFile, mkdir, readFile } from 'node:fs/promises';
 import * as nodePath from 'node:path';
 import type { ModelConfig } from '../model/config.js';
 import {
-  CheckpointError, applyTransform, openCheckpoint, planExport,
+  CheckpointError, applyTransform, checkpointMetadata, openCheckpoint, planExport,
 } from '../io/checkpoint.js';
 import type { CheckpointFormat, ExportOptions, ImportOptions, OpenedCheckpoint, SaveDtype, TensorSource, TokenizerSpec } from '../io/checkpoint.js';
 import { SafetensorsFile, readJsonFile, writeJsonAtomic, writeSafetensorsFile } from './files.js';
@@ -196,7 +196,7 @@ export async function saveModelFolder(
       if (!(src instanceof Float32Array)) throw new CheckpointError(`getTensor("${m.source}") did not return a Float32Array`);
       return applyTransform(m, src);
     },
-  })), { metadata: { format: 'pt', producer: 'samba-lm', layout: format, ...(opts.metadata ?? {}) } });
+  })), { metadata: { ...checkpointMetadata(format), ...(opts.metadata ?? {}) } });
   if (opts.tokenizerJsonPath) {
     const src = opts.tokenizerJsonPath;
     const dst = nodePath.join(dir, 'tokenizer.json');

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { makeConfig, paramSpecs, layout, type ModelConfig, type ConfigInput } from '../../src/model/config.js';
 import {
   detectFormat, planImport, planExport, permuteQkv, parseAttnLayerPos, architectureFor, CheckpointError, openCheckpoint,
-  type Shapes,
+  bufferSource, serializeCheckpoint, type Shapes,
 } from '../../src/io/checkpoint.js';
 import { readSafetensors, SafetensorsBuffer } from '../../src/io/safetensors.js';
 import { f32ToBf16Bits, bf16BitsToF32, f32ToF16Bits, f16BitsToF32 } from '../../src/io/half.js';
@@ -398,4 +398,25 @@ test('grads (reference names) map through the same plan', async () => {
   assert.equal(ck.tensors.length, plan.tensors.length);
   const g = await ck.read('layers.2.attn.qkv.weight');
   assert.equal(g.length, 192 * 64);
+});
+
+test('in memory (browser path): bufferSource + openCheckpoint, serializeCheckpoint round trip, version check', async () => {
+  const cfg = await goldenConfig('samba-gqa-tiny');
+  const bytes = new Uint8Array(await readFile(golden('samba-gqa-tiny', 'model.safetensors')));
+  const ck = openCheckpoint(cfg, bufferSource(bytes));
+  const m = await loadModelFolder(golden('samba-gqa-tiny'));
+  const got = new Map<string, { shape: number[]; data: Float32Array }>();
+  await ck.forEachTensor((name, shape, data) => { got.set(name, { shape, data }); });
+  await expectSameTensors(m.tensors, got, 'bufferSource');
+  for (const format of ['samba-lm', 'samba-reference'] as const) {
+    const out = serializeCheckpoint(ck.config, (n) => got.get(n)!.data, { format, dtype: 'f32' });
+    const back = openCheckpoint(JSON.parse(JSON.stringify(out.configJson)), bufferSource(out.safetensors));
+    assert.deepEqual(back.config, ck.config);
+    for (const [k, v] of got) assert.deepEqual(await back.read(k), v.data, `${format}: ${k}`);
+    assert.equal(new SafetensorsBuffer(out.safetensors).header.metadata.checkpoint_format, format);
+  }
+  const lm = serializeCheckpoint(ck.config, (n) => got.get(n)!.data, { format: 'samba-lm' });
+  assert.throws(() => openCheckpoint({ ...lm.configJson, version: 2 }, bufferSource(lm.safetensors)), /format version 2 is newer/);
+  const half = serializeCheckpoint(ck.config, (n) => got.get(n)!.data, { format: 'samba-lm', dtype: 'bf16' });
+  assert.equal(new SafetensorsBuffer(half.safetensors).info('embed.weight').dtype, 'BF16');
 });
