@@ -3,6 +3,7 @@
 import type { SambaModel } from '../model/model.js';
 import { DecodeState } from '../model/state.js';
 import { Sampler, type SamplingOptions } from './sampling.js';
+import { createStreamDecoder, type TextTokenizer } from '../tokenizer/index.js';
 
 export interface GenerateOptions extends SamplingOptions {
   maxTokens?: number; // default 128
@@ -13,10 +14,6 @@ export interface GenerateOptions extends SamplingOptions {
   prefillChunk?: number;
 }
 
-/** Minimal tokenizer view generation needs. */
-export interface Detokenizer {
-  decode(ids: number[]): string;
-}
 
 export interface GeneratedToken {
   id: number;
@@ -52,10 +49,10 @@ export async function* generateIds(model: SambaModel, prompt: number[], opts: Ge
 }
 
 /** Streams tokens with their text for one prompt. */
-export async function* generateText(model: SambaModel, tokenizer: Detokenizer, prompt: number[], opts: GenerateOptions = {}): AsyncGenerator<GeneratedToken> {
-  const text = new TextStream(tokenizer);
+export async function* generateText(model: SambaModel, tokenizer: TextTokenizer, prompt: number[], opts: GenerateOptions = {}): AsyncGenerator<GeneratedToken> {
+  const text = createStreamDecoder(tokenizer);
   for await (const id of generateIds(model, prompt, opts)) yield { id, text: text.push(id) };
-  const rest = text.end();
+  const rest = text.flush();
   if (rest) yield { id: -1, text: rest };
 }
 
@@ -112,29 +109,4 @@ export async function generateBatch(model: SambaModel, prompts: number[][], opts
   const out = prompts.map(() => [] as number[]);
   for await (const { index, id } of generateBatchStream(model, prompts, opts)) out[index].push(id);
   return out;
-}
-
-/**
- * Incremental detokenisation: decodes the ids since the last line break and emits only the new,
- * complete characters (a trailing U+FFFD means a multi-byte character is still arriving).
- */
-export class TextStream {
-  private ids: number[] = [];
-  private emitted = 0;
-  constructor(private tokenizer: Detokenizer) {}
-
-  push(id: number): string {
-    this.ids.push(id);
-    const text = this.tokenizer.decode(this.ids);
-    if (text.endsWith('\uFFFD')) return '';
-    const fresh = text.slice(this.emitted);
-    if (text.endsWith('\n')) { this.ids = []; this.emitted = 0; } else this.emitted = text.length;
-    return fresh;
-  }
-
-  end(): string {
-    const text = this.tokenizer.decode(this.ids).slice(this.emitted);
-    this.ids = []; this.emitted = 0;
-    return text;
-  }
 }

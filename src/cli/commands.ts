@@ -1,0 +1,226 @@
+// The CLI's commands. Each parses its options, loads what it needs through src/node, and prints.
+import { readFile } from 'node:fs/promises';
+import type { Backend } from '../core/backend.js';
+import { countParams, layout, type ModelConfig } from '../model/config.js';
+import { PRESETS, getPreset } from '../model/presets.js';
+import { generateIds } from '../generate/generate.js';
+import { createStreamDecoder } from '../tokenizer/index.js';
+import { describeModelFolder, loadModel, openBackend, type BackendChoice } from '../node/load.js';
+import { writeSafetensorsFile } from '../node/files.js';
+import { perplexity } from '../eval/perplexity.js';
+import { runDemo } from './demo.js';
+import { UsageError } from './errors.js';
+import type { CliValues, } from './main.js';
+
+export interface Command {
+  help: string;
+  run(v: CliValues): Promise<void>;
+}
+
+function need(v: CliValues, key: keyof CliValues, cmd: string): string {
+  const x = v[key];
+  if (typeof x !== 'string' || x === '') throw new UsageError(`${cmd} needs --${key}`);
+  return x;
+}
+
+function num(v: CliValues, key: keyof CliValues, opts: { int?: boolean; min?: number } = {}): number | undefined {
+  const x = v[key];
+  if (x === undefined) return undefined;
+  const n = Number(x);
+  if (typeof x !== 'string' || x.trim() === '' || !Number.isFinite(n) || (opts.int && !Number.isInteger(n)) || (opts.min !== undefined && n < opts.min)) {
+    throw new UsageError(`--${key} must be ${opts.int ? 'an integer' : 'a number'}${opts.min !== undefined ? ` ≥ ${opts.min}` : ''}, got "${x}"`);
+  }
+  return n;
+}
+
+function backendChoice(v: CliValues): BackendChoice {
+  const b = v.backend ?? 'auto';
+  if (b !== 'cpu' && b !== 'webgpu' && b !== 'auto') throw new UsageError(`--backend must be cpu, webgpu or auto, got "${b}"`);
+  return b;
+}
+
+/** Reads token ids from JSON: a flat array (one sequence) or an array of equal-length arrays. */
+async function readIds(path: string): Promise<number[][]> {
+  let raw: string;
+  try {
+    raw = await readFile(path, 'utf8');
+  } catch (e) {
+    throw new Error(`cannot read ids file ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+  }
+  let j: unknown;
+  try {
+    j = JSON.parse(raw);
+  } catch (e) {
+    throw new Error(`ids file ${path} is not valid JSON: ${(e as Error).message}`);
+  }
+  const rows = Array.isArray(j) && j.length > 0 && j.every(Array.isArray) ? (j as unknown[][]) : [j as unknown[]];
+  if (!Array.isArray(rows[0])) throw new Error(`ids file ${path} must hold a JSON array of token ids or an array of such arrays`);
+  rows.forEach((r, i) => r.forEach((x, t) => {
+    if (!Number.isInteger(x) || (x as number) < 0) throw new Error(`ids file ${path}: entry [${i}][${t}] is ${JSON.stringify(x)}, not a non-negative integer token id`);
+  }));
+  if (rows.some((r) => r.length === 0)) throw new Error(`ids file ${path} holds an empty sequence`);
+  return rows as number[][];
+}
+
+function checkIdsRange(rows: number[][], cfg: ModelConfig): void {
+  for (const r of rows) for (const id of r) if (id >= cfg.vocabSize) throw new Error(`token id ${id} is outside the model's vocabulary [0, ${cfg.vocabSize})`);
+}
+
+function printConfig(cfg: ModelConfig, title: string): void {
+  const kinds = layout(cfg);
+  const counts = kinds.reduce<Record<string, number>>((m, k) => ({ ...m, [k]: (m[k] ?? 0) + 1 }), {});
+  const attn = kinds.some((k) => k === 'swa' || k === 'attn');
+  console.log(`${title}`);
+  console.log(`  architecture   ${cfg.architecture}${cfg.layout ? ' (custom layout)' : ''}`);
+  console.log(`  parameters     ${countParams(cfg).toLocaleString('en-US')}`);
+  console.log(`  d_model        ${cfg.dModel}   blocks ${cfg.nBlocks}   vocabulary ${cfg.vocabSize}   ${cfg.tieEmbeddings ? 'tied' : 'untied'} embeddings`);
+  if (kinds.includes('mamba')) console.log(`  mamba          d_inner ${cfg.mamba.expand * cfg.dModel}   d_state ${cfg.mamba.dState}   d_conv ${cfg.mamba.dConv}   dt_rank ${cfg.mamba.dtRank}`);
+  if (attn) console.log(`  attention      ${cfg.nHeads} query / ${cfg.nKvHeads} kv heads of ${cfg.headDim}   ${kinds.includes('swa') ? `window ${cfg.window}   ` : ''}${cfg.rope ? `RoPE base ${cfg.ropeBase}` : 'no positional encoding'}`);
+  if (kinds.includes('mlp')) console.log(`  mlp            SwiGLU ${cfg.mlpHidden}`);
+  console.log(`  sub-layers     ${kinds.length} (${Object.entries(counts).map(([k, n]) => `${n} ${k}`).join(', ')})`);
+  console.log(`  layout         ${compactLayout(kinds)}`);
+}
+
+/** [mamba, mlp, swa, mlp, mamba, mlp, swa, mlp] → "[mamba, mlp, swa, mlp] × 2" */
+function compactLayout(kinds: string[]): string {
+  for (let p = 1; p <= kinds.length; p++) {
+    if (kinds.length % p) continue;
+    const unit = kinds.slice(0, p);
+    if (kinds.every((k, i) => k === unit[i % p])) return `[${unit.join(', ')}] × ${kinds.length / p}`;
+  }
+  return `[${kinds.join(', ')}]`;
+}
+
+async function withModel<T>(v: CliValues, cmd: string, fn: (m: Awaited<ReturnType<typeof loadModel>>, be: Backend) => Promise<T>): Promise<T> {
+  const dir = need(v, 'model', cmd);
+  const be = await openBackend(backendChoice(v));
+  const loaded = await loadModel(dir, be);
+  try {
+    return await fn(loaded, be);
+  } finally {
+    loaded.model.dispose();
+  }
+}
+
+export const commands: Record<string, Command> = {
+  info: {
+    help: 'samba-lm info --preset NAME | --model DIR [--json]\n  Prints the architecture, the sub-layer list and the parameter count, without loading weights.',
+    async run(v) {
+      let cfg: ModelConfig, title: string;
+      if (v.preset) { cfg = getPreset(v.preset); title = `preset ${v.preset}`; }
+      else if (v.model) { const d = await describeModelFolder(v.model); cfg = d.config; title = `${v.model} (${d.format})`; }
+      else throw new UsageError('info needs --preset NAME or --model DIR');
+      if (v.json) console.log(JSON.stringify({ config: cfg, parameters: countParams(cfg), layout: layout(cfg) }, null, 2));
+      else printConfig(cfg, title);
+    },
+  },
+
+  presets: {
+    help: 'samba-lm presets\n  Lists the model presets with their parameter counts.',
+    async run() {
+      for (const [name, cfg] of Object.entries(PRESETS)) {
+        console.log(`${name.padEnd(24)} ${cfg.architecture.padEnd(14)} ${countParams(cfg).toLocaleString('en-US').padStart(15)}`);
+      }
+    },
+  },
+
+  generate: {
+    help: `samba-lm generate --model DIR (--prompt TEXT | --ids FILE.json) [options]
+  --max-tokens N          tokens to generate (default 128)
+  --temperature T         0 = greedy (default 1)
+  --top-k K  --top-p P    sampling filters (off by default)
+  --repetition-penalty R  > 1 discourages repeats (default 1)
+  --seed S                makes sampling repeatable
+  --stop ID,ID            stop after any of these token ids (default: the tokenizer's EOS)
+  --output-ids            print the generated ids as a JSON array instead of text
+  --backend cpu|webgpu|auto`,
+    async run(v) {
+      if ((v.prompt === undefined) === (v.ids === undefined)) throw new UsageError('generate needs exactly one of --prompt TEXT or --ids FILE.json');
+      const idsRows = v.ids ? await readIds(v.ids) : null;
+      if (idsRows && idsRows.length !== 1) throw new UsageError('generate takes one sequence of ids');
+      const opts = {
+        maxTokens: num(v, 'max-tokens', { int: true, min: 0 }) ?? 128,
+        temperature: num(v, 'temperature', { min: 0 }),
+        topK: num(v, 'top-k', { int: true, min: 0 }),
+        topP: num(v, 'top-p'),
+        repetitionPenalty: num(v, 'repetition-penalty'),
+        seed: num(v, 'seed', { int: true }),
+      };
+      const stop = v.stop?.split(',').map((s) => {
+        const n = Number(s);
+        if (!Number.isInteger(n) || n < 0) throw new UsageError(`--stop takes comma-separated token ids, got "${s}"`);
+        return n;
+      });
+      await withModel(v, 'generate', async ({ model, tokenizer }) => {
+        let prompt: number[];
+        if (idsRows) prompt = idsRows[0];
+        else {
+          if (!tokenizer) throw new Error(`model ${v.model} has no tokenizer (tokenizer.json); pass --ids instead of --prompt`);
+          prompt = tokenizer.encode(v.prompt!);
+          if (prompt.length === 0) throw new Error('the prompt encodes to no tokens');
+        }
+        checkIdsRange([prompt], model.config);
+        const stopTokens = stop ?? (tokenizer?.eosId !== undefined ? [tokenizer.eosId] : []);
+        const abort = new AbortController();
+        process.once('SIGINT', () => abort.abort(new Error('interrupted')));
+        const out: number[] = [];
+        const text = tokenizer && !v['output-ids'] ? createStreamDecoder(tokenizer) : null;
+        if (!v['output-ids'] && !tokenizer) throw new Error(`model ${v.model} has no tokenizer to print text with; add --output-ids`);
+        for await (const id of generateIds(model, prompt, { ...opts, stopTokens, signal: abort.signal })) {
+          out.push(id);
+          if (text) process.stdout.write(text.push(id));
+        }
+        if (text) process.stdout.write(text.flush() + '\n');
+        else console.log(JSON.stringify(out));
+      });
+    },
+  },
+
+  perplexity: {
+    help: 'samba-lm perplexity --model DIR (--text FILE | --ids FILE.json) [--backend …]\n  Prints {"tokens","nll","ppl"}: the mean next-token negative log-likelihood over the tokens-1 predictions.',
+    async run(v) {
+      if ((v.text === undefined) === (v.ids === undefined)) throw new UsageError('perplexity needs exactly one of --text FILE or --ids FILE.json');
+      const rows = v.ids ? await readIds(v.ids) : null;
+      let text: string | null = null;
+      if (v.text) {
+        try { text = await readFile(v.text, 'utf8'); } catch (e) { throw new Error(`cannot read text file ${v.text}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`); }
+      }
+      await withModel(v, 'perplexity', async ({ model, tokenizer }) => {
+        let seqs: number[][];
+        if (rows) seqs = rows;
+        else {
+          if (!tokenizer) throw new Error(`model ${v.model} has no tokenizer (tokenizer.json); pass --ids instead of --text`);
+          seqs = [tokenizer.encode(text!)];
+        }
+        checkIdsRange(seqs, model.config);
+        const r = await perplexity(model, seqs);
+        console.log(JSON.stringify(r));
+      });
+    },
+  },
+
+  logits: {
+    help: 'samba-lm logits --model DIR --ids FILE.json --out FILE.safetensors [--backend …]\n  Writes float32 logits [B,T,V] (tensor "logits") for B id sequences of equal length T.',
+    async run(v) {
+      const rows = await readIds(need(v, 'ids', 'logits'));
+      const out = need(v, 'out', 'logits');
+      const T = rows[0].length;
+      if (rows.some((r) => r.length !== T)) throw new Error(`logits needs sequences of equal length; got lengths ${[...new Set(rows.map((r) => r.length))].join(', ')}`);
+      await withModel(v, 'logits', async ({ model }) => {
+        checkIdsRange(rows, model.config);
+        const B = rows.length, V = model.config.vocabSize;
+        const t = model.forward(Int32Array.from(rows.flat()), B, T);
+        const data = await model.backend.read(t);
+        model.backend.dispose(t);
+        await writeSafetensorsFile(out, [{ name: 'logits', shape: [B, T, V], dtype: 'F32', data }]);
+      });
+    },
+  },
+
+  demo: {
+    help: 'samba-lm demo [--backend cpu|webgpu|auto] [--tokens N]\n  Streams N tokens (default 20000) through a small random Samba and a same-size Transformer and prints\n  their decoding-state size and speed as the stream grows: constant for Samba, growing for full attention.',
+    async run(v) {
+      await runDemo(await openBackend(backendChoice(v)), num(v, 'tokens', { int: true, min: 1 }) ?? 20000);
+    },
+  },
+};

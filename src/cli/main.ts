@@ -1,0 +1,74 @@
+#!/usr/bin/env node
+// samba-lm command line. Every failure ends in one line naming the problem and a non-zero exit.
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { commands } from './commands.js';
+import { UsageError } from './errors.js';
+
+const USAGE = `samba-lm — Samba-family hybrid state-space language models on WebGPU and CPU
+
+usage: samba-lm <command> [options]
+
+commands:
+  info        --preset NAME | --model DIR        architecture, layers and parameter count (no weights loaded)
+  generate    --model DIR (--prompt TEXT | --ids FILE.json) [--max-tokens N --temperature T --top-k K
+              --top-p P --repetition-penalty R --seed S --stop ID,.. --output-ids --backend cpu|webgpu|auto]
+  perplexity  --model DIR (--text FILE | --ids FILE.json) [--backend …]   prints {"tokens","nll","ppl"}
+  logits      --model DIR --ids FILE.json --out FILE.safetensors [--backend …]   float32 logits [B,T,V]
+  demo        [--backend …] [--tokens N]        streams through a small Samba and a Transformer: constant vs growing state
+  presets                                        lists the model presets
+
+Run 'samba-lm <command> --help' for a command's options.`;
+
+export const OPTIONS = {
+  help: { type: 'boolean', short: 'h' },
+  preset: { type: 'string' },
+  model: { type: 'string' },
+  prompt: { type: 'string' },
+  ids: { type: 'string' },
+  text: { type: 'string' },
+  out: { type: 'string' },
+  'max-tokens': { type: 'string' },
+  temperature: { type: 'string' },
+  'top-k': { type: 'string' },
+  'top-p': { type: 'string' },
+  'repetition-penalty': { type: 'string' },
+  seed: { type: 'string' },
+  stop: { type: 'string' },
+  'output-ids': { type: 'boolean' },
+  backend: { type: 'string' },
+  tokens: { type: 'string' },
+  json: { type: 'boolean' },
+} satisfies ParseArgsConfig['options'];
+
+export type CliValues = ReturnType<typeof parse>['values'];
+
+function parse(argv: string[]) {
+  return parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+}
+
+async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parse(argv);
+  } catch (e) {
+    throw new UsageError((e as Error).message.split('\n')[0]);
+  }
+  const [name, ...rest] = parsed.positionals;
+  if (!name || name === 'help' || (parsed.values.help && !name)) { console.log(USAGE); return 0; }
+  const cmd = commands[name];
+  if (!cmd) throw new UsageError(`unknown command "${name}" (commands: ${Object.keys(commands).join(', ')})`);
+  if (rest.length) throw new UsageError(`unexpected argument "${rest[0]}"`);
+  if (parsed.values.help) { console.log(cmd.help); return 0; }
+  await cmd.run(parsed.values);
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    const msg = e instanceof Error ? e.message : String(e);
+    process.stderr.write(`samba-lm: ${msg.split('\n')[0]}\n`);
+    if (process.env.SAMBA_LM_DEBUG && e instanceof Error) process.stderr.write(`${e.stack}\n`);
+    process.exit(e instanceof UsageError ? 2 : 1);
+  },
+);

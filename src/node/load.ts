@@ -1,0 +1,52 @@
+// Loading a model folder (samba-lm, Hugging Face Mamba or microsoft/Samba layout) onto a backend:
+// tensors are read, converted and uploaded one at a time, so the host never holds the whole model.
+import { stat } from 'node:fs/promises';
+import type { Backend, Tensor } from '../core/backend.js';
+import { SambaModel } from '../model/model.js';
+import type { TextTokenizer } from '../tokenizer/types.js';
+import type { CheckpointFormat } from '../io/checkpoint.js';
+import { describeFolder, loadFolderTokenizer, openModelFolder } from './checkpoint.js';
+
+export { openBackend, type BackendChoice } from './backend.js';
+
+export interface LoadedModel {
+  model: SambaModel;
+  tokenizer: TextTokenizer | null;
+  format: CheckpointFormat;
+}
+
+async function checkDir(dir: string): Promise<void> {
+  let s;
+  try {
+    s = await stat(dir);
+  } catch {
+    throw new Error(`model folder ${dir} does not exist`);
+  }
+  if (!s.isDirectory()) throw new Error(`${dir} is not a folder (a model is a folder with config.json and model.safetensors)`);
+}
+
+export async function describeModelFolder(dir: string) {
+  await checkDir(dir);
+  return describeFolder(dir);
+}
+
+export async function loadModel(dir: string, backend: Backend): Promise<LoadedModel> {
+  await checkDir(dir);
+  const folder = await openModelFolder(dir);
+  const params = new Map<string, Tensor>();
+  try {
+    await folder.forEachTensor((name, shape, data) => {
+      params.set(name, backend.keep(backend.tensor(data, shape)));
+    });
+  } catch (e) {
+    for (const t of params.values()) backend.dispose(t);
+    throw e;
+  } finally {
+    await folder.close();
+  }
+  const tokenizer = (await loadFolderTokenizer(folder.tokenizerRef)) ?? null;
+  if (tokenizer && tokenizer.vocabSize > folder.config.vocabSize) {
+    throw new Error(`${dir}: the tokenizer has ${tokenizer.vocabSize} ids but the model only ${folder.config.vocabSize} embedding rows`);
+  }
+  return { model: new SambaModel(folder.config, backend, params), tokenizer, format: folder.format };
+}
