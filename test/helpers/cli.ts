@@ -1,0 +1,22 @@
+// Runs the built CLI as a user would, returning its exit code and output.
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+export const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+export const GOLDEN = fileURLToPath(new URL('../../../../shared/golden/', import.meta.url));
+
+export function runCli(args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
+    let stdout = '', stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`samba-lm ${args.join(' ')} timed out`)); }, opts.timeoutMs ?? 120_000);
+    child.on('close', (code) => { clearTimeout(timer); resolve({ code: code ?? -1, stdout, stderr }); });
+  });
+}
+
+/** stderr without Dawn's informational start-up warnings. */
+export function errorLines(stderr: string): string[] {
+  return stderr.split('\n').filter((l) => l && !l.startsWith('Warning: maxDynamic'));
+}
