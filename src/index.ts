@@ -18,3 +18,8 @@ export {
 } from './generate/generate.js';
 export { perplexity, logProb, type PerplexityResult } from './eval/perplexity.js';
 export { ByteTokenizer, HfTokenizer, createStreamDecoder, type TextTokenizer, type StreamDecoder } from './tokenizer/index.js';
+export {
+  openCheckpoint, planImport, planExport, detectFormat, bufferSource, serializeCheckpoint, CHECKPOINT_FORMATS,
+  type CheckpointFormat, type OpenedCheckpoint,
+} from './io/checkpoint.js';
+export { parseSafetensorsHeader, readSafetensors, serializeSafetensors, SafetensorsBuffer } from './io/safetensors.js';

@@ -218,9 +218,9 @@ export const commands: Record<string, Command> = {
   },
 
   demo: {
-    help: 'samba-lm demo [--backend cpu|webgpu|auto] [--tokens N]\n  Streams N tokens (default 20000) through a small random Samba and a same-size Transformer and prints\n  their decoding-state size and speed as the stream grows: constant for Samba, growing for full attention.',
+    help: 'samba-lm demo [--backend cpu|webgpu|auto] [--tokens N]\n  Streams N tokens (default 10000) through a small random Samba and a same-size Transformer and prints\n  their decoding-state size and speed as the stream grows: constant for Samba, growing for full attention.',
     async run(v) {
-      await runDemo(await openBackend(backendChoice(v)), num(v, 'tokens', { int: true, min: 1 }) ?? 20000);
+      await runDemo(await openBackend(backendChoice(v)), num(v, 'tokens', { int: true, min: 1 }) ?? 10000);
     },
   },
 };
