@@ -15,7 +15,7 @@ function attentionKernel(dimsPerThread: number): Kernel {
   const D = dimsPerThread;
   return {
     key: `attention_${D}`,
-    bindings: ['read', 'read', 'read', 'read', 'read', 'read', 'write'],
+    bindings: ['ints', 'read', 'read', 'read', 'read', 'read', 'write'],
     code: () => /* wgsl */ `
 struct P { T: u32, H: u32, hs: u32, C: u32, F: u32, group: u32, window: i32, total: u32, scale: f32 }
 @group(0) @binding(0) var<uniform> p: P;

@@ -11,7 +11,8 @@
 // the pending batch still reads goes through a staging copy inside the batch instead.
 import { BufferPool, type PooledBuffer } from './pool.js';
 
-export type Access = 'read' | 'write';
+/** read/write: a tensor's buffer; ints: host integers (read-only), passed as an Int32Array. */
+export type Access = 'read' | 'write' | 'ints';
 
 export interface Kernel {
   /** Cache key; equal keys must mean equal WGSL. */
@@ -59,8 +60,14 @@ export interface ContextOptions {
 }
 
 const ARENA_BYTES = 1 << 20;
-/** Int arrays above this get a buffer of their own instead of arena space. */
+/**
+ * Int arrays above this get a buffer of their own instead of arena space. Arena int bindings are
+ * this long whatever the array's length (the kernel reads only its own), so that one bind group
+ * serves every dispatch through dynamic offsets.
+ */
 const ARENA_MAX_ARRAY = 64 << 10;
+/** Bind groups kept for reuse; creating one is the costliest part of a dispatch. */
+const MAX_BIND_GROUPS = 4096;
 
 export class GpuContext {
   readonly pool: BufferPool;
@@ -69,6 +76,7 @@ export class GpuContext {
   readonly maxWorkgroupsPerDim: number;
   private readonly maxDispatches: number;
   private readonly pipelines = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
+  private readonly bindGroups = new Map<string, GPUBindGroup>();
 
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
@@ -96,9 +104,10 @@ export class GpuContext {
       GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
       this.maxBuffer,
       opts.poolKeepBytes ?? 512 << 20,
+      () => this.bindGroups.clear(),
     );
     this.arena = device.createBuffer({
-      size: ARENA_BYTES,
+      size: ARENA_BYTES + ARENA_MAX_ARRAY,
       usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
     });
     // Validation errors arrive asynchronously; keep the first and report it at the next read/flush.
@@ -197,9 +206,10 @@ export class GpuContext {
 
     // Arena space for the parameters and any int arrays; all of it must land in this batch.
     const paramBytes = Math.max(16, align16(params.values.length * 4));
-    const arrays = bindings.filter((b): b is Int32Array => b instanceof Int32Array);
     let need = this.alignUp(paramBytes);
-    for (const a of arrays) if (a.byteLength <= ARENA_MAX_ARRAY) need += this.alignUp(Math.max(16, a.byteLength));
+    for (const b of bindings) {
+      if (b instanceof Int32Array && b.byteLength <= ARENA_MAX_ARRAY) need += this.alignUp(Math.max(16, b.byteLength));
+    }
     if (this.arenaUsed + need > ARENA_BYTES) this.submit();
 
     const paramOffset = this.arenaAlloc(paramBytes);
@@ -210,32 +220,53 @@ export class GpuContext {
       else this.arenaView.setUint32(o, v, true);
     });
 
-    const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: this.arena, offset: paramOffset, size: paramBytes } }];
+    // The bind group names buffers and ranges only; the arena offsets of this dispatch's
+    // parameters and ints are dynamic, so equal bindings reuse one bind group.
+    const offsets = [paramOffset];
+    const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: this.arena, offset: 0, size: paramBytes } }];
+    let key: string | null = `${kernel.key}|${paramBytes}`;
     bindings.forEach((b, i) => {
+      const access = kernel.bindings[i];
+      if ((access === 'ints') !== (b instanceof Int32Array)) {
+        throw new Error(`webgpu: kernel ${kernel.key} binding ${i + 1} takes ${access === 'ints' ? 'host ints' : 'a tensor'}`);
+      }
       let resource: GPUBufferBinding;
       if (b instanceof Int32Array) {
-        const size = Math.max(16, align16(b.byteLength));
         if (b.byteLength <= ARENA_MAX_ARRAY) {
-          const offset = this.arenaAlloc(size);
+          const offset = this.arenaAlloc(Math.max(16, b.byteLength));
           new Int32Array(this.arenaCpu, offset, b.length).set(b);
-          resource = { buffer: this.arena, offset, size };
+          resource = { buffer: this.arena, offset: 0, size: ARENA_MAX_ARRAY };
+          offsets.push(offset);
+          key += '|a';
         } else {
+          const size = align16(b.byteLength);
           const buffer = this.device.createBuffer({ size, usage: GPUBufferUsage.STORAGE, mappedAtCreation: true });
           new Int32Array(buffer.getMappedRange()).set(b);
           buffer.unmap();
           this.temps.push(buffer);
           resource = { buffer, offset: 0, size };
+          offsets.push(0);
+          key = null; // a one-off buffer: not worth caching
         }
       } else {
-        resource = { buffer: this.use(b.buf), offset: b.offset ?? 0, size: Math.max(4, align4(b.size)) };
+        const offset = b.offset ?? 0, size = Math.max(4, align4(b.size));
+        resource = { buffer: this.use(b.buf), offset, size };
+        if (key !== null) key += `|${b.buf.id}:${offset}:${size}`;
       }
       entries.push({ binding: i + 1, resource });
     });
 
-    const group = this.device.createBindGroup({ layout, entries });
+    let group = key === null ? undefined : this.bindGroups.get(key);
+    if (!group) {
+      group = this.device.createBindGroup({ layout, entries });
+      if (key !== null) {
+        if (this.bindGroups.size >= MAX_BIND_GROUPS) this.bindGroups.clear();
+        this.bindGroups.set(key, group);
+      }
+    }
     if (!this.pass) this.pass = this.enc().beginComputePass();
     this.pass.setPipeline(pipeline);
-    this.pass.setBindGroup(0, group);
+    this.pass.setBindGroup(0, group, offsets);
     this.pass.dispatchWorkgroups(gx, gy);
     if (++this.dispatches >= this.maxDispatches) this.submit();
   }
@@ -265,11 +296,13 @@ export class GpuContext {
     const layout = this.device.createBindGroupLayout({
       label: k.key,
       entries: [
-        { binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } },
+        { binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true } },
         ...k.bindings.map((a, i) => ({
           binding: i + 1,
           visibility: GPUShaderStage.COMPUTE,
-          buffer: { type: a === 'read' ? 'read-only-storage' as const : 'storage' as const },
+          buffer: a === 'write'
+            ? { type: 'storage' as const }
+            : { type: 'read-only-storage' as const, hasDynamicOffset: a === 'ints' },
         })),
       ],
     });
@@ -324,6 +357,7 @@ export class GpuContext {
   destroy(): void {
     this.endPass();
     this.encoder = null;
+    this.bindGroups.clear();
     this.pool.trim(0);
     this.arena.destroy();
     for (const b of this.temps) b.destroy();

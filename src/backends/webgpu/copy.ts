@@ -6,12 +6,15 @@ import { BUILTINS, WG_INDEX } from './wgsl.js';
 
 const WG = 256;
 
-/** A one-value-per-invocation kernel: `body` maps output index i (< p.n) to its value. */
-function gatherKernel(key: string, fields: string, srcs: string[], body: string, idsType = 'i32'): Kernel {
-  const decl = srcs.map((s, i) => `@group(0) @binding(${i + 1}) var<storage, read> ${s}: array<${s === 'IDS' ? idsType : 'f32'}>;`).join('\n');
+/**
+ * A one-value-per-invocation kernel: `body` maps output index i (< p.n) to its value. Sources named
+ * IDS are int tensors, ROWS host ints; the rest float tensors.
+ */
+function gatherKernel(key: string, fields: string, srcs: string[], body: string): Kernel {
+  const decl = srcs.map((s, i) => `@group(0) @binding(${i + 1}) var<storage, read> ${s}: array<${s === 'IDS' || s === 'ROWS' ? 'i32' : 'f32'}>;`).join('\n');
   return {
     key,
-    bindings: [...srcs.map(() => 'read' as const), 'write'],
+    bindings: [...srcs.map((s) => (s === 'ROWS' ? 'ints' as const : 'read' as const)), 'write'],
     code: () => /* wgsl */ `
 struct P { n: u32, ${fields} }
 @group(0) @binding(0) var<uniform> p: P;
@@ -52,8 +55,8 @@ export function sliceCols(ctx: GpuContext, out: GpuTensor, x: GpuTensor, N: numb
   run(ctx, SLICE_COLS, out.size, new Params().u32(out.size, N, start, width), [x], out);
 }
 
-const GATHER_ROWS = gatherKernel('gather_rows', 'N: u32', ['X', 'IDS'], `
-  Y[i] = X[u32(IDS[i / p.N]) * p.N + i % p.N];`);
+const GATHER_ROWS = gatherKernel('gather_rows', 'N: u32', ['X', 'ROWS'], `
+  Y[i] = X[u32(ROWS[i / p.N]) * p.N + i % p.N];`);
 
 /** rows must already be checked to lie in [0, M). */
 export function gatherRows(ctx: GpuContext, out: GpuTensor, x: GpuTensor, rows: Int32Array, N: number): void {
@@ -76,7 +79,7 @@ export function resizeRows(ctx: GpuContext, out: GpuTensor, x: GpuTensor, C: num
 // distinct, so the writes never race.
 const WRITE_KV: Kernel = {
   key: 'write_kv',
-  bindings: ['read', 'read', 'write'],
+  bindings: ['ints', 'read', 'write'],
   code: () => /* wgsl */ `
 struct P { n: u32, T: u32, C: u32, F: u32, t0: u32 }
 @group(0) @binding(0) var<uniform> p: P;

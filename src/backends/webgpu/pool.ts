@@ -8,7 +8,11 @@ export interface PooledBuffer {
   readonly capacity: number;
   /** Id of the last batch of commands that referenced the buffer; see GpuContext. */
   lastUse: number;
+  /** Unique per buffer, for cache keys. */
+  readonly id: number;
 }
+
+let nextId = 1;
 
 const MIN_BUCKET = 256;
 
@@ -36,6 +40,8 @@ export class BufferPool {
     private readonly maxBytes: number,
     /** Free buffers beyond this many bytes are destroyed rather than kept. */
     private readonly keepBytes: number,
+    /** Called after buffers were destroyed (caches that name them must forget them). */
+    private readonly onDestroy: () => void = () => {},
   ) {}
 
   acquire(bytes: number): PooledBuffer {
@@ -50,7 +56,7 @@ export class BufferPool {
     }
     const buffer = this.device.createBuffer({ size, usage: this.usage });
     this.liveBytes += size;
-    return { buffer, capacity: size, lastUse: -1 };
+    return { buffer, capacity: size, lastUse: -1, id: nextId++ };
   }
 
   release(b: PooledBuffer): void {
@@ -77,6 +83,7 @@ export class BufferPool {
       }
       if (!list.length) this.free.delete(size);
     }
+    this.onDestroy();
   }
 
   get pooledBytes(): number {

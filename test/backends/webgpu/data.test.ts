@@ -85,6 +85,21 @@ test('webgpu: long op chains submit in several batches and stay exact', async (t
   await be.flush();
 });
 
+test('webgpu: host int arrays past the arena (own buffers) and past its space (mid-batch submits)', async (t) => {
+  const be = await gpuBackendOrSkip(t);
+  if (!be) return;
+  const rng = new Rng(24);
+  const data = randomArray(rng, 50 * 3);
+  const gx = be.tensor(data, [50, 3]), cx = cpu.tensor(data, [50, 3]);
+  const pairs: [Tensor, Tensor][] = [];
+  // 30 × 64 KB of row lists overflow the 1 MiB arena; 20000 rows (80 KB) get a buffer of their own
+  for (const n of [...Array(30).fill(16000), 20000]) {
+    const rows = Int32Array.from({ length: n }, () => rng.int(50));
+    pairs.push([be.gatherRows(gx, rows), cpu.gatherRows(cx, rows)]);
+  }
+  for (const [i, [g, c]] of pairs.entries()) await assertParity(`gatherRows #${i}`, be, g, cpu, c, 0);
+});
+
 test('webgpu: a tensor beyond the device binding limit fails with a clear message', async (t) => {
   const be = await gpuBackendOrSkip(t);
   if (!be) return;
