@@ -1,0 +1,68 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { CpuBackend } from '../../src/backends/cpu/cpu.js';
+import { Rng } from '../../src/core/random.js';
+import { argmax } from '../../src/generate/sampling.js';
+import { generateBatch, generateIds, generateText } from '../../src/generate/generate.js';
+import { ByteTokenizer } from '../../src/tokenizer/bytes.js';
+import { randomIds, randomModel, tinyConfig } from '../helpers/models.js';
+
+const be = new CpuBackend();
+
+test('greedy generation = argmax of the full forward at every step', async () => {
+  const model = randomModel(be, tinyConfig('samba'), 4);
+  const prompt = [...randomIds(new Rng(1), 9, model.config.vocabSize)];
+  const out: number[] = [];
+  for await (const id of generateIds(model, prompt, { maxTokens: 20, temperature: 0, prefillChunk: 4 })) out.push(id);
+  assert.equal(out.length, 20);
+  const all = [...prompt, ...out], V = model.config.vocabSize;
+  const logits = await be.read(model.forward(Int32Array.from(all), 1, all.length));
+  for (let s = 0; s < out.length; s++) {
+    const pos = prompt.length - 1 + s;
+    assert.equal(out[s], argmax(logits.subarray(pos * V, (pos + 1) * V)), `step ${s}`);
+  }
+});
+
+test('batched generation of prompts of different lengths = one at a time (seeded sampling too)', async () => {
+  const model = randomModel(be, tinyConfig('samba'), 5), rng = new Rng(9);
+  const prompts = [3, 11, 7].map((n) => [...randomIds(rng, n, model.config.vocabSize)]);
+  const greedy = await generateBatch(model, prompts, { maxTokens: 12, temperature: 0 });
+  for (let b = 0; b < prompts.length; b++) assert.deepEqual(greedy[b], (await generateBatch(model, [prompts[b]], { maxTokens: 12, temperature: 0 }))[0]);
+  const a = await generateBatch(model, prompts, { maxTokens: 12, seed: 4, topK: 10 });
+  const b2 = await generateBatch(model, prompts, { maxTokens: 12, seed: 4, topK: 10 });
+  assert.deepEqual(a, b2);
+});
+
+test('stop tokens end a sequence (the stop token is included); others continue', async () => {
+  const model = randomModel(be, tinyConfig('mamba'), 6);
+  const prompt = [1, 2, 3];
+  const free = await generateBatch(model, [prompt], { maxTokens: 15, temperature: 0 });
+  const stopAt = free[0][4];
+  const firstIndex = free[0].indexOf(stopAt);
+  const stopped = await generateBatch(model, [prompt, [4, 5]], { maxTokens: 15, temperature: 0, stopTokens: [stopAt] });
+  assert.deepEqual(stopped[0], free[0].slice(0, firstIndex + 1));
+});
+
+test('an AbortSignal stops generation', async () => {
+  const model = randomModel(be, tinyConfig('samba'), 7), ac = new AbortController();
+  const got: number[] = [];
+  await assert.rejects(async () => {
+    for await (const id of generateIds(model, [1, 2], { maxTokens: 1000, signal: ac.signal, seed: 1 })) {
+      got.push(id);
+      if (got.length === 5) ac.abort(new Error('stop now'));
+    }
+  }, /stop now/);
+  assert.equal(got.length, 5);
+});
+
+test('text streaming through a byte tokenizer reassembles multi-byte characters', async () => {
+  const model = randomModel(be, tinyConfig('samba', { vocabSize: 257 }), 8);
+  const tok = new ByteTokenizer({ eos: true });
+  let text = '';
+  const ids: number[] = [];
+  for await (const t of generateText(model, tok, tok.encode('héllo'), { maxTokens: 30, seed: 2 })) {
+    text += t.text ?? '';
+    if (t.id >= 0) ids.push(t.id);
+  }
+  assert.equal(text, tok.decode(ids));
+});
