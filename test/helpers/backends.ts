@@ -3,6 +3,7 @@
 import type { TestContext } from 'node:test';
 import type { Backend } from '../../src/core/backend.js';
 import { CpuBackend } from '../../src/backends/cpu/cpu.js';
+import { gpuBackendOrSkip } from './gpu.js';
 
 export interface TestBackend {
   name: string;
@@ -11,5 +12,8 @@ export interface TestBackend {
 
 export function testBackends(): TestBackend[] {
   const cpu = new CpuBackend();
-  return [{ name: 'cpu', get: async () => cpu }];
+  return [
+    { name: 'cpu', get: async () => cpu },
+    { name: 'webgpu', get: (t) => gpuBackendOrSkip(t) },
+  ];
 }
