@@ -5,8 +5,13 @@
 //
 // Key j of sequence b comes from the ring-buffer cache (slot j mod C) when it precedes this call's
 // first position pos0[b], else from the new keys at row j - pos0[b].
+//
+// Decoding has few query rows (B·H) but up to a window of keys each, which would leave most of a
+// GPU idle; there the keys of each row are split into S ranges that separate workgroups reduce to
+// partial (max, denominator, weighted sum) triples, and a second kernel merges them
+// (flash-decoding).
 import { type GpuContext, type Kernel, Params } from './context.js';
-import { type GpuTensor, bind } from './tensor.js';
+import { GpuTensor, Storage, bind } from './tensor.js';
 import { BUILTINS, NEG_BIG, WG_INDEX } from './wgsl.js';
 
 const WG = 64;
@@ -17,7 +22,10 @@ function attentionKernel(dimsPerThread: number): Kernel {
     key: `attention_${D}`,
     bindings: ['ints', 'read', 'read', 'read', 'read', 'read', 'write'],
     code: () => /* wgsl */ `
-struct P { T: u32, H: u32, hs: u32, C: u32, F: u32, group: u32, window: i32, total: u32, scale: f32 }
+struct P {
+  T: u32, H: u32, hs: u32, C: u32, F: u32, group: u32, window: i32, total: u32, scale: f32,
+  splits: u32,
+}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> POS0: array<i32>;
 @group(0) @binding(2) var<storage, read> Q: array<f32>;
@@ -25,6 +33,7 @@ struct P { T: u32, H: u32, hs: u32, C: u32, F: u32, group: u32, window: i32, tot
 @group(0) @binding(4) var<storage, read> V: array<f32>;
 @group(0) @binding(5) var<storage, read> KC: array<f32>;
 @group(0) @binding(6) var<storage, read> VC: array<f32>;
+// the output [B, T, H, hs], or with splits > 1 the partials [B·T·H, splits, hs + 2]
 @group(0) @binding(7) var<storage, read_write> Y: array<f32>;
 var<workgroup> qs: array<f32, ${D * WG}>;
 var<workgroup> probs: array<f32, ${WG}>;
@@ -35,15 +44,21 @@ var<workgroup> redSum: array<f32, ${WG}>;
 fn main(${BUILTINS}) {
   ${WG_INDEX}
   if (wg >= p.total) { return; }
-  let h = wg % p.H;
-  let bt = wg / p.H;            // b · T + t
+  let row = wg / p.splits;        // (b · T + t) · H + h
+  let split = wg % p.splits;
+  let h = row % p.H;
+  let bt = row / p.H;
   let b = bt / p.T;
   let t = bt % p.T;
   let kvOff = (h / p.group) * p.hs;
   let p0 = POS0[b];
-  let i = p0 + i32(t);          // this query's position
+  let i = p0 + i32(t);            // this query's position
   let jLo = max(max(0, i - p.window + 1), p0 - i32(p.C));
-  let qo = wg * p.hs;           // q and y share the [B, T, H, hs] layout
+  // this workgroup's share of keys jLo … i (all of them without splits; possibly none)
+  let per = (i - jLo + i32(p.splits)) / i32(p.splits);
+  let lo = jLo + i32(split) * per;
+  let hi = min(i, lo + per - 1);
+  let qo = row * p.hs;            // q and y share the [B, T, H, hs] layout
 
   for (var e = li; e < p.hs; e += ${WG}u) { qs[e] = Q[qo + e] * p.scale; }
   workgroupBarrier();
@@ -51,10 +66,10 @@ fn main(${BUILTINS}) {
   var mRun = ${NEG_BIG};
   var lRun = 0.0;
   var acc: array<f32, ${D}>;
-  for (var c0 = jLo; c0 <= i; c0 += ${WG}) {
+  for (var c0 = lo; c0 <= hi; c0 += ${WG}) {
     let j = c0 + i32(li);
     var s = ${NEG_BIG};
-    if (j <= i) {
+    if (j <= hi) {
       var dot = 0.0;
       if (j < p0) {
         let o = (b * p.C + u32(j) % p.C) * p.F + kvOff;
@@ -73,7 +88,7 @@ fn main(${BUILTINS}) {
     }
     let mNew = max(mRun, redMax[0]);
     var pj = 0.0;
-    if (j <= i) { pj = exp(s - mNew); }
+    if (j <= hi) { pj = exp(s - mNew); }
     probs[li] = pj;
     redSum[li] = pj;
     workgroupBarrier();
@@ -85,7 +100,7 @@ fn main(${BUILTINS}) {
     let corr = exp(mRun - mNew);
     lRun = lRun * corr + redSum[0];
     mRun = mNew;
-    let count = u32(min(${WG}, i - c0 + 1));
+    let count = u32(min(${WG}, hi - c0 + 1));
     for (var d = 0u; d < ${D}u; d++) {
       let e = li + d * ${WG}u;
       if (e < p.hs) {
@@ -103,13 +118,58 @@ fn main(${BUILTINS}) {
     }
     workgroupBarrier();
   }
-  for (var d = 0u; d < ${D}u; d++) {
-    let e = li + d * ${WG}u;
-    if (e < p.hs) { Y[qo + e] = acc[d] / lRun; }
+  if (p.splits == 1u) {
+    for (var d = 0u; d < ${D}u; d++) {
+      let e = li + d * ${WG}u;
+      if (e < p.hs) { Y[qo + e] = acc[d] / lRun; }
+    }
+  } else {
+    let o = wg * (p.hs + 2u);
+    for (var d = 0u; d < ${D}u; d++) {
+      let e = li + d * ${WG}u;
+      if (e < p.hs) { Y[o + e] = acc[d]; }
+    }
+    if (li == 0u) {
+      Y[o + p.hs] = mRun;
+      Y[o + p.hs + 1u] = lRun;
+    }
   }
 }`,
   };
 }
+
+// One workgroup per query row: rescale each split's partial sums to the common max and add.
+const COMBINE: Kernel = {
+  key: 'attention_combine',
+  bindings: ['read', 'write'],
+  code: () => /* wgsl */ `
+struct P { rows: u32, hs: u32, splits: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> PART: array<f32>;
+@group(0) @binding(2) var<storage, read_write> Y: array<f32>;
+@compute @workgroup_size(${WG})
+fn main(${BUILTINS}) {
+  ${WG_INDEX}
+  if (wg >= p.rows) { return; }
+  let stride = p.hs + 2u;
+  let base = wg * p.splits * stride;
+  var m = ${NEG_BIG};
+  for (var s = 0u; s < p.splits; s++) { m = max(m, PART[base + s * stride + p.hs]); }
+  var l = 0.0;
+  for (var s = 0u; s < p.splits; s++) {
+    let o = base + s * stride;
+    l += PART[o + p.hs + 1u] * exp(PART[o + p.hs] - m);
+  }
+  for (var e = li; e < p.hs; e += ${WG}u) {
+    var v = 0.0;
+    for (var s = 0u; s < p.splits; s++) {
+      let o = base + s * stride;
+      v += PART[o + e] * exp(PART[o + p.hs] - m);
+    }
+    Y[wg * p.hs + e] = v / l;
+  }
+}`,
+};
 
 const kernels = new Map<number, Kernel>();
 
@@ -117,19 +177,39 @@ export interface AttentionDims {
   B: number; T: number; H: number; Hkv: number; hs: number; C: number; window: number;
 }
 
+export interface SplitPolicy {
+  /** Fewest keys a split should get; below that, splitting costs more than it saves. */
+  minKeys: number;
+  /** Workgroups worth filling a GPU with. */
+  targetWorkgroups: number;
+}
+
+export const DEFAULT_SPLIT: SplitPolicy = { minKeys: 256, targetWorkgroups: 1024 };
+
 /** kc/vc: the cache's k and v, or any buffer when C = 0 (never read then). */
 export function attention(
   ctx: GpuContext, out: GpuTensor, q: GpuTensor, k: GpuTensor, v: GpuTensor,
-  kc: GpuTensor, vc: GpuTensor, pos0: Int32Array, d: AttentionDims,
+  kc: GpuTensor, vc: GpuTensor, pos0: Int32Array, d: AttentionDims, policy: SplitPolicy = DEFAULT_SPLIT,
 ): void {
-  const total = d.B * d.T * d.H;
-  if (total === 0 || d.hs === 0) return;
+  const rows = d.B * d.T * d.H;
+  if (rows === 0 || d.hs === 0) return;
   const dpt = Math.ceil(d.hs / WG);
   let kernel = kernels.get(dpt);
   if (!kernel) kernels.set(dpt, (kernel = attentionKernel(dpt)));
   // positions stay far below 2^30, so a clamped window behaves as an infinite one
   const window = Math.min(d.window, 2 ** 30);
-  const params = new Params()
-    .u32(d.T, d.H, d.hs, d.C, d.Hkv * d.hs, d.H / d.Hkv).i32(window).u32(total).f32(1 / Math.sqrt(d.hs));
-  ctx.dispatch(kernel, params, [pos0, bind(q), bind(k), bind(v), bind(kc), bind(vc), bind(out)], total);
+  const maxKeys = Math.min(window, d.C + d.T);
+  const splits = Math.max(1, Math.min(64, Math.floor(maxKeys / policy.minKeys), Math.ceil(policy.targetWorkgroups / rows)));
+  const params = (total: number) => new Params()
+    .u32(d.T, d.H, d.hs, d.C, d.Hkv * d.hs, d.H / d.Hkv).i32(window).u32(total).f32(1 / Math.sqrt(d.hs)).u32(splits);
+  const inputs = [pos0, bind(q), bind(k), bind(v), bind(kc), bind(vc)];
+  if (splits === 1) {
+    ctx.dispatch(kernel, params(rows), [...inputs, bind(out)], rows);
+    return;
+  }
+  const n = rows * splits * (d.hs + 2);
+  const part = new GpuTensor([n], 'f32', new Storage(ctx.alloc(n * 4, () => `attention partials of ${rows} rows × ${splits} splits`)));
+  ctx.dispatch(kernel, params(rows * splits), [...inputs, bind(part)], rows * splits);
+  ctx.dispatch(COMBINE, new Params().u32(rows, d.hs, splits), [bind(part), bind(out)], rows);
+  ctx.release(part.buf!); // later commands may reuse it; they run after these
 }

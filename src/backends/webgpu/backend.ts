@@ -18,6 +18,8 @@ export { GpuTensor } from './tensor.js';
 export interface WebGpuBackendOptions extends ContextOptions {
   /** Destroy the device in destroy() (true when this backend created it). */
   ownsDevice?: boolean;
+  /** When attention splits each query's keys over several workgroups (decoding); tests lower it. */
+  attentionSplit?: Partial<att.SplitPolicy>;
 }
 
 export class WebGpuBackend extends ScopedBackend implements Backend {
@@ -26,12 +28,14 @@ export class WebGpuBackend extends ScopedBackend implements Backend {
   /** Optional device features that later fast paths can select on. */
   readonly features: { readonly f16: boolean; readonly subgroups: boolean };
   private readonly ownsDevice: boolean;
+  private readonly split: att.SplitPolicy;
   private destroyed = false;
 
   constructor(readonly device: GPUDevice, opts: WebGpuBackendOptions = {}) {
     super();
     this.ctx = new GpuContext(device, opts);
     this.ownsDevice = opts.ownsDevice ?? false;
+    this.split = { ...att.DEFAULT_SPLIT, ...opts.attentionSplit };
     this.features = { f16: device.features.has('shader-f16'), subgroups: device.features.has('subgroups') };
   }
 
@@ -224,7 +228,7 @@ export class WebGpuBackend extends ScopedBackend implements Backend {
       Vc = gpu(cache.v, 'attention');
     }
     const out = this.make(q.shape);
-    att.attention(this.ctx, out, Q, Kn, Vn, Kc, Vc, p0, { B, T, H, Hkv, hs, C, window });
+    att.attention(this.ctx, out, Q, Kn, Vn, Kc, Vc, p0, { B, T, H, Hkv, hs, C, window }, this.split);
     return out;
   }
 

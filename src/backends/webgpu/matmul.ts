@@ -2,8 +2,8 @@
 // K-contiguous). Two kernels:
 // - tiled: a 64×64 output tile per workgroup, K streamed through workgroup memory in slabs of 16,
 //   every invocation accumulating a 4×4 block in registers; for prefill and training sizes.
-// - gemv: a few output columns per workgroup with K split across the invocations and a tree
-//   reduction; for decode (M of 1 to a few), where the tiled kernel would idle 63 of 64 rows.
+// - gemv: a few output columns (for all M rows) per workgroup, K split across the invocations and
+//   a tree reduction; for decode (M of 1 to a few), where the tiled kernel would idle 63 of 64 rows.
 // The weight's element type is a template parameter so an f16 variant (weights stored as f16,
 // accumulation in f32) can be selected by feature detection later; only f32 is dispatched now.
 import { type GpuContext, type Kernel, Params } from './context.js';
@@ -89,48 +89,58 @@ fn main(${BUILTINS}, @builtin(local_invocation_id) lid: vec3<u32>) {
 
 const GV_WG = 128, GV_COLS = 4;
 
-function gemvKernel(w: WeightType): Kernel {
+/** The gemv kernel for exactly `rows` rows of x (compiled per row count: the reduction's cost grows with it). */
+function gemvKernel(w: WeightType, rows: number): Kernel {
+  const A = rows * GV_COLS; // accumulators per invocation: rows × columns
   return {
-    key: `matmul_gemv_${w}`,
+    key: `matmul_gemv_${w}_${rows}`,
     bindings: ['read', 'read', 'write'],
     code: () => /* wgsl */ `${header(w)}
-struct P { M: u32, N: u32, K: u32, groupsN: u32, groups: u32 }
+struct P { M: u32, N: u32, K: u32, groups: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var<storage, read> W: array<${w}>;
 @group(0) @binding(3) var<storage, read_write> Y: array<f32>;
-var<workgroup> part: array<f32, ${GV_WG * GV_COLS}>;
+var<workgroup> part: array<f32, ${GV_WG * A}>;
 
 @compute @workgroup_size(${GV_WG})
 fn main(${BUILTINS}) {
   ${WG_INDEX}
   if (wg >= p.groups) { return; }
-  let m = wg / p.groupsN;
-  let n0 = (wg % p.groupsN) * ${GV_COLS}u;
-  var acc: array<f32, ${GV_COLS}>;
-  // neighbouring invocations read neighbouring k of each weight row
+  let n0 = wg * ${GV_COLS}u;
+  // acc[m · ${GV_COLS} + c]: every weight value is read once and used for all M rows of x
+  var acc: array<f32, ${A}>;
   for (var k = li; k < p.K; k += ${GV_WG}u) {
-    let xv = X[m * p.K + k];
     for (var c = 0u; c < ${GV_COLS}u; c++) {
-      if (n0 + c < p.N) { acc[c] = fma(xv, f32(W[(n0 + c) * p.K + k]), acc[c]); }
+      if (n0 + c < p.N) {
+        let wv = f32(W[(n0 + c) * p.K + k]);
+        for (var m = 0u; m < ${rows}u; m++) { acc[m * ${GV_COLS}u + c] = fma(X[m * p.K + k], wv, acc[m * ${GV_COLS}u + c]); }
+      }
     }
   }
-  for (var c = 0u; c < ${GV_COLS}u; c++) { part[c * ${GV_WG}u + li] = acc[c]; }
+  for (var a = 0u; a < ${A}u; a++) { part[a * ${GV_WG}u + li] = acc[a]; }
   workgroupBarrier();
   for (var s = ${GV_WG / 2}u; s > 0u; s >>= 1u) {
     if (li < s) {
-      for (var c = 0u; c < ${GV_COLS}u; c++) { part[c * ${GV_WG}u + li] += part[c * ${GV_WG}u + li + s]; }
+      for (var a = 0u; a < ${A}u; a++) { part[a * ${GV_WG}u + li] += part[a * ${GV_WG}u + li + s]; }
     }
     workgroupBarrier();
   }
-  if (li < ${GV_COLS}u && n0 + li < p.N) { Y[m * p.N + n0 + li] = part[li * ${GV_WG}u]; }
+  if (li < ${A}u) {
+    let m = li / ${GV_COLS}u;
+    let n = n0 + li % ${GV_COLS}u;
+    if (n < p.N) { Y[m * p.N + n] = part[li * ${GV_WG}u]; }
+  }
 }`,
   };
 }
 
 const KERNELS = {
   tiled: { f32: tiledKernel('f32'), f16: tiledKernel('f16') },
-  gemv: { f32: gemvKernel('f32'), f16: gemvKernel('f16') },
+  gemv: {
+    f32: Array.from({ length: GEMV_MAX_ROWS + 1 }, (_, m) => gemvKernel('f32', m)),
+    f16: Array.from({ length: GEMV_MAX_ROWS + 1 }, (_, m) => gemvKernel('f16', m)),
+  },
 };
 
 export function matmul(ctx: GpuContext, out: GpuTensor, x: GpuTensor, w: GpuTensor, M: number, N: number, K: number): void {
@@ -138,8 +148,8 @@ export function matmul(ctx: GpuContext, out: GpuTensor, x: GpuTensor, w: GpuTens
   if (K === 0) { ctx.clear(out.buf!, 0, out.bytes); return; }
   const wt: WeightType = 'f32';
   if (M <= GEMV_MAX_ROWS) {
-    const groupsN = Math.ceil(N / GV_COLS), groups = groupsN * M;
-    ctx.dispatch(KERNELS.gemv[wt], new Params().u32(M, N, K, groupsN, groups), [bind(x), bind(w), bind(out)], groups);
+    const groups = Math.ceil(N / GV_COLS);
+    ctx.dispatch(KERNELS.gemv[wt][M], new Params().u32(M, N, K, groups), [bind(x), bind(w), bind(out)], groups);
   } else {
     const tilesN = Math.ceil(N / BN), tiles = tilesN * Math.ceil(M / BM);
     ctx.dispatch(KERNELS.tiled[wt], new Params().u32(M, N, K, tilesN, tiles), [bind(x), bind(w), bind(out)], tiles);

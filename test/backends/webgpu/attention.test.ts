@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { CpuBackend } from '../../../src/backends/cpu/cpu.js';
 import { type AttentionArgs, type Backend, type KvCache, type Tensor, numel } from '../../../src/core/backend.js';
 import { Rng, randomArray } from '../../../src/core/random.js';
+import { WebGpuBackend } from '../../../src/backends/webgpu/backend.js';
 import { assertParity, gpuBackendOrSkip } from '../../helpers/gpu.js';
 
 const cpu = new CpuBackend();
@@ -74,6 +75,22 @@ test('webgpu attention with a KV cache: wrapped ring buffer, partly filled cache
   await be.tidy(() => check(be, rng, { B: 2, T: 5, H: 4, Hkv: 1, hs: 8, window: Infinity, capacity: 32, pos0: [20, 7] }));
   // more new tokens than the window: most keys come from the new rows
   await be.tidy(() => check(be, rng, { B: 2, T: 11, H: 2, Hkv: 2, hs: 8, window: 4, capacity: 4, pos0: [9, 2] }));
+});
+
+test('webgpu attention with keys split over workgroups (flash-decoding) equals the CPU', async (t) => {
+  const full = await gpuBackendOrSkip(t);
+  if (!full) return;
+  const rng = new Rng(13);
+  // splits of 3+ keys and up to 64 splits: ragged last splits, and empty ones for early queries
+  for (const minKeys of [3, 40]) {
+    const be = new WebGpuBackend(full.device, { attentionSplit: { minKeys, targetWorkgroups: 4096 } });
+    await check(be, rng, { B: 2, T: 1, H: 3, Hkv: 1, hs: 16, window: 70, capacity: 70, pos0: [100, 69] });
+    await check(be, rng, { B: 2, T: 1, H: 2, Hkv: 2, hs: 130, window: 200, capacity: 200, pos0: [450, 13] });
+    await check(be, rng, { B: 2, T: 4, H: 4, Hkv: 2, hs: 8, window: 6, capacity: 6, pos0: [10, 3] });
+    await check(be, rng, { B: 1, T: 150, H: 2, Hkv: 1, hs: 16, window: Infinity, pos0: [0] });
+    await check(be, rng, { B: 2, T: 5, H: 4, Hkv: 1, hs: 8, window: Infinity, capacity: 32, pos0: [20, 7] });
+    be.destroy();
+  }
 });
 
 test('webgpu writeKv (in place) and resizeRows of a cache', async (t) => {
