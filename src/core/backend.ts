@@ -188,3 +188,56 @@ function collectTensors(v: unknown, out: Set<Tensor>, depth = 0): void {
 export function isTensor(v: unknown): v is Tensor {
   return typeof v === 'object' && v !== null && 'shape' in v && 'dtype' in v && 'size' in v;
 }
+
+/** Gradients of the selective scan with respect to each of its inputs (names as in selectiveScan). */
+export interface ScanGrads {
+  du: Tensor; ddt: Tensor; ddtBias: Tensor; daLog: Tensor; dbm: Tensor; dcm: Tensor; dd: Tensor; dz: Tensor;
+}
+
+export interface AdamWStep {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** 1-based step count, for the bias corrections. */
+  step: number;
+  /** Multiplies the gradient first (clipping and accumulation averaging). */
+  gradScale: number;
+}
+
+/**
+ * The ops training adds: the backward of each forward op (its CPU version spells out the chain
+ * rule), the loss, and the optimizer. Backward ops take the forward's inputs and the gradient of
+ * its output, recomputing what they need (the scan recomputes its states rather than storing them).
+ */
+export interface GradOps {
+  /** x [M, N], w [N, K] → x·w [M, K] (the input gradient of matmul) */
+  matmulNN(x: Tensor, w: Tensor): Tensor;
+  /** a [M, N], b [M, K] → aᵀ·b [N, K] (the weight gradient of matmul) */
+  matmulTN(a: Tensor, b: Tensor): Tensor;
+  /** [M, N1] ++ [M, N2] ++ … → [M, ΣN] (the backward of sliceCols over a full partition) */
+  concatCols(ts: Tensor[]): Tensor;
+  /** dOut [N, D], ids [N] → dTable [V, D], rows summed over repeated ids */
+  embeddingBackward(dOut: Tensor, ids: Tensor, vocab: number): Tensor;
+  rmsNormBackward(x: Tensor, g: Tensor, dy: Tensor, eps: number): { dx: Tensor; dg: Tensor };
+  siluMulBackward(a: Tensor, b: Tensor, dy: Tensor): { da: Tensor; db: Tensor };
+  /** Backward of attention without a cache (training: whole sequences from pos0). */
+  attentionBackward(q: Tensor, k: Tensor, v: Tensor, dOut: Tensor, args: AttentionArgs): { dq: Tensor; dk: Tensor; dv: Tensor };
+  /** Backward of conv1dSilu with a zero initial state. */
+  conv1dSiluBackward(x: Tensor, w: Tensor, b: Tensor, dy: Tensor): { dx: Tensor; dw: Tensor; db: Tensor };
+  /** Backward of selectiveScan with h0 = 0; dy is the gradient of its gated output y. */
+  selectiveScanBackward(
+    u: Tensor, dt: Tensor, dtBias: Tensor, aLog: Tensor,
+    bm: Tensor, cm: Tensor, d: Tensor, z: Tensor, dy: Tensor,
+  ): ScanGrads;
+  /**
+   * Softmax cross-entropy per row of logits [R, V] against targets [R] (a negative target is
+   * ignored): returns the summed loss [1] and dlogits = scale · (softmax − onehot).
+   */
+  crossEntropy(logits: Tensor, targets: Tensor, scale: number): { loss: Tensor; dlogits: Tensor };
+  /** Σ x² as a [1] tensor (for the global gradient norm). */
+  sumSquares(x: Tensor): Tensor;
+  /** In place, as torch.optim.AdamW: p ← p·(1 − lr·wd) − lr·m̂/(√v̂ + ε), with g ← g·gradScale. */
+  adamw(p: Tensor, g: Tensor, m: Tensor, v: Tensor, hp: AdamWStep): void;
+}

@@ -2,8 +2,8 @@
 // against, and the fallback where no WebGPU adapter exists. Sums are accumulated in float64
 // (JavaScript numbers) and stored as float32.
 import {
-  type AttentionArgs, type Backend, type ConvResult, type KvCache, type ScanResult, type Tensor,
-  ScopedBackend, expectShape, numel, shapeStr,
+  type AdamWStep, type AttentionArgs, type Backend, type ConvResult, type GradOps, type KvCache, type ScanGrads,
+  type ScanResult, type Tensor, ScopedBackend, expectShape, numel, shapeStr,
 } from '../../core/backend.js';
 
 export class CpuTensor implements Tensor {
@@ -35,7 +35,7 @@ const silu = (x: number) => x / (1 + Math.exp(-x));
 export const softplus = (x: number) => (x > 20 ? x : Math.log1p(Math.exp(x)));
 export { sigmoid, silu };
 
-export class CpuBackend extends ScopedBackend implements Backend {
+export class CpuBackend extends ScopedBackend implements Backend, GradOps {
   readonly name = 'cpu' as const;
 
   private make(shape: readonly number[], data?: Float32Array): CpuTensor {
@@ -286,5 +286,245 @@ export class CpuBackend extends ScopedBackend implements Backend {
       }
     }
     return { y: this.make(u.shape, y), h: this.make([B, C, N], hOut) };
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Backward ops and training
+
+  matmulNN(x: Tensor, w: Tensor): Tensor {
+    const [M, N] = x.shape, [N2, K] = w.shape;
+    if (N !== N2) throw new Error(`matmulNN: x ${shapeStr(x.shape)} and w ${shapeStr(w.shape)} do not fit`);
+    const a = f32(x), b = f32(w), out = new Float32Array(M * K);
+    for (let m = 0; m < M; m++) {
+      for (let n = 0; n < N; n++) {
+        const av = a[m * N + n];
+        if (av === 0) continue;
+        for (let k = 0; k < K; k++) out[m * K + k] += av * b[n * K + k];
+      }
+    }
+    return this.make([M, K], out);
+  }
+
+  matmulTN(a: Tensor, b: Tensor): Tensor {
+    const [M, N] = a.shape, [M2, K] = b.shape;
+    if (M !== M2) throw new Error(`matmulTN: a ${shapeStr(a.shape)} and b ${shapeStr(b.shape)} do not fit`);
+    const x = f32(a), y = f32(b), acc = new Float64Array(N * K);
+    for (let m = 0; m < M; m++) {
+      for (let n = 0; n < N; n++) {
+        const xv = x[m * N + n];
+        if (xv === 0) continue;
+        for (let k = 0; k < K; k++) acc[n * K + k] += xv * y[m * K + k];
+      }
+    }
+    return this.make([N, K], Float32Array.from(acc));
+  }
+
+  concatCols(ts: Tensor[]): Tensor {
+    const M = ts[0].shape[0], W = ts.reduce((s, t) => s + t.shape[1], 0), out = new Float32Array(M * W);
+    let c0 = 0;
+    for (const t of ts) {
+      const [M2, N] = t.shape, a = f32(t);
+      if (M2 !== M) throw new Error(`concatCols: ${M2} rows, expected ${M}`);
+      for (let m = 0; m < M; m++) out.set(a.subarray(m * N, (m + 1) * N), m * W + c0);
+      c0 += N;
+    }
+    return this.make([M, W], out);
+  }
+
+  embeddingBackward(dOut: Tensor, ids: Tensor, vocab: number): Tensor {
+    const [N, D] = dOut.shape, id = i32(ids), g = f32(dOut), acc = new Float64Array(vocab * D);
+    for (let n = 0; n < N; n++) for (let j = 0; j < D; j++) acc[id[n] * D + j] += g[n * D + j];
+    return this.make([vocab, D], Float32Array.from(acc));
+  }
+
+  rmsNormBackward(x: Tensor, g: Tensor, dy: Tensor, eps: number): { dx: Tensor; dg: Tensor } {
+    const D = x.shape[x.shape.length - 1], M = x.size / D;
+    const a = f32(x), w = f32(g), d = f32(dy), dx = new Float32Array(a.length), dg = new Float64Array(D);
+    for (let m = 0; m < M; m++) {
+      const o = m * D;
+      let ss = 0, dot = 0;
+      for (let j = 0; j < D; j++) { ss += a[o + j] ** 2; dot += d[o + j] * w[j] * a[o + j]; }
+      const r = 1 / Math.sqrt(ss / D + eps);
+      // y = x·r·g, r = (mean x² + eps)^(-1/2):  dx = r·g·dy − x·r³·(Σ dy·g·x)/D
+      for (let j = 0; j < D; j++) {
+        dx[o + j] = r * w[j] * d[o + j] - (a[o + j] * r ** 3 * dot) / D;
+        dg[j] += d[o + j] * a[o + j] * r;
+      }
+    }
+    return { dx: this.make(x.shape, dx), dg: this.make([D], Float32Array.from(dg)) };
+  }
+
+  siluMulBackward(a: Tensor, b: Tensor, dy: Tensor): { da: Tensor; db: Tensor } {
+    const x = f32(a), y = f32(b), d = f32(dy), da = new Float32Array(x.length), db = new Float32Array(x.length);
+    for (let i = 0; i < x.length; i++) {
+      const s = sigmoid(x[i]);
+      db[i] = d[i] * x[i] * s;
+      da[i] = d[i] * y[i] * s * (1 + x[i] * (1 - s)); // silu'(a) = σ(a)(1 + a(1 − σ(a)))
+    }
+    return { da: this.make(a.shape, da), db: this.make(b.shape, db) };
+  }
+
+  attentionBackward(q: Tensor, k: Tensor, v: Tensor, dOut: Tensor, args: AttentionArgs): { dq: Tensor; dk: Tensor; dv: Tensor } {
+    const { nHeads: H, nKvHeads: Hkv, headDim: hs, window } = args;
+    const [B, T] = q.shape, F = Hkv * hs, group = H / Hkv, scale = 1 / Math.sqrt(hs);
+    const Q = f32(q), K = f32(k), V = f32(v), dO = f32(dOut);
+    const dq = new Float32Array(q.size), dk = new Float64Array(k.size), dv = new Float64Array(v.size);
+    const p = new Float64Array(T), dp = new Float64Array(T);
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t < T; t++) {
+        const jLo = Math.max(0, t - window + 1);
+        for (let h = 0; h < H; h++) {
+          const qo = ((b * T + t) * H + h) * hs, kvh = Math.floor(h / group);
+          const kOff = (j: number) => (b * T + j) * F + kvh * hs;
+          // recompute the softmax row
+          let max = -Infinity;
+          for (let j = jLo; j <= t; j++) {
+            let s = 0;
+            for (let e = 0; e < hs; e++) s += Q[qo + e] * K[kOff(j) + e];
+            p[j] = s * scale;
+            if (p[j] > max) max = p[j];
+          }
+          let den = 0;
+          for (let j = jLo; j <= t; j++) den += (p[j] = Math.exp(p[j] - max));
+          // dp_j = dO·v_j ; ds_j = p_j (dp_j − Σ_k p_k dp_k)
+          let pdp = 0;
+          for (let j = jLo; j <= t; j++) {
+            p[j] /= den;
+            let s = 0;
+            for (let e = 0; e < hs; e++) s += dO[qo + e] * V[kOff(j) + e];
+            dp[j] = s;
+            pdp += p[j] * s;
+          }
+          for (let j = jLo; j <= t; j++) {
+            const ds = p[j] * (dp[j] - pdp) * scale, ko = kOff(j);
+            for (let e = 0; e < hs; e++) {
+              dq[qo + e] += ds * K[ko + e];
+              dk[ko + e] += ds * Q[qo + e];
+              dv[ko + e] += p[j] * dO[qo + e];
+            }
+          }
+        }
+      }
+    }
+    return { dq: this.make(q.shape, dq), dk: this.make(k.shape, Float32Array.from(dk)), dv: this.make(v.shape, Float32Array.from(dv)) };
+  }
+
+  conv1dSiluBackward(x: Tensor, w: Tensor, bias: Tensor, dy: Tensor): { dx: Tensor; dw: Tensor; db: Tensor } {
+    const [B, T, C] = x.shape, K = w.shape[1], H = K - 1;
+    const X = f32(x), W = f32(w), bb = f32(bias), D = f32(dy);
+    const dx = new Float32Array(x.size), dw = new Float64Array(C * K), db = new Float64Array(C);
+    const inp = (b: number, tau: number, c: number) => (tau >= 0 ? X[(b * T + tau) * C + c] : 0);
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t < T; t++) {
+        for (let c = 0; c < C; c++) {
+          let s = bb[c];
+          for (let k = 0; k < K; k++) s += W[c * K + k] * inp(b, t - H + k, c);
+          const sg = sigmoid(s), ds = D[(b * T + t) * C + c] * sg * (1 + s * (1 - sg));
+          db[c] += ds;
+          for (let k = 0; k < K; k++) {
+            const tau = t - H + k;
+            if (tau < 0) continue;
+            dw[c * K + k] += ds * X[(b * T + tau) * C + c];
+            dx[(b * T + tau) * C + c] += ds * W[c * K + k];
+          }
+        }
+      }
+    }
+    return { dx: this.make(x.shape, dx), dw: this.make([C, K], Float32Array.from(dw)), db: this.make([C], Float32Array.from(db)) };
+  }
+
+  selectiveScanBackward(
+    u: Tensor, dt: Tensor, dtBias: Tensor, aLog: Tensor,
+    bm: Tensor, cm: Tensor, d: Tensor, z: Tensor, dy: Tensor,
+  ): ScanGrads {
+    const [B, T, C] = u.shape, N = aLog.shape[1];
+    const U = f32(u), DT = f32(dt), bias = f32(dtBias), AL = f32(aLog), Bm = f32(bm), Cm = f32(cm), Dv = f32(d), Z = f32(z), G = f32(dy);
+    const du = new Float32Array(u.size), ddt = new Float32Array(u.size), dz = new Float32Array(u.size);
+    const dbm = new Float64Array(bm.size), dcm = new Float64Array(cm.size);
+    const ddtBias = new Float64Array(C), daLog = new Float64Array(C * N), dd = new Float64Array(C);
+    // States of one channel over the whole sequence, recomputed here (never stored by the forward).
+    const hs = new Float64Array((T + 1) * N), A = new Float64Array(N), delta = new Float64Array(T), gNext = new Float64Array(N);
+    for (let b = 0; b < B; b++) {
+      for (let c = 0; c < C; c++) {
+        for (let n = 0; n < N; n++) A[n] = -Math.exp(AL[c * N + n]);
+        hs.fill(0, 0, N); // h_{-1} = 0 lives in slot 0; h_t in slot t+1
+        for (let t = 0; t < T; t++) {
+          const r = b * T + t, ut = U[r * C + c];
+          const dl = (delta[t] = softplus(DT[r * C + c] + bias[c]));
+          for (let n = 0; n < N; n++) hs[(t + 1) * N + n] = Math.exp(dl * A[n]) * hs[t * N + n] + dl * ut * Bm[r * N + n];
+        }
+        gNext.fill(0);
+        const dA = new Float64Array(N);
+        for (let t = T - 1; t >= 0; t--) {
+          const r = b * T + t, ut = U[r * C + c], zt = Z[r * C + c], dl = delta[t];
+          let yssm = Dv[c] * ut;
+          for (let n = 0; n < N; n++) yssm += hs[(t + 1) * N + n] * Cm[r * N + n];
+          const sz = sigmoid(zt), g = G[r * C + c];
+          dz[r * C + c] = g * yssm * sz * (1 + zt * (1 - sz)); // out = y·silu(z)
+          const gy = g * zt * sz; // ∂L/∂y
+          dd[c] += gy * ut;
+          let dut = gy * Dv[c], ddl = 0;
+          for (let n = 0; n < N; n++) {
+            // G_t = gy·C_t + a_{t+1} G_{t+1}: gNext holds a_{t+1}·G_{t+1}
+            const Gt = gy * Cm[r * N + n] + gNext[n];
+            const a = Math.exp(dl * A[n]), hPrev = hs[t * N + n];
+            dcm[r * N + n] += gy * hs[(t + 1) * N + n];
+            dbm[r * N + n] += Gt * dl * ut;
+            dut += Gt * dl * Bm[r * N + n];
+            ddl += Gt * (Bm[r * N + n] * ut + A[n] * a * hPrev);
+            dA[n] += Gt * dl * a * hPrev;
+            gNext[n] = a * Gt;
+          }
+          du[r * C + c] = dut;
+          const v = DT[r * C + c] + bias[c];
+          const dv = v > 20 ? ddl : ddl * sigmoid(v); // softplus' = σ
+          ddt[r * C + c] = dv;
+          ddtBias[c] += dv;
+        }
+        for (let n = 0; n < N; n++) daLog[c * N + n] += dA[n] * A[n]; // A = −exp(aLog) ⇒ dA/daLog = A
+      }
+    }
+    return {
+      du: this.make(u.shape, du), ddt: this.make(u.shape, ddt), dz: this.make(u.shape, dz),
+      ddtBias: this.make([C], Float32Array.from(ddtBias)), daLog: this.make([C, N], Float32Array.from(daLog)),
+      dbm: this.make(bm.shape, Float32Array.from(dbm)), dcm: this.make(cm.shape, Float32Array.from(dcm)), dd: this.make([C], Float32Array.from(dd)),
+    };
+  }
+
+  crossEntropy(logits: Tensor, targets: Tensor, scale: number): { loss: Tensor; dlogits: Tensor } {
+    const [R, V] = logits.shape, L = f32(logits), tg = i32(targets), dl = new Float32Array(L.length);
+    let loss = 0;
+    for (let r = 0; r < R; r++) {
+      const y = tg[r];
+      if (y < 0) continue;
+      if (y >= V) throw new Error(`crossEntropy: target ${y} outside the vocabulary [0, ${V})`);
+      const o = r * V;
+      let max = -Infinity;
+      for (let j = 0; j < V; j++) if (L[o + j] > max) max = L[o + j];
+      let sum = 0;
+      for (let j = 0; j < V; j++) sum += Math.exp(L[o + j] - max);
+      loss += max + Math.log(sum) - L[o + y];
+      for (let j = 0; j < V; j++) dl[o + j] = (Math.exp(L[o + j] - max) / sum) * scale;
+      dl[o + y] -= scale;
+    }
+    return { loss: this.make([1], Float32Array.of(loss)), dlogits: this.make(logits.shape, dl) };
+  }
+
+  sumSquares(x: Tensor): Tensor {
+    let s = 0;
+    for (const v of f32(x)) s += v * v;
+    return this.make([1], Float32Array.of(s));
+  }
+
+  adamw(p: Tensor, g: Tensor, m: Tensor, v: Tensor, hp: AdamWStep): void {
+    expectShape('adamw', 'grad', g, p.shape);
+    const P = f32(p), Gr = f32(g), Mo = f32(m), Ve = f32(v);
+    const bc1 = 1 - hp.beta1 ** hp.step, bc2 = 1 - hp.beta2 ** hp.step, decay = 1 - hp.lr * hp.weightDecay;
+    for (let i = 0; i < P.length; i++) {
+      const gi = Gr[i] * hp.gradScale;
+      Mo[i] = hp.beta1 * Mo[i] + (1 - hp.beta1) * gi;
+      Ve[i] = hp.beta2 * Ve[i] + (1 - hp.beta2) * gi * gi;
+      P[i] = P[i] * decay - (hp.lr * (Mo[i] / bc1)) / (Math.sqrt(Ve[i] / bc2) + hp.eps);
+    }
   }
 }
