@@ -8,6 +8,7 @@ import { createStreamDecoder } from '../tokenizer/index.js';
 import { describeModelFolder, loadModel, openBackend, type BackendChoice } from '../node/load.js';
 import { writeSafetensorsFile } from '../node/files.js';
 import { perplexity } from '../eval/perplexity.js';
+import { applyTransform, planExport } from '../io/checkpoint.js';
 import { runDemo } from './demo.js';
 import { UsageError } from './errors.js';
 import type { CliValues, } from './main.js';
@@ -213,6 +214,40 @@ export const commands: Record<string, Command> = {
         const data = await model.backend.read(t);
         model.backend.dispose(t);
         await writeSafetensorsFile(out, [{ name: 'logits', shape: [B, T, V], dtype: 'F32', data }]);
+      });
+    },
+  },
+
+  grad: {
+    help: `samba-lm grad --model DIR --ids FILE.json --out FILE.safetensors [--backend …]
+  Writes the gradient of the mean next-token cross-entropy over the B×(T−1) predictions of the ids
+  with respect to every parameter, under the checkpoint's own tensor names (tied weights: the same
+  gradient under each stored name), plus the loss as a 1-element tensor "loss".`,
+    async run(v) {
+      const rows = await readIds(need(v, 'ids', 'grad'));
+      const out = need(v, 'out', 'grad');
+      const T = rows[0].length;
+      if (rows.some((r) => r.length !== T)) throw new Error(`grad needs sequences of equal length; got lengths ${[...new Set(rows.map((r) => r.length))].join(', ')}`);
+      if (T < 2) throw new Error('grad needs sequences of at least two tokens (one prediction)');
+      await withModel(v, 'grad', async ({ model, format, fileTensorNames }) => {
+        checkIdsRange(rows, model.config);
+        const B = rows.length, ids = Int32Array.from(rows.flat());
+        const targets = Int32Array.from({ length: B * T }, (_, i) => (i % T === T - 1 ? -1 : ids[i + 1]));
+        const { loss, grads } = await model.lossAndGrads(ids, targets, B, T);
+        const be = model.backend;
+        const plan = planExport(model.config, { format });
+        const inFile = new Set(fileTensorNames);
+        const missing = fileTensorNames.filter((n) => !plan.tensors.some((m) => m.name === n));
+        if (missing.length) throw new Error(`cannot name the gradient of checkpoint tensor ${missing[0]} in the ${format} layout`);
+        const tensors = [];
+        for (const m of plan.tensors.filter((t) => inFile.has(t.name))) {
+          const g = grads.get(m.source);
+          if (!g) throw new Error(`no gradient for ${m.source}`);
+          tensors.push({ name: m.name, shape: m.shape, dtype: 'F32' as const, data: applyTransform(m, await be.read(g)) });
+        }
+        for (const g of grads.values()) be.dispose(g);
+        tensors.push({ name: 'loss', shape: [1], dtype: 'F32' as const, data: Float32Array.of(loss) });
+        await writeSafetensorsFile(out, tensors);
       });
     },
   },

@@ -14,6 +14,7 @@ commands:
               --top-p P --repetition-penalty R --seed S --stop ID,.. --output-ids --backend cpu|webgpu|auto]
   perplexity  --model DIR (--text FILE | --ids FILE.json) [--backend …]   prints {"tokens","nll","ppl"}
   logits      --model DIR --ids FILE.json --out FILE.safetensors [--backend …]   float32 logits [B,T,V]
+  grad        --model DIR --ids FILE.json --out FILE.safetensors [--backend …]   parameter gradients + loss
   demo        [--backend …] [--tokens N]        streams through a small Samba and a Transformer: constant vs growing state
   presets                                        lists the model presets
 

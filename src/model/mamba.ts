@@ -5,27 +5,63 @@
 //   [δ; B; C] = W_x x̃ ;  Δ = softplus(W_dt δ + b_dt)
 //   h_t = exp(Δ_t A) h_{t-1} + Δ_t B_t x̃_t ;  y_t = C_t h_t + D x̃_t
 //   out = W_out (y ⊙ silu(z))
+// The backward walks the same equations in reverse; the scan recomputes its states.
 import type { Backend, Tensor } from '../core/backend.js';
 import { dInner, type ModelConfig } from './config.js';
-import type { Params } from './mlp.js';
+import type { Grads, Params, TrainBackend } from './mlp.js';
 
 export interface MambaState {
   conv: Tensor; // [B, d_inner, K-1]
   ssm: Tensor; // [B, d_inner, N]
 }
 
+export interface MambaSaved {
+  u: Tensor; x: Tensor; z: Tensor; xc: Tensor; delta: Tensor; dt: Tensor; bm: Tensor; cm: Tensor; y: Tensor;
+  B: number; T: number;
+}
+
 /** u [B·T, d] (normalised) → { out [B·T, d], state after the last token } */
-export function mamba(be: Backend, p: Params, cfg: ModelConfig, u: Tensor, B: number, T: number, state: MambaState | null): { out: Tensor; state: MambaState } {
+export function mamba(be: Backend, p: Params, cfg: ModelConfig, u: Tensor, B: number, T: number, state: MambaState | null): { out: Tensor; state: MambaState; saved: MambaSaved } {
   const di = dInner(cfg), { dState: N, dtRank: R } = cfg.mamba;
   const xz = be.matmul(u, p('in_proj.weight')); // [B·T, 2·d_inner]
   const x = be.reshape(be.sliceCols(xz, 0, di), [B, T, di]);
   const z = be.reshape(be.sliceCols(xz, di, di), [B, T, di]);
   const conv = be.conv1dSilu(x, p('conv1d.weight'), p('conv1d.bias'), state?.conv ?? null); // x̃ [B, T, d_inner]
   const dbc = be.matmul(be.reshape(conv.y, [B * T, di]), p('x_proj.weight')); // [B·T, R + 2N]
-  const dt = be.matmul(be.sliceCols(dbc, 0, R), p('dt_proj.weight')); // W_dt δ [B·T, d_inner]; bias + softplus in the scan
+  const delta = be.sliceCols(dbc, 0, R); // δ [B·T, R]
+  const dt = be.reshape(be.matmul(delta, p('dt_proj.weight')), [B, T, di]); // W_dt δ; bias + softplus in the scan
   const bm = be.reshape(be.sliceCols(dbc, R, N), [B, T, N]);
   const cm = be.reshape(be.sliceCols(dbc, R + N, N), [B, T, N]);
-  const scan = be.selectiveScan(conv.y, be.reshape(dt, [B, T, di]), p('dt_proj.bias'), p('A_log'), bm, cm, p('D'), z, state?.ssm ?? null);
-  const out = be.matmul(be.reshape(scan.y, [B * T, di]), p('out_proj.weight')); // [B·T, d]
-  return { out, state: { conv: conv.state, ssm: scan.h } };
+  const scan = be.selectiveScan(conv.y, dt, p('dt_proj.bias'), p('A_log'), bm, cm, p('D'), z, state?.ssm ?? null);
+  const y = be.reshape(scan.y, [B * T, di]);
+  const out = be.matmul(y, p('out_proj.weight')); // [B·T, d]
+  return { out, state: { conv: conv.state, ssm: scan.h }, saved: { u, x, z, xc: conv.y, delta, dt, bm, cm, y, B, T } };
+}
+
+/** Backward from a zero initial state (training on whole sequences). */
+export function mambaBackward(be: TrainBackend, p: Params, cfg: ModelConfig, s: MambaSaved, dOut: Tensor): { dx: Tensor; grads: Grads } {
+  const di = dInner(cfg), { dState: N } = cfg.mamba, { B, T } = s;
+  const dy = be.reshape(be.matmulNN(dOut, p('out_proj.weight')), [B, T, di]);
+  const g = be.selectiveScanBackward(s.xc, s.dt, p('dt_proj.bias'), p('A_log'), s.bm, s.cm, p('D'), s.z, dy);
+  const ddt = be.reshape(g.ddt, [B * T, di]);
+  const dDelta = be.matmulNN(ddt, p('dt_proj.weight')); // [B·T, R]
+  const ddbc = be.concatCols([dDelta, be.reshape(g.dbm, [B * T, N]), be.reshape(g.dcm, [B * T, N])]);
+  const xc2 = be.reshape(s.xc, [B * T, di]);
+  const dxc = be.add(g.du, be.reshape(be.matmulNN(ddbc, p('x_proj.weight')), [B, T, di]));
+  const conv = be.conv1dSiluBackward(s.x, p('conv1d.weight'), p('conv1d.bias'), dxc);
+  const dxz = be.concatCols([be.reshape(conv.dx, [B * T, di]), be.reshape(g.dz, [B * T, di])]);
+  return {
+    dx: be.matmulNN(dxz, p('in_proj.weight')),
+    grads: new Map([
+      ['in_proj.weight', be.matmulTN(dxz, s.u)],
+      ['conv1d.weight', conv.dw],
+      ['conv1d.bias', conv.db],
+      ['x_proj.weight', be.matmulTN(ddbc, xc2)],
+      ['dt_proj.weight', be.matmulTN(ddt, s.delta)],
+      ['dt_proj.bias', g.ddtBias],
+      ['A_log', g.daLog],
+      ['D', g.dd],
+      ['out_proj.weight', be.matmulTN(dOut, s.y)],
+    ]),
+  };
 }

@@ -7,9 +7,9 @@
 // per token does not depend on how many tokens came before, except for full-attention layers.
 import type { Backend, Tensor } from '../core/backend.js';
 import { dInner, layout, paramSpecs, type ModelConfig, type SublayerKind } from './config.js';
-import { attention } from './attention.js';
-import { mamba, type MambaState } from './mamba.js';
-import { mlp, type Params } from './mlp.js';
+import { attention, attentionBackward, type AttentionCall, type AttentionSaved } from './attention.js';
+import { mamba, mambaBackward, type MambaSaved, type MambaState } from './mamba.js';
+import { mlp, mlpBackward, type Grads, type MlpSaved, type Params, type TrainBackend } from './mlp.js';
 import { ropeTables } from './rope.js';
 import { DecodeState, type SublayerState } from './state.js';
 
@@ -17,6 +17,23 @@ export interface ForwardOptions {
   /** Only the logits of each sequence's last position: [B, V] instead of [B·T, V]. */
   lastOnly?: boolean;
 }
+
+export interface LossAndGrads {
+  /** Mean cross-entropy over the predictions with a target ≥ 0. */
+  loss: number;
+  /** Number of predictions it averages over. */
+  count: number;
+  /** ∂loss/∂parameter, by samba-lm parameter name. */
+  grads: Map<string, Tensor>;
+}
+
+type Saved =
+  | { kind: 'mamba'; s: MambaSaved }
+  | { kind: 'attn'; s: AttentionSaved }
+  | { kind: 'mlp'; s: MlpSaved };
+
+/** Logit rows per cross-entropy chunk: bounds the [rows, V] logits alive at once. */
+const LOSS_CHUNK_ELEMENTS = 1 << 24;
 
 const FULL_ATTENTION_START = 256; // initial slots of a growing full-attention cache
 
@@ -79,32 +96,10 @@ export class SambaModel {
     if (state) this.growCaches(state, Math.max(...pos0) + T);
 
     const { logits, mambaStates } = be.tidy(() => {
-      const rope = c.rope && this.kinds.some((k) => k !== 'mamba' && k !== 'mlp')
-        ? (() => { const r = ropeTables(pos0, T, c.headDim, c.ropeBase); const half = c.headDim / 2; return { cos: be.tensor(r.cos, [B * T, half]), sin: be.tensor(r.sin, [B * T, half]) }; })()
-        : null;
-      let x = be.embedding(this.param('embed.weight'), be.ids(ids, [B * T])); // [B·T, d]
-      const mambaStates: (MambaState | null)[] = [];
-      this.kinds.forEach((kind, j) => {
-        const xn = be.rmsNorm(x, this.param(`layers.${j}.norm.weight`), c.normEps);
-        const p = this.sublayerParams(j, kind);
-        const st = state?.layers[j] ?? null;
-        let y: Tensor;
-        if (kind === 'mamba') {
-          const r = mamba(be, p, c, xn, B, T, st?.kind === 'mamba' ? st : null);
-          mambaStates[j] = r.state;
-          y = r.out;
-        } else if (kind === 'mlp') {
-          y = mlp(be, p, xn);
-        } else {
-          const window = kind === 'swa' ? c.window : Infinity;
-          y = attention(be, p, c, xn, { B, T, pos0, rope, window }, st?.kind === 'attn' ? st.cache : null);
-        }
-        x = be.add(x, y);
-      });
-      let h = be.rmsNorm(x, this.param('norm_f.weight'), c.normEps); // [B·T, d]
+      const run = this.trunk(ids, B, T, pos0, state);
+      let h = run.h;
       if (opts.lastOnly) h = be.gatherRows(h, Int32Array.from({ length: B }, (_, b) => b * T + T - 1));
-      const head = c.tieEmbeddings ? this.param('embed.weight') : this.param('head.weight');
-      return { logits: be.matmul(h, head), mambaStates: state ? mambaStates : [] }; // [rows, V]
+      return { logits: be.matmul(h, this.head()), mambaStates: state ? run.mambaStates : [] }; // [rows, V]
     });
 
     if (state) {
@@ -117,6 +112,102 @@ export class SambaModel {
       for (let b = 0; b < B; b++) state.pos[b] += T;
     }
     return be.keep(logits);
+  }
+
+  private head(): Tensor {
+    return this.config.tieEmbeddings ? this.param('embed.weight') : this.param('head.weight');
+  }
+
+  /** Embedding, every sub-layer, final norm: h [B·T, d], with what the backward needs. */
+  private trunk(ids: Int32Array, B: number, T: number, pos0: Int32Array, state?: DecodeState) {
+    const be = this.backend, c = this.config;
+    const hasAttention = this.kinds.some((k) => k === 'swa' || k === 'attn');
+    let rope: AttentionCall['rope'] = null;
+    if (c.rope && hasAttention) {
+      const r = ropeTables(pos0, T, c.headDim, c.ropeBase), half = c.headDim / 2;
+      rope = { cos: be.tensor(r.cos, [B * T, half]), sin: be.tensor(r.sin, [B * T, half]), negSin: be.tensor(r.sin.map((v) => -v), [B * T, half]) };
+    }
+    const idsT = be.ids(ids, [B * T]);
+    const x0 = be.embedding(this.param('embed.weight'), idsT); // [B·T, d]
+    let x = x0;
+    const mambaStates: (MambaState | null)[] = [], saved: Saved[] = [], inputs: Tensor[] = [];
+    this.kinds.forEach((kind, j) => {
+      inputs.push(x);
+      const xn = be.rmsNorm(x, this.param(`layers.${j}.norm.weight`), c.normEps);
+      const p = this.sublayerParams(j, kind);
+      const st = state?.layers[j] ?? null;
+      let y: Tensor;
+      if (kind === 'mamba') {
+        const r = mamba(be, p, c, xn, B, T, st?.kind === 'mamba' ? st : null);
+        mambaStates[j] = r.state;
+        saved.push({ kind: 'mamba', s: r.saved });
+        y = r.out;
+      } else if (kind === 'mlp') {
+        const r = mlp(be, p, xn);
+        saved.push({ kind: 'mlp', s: r.saved });
+        y = r.out;
+      } else {
+        const window = kind === 'swa' ? c.window : Infinity;
+        const r = attention(be, p, c, xn, { B, T, pos0, rope, window }, st?.kind === 'attn' ? st.cache : null);
+        saved.push({ kind: 'attn', s: r.saved });
+        y = r.out;
+      }
+      x = be.add(x, y);
+    });
+    const h = be.rmsNorm(x, this.param('norm_f.weight'), c.normEps); // [B·T, d]
+    return { h, xLast: x, idsT, mambaStates, saved, inputs };
+  }
+
+  /**
+   * The mean next-token cross-entropy of ids [B, T] against targets [B, T] (a negative target is
+   * not scored) and its gradient with respect to every parameter. Whole sequences, no state.
+   */
+  async lossAndGrads(ids: Int32Array, targets: Int32Array, B: number, T: number): Promise<LossAndGrads> {
+    const be = this.backend as TrainBackend, c = this.config;
+    if (typeof be.matmulTN !== 'function') throw new Error(`the ${be.name} backend has no training ops`);
+    if (targets.length !== B * T) throw new Error(`lossAndGrads: ${targets.length} targets for a batch of ${B} × ${T}`);
+    for (const y of targets) if (y >= c.vocabSize) throw new Error(`target id ${y} is outside the vocabulary [0, ${c.vocabSize})`);
+    const count = targets.reduce((n, y) => n + (y >= 0 ? 1 : 0), 0);
+    if (count === 0) throw new Error('lossAndGrads: no targets to score');
+    const { lossT, grads } = be.tidy(() => {
+      const run = this.trunk(ids, B, T, new Int32Array(B));
+      const grads = new Map<string, Tensor>();
+      const acc = (name: string, g: Tensor) => { const old = grads.get(name); grads.set(name, old ? be.add(old, g) : g); };
+      // LM head + cross-entropy, in row chunks so [rows, V] logits stay bounded
+      const M = B * T, V = c.vocabSize, rows = Math.max(1, Math.min(M, Math.floor(LOSS_CHUNK_ELEMENTS / V)));
+      const headW = this.head(), dhParts: Tensor[] = [], lossParts: Tensor[] = [];
+      for (let r0 = 0; r0 < M; r0 += rows) {
+        const idx = Int32Array.from({ length: Math.min(rows, M - r0) }, (_, i) => r0 + i);
+        const hc = be.gatherRows(run.h, idx);
+        const ce = be.crossEntropy(be.matmul(hc, headW), be.ids(targets.subarray(r0, r0 + idx.length), [idx.length]), 1 / count);
+        lossParts.push(ce.loss);
+        dhParts.push(be.matmulNN(ce.dlogits, headW));
+        acc(c.tieEmbeddings ? 'embed.weight' : 'head.weight', be.matmulTN(ce.dlogits, hc));
+      }
+      const lossT = lossParts.length === 1 ? lossParts[0] : lossParts.reduce((a, b) => be.add(a, b));
+      const dh = dhParts.length === 1 ? dhParts[0] : be.concat(dhParts);
+      const fin = be.rmsNormBackward(run.xLast, this.param('norm_f.weight'), dh, c.normEps);
+      acc('norm_f.weight', fin.dg);
+      let dx = fin.dx;
+      for (let j = this.kinds.length - 1; j >= 0; j--) {
+        const kind = this.kinds[j], sv = run.saved[j], p = this.sublayerParams(j, kind);
+        const prefix = `layers.${j}.${kind === 'swa' || kind === 'attn' ? 'attn' : kind}.`;
+        let r: { dx: Tensor; grads: Grads };
+        if (sv.kind === 'mamba') r = mambaBackward(be, p, c, sv.s, dx);
+        else if (sv.kind === 'mlp') r = mlpBackward(be, p, sv.s, dx);
+        else r = attentionBackward(be, p, c, sv.s, dx);
+        for (const [leaf, g] of r.grads) acc(prefix + leaf, g);
+        const nb = be.rmsNormBackward(run.inputs[j], this.param(`layers.${j}.norm.weight`), r.dx, c.normEps);
+        acc(`layers.${j}.norm.weight`, nb.dg);
+        dx = be.add(dx, nb.dx); // residual: x_{j+1} = x_j + f(norm(x_j))
+      }
+      acc('embed.weight', be.embeddingBackward(dx, run.idsT, c.vocabSize));
+      for (const [n, g] of grads) grads.set(n, be.keep(g));
+      return { lossT: be.keep(lossT), grads };
+    });
+    const loss = (await be.read(lossT))[0] / count;
+    be.dispose(lossT);
+    return { loss, count, grads };
   }
 
   /** Full-attention caches double until they hold `needed` positions. */

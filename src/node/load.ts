@@ -13,6 +13,8 @@ export interface LoadedModel {
   model: SambaModel;
   tokenizer: TextTokenizer | null;
   format: CheckpointFormat;
+  /** The tensor names of the checkpoint's own files. */
+  fileTensorNames: string[];
 }
 
 async function checkDir(dir: string): Promise<void> {
@@ -48,5 +50,6 @@ export async function loadModel(dir: string, backend: Backend): Promise<LoadedMo
   if (tokenizer && tokenizer.vocabSize > folder.config.vocabSize) {
     throw new Error(`${dir}: the tokenizer has ${tokenizer.vocabSize} ids but the model only ${folder.config.vocabSize} embedding rows`);
   }
-  return { model: new SambaModel(folder.config, backend, params), tokenizer, format: folder.format };
+  const fileTensorNames = [...new Set([...folder.tensors.map((m) => m.source), ...folder.ignored])];
+  return { model: new SambaModel(folder.config, backend, params), tokenizer, format: folder.format, fileTensorNames };
 }
