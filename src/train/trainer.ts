@@ -1,0 +1,119 @@
+// The training loop, independent of files and backends: batches in, AdamW steps out. Gradients
+// of `accum` micro-batches are summed and averaged; the schedule advances once per optimizer step.
+// Everything that decides the next step (weights, moments, step count, the batch RNG) can be
+// exported and restored, so a resumed run continues exactly where it stopped.
+import type { Backend, GradOps, Tensor } from '../core/backend.js';
+import type { Rng } from '../core/random.js';
+import type { SambaModel } from '../model/model.js';
+import type { Batch } from './data.js';
+import { AdamW, REFERENCE_ADAMW, learningRate, type AdamWConfig, type Schedule } from './optimizer.js';
+
+/** Where batches come from: text windows or a synthetic task. */
+export interface BatchSource {
+  readonly rng: Rng;
+  readonly seqLen: number;
+  readonly batch: number;
+  next(): Batch;
+}
+
+export interface TrainOptions {
+  steps: number;
+  accum: number;
+  schedule: Schedule;
+  adamw: AdamWConfig;
+}
+
+export function defaultTrainOptions(steps: number, lr = 4e-4, over: Partial<TrainOptions> = {}): TrainOptions {
+  return {
+    steps,
+    accum: 1,
+    schedule: { lr, minLr: lr / 10, warmup: Math.max(1, Math.ceil(steps / 100)), total: steps },
+    adamw: REFERENCE_ADAMW,
+    ...over,
+  };
+}
+
+export interface StepResult {
+  step: number; // optimizer steps done after this one
+  loss: number; // mean over the micro-batches
+  lr: number;
+  gradNorm: number;
+  tokens: number; // scored predictions in this step
+}
+
+export interface TrainerState {
+  step: number;
+  rng: number[];
+  m: Map<string, Float32Array>;
+  v: Map<string, Float32Array>;
+}
+
+export class Trainer {
+  readonly optimizer: AdamW;
+  private be: Backend & GradOps;
+
+  constructor(readonly model: SambaModel, readonly data: BatchSource, readonly opts: TrainOptions) {
+    this.be = model.backend as Backend & GradOps;
+    if (typeof this.be.adamw !== 'function') throw new Error(`the ${this.be.name} backend has no training ops`);
+    this.optimizer = new AdamW(this.be, model.params, opts.adamw);
+  }
+
+  get step(): number { return this.optimizer.step; }
+
+  async trainStep(): Promise<StepResult> {
+    const be = this.be, { accum } = this.opts;
+    let sum: Map<string, Tensor> | null = null, lossSum = 0, tokens = 0;
+    for (let a = 0; a < accum; a++) {
+      const batch = this.data.next();
+      const r = await this.model.lossAndGrads(batch.ids, batch.targets, this.data.batch, this.data.seqLen);
+      lossSum += r.loss;
+      tokens += r.count;
+      if (!sum) sum = r.grads;
+      else {
+        for (const [n, g] of r.grads) {
+          const old = sum.get(n)!;
+          sum.set(n, be.keep(be.add(old, g)));
+          be.dispose(old); be.dispose(g);
+        }
+      }
+    }
+    const lr = learningRate(this.optimizer.step, this.opts.schedule);
+    const gradNorm = await this.optimizer.update(sum!, lr, 1 / accum);
+    for (const g of sum!.values()) be.dispose(g);
+    return { step: this.optimizer.step, loss: lossSum / accum, lr, gradNorm, tokens };
+  }
+
+  /** Mean loss over `batches` batches of a source (typically a validation sampler re-seeded each time). */
+  async evaluate(source: BatchSource, batches: number): Promise<number> {
+    let total = 0, count = 0;
+    for (let i = 0; i < batches; i++) {
+      const b = source.next();
+      const r = await this.model.lossAndGrads(b.ids, b.targets, source.batch, source.seqLen);
+      for (const g of r.grads.values()) this.be.dispose(g);
+      total += r.loss * r.count;
+      count += r.count;
+    }
+    return total / count;
+  }
+
+  async exportState(): Promise<TrainerState> {
+    const read = async (m: Map<string, Tensor>) => new Map(await Promise.all([...m].map(async ([n, t]) => [n, await this.be.read(t)] as const)));
+    return { step: this.optimizer.step, rng: this.data.rng.getState(), m: await read(this.optimizer.m), v: await read(this.optimizer.v) };
+  }
+
+  restoreState(s: TrainerState): void {
+    const be = this.be;
+    const load = (dst: Map<string, Tensor>, src: Map<string, Float32Array>, what: string) => {
+      for (const [n, t] of dst) {
+        const data = src.get(n);
+        if (!data || data.length !== t.size) throw new Error(`checkpoint's optimizer ${what} has no matching entry for ${n}`);
+        be.dispose(t);
+        dst.set(n, be.keep(be.tensor(data, t.shape)));
+      }
+    };
+    load(this.optimizer.m, s.m, 'first moment');
+    load(this.optimizer.v, s.v, 'second moment');
+    this.optimizer.step = s.step;
+    this.data.rng.setState(s.rng);
+  }
+}
