@@ -10,6 +10,9 @@ import { writeSafetensorsFile } from '../node/files.js';
 import { perplexity } from '../eval/perplexity.js';
 import { applyTransform, planExport } from '../io/checkpoint.js';
 import { runDemo } from './demo.js';
+import { makeConfig, ARCHITECTURES, type Architecture } from '../model/config.js';
+import { defaultTrainOptions } from '../train/trainer.js';
+import { openTokenizer, runTraining, savedTrainOptions, tokenizeToShard } from '../node/train.js';
 import { UsageError } from './errors.js';
 import type { CliValues, } from './main.js';
 
@@ -103,7 +106,89 @@ async function withModel<T>(v: CliValues, cmd: string, fn: (m: Awaited<ReturnTyp
   }
 }
 
+
+const TRAIN_HELP = `samba-lm train — train from scratch (or fine-tune with --init DIR)
+
+model (one of):
+  --preset NAME                     a preset (samba-lm presets)
+  --arch A --d-model D --blocks N   a custom model; also --heads --kv-heads --window --mlp --vocab-size --no-rope
+  --config FILE                     a JSON ModelConfig
+  --init DIR                        fine-tune any loadable checkpoint (samba-lm, HF Mamba, microsoft/Samba)
+  --resume DIR                      continue a run from DIR/checkpoint (same options)
+data:
+  --data PATH                       a text file, a folder of .txt/.md files, or .bin shards (samba-lm tokenize)
+  --tokenizer tokenizer.json|bytes  default: the checkpoint's, else bytes
+  --val-fraction F                  held-out tail for validation (default 0.01)
+schedule (defaults: the reference recipe, AdamW 0.9/0.95, wd 0.1, clip 1.0):
+  --seq-len T (default 512)  --batch B (8)  --accum K (1)  --steps N (1000)
+  --lr LR (4e-4)  --min-lr (lr/10)  --warmup STEPS (1% of steps)
+output:
+  --out DIR                         checkpoint/, train.jsonl, loss.svg
+  --eval-every N (100)  --eval-batches N (8)  --save-every N (100)  --log-every N (10)
+  --seed S (3407)  --backend cpu|webgpu|auto`;
+
+async function trainCommand(v: CliValues, mode: 'train' | 'finetune'): Promise<void> {
+  const resume = v.resume;
+  if (resume) { // a resumed run continues with the options it was started with
+    const saved = await savedTrainOptions(resume);
+    await runTraining({ ...saved, out: resume, resume: true, backend: await openBackend(backendChoice(v)) });
+    return;
+  }
+  const out = v.out ?? resume;
+  if (!out) throw new UsageError(`${mode} needs --out DIR`);
+  const data = need(v, 'data', mode);
+  if (mode === 'finetune' && !v.init && !resume) throw new UsageError('finetune needs --init DIR');
+  const sources = [v.preset, v.arch, v.config, v.init].filter((x) => x !== undefined).length;
+  if (!resume && sources !== 1) throw new UsageError(`${mode} needs exactly one of --preset, --arch, --config or --init`);
+  let config: ModelConfig | undefined;
+  if (v.preset) config = getPreset(v.preset);
+  else if (v.config) {
+    let raw: unknown;
+    try { raw = JSON.parse(await readFile(v.config, 'utf8')); } catch (e) { throw new Error(`cannot read model config ${v.config}: ${(e as Error).message}`); }
+    config = makeConfig(raw as Parameters<typeof makeConfig>[0]);
+  } else if (v.arch) {
+    if (!ARCHITECTURES.includes(v.arch as Architecture)) throw new UsageError(`unknown architecture "${v.arch}" (${ARCHITECTURES.join(', ')})`);
+    const dModel = num(v, 'd-model', { int: true, min: 1 }), nBlocks = num(v, 'blocks', { int: true, min: 1 });
+    if (!dModel || !nBlocks) throw new UsageError('--arch needs --d-model and --blocks');
+    const heads = num(v, 'heads', { int: true, min: 1 }), kv = num(v, 'kv-heads', { int: true, min: 1 });
+    config = makeConfig({
+      architecture: v.arch as Architecture, dModel, nBlocks, vocabSize: num(v, 'vocab-size', { int: true, min: 1 }) ?? 320,
+      ...(heads ? { nHeads: heads, headDim: dModel / heads } : {}), ...(kv ? { nKvHeads: kv } : {}),
+      ...(v.window ? { window: num(v, 'window', { int: true, min: 1 })! } : {}), ...(v.mlp ? { mlpHidden: num(v, 'mlp', { int: true, min: 1 })! } : {}),
+      ...(v['no-rope'] ? { rope: false } : {}),
+    });
+  }
+  const steps = num(v, 'steps', { int: true, min: 1 }) ?? 1000, lr = num(v, 'lr', { min: 0 }) ?? 4e-4;
+  const train = defaultTrainOptions(steps, lr, { accum: num(v, 'accum', { int: true, min: 1 }) ?? 1 });
+  train.schedule.minLr = num(v, 'min-lr', { min: 0 }) ?? lr / 10;
+  train.schedule.warmup = num(v, 'warmup', { int: true, min: 0 }) ?? train.schedule.warmup;
+  const backend = await openBackend(backendChoice(v));
+  await runTraining({
+    out, backend, data, resume: resume !== undefined,
+    ...(config ? { config } : {}), ...(v.init ? { init: v.init } : {}), ...(v.tokenizer ? { tokenizer: v.tokenizer } : {}),
+    seqLen: num(v, 'seq-len', { int: true, min: 1 }) ?? 512,
+    batch: num(v, 'batch', { int: true, min: 1 }) ?? 8,
+    valFraction: num(v, 'val-fraction', { min: 0 }) ?? 0.01,
+    evalEvery: num(v, 'eval-every', { int: true, min: 0 }) ?? 100,
+    evalBatches: num(v, 'eval-batches', { int: true, min: 1 }) ?? 8,
+    saveEvery: num(v, 'save-every', { int: true, min: 0 }) ?? 100,
+    logEvery: num(v, 'log-every', { int: true, min: 1 }) ?? 10,
+    seed: num(v, 'seed', { int: true }) ?? 3407,
+    train,
+  });
+}
+
 export const commands: Record<string, Command> = {
+  train: { help: TRAIN_HELP, run: (v) => trainCommand(v, 'train') },
+  finetune: { help: TRAIN_HELP.replace('samba-lm train — train from scratch (or fine-tune with --init DIR)', 'samba-lm finetune --init DIR — continue training any loadable checkpoint'), run: (v) => trainCommand(v, 'finetune') },
+  tokenize: {
+    help: 'samba-lm tokenize --input PATH --out FILE.bin [--tokenizer tokenizer.json|bytes]\n  Tokenises text files (each a document, EOS after each, no BOS) into a uint16/uint32 shard + FILE.bin.json.',
+    async run(v) {
+      const tok = await openTokenizer(v.tokenizer);
+      const meta = await tokenizeToShard(need(v, 'input', 'tokenize'), tok, need(v, 'out', 'tokenize'));
+      console.log(JSON.stringify(meta));
+    },
+  },
   info: {
     help: 'samba-lm info --preset NAME | --model DIR [--json]\n  Prints the architecture, the sub-layer list and the parameter count, without loading weights.',
     async run(v) {

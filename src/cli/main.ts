@@ -15,6 +15,9 @@ commands:
   perplexity  --model DIR (--text FILE | --ids FILE.json) [--backend …]   prints {"tokens","nll","ppl"}
   logits      --model DIR --ids FILE.json --out FILE.safetensors [--backend …]   float32 logits [B,T,V]
   grad        --model DIR --ids FILE.json --out FILE.safetensors [--backend …]   parameter gradients + loss
+  train       (--preset NAME | --arch A --d-model D --blocks N … | --config FILE | --init DIR) --data PATH --out DIR [options]
+  finetune    --init DIR --data PATH --out DIR [options]      train from a loadable checkpoint
+  tokenize    --input PATH --out FILE.bin [--tokenizer tokenizer.json|bytes]   pre-tokenised shard for train
   demo        [--backend …] [--tokens N]        streams through a small Samba and a Transformer: constant vs growing state
   presets                                        lists the model presets
 
@@ -39,6 +42,35 @@ export const OPTIONS = {
   backend: { type: 'string' },
   tokens: { type: 'string' },
   json: { type: 'boolean' },
+  // training
+  arch: { type: 'string' },
+  'd-model': { type: 'string' },
+  blocks: { type: 'string' },
+  heads: { type: 'string' },
+  'kv-heads': { type: 'string' },
+  window: { type: 'string' },
+  mlp: { type: 'string' },
+  'vocab-size': { type: 'string' },
+  'no-rope': { type: 'boolean' },
+  config: { type: 'string' },
+  init: { type: 'string' },
+  resume: { type: 'string' },
+  data: { type: 'string' },
+  tokenizer: { type: 'string' },
+  input: { type: 'string' },
+  'seq-len': { type: 'string' },
+  batch: { type: 'string' },
+  accum: { type: 'string' },
+  lr: { type: 'string' },
+  'min-lr': { type: 'string' },
+  steps: { type: 'string' },
+  warmup: { type: 'string' },
+  'eval-every': { type: 'string' },
+  'eval-batches': { type: 'string' },
+  'save-every': { type: 'string' },
+  'log-every': { type: 'string' },
+  'val-fraction': { type: 'string' },
+  quick: { type: 'boolean' },
 } satisfies ParseArgsConfig['options'];
 
 export type CliValues = ReturnType<typeof parse>['values'];

@@ -1,0 +1,283 @@
+// Running a training job from files: data loading and tokenising, checkpoints written atomically
+// every N steps (weights + config + tokenizer, optimizer moments, step, batch RNG), resume, a
+// progress line, JSONL logs and a loss-curve SVG next to the checkpoint.
+//
+// Layout of an output folder:
+//   OUT/checkpoint/      a loadable model folder (config.json, model.safetensors, tokenizer) plus
+//                        train-state.safetensors (optimizer moments; metadata: step, RNG, options)
+//   OUT/train.jsonl      one JSON line per logged step and evaluation
+//   OUT/loss.svg         training and validation loss against step
+import { mkdir, readFile, readdir, rename, rm, stat, appendFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Backend, Tensor } from '../core/backend.js';
+import { countParams, paramSpecs, type ModelConfig } from '../model/config.js';
+import { initParams } from '../model/init.js';
+import { SambaModel } from '../model/model.js';
+import { TokenArray, WindowSampler, packDocuments, splitValidation, type TokenSource } from '../train/data.js';
+import { Trainer, type TrainOptions, type TrainerState } from '../train/trainer.js';
+import type { TextTokenizer } from '../tokenizer/types.js';
+import { ByteTokenizer } from '../tokenizer/bytes.js';
+import { loadTokenizerJson, saveModelFolder, loadFolderTokenizer } from './checkpoint.js';
+import { readSafetensorsFile, writeFileAtomic, writeSafetensorsFile } from './files.js';
+import { loadModel } from './load.js';
+
+export interface TrainJob {
+  out: string;
+  backend: Backend;
+  /** A fresh model from this config, or the weights of `init` (fine-tuning), or `resume`. */
+  config?: ModelConfig;
+  init?: string;
+  resume?: boolean;
+  data: string;
+  tokenizer?: string; // tokenizer.json path or 'bytes'
+  seqLen: number;
+  batch: number;
+  valFraction: number;
+  evalEvery: number;
+  evalBatches: number;
+  saveEvery: number;
+  logEvery: number;
+  seed: number;
+  train: TrainOptions;
+  quiet?: boolean;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Data
+
+interface ShardMeta { format: 'samba-lm-tokens'; dtype: 'uint16' | 'uint32'; tokens: number; vocabSize: number; eos?: number }
+
+async function listTextFiles(p: string): Promise<string[]> {
+  const s = await stat(p).catch(() => null);
+  if (!s) throw new Error(`data path ${p} does not exist`);
+  if (s.isFile()) return [p];
+  const out: string[] = [];
+  for (const e of (await readdir(p, { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name))) {
+    const f = path.join(p, e.name);
+    if (e.isDirectory()) out.push(...(await listTextFiles(f)));
+    else if (/\.(txt|md|text)$/i.test(e.name) || e.name.endsWith('.bin')) out.push(f);
+  }
+  return out;
+}
+
+export async function readShard(file: string): Promise<{ tokens: TokenArray; meta: ShardMeta }> {
+  let meta: ShardMeta;
+  try {
+    meta = JSON.parse(await readFile(`${file}.json`, 'utf8'));
+  } catch (e) {
+    throw new Error(`token shard ${file} needs its description ${file}.json (written by samba-lm tokenize): ${(e as Error).message}`);
+  }
+  if (meta.format !== 'samba-lm-tokens' || (meta.dtype !== 'uint16' && meta.dtype !== 'uint32')) throw new Error(`${file}.json is not a samba-lm token shard description`);
+  const buf = await readFile(file), width = meta.dtype === 'uint16' ? 2 : 4;
+  if (buf.length !== meta.tokens * width) throw new Error(`token shard ${file} has ${buf.length} bytes, its description says ${meta.tokens} ${meta.dtype} tokens`);
+  const ab = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.length);
+  return { tokens: new TokenArray(width === 2 ? new Uint16Array(ab) : new Uint32Array(ab)), meta };
+}
+
+/** Tokenises text files (each one document, EOS after each) or reads .bin shards. */
+export async function loadTokens(dataPath: string, tokenizer: TextTokenizer): Promise<TokenSource> {
+  const files = await listTextFiles(dataPath);
+  if (files.length === 0) throw new Error(`no .txt/.md files or .bin shards under ${dataPath}`);
+  const shards = files.filter((f) => f.endsWith('.bin'));
+  if (shards.length) {
+    const parts = await Promise.all(shards.map(readShard));
+    for (const p of parts) if (p.meta.vocabSize > tokenizer.vocabSize) throw new Error(`a shard's vocabulary (${p.meta.vocabSize}) is larger than the tokenizer's (${tokenizer.vocabSize})`);
+    if (parts.length === 1) return parts[0].tokens;
+    const all = new Int32Array(parts.reduce((s, p) => s + p.tokens.length, 0));
+    let o = 0;
+    for (const p of parts) { all.set(p.tokens.tokens, o); o += p.tokens.length; }
+    return new TokenArray(all);
+  }
+  const docs: number[][] = [];
+  for (const f of files) docs.push(tokenizer.encode(await readFile(f, 'utf8')));
+  return new TokenArray(packDocuments(docs, tokenizer.eosId));
+}
+
+export async function tokenizeToShard(input: string, tokenizer: TextTokenizer, out: string): Promise<ShardMeta> {
+  const files = (await listTextFiles(input)).filter((f) => !f.endsWith('.bin'));
+  if (files.length === 0) throw new Error(`no .txt/.md files under ${input}`);
+  const docs: number[][] = [];
+  for (const f of files) docs.push(tokenizer.encode(await readFile(f, 'utf8')));
+  const packed = packDocuments(docs, tokenizer.eosId);
+  const dtype = tokenizer.vocabSize <= 65536 ? 'uint16' : 'uint32';
+  const arr = dtype === 'uint16' ? Uint16Array.from(packed) : Uint32Array.from(packed);
+  const meta: ShardMeta = { format: 'samba-lm-tokens', dtype, tokens: arr.length, vocabSize: tokenizer.vocabSize, ...(tokenizer.eosId !== undefined ? { eos: tokenizer.eosId } : {}) };
+  await writeFileAtomic(out, new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength));
+  await writeFileAtomic(`${out}.json`, JSON.stringify(meta, null, 1) + '\n');
+  return meta;
+}
+
+export async function openTokenizer(spec: string | undefined): Promise<TextTokenizer & { spec: string }> {
+  if (!spec || spec === 'bytes') return Object.assign(new ByteTokenizer({ eos: true }), { spec: 'bytes' });
+  const cfg = path.join(path.dirname(spec), 'tokenizer_config.json');
+  const hasCfg = await stat(cfg).then(() => true, () => false);
+  return Object.assign(await loadTokenizerJson(spec, hasCfg ? cfg : undefined), { spec });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoints
+
+const CKPT = 'checkpoint';
+
+/** Writes OUT/checkpoint atomically: into a temporary folder, then swapped in by renames. */
+async function saveCheckpoint(job: TrainJob, model: SambaModel, trainer: Trainer, tokenizerSpec: string): Promise<void> {
+  const be = job.backend, final = path.join(job.out, CKPT), tmp = `${final}.tmp`, old = `${final}.old`;
+  await rm(tmp, { recursive: true, force: true });
+  await mkdir(tmp, { recursive: true });
+  await saveModelFolder(tmp, model.config, (n) => be.read(model.params.get(n)!), {
+    format: 'samba-lm',
+    ...(tokenizerSpec === 'bytes' ? { tokenizer: { type: 'bytes' as const, eos: true } } : { tokenizerJsonPath: tokenizerSpec }),
+  });
+  const st = await trainer.exportState();
+  const tensors = [...st.m].flatMap(([n, m]) => [
+    { name: `m.${n}`, shape: [m.length], dtype: 'F32' as const, data: m },
+    { name: `v.${n}`, shape: [m.length], dtype: 'F32' as const, data: st.v.get(n)! },
+  ]);
+  await writeSafetensorsFile(path.join(tmp, 'train-state.safetensors'), tensors, {
+    metadata: { step: String(st.step), rng: JSON.stringify(st.rng), options: JSON.stringify(savedOptions(job)) },
+  });
+  await rm(old, { recursive: true, force: true });
+  if (await stat(final).then(() => true, () => false)) await rename(final, old);
+  await rename(tmp, final);
+  await rm(old, { recursive: true, force: true });
+}
+
+/** The latest complete checkpoint folder of OUT (a swap interrupted between renames leaves .old). */
+async function findCheckpoint(out: string): Promise<string | null> {
+  for (const d of [CKPT, `${CKPT}.old`]) {
+    const p = path.join(out, d);
+    if (await stat(path.join(p, 'train-state.safetensors')).then(() => true, () => false)) return p;
+  }
+  return null;
+}
+
+async function readTrainState(dir: string): Promise<TrainerState> {
+  const f = await readSafetensorsFile(path.join(dir, 'train-state.safetensors'));
+  const m = new Map<string, Float32Array>(), v = new Map<string, Float32Array>();
+  for (const [n, t] of f.tensors) (n.startsWith('m.') ? m : v).set(n.slice(2), t.data as Float32Array);
+  return { step: Number(f.metadata.step), rng: JSON.parse(f.metadata.rng), m, v };
+}
+
+/** What a resumed run must reuse to continue identically. */
+type SavedOptions = Pick<TrainJob, 'data' | 'tokenizer' | 'seqLen' | 'batch' | 'valFraction' | 'evalEvery' | 'evalBatches' | 'saveEvery' | 'logEvery' | 'seed' | 'train'>;
+
+function savedOptions(job: TrainJob): SavedOptions {
+  const { data, tokenizer, seqLen, batch, valFraction, evalEvery, evalBatches, saveEvery, logEvery, seed, train } = job;
+  return { data: path.resolve(data), ...(tokenizer ? { tokenizer: tokenizer === 'bytes' ? 'bytes' : path.resolve(tokenizer) } : {}), seqLen, batch, valFraction, evalEvery, evalBatches, saveEvery, logEvery, seed, train };
+}
+
+/** The options a run in OUT was started with (for --resume). */
+export async function savedTrainOptions(out: string): Promise<SavedOptions> {
+  const dir = await findCheckpoint(out);
+  if (!dir) throw new Error(`nothing to resume in ${out} (no ${CKPT}/train-state.safetensors)`);
+  const f = await readSafetensorsFile(path.join(dir, 'train-state.safetensors'));
+  return JSON.parse(f.metadata.options) as SavedOptions;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Logs
+
+function lossSvg(train: [number, number][], val: [number, number][]): string {
+  const W = 640, H = 360, pad = 48, all = [...train, ...val];
+  if (all.length === 0) return '';
+  const xs = all.map((p) => p[0]), ys = all.map((p) => p[1]);
+  const x0 = Math.min(...xs), x1 = Math.max(...xs, x0 + 1), y0 = Math.min(...ys), y1 = Math.max(...ys, y0 + 1e-6);
+  const X = (x: number) => pad + ((x - x0) / (x1 - x0)) * (W - 2 * pad), Y = (y: number) => H - pad - ((y - y0) / (y1 - y0)) * (H - 2 * pad);
+  const line = (pts: [number, number][], color: string) => `<polyline fill="none" stroke="${color}" stroke-width="1.5" points="${pts.map(([x, y]) => `${X(x).toFixed(1)},${Y(y).toFixed(1)}`).join(' ')}"/>`;
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">
+<rect width="100%" height="100%" fill="white"/>
+<line x1="${pad}" y1="${H - pad}" x2="${W - pad}" y2="${H - pad}" stroke="black"/><line x1="${pad}" y1="${pad}" x2="${pad}" y2="${H - pad}" stroke="black"/>
+<text x="${W / 2}" y="${H - 12}" text-anchor="middle">step</text><text x="14" y="${H / 2}" transform="rotate(-90 14 ${H / 2})" text-anchor="middle">loss</text>
+<text x="${pad - 4}" y="${Y(y1) + 4}" text-anchor="end">${y1.toFixed(2)}</text><text x="${pad - 4}" y="${Y(y0) + 4}" text-anchor="end">${y0.toFixed(2)}</text>
+<text x="${X(x0)}" y="${H - pad + 16}" text-anchor="middle">${x0}</text><text x="${X(x1)}" y="${H - pad + 16}" text-anchor="middle">${x1}</text>
+${line(train, '#1f77b4')}${val.length > 1 ? line(val, '#d62728') : ''}${val.map(([x, y]) => `<circle cx="${X(x).toFixed(1)}" cy="${Y(y).toFixed(1)}" r="3" fill="#d62728"/>`).join('')}
+<text x="${W - pad}" y="${pad - 8}" text-anchor="end"><tspan fill="#1f77b4">train</tspan>  <tspan fill="#d62728">validation</tspan></text>
+</svg>
+`;
+}
+
+const fmtTime = (s: number) => (s >= 3600 ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m` : s >= 60 ? `${Math.floor(s / 60)}m${String(Math.floor(s % 60)).padStart(2, '0')}s` : `${s.toFixed(0)}s`);
+
+// ---------------------------------------------------------------------------------------------
+
+export async function runTraining(job: TrainJob): Promise<{ model: SambaModel; lastLoss: number; valLoss: number | null }> {
+  const be = job.backend;
+  await mkdir(job.out, { recursive: true });
+  let model: SambaModel, tokenizerSpec: string, tokenizer: TextTokenizer, resumeState: TrainerState | null = null;
+  const resumeDir = job.resume ? await findCheckpoint(job.out) : null;
+  if (job.resume && !resumeDir) throw new Error(`nothing to resume in ${job.out} (no ${CKPT}/train-state.safetensors)`);
+  if (resumeDir || job.init) {
+    const dir = resumeDir ?? job.init!;
+    const loaded = await loadModel(dir, be);
+    model = loaded.model;
+    const tok = job.tokenizer ? await openTokenizer(job.tokenizer) : loaded.tokenizer ?? (await loadFolderTokenizer(dir)) ?? null;
+    if (!tok) throw new Error(`${dir} has no tokenizer; pass --tokenizer tokenizer.json or bytes`);
+    tokenizer = tok;
+    tokenizerSpec = 'spec' in tok ? (tok as { spec: string }).spec : tok instanceof ByteTokenizer ? 'bytes' : path.join(dir, 'tokenizer.json');
+    if (resumeDir) resumeState = await readTrainState(resumeDir);
+  } else {
+    if (!job.config) throw new Error('train needs a model: --preset, --arch or --config, or --init DIR to fine-tune');
+    const tok = await openTokenizer(job.tokenizer);
+    tokenizer = tok; tokenizerSpec = tok.spec;
+    const cfg = job.config;
+    if (tok.vocabSize > cfg.vocabSize) throw new Error(`the tokenizer has ${tok.vocabSize} ids but the model only ${cfg.vocabSize} embedding rows`);
+    const host = initParams(cfg, job.seed);
+    const params = new Map<string, Tensor>();
+    for (const s of paramSpecs(cfg)) params.set(s.name, be.keep(be.tensor(host.get(s.name)!, s.shape)));
+    model = new SambaModel(cfg, be, params);
+  }
+  if (tokenizer.vocabSize > model.config.vocabSize) throw new Error(`the tokenizer has ${tokenizer.vocabSize} ids but the model only ${model.config.vocabSize}`);
+
+  const tokens = await loadTokens(job.data, tokenizer);
+  const { train, val } = splitValidation(tokens, job.valFraction, job.seqLen + 1);
+  const sampler = new WindowSampler(train, job.seqLen, job.batch, job.seed);
+  const trainer = new Trainer(model, sampler, job.train);
+  if (resumeState) trainer.restoreState(resumeState);
+
+  const logFile = path.join(job.out, 'train.jsonl'), svgFile = path.join(job.out, 'loss.svg');
+  const curve: [number, number][] = [], valCurve: [number, number][] = [];
+  if (resumeState) { // keep the log of the steps the checkpoint holds; drop those it lost
+    const lines = (await readFile(logFile, 'utf8').catch(() => '')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, number>);
+    const kept = lines.filter((l) => l.step <= resumeState!.step);
+    for (const l of kept) { if (l.loss !== undefined) curve.push([l.step, l.loss]); if (l.valLoss !== undefined) valCurve.push([l.step, l.valLoss]); }
+    await writeFileAtomic(logFile, kept.map((l) => JSON.stringify(l) + '\n').join(''));
+  }
+  const log = (o: Record<string, unknown>) => appendFile(logFile, JSON.stringify(o) + '\n');
+  const say = (s: string) => { if (!job.quiet) process.stderr.write(s); };
+  say(`training ${model.config.architecture} (${countParams(model.config).toLocaleString('en-US')} parameters) on ${be.name}: ${train.length.toLocaleString('en-US')} training tokens${val ? `, ${val.length.toLocaleString('en-US')} validation` : ''}; ${job.train.steps} steps of ${job.batch}×${job.seqLen}×${job.train.accum}${resumeState ? `; resuming at step ${resumeState.step}` : ''}\n`);
+
+  const evaluate = async () => {
+    if (!val) return null;
+    const vs = new WindowSampler(val, job.seqLen, job.batch, 1); // the same batches every time
+    return trainer.evaluate(vs, job.evalBatches);
+  };
+  const tty = process.stderr.isTTY && !job.quiet;
+  let lastLoss = NaN, valLoss: number | null = null, t0 = performance.now(), tokensSeen = 0;
+  const startStep = trainer.step;
+  while (trainer.step < job.train.steps) {
+    const r = await trainer.trainStep();
+    lastLoss = r.loss;
+    tokensSeen += r.tokens;
+    curve.push([r.step, r.loss]);
+    const elapsed = (performance.now() - t0) / 1000, rate = tokensSeen / elapsed;
+    const eta = ((job.train.steps - r.step) * elapsed) / (r.step - startStep);
+    const line = `step ${r.step}/${job.train.steps}  loss ${r.loss.toFixed(4)}  lr ${r.lr.toExponential(2)}  |g| ${r.gradNorm.toFixed(2)}  ${rate.toFixed(0)} tok/s  ETA ${fmtTime(eta)}`;
+    if (tty) say(`\r${line}\x1b[K`);
+    else if (r.step % job.logEvery === 0 || r.step === job.train.steps) say(line + '\n');
+    const entry: Record<string, unknown> = { step: r.step, loss: r.loss, lr: r.lr, gradNorm: r.gradNorm, tokensPerSecond: rate, time: new Date().toISOString() };
+    if (job.evalEvery > 0 && (r.step % job.evalEvery === 0 || r.step === job.train.steps)) {
+      valLoss = await evaluate();
+      if (valLoss !== null) { entry.valLoss = valLoss; valCurve.push([r.step, valLoss]); if (!tty) say(`  validation loss ${valLoss.toFixed(4)}\n`); }
+    }
+    await log(entry);
+    if ((job.saveEvery > 0 && r.step % job.saveEvery === 0) || r.step === job.train.steps) {
+      await saveCheckpoint(job, model, trainer, tokenizerSpec);
+      await writeFileAtomic(svgFile, lossSvg(curve, valCurve));
+    }
+  }
+  if (tty) say('\n');
+  say(`done: ${path.join(job.out, CKPT)} (loss ${lastLoss.toFixed(4)}${valLoss !== null ? `, validation ${valLoss.toFixed(4)}` : ''}); curve in ${svgFile}\n`);
+  trainer.optimizer.dispose();
+  return { model, lastLoss, valLoss };
+}
+
