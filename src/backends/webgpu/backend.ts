@@ -56,21 +56,15 @@ export class WebGpuBackend extends ScopedBackend implements Backend {
   }
 
   tensor(data: Float32Array, shape: readonly number[]): Tensor {
+    checkLength(data, shape);
     const t = this.make(shape);
-    if (data.length !== t.size) {
-      this.dispose(t);
-      throw new Error(`tensor data has ${data.length} values, shape ${shapeStr(shape)} needs ${t.size}`);
-    }
     this.ctx.upload(t.buf!, data);
     return t;
   }
 
   ids(data: Int32Array, shape: readonly number[]): Tensor {
+    checkLength(data, shape);
     const t = this.make(shape, 'i32', Int32Array.from(data));
-    if (data.length !== t.size) {
-      this.dispose(t);
-      throw new Error(`tensor data has ${data.length} values, shape ${shapeStr(shape)} needs ${t.size}`);
-    }
     this.ctx.upload(t.buf!, data);
     return t;
   }
@@ -283,6 +277,11 @@ export class WebGpuBackend extends ScopedBackend implements Backend {
     this.ctx.release(par.buf!);
     return { y, h };
   }
+}
+
+function checkLength(data: ArrayLike<number>, shape: readonly number[]): void {
+  const n = numel(shape);
+  if (data.length !== n) throw new Error(`tensor data has ${data.length} values, shape ${shapeStr(shape)} needs ${n}`);
 }
 
 /** pos0 for B sequences, checked: the ring-buffer slots need non-negative positions. */

@@ -9,6 +9,9 @@
 // Reusing pooled buffers inside a batch is safe because commands of one encoder run in order. The
 // one hazard is queue.writeBuffer, which runs before the pending batch: an upload into a buffer that
 // the pending batch still reads goes through a staging copy inside the batch instead.
+//
+// WebGPU reports validation errors asynchronously, and an invalid command voids its whole batch;
+// the first such error is thrown by the next read() or flush().
 import { BufferPool, type PooledBuffer } from './pool.js';
 
 /** read/write: a tensor's buffer; ints: host integers (read-only), passed as an Int32Array. */

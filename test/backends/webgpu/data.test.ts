@@ -4,9 +4,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CpuBackend } from '../../../src/backends/cpu/cpu.js';
-import { WebGpuBackend } from '../../../src/backends/webgpu/backend.js';
+import { GpuTensor, WebGpuBackend } from '../../../src/backends/webgpu/backend.js';
 import type { KvCache, Tensor } from '../../../src/core/backend.js';
 import { Rng, randomArray } from '../../../src/core/random.js';
+import { Params } from '../../../src/backends/webgpu/context.js';
 import { assertParity, gpuBackendOrSkip } from '../../helpers/gpu.js';
 
 const cpu = new CpuBackend();
@@ -98,6 +99,19 @@ test('webgpu: host int arrays past the arena (own buffers) and past its space (m
     pairs.push([be.gatherRows(gx, rows), cpu.gatherRows(cx, rows)]);
   }
   for (const [i, [g, c]] of pairs.entries()) await assertParity(`gatherRows #${i}`, be, g, cpu, c, 0);
+});
+
+test('webgpu: an asynchronous device error is thrown by the next flush, and work goes on after it', async (t) => {
+  const be = await gpuBackendOrSkip(t);
+  if (!be) return;
+  const out = be.zeros([4]) as GpuTensor;
+  // Dawn also logs the WGSL error to stderr; the point here is that the backend reports it
+  const broken = { key: 'test_broken_wgsl', bindings: ['write'] as const, code: () => 'not wgsl' };
+  be.ctx.dispatch(broken, new Params().u32(1), [{ buf: out.buf!, size: 16 }], 1);
+  await assert.rejects(be.flush(), /webgpu: .*WGSL/);
+  // the failed batch is lost as a whole (zeros' clear included); later batches run
+  const a = be.tensor(Float32Array.of(1, 2, 3, 4), [4]);
+  assert.deepEqual(await be.read(be.add(a, a)), Float32Array.of(2, 4, 6, 8));
 });
 
 test('webgpu: a tensor beyond the device binding limit fails with a clear message', async (t) => {
