@@ -3,7 +3,8 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 export const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
-export const GOLDEN = fileURLToPath(new URL('../../../../shared/golden/', import.meta.url));
+/** The golden cases: ../shared/golden beside the checkout, or SAMBA_GOLDEN_DIR (e.g. on a GPU host). */
+export const GOLDEN = process.env.SAMBA_GOLDEN_DIR ?? fileURLToPath(new URL('../../../../shared/golden/', import.meta.url));
 
 export function runCli(args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {

@@ -1,11 +1,11 @@
-// Paths for the io tests (compiled to dist/test/io/): the golden cases live in ../shared/golden
-// next to the repository root.
-import { fileURLToPath } from 'node:url';
+// Paths for the io tests: the golden cases (see test/helpers/cli.ts for where they are found).
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 
-export const GOLDEN_DIR = fileURLToPath(new URL('../../../../shared/golden/', import.meta.url));
+import { GOLDEN } from '../helpers/cli.js';
+
+export const GOLDEN_DIR = GOLDEN;
 export const GOLDEN_CASES = ['hf-mamba-tiny', 'samba-tiny', 'samba-gqa-tiny', 'llama-tiny', 'mamba-swa-mlp-tiny'] as const;
 export const golden = (name: string, file = '') => path.join(GOLDEN_DIR, name, file);
 
