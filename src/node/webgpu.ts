@@ -29,19 +29,20 @@ const OPTIONAL_FEATURES: GPUFeatureName[] = ['shader-f16', 'subgroups', 'timesta
 const DAWN_OPTIONS = [['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia'], []];
 
 /**
- * Dawn instances in use. Dawn tears an instance down when its GPU object is collected, even while
- * its devices still run, so every instance that handed out an adapter is held for good.
+ * The Dawn instance in use, made once. Dawn tears an instance down when its GPU object is
+ * collected, even while its devices still run, so it is held for good.
  */
-const instances: GPU[] = [];
+let instance: GPU | null = null;
 
 async function requestAdapter(powerPreference: GPUPowerPreference): Promise<GPUAdapter | null> {
+  if (instance) return instance.requestAdapter({ powerPreference });
   Object.assign(globalThis, globals);
   for (const options of DAWN_OPTIONS) {
     try {
-      const instance = create(options);
-      const adapter = await instance.requestAdapter({ powerPreference });
+      const gpu = create(options);
+      const adapter = await gpu.requestAdapter({ powerPreference });
       if (adapter) {
-        instances.push(instance);
+        instance = gpu;
         return adapter;
       }
     } catch {

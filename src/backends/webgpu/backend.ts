@@ -47,9 +47,14 @@ export class WebGpuBackend extends ScopedBackend implements Backend {
     if (this.ownsDevice) this.device.destroy();
   }
 
+  private alive(): void {
+    if (this.destroyed) throw new Error('webgpu: the backend was destroyed');
+  }
+
   // ---- data ----
 
   private make(shape: readonly number[], dtype: DType = 'f32', hostInts?: Int32Array): GpuTensor {
+    this.alive();
     const n = numel(shape);
     const buf = this.ctx.alloc(n * 4, () => `tensor ${shapeStr(shape)}`);
     return this.track(new GpuTensor(shape, dtype, new Storage(buf), hostInts));
@@ -77,6 +82,7 @@ export class WebGpuBackend extends ScopedBackend implements Backend {
 
   /** The tensor's values; an int32 tensor reads as the same integers in a Float32Array. */
   async read(t: Tensor): Promise<Float32Array> {
+    this.alive();
     const g = gpu(t, 'read', t.dtype);
     const bytes = await this.ctx.readBytes(g.buf!, g.bytes);
     return g.dtype === 'f32' ? new Float32Array(bytes) : Float32Array.from(new Int32Array(bytes));
@@ -227,6 +233,7 @@ export class WebGpuBackend extends ScopedBackend implements Backend {
   }
 
   writeKv(cache: Tensor, kNew: Tensor, pos0: Int32Array): void {
+    this.alive();
     const [B, C, F] = cache.shape, T = kNew.shape[1];
     expectShape('writeKv', 'new rows', kNew, [B, T, F]);
     const c = gpu(cache, 'writeKv'), n = gpu(kNew, 'writeKv');

@@ -114,10 +114,12 @@ export class GpuContext {
       usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
     });
     // Validation errors arrive asynchronously; keep the first and report it at the next read/flush.
-    device.addEventListener?.('uncapturederror', (e) => {
-      this.error ??= new Error(`webgpu: ${(e as GPUUncapturedErrorEvent).error.message}`);
-    });
+    device.addEventListener?.('uncapturederror', this.onError);
   }
+
+  private readonly onError = (e: Event): void => {
+    this.error ??= new Error(`webgpu: ${(e as GPUUncapturedErrorEvent).error.message}`);
+  };
 
   /** Throws the first asynchronous device error, if any. */
   checkError(): void {
@@ -279,7 +281,7 @@ export class GpuContext {
     if (n <= max) return [n, 1];
     const gy = Math.ceil(n / max);
     if (gy > max) throw new Error(`webgpu: ${n} workgroups do not fit in a ${max}×${max} grid`);
-    // as square-ish as needed: gx·gy ≥ n with the fewest idle workgroups
+    // gy rows of gx: the kernels' bounds checks idle the fewer than gy surplus workgroups
     return [Math.ceil(n / gy), gy];
   }
 
@@ -361,6 +363,7 @@ export class GpuContext {
     this.endPass();
     this.encoder = null;
     this.bindGroups.clear();
+    this.device.removeEventListener?.('uncapturederror', this.onError);
     this.pool.trim(0);
     this.arena.destroy();
     for (const b of this.temps) b.destroy();
