@@ -8,7 +8,8 @@ import { createStreamDecoder } from '../tokenizer/index.js';
 import { describeModelFolder, loadModel, openBackend, type BackendChoice } from '../node/load.js';
 import { writeSafetensorsFile } from '../node/files.js';
 import { perplexity } from '../eval/perplexity.js';
-import { applyTransform, planExport } from '../io/checkpoint.js';
+import { applyTransform, planExport, CHECKPOINT_FORMATS, type CheckpointFormat } from '../io/checkpoint.js';
+import { openModelFolder, saveModelFolder } from '../node/checkpoint.js';
 import { runDemo } from './demo.js';
 import { makeConfig, ARCHITECTURES, type Architecture } from '../model/config.js';
 import { defaultTrainOptions } from '../train/trainer.js';
@@ -300,6 +301,30 @@ export const commands: Record<string, Command> = {
         model.backend.dispose(t);
         await writeSafetensorsFile(out, [{ name: 'logits', shape: [B, T, V], dtype: 'F32', data }]);
       });
+    },
+  },
+
+  convert: {
+    help: `samba-lm convert --model DIR --out DIR [--format samba-lm|samba-reference|hf-mamba] [--dtype f32|f16|bf16]
+  Rewrites a model folder in another layout: samba-lm's own, the microsoft/Samba reference's (its
+  Config fields and exact state-dict keys, to continue in its PyTorch training), or Hugging Face Mamba.`,
+    async run(v) {
+      const dir = need(v, 'model', 'convert'), out = need(v, 'out', 'convert');
+      const format = (v.format ?? 'samba-lm') as CheckpointFormat;
+      if (!CHECKPOINT_FORMATS.includes(format)) throw new UsageError(`--format must be one of ${CHECKPOINT_FORMATS.join(', ')}`);
+      const dtype = v.dtype ?? 'f32';
+      if (dtype !== 'f32' && dtype !== 'f16' && dtype !== 'bf16') throw new UsageError('--dtype must be f32, f16 or bf16');
+      const folder = await openModelFolder(dir);
+      try {
+        const tok = folder.tokenizerRef;
+        await saveModelFolder(out, folder.config, (n) => folder.read(n), {
+          format, dtype,
+          ...(tok?.type === 'tokenizer.json' ? { tokenizerJsonPath: tok.path } : tok?.type === 'bytes' && format === 'samba-lm' ? { tokenizer: tok } : {}),
+        });
+      } finally {
+        await folder.close();
+      }
+      console.log(`wrote ${out} (${format}, ${dtype})`);
     },
   },
 

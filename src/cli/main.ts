@@ -14,6 +14,7 @@ commands:
               --top-p P --repetition-penalty R --seed S --stop ID,.. --output-ids --backend cpu|webgpu|auto]
   perplexity  --model DIR (--text FILE | --ids FILE.json) [--backend …]   prints {"tokens","nll","ppl"}
   logits      --model DIR --ids FILE.json --out FILE.safetensors [--backend …]   float32 logits [B,T,V]
+  convert     --model DIR --out DIR [--format samba-lm|samba-reference|hf-mamba] [--dtype f32|f16|bf16]
   grad        --model DIR --ids FILE.json --out FILE.safetensors [--backend …]   parameter gradients + loss
   train       (--preset NAME | --arch A --d-model D --blocks N … | --config FILE | --init DIR) --data PATH --out DIR [options]
   finetune    --init DIR --data PATH --out DIR [options]      train from a loadable checkpoint
@@ -71,6 +72,8 @@ export const OPTIONS = {
   'log-every': { type: 'string' },
   'val-fraction': { type: 'string' },
   quick: { type: 'boolean' },
+  format: { type: 'string' },
+  dtype: { type: 'string' },
 } satisfies ParseArgsConfig['options'];
 
 export type CliValues = ReturnType<typeof parse>['values'];
