@@ -107,8 +107,9 @@ export async function tokenizeToShard(input: string, tokenizer: TextTokenizer, o
   return meta;
 }
 
-export async function openTokenizer(spec: string | undefined): Promise<TextTokenizer & { spec: string }> {
-  if (!spec || spec === 'bytes') return Object.assign(new ByteTokenizer({ eos: true }), { spec: 'bytes' });
+/** 'bytes' (with an EOS id 256 when the vocabulary has room for it) or a tokenizer.json path. */
+export async function openTokenizer(spec: string | undefined, vocabSize = Infinity): Promise<TextTokenizer & { spec: string }> {
+  if (!spec || spec === 'bytes') return Object.assign(new ByteTokenizer({ eos: vocabSize > 256 }), { spec: 'bytes' });
   const cfg = path.join(path.dirname(spec), 'tokenizer_config.json');
   const hasCfg = await stat(cfg).then(() => true, () => false);
   return Object.assign(await loadTokenizerJson(spec, hasCfg ? cfg : undefined), { spec });
@@ -126,7 +127,7 @@ async function saveCheckpoint(job: TrainJob, model: SambaModel, trainer: Trainer
   await mkdir(tmp, { recursive: true });
   await saveModelFolder(tmp, model.config, (n) => be.read(model.params.get(n)!), {
     format: 'samba-lm',
-    ...(tokenizerSpec === 'bytes' ? { tokenizer: { type: 'bytes' as const, eos: true } } : { tokenizerJsonPath: tokenizerSpec }),
+    ...(tokenizerSpec === 'bytes' ? { tokenizer: { type: 'bytes' as const, eos: model.config.vocabSize > 256 } } : { tokenizerJsonPath: tokenizerSpec }),
   });
   const st = await trainer.exportState();
   const tensors = [...st.m].flatMap(([n, m]) => [
@@ -210,16 +211,16 @@ export async function runTraining(job: TrainJob): Promise<{ model: SambaModel; l
     const dir = resumeDir ?? job.init!;
     const loaded = await loadModel(dir, be);
     model = loaded.model;
-    const tok = job.tokenizer ? await openTokenizer(job.tokenizer) : loaded.tokenizer ?? (await loadFolderTokenizer(dir)) ?? null;
+    const tok = job.tokenizer ? await openTokenizer(job.tokenizer, model.config.vocabSize) : loaded.tokenizer ?? (await loadFolderTokenizer(dir)) ?? null;
     if (!tok) throw new Error(`${dir} has no tokenizer; pass --tokenizer tokenizer.json or bytes`);
     tokenizer = tok;
     tokenizerSpec = 'spec' in tok ? (tok as { spec: string }).spec : tok instanceof ByteTokenizer ? 'bytes' : path.join(dir, 'tokenizer.json');
     if (resumeDir) resumeState = await readTrainState(resumeDir);
   } else {
     if (!job.config) throw new Error('train needs a model: --preset, --arch or --config, or --init DIR to fine-tune');
-    const tok = await openTokenizer(job.tokenizer);
-    tokenizer = tok; tokenizerSpec = tok.spec;
     const cfg = job.config;
+    const tok = await openTokenizer(job.tokenizer, cfg.vocabSize);
+    tokenizer = tok; tokenizerSpec = tok.spec;
     if (tok.vocabSize > cfg.vocabSize) throw new Error(`the tokenizer has ${tok.vocabSize} ids but the model only ${cfg.vocabSize} embedding rows`);
     const host = initParams(cfg, job.seed);
     const params = new Map<string, Tensor>();

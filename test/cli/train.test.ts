@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { CLI, errorLines, runCli } from '../helpers/cli.js';
+import { CLI, GOLDEN, errorLines, runCli } from '../helpers/cli.js';
 
 const tmp = await mkdtemp(path.join(tmpdir(), 'samba-train-'));
 const data = path.join(tmp, 'data');
@@ -67,4 +67,15 @@ test('tokenize + train on the shard = train on the text; finetune from a checkpo
   assert.deepEqual(await losses(a), await losses(b));
   const f = await runCli(['finetune', '--init', path.join(a, 'checkpoint'), '--data', data, '--out', path.join(tmp, 'ft'), '--steps', '4', '--seq-len', '16', '--batch', '2', '--backend', 'cpu']);
   assert.equal(f.code, 0, errorLines(f.stderr).join('\n'));
+});
+
+test('fine-tuning a Hugging Face Mamba and a reference Samba checkpoint lowers their loss', async () => {
+  for (const name of ['hf-mamba-tiny', 'samba-gqa-tiny']) {
+    const out = path.join(tmp, `ft-${name}`);
+    const r = await runCli(['finetune', '--init', path.join(GOLDEN, name), '--tokenizer', 'bytes', '--data', data, '--out', out,
+      '--steps', '12', '--seq-len', '32', '--batch', '2', '--lr', '3e-3', '--eval-every', '12', '--backend', 'cpu']);
+    assert.equal(r.code, 0, errorLines(r.stderr).join('\n'));
+    const l = await losses(out);
+    assert.ok(l[l.length - 1][1] < l[0][1] - 0.5, `${name}: ${l[0][1]} → ${l[l.length - 1][1]}`);
+  }
 });
