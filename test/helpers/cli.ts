@@ -1,10 +1,17 @@
 // Runs the built CLI as a user would, returning its exit code and output.
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { existsSync } from 'node:fs';
 
 export const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
-/** The golden cases: ../shared/golden beside the checkout, or SAMBA_GOLDEN_DIR (e.g. on a GPU host). */
-export const GOLDEN = process.env.SAMBA_GOLDEN_DIR ?? fileURLToPath(new URL('../../../../shared/golden/', import.meta.url));
+/**
+ * The golden cases: SAMBA_GOLDEN_DIR if set, else ../shared/golden beside the checkout (where new
+ * cases appear first), else the copy in test/fixtures/golden (so a lone clone still tests them).
+ */
+export const GOLDEN = process.env.SAMBA_GOLDEN_DIR ?? [
+  fileURLToPath(new URL('../../../../shared/golden/', import.meta.url)),
+  fileURLToPath(new URL('../../../test/fixtures/golden/', import.meta.url)),
+].find((d) => existsSync(d))!;
 
 export function runCli(args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
