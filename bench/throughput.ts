@@ -1,0 +1,128 @@
+// Throughput against the hardware's ceilings and against a Transformer, measured in one run and
+// printed as one table (docs/PERFORMANCE.md records results). Random weights: speed only.
+//   node dist/bench/throughput.js [--backend webgpu] [--sections ceilings,decode,prefill,batch]
+//     [--model samba-1.7b] [--baseline llama3-1.6b] [--positions 1024,65536,1048576]
+//     [--prefill 4096,16384,65536,131072] [--batch-positions 1024,16384,65536] [--tokens 32]
+import { parseArgs } from 'node:util';
+import type { Backend, Tensor } from '../src/core/backend.js';
+import { Rng } from '../src/core/random.js';
+import { countParams, paramSpecs, type ModelConfig } from '../src/model/config.js';
+import { SambaModel } from '../src/model/model.js';
+import { getPreset } from '../src/model/presets.js';
+import { openBackend, type BackendChoice } from '../src/node/load.js';
+
+const { values } = parseArgs({
+  options: {
+    backend: { type: 'string', default: 'auto' },
+    sections: { type: 'string', default: 'ceilings,decode,prefill,batch' },
+    model: { type: 'string', default: 'samba-1.7b' },
+    baseline: { type: 'string', default: 'llama3-1.6b' },
+    positions: { type: 'string', default: '1024,65536,1048576' },
+    prefill: { type: 'string', default: '4096,16384,65536,131072' },
+    'prefill-tokens': { type: 'string', default: '131072' },
+    'batch-positions': { type: 'string', default: '1024,16384,65536' },
+    batch: { type: 'string', default: '16' },
+    tokens: { type: 'string', default: '32' },
+  },
+});
+const be = await openBackend(values.backend as BackendChoice);
+const sections = new Set(values.sections!.split(','));
+const ints = (s: string) => s.split(',').filter(Boolean).map(Number);
+const rows: string[][] = [];
+const row = (...r: (string | number)[]) => { rows.push(r.map(String)); console.log(r.join('  |  ')); };
+
+/** Random weights of a plausible scale, uploaded one tensor at a time. */
+function randomModel(cfg: ModelConfig, seed: number): SambaModel {
+  const rng = new Rng(seed), params = new Map<string, Tensor>();
+  for (const s of paramSpecs(cfg)) {
+    const n = s.shape.reduce((a, b) => a * b, 1), a = new Float32Array(n), scale = 1 / Math.sqrt(s.shape[s.shape.length - 1]);
+    for (let i = 0; i < n; i++) a[i] = (rng.next() * 2 - 1) * scale;
+    if (s.name.endsWith('A_log')) for (let i = 0; i < n; i++) a[i] = Math.log(1 + (i % cfg.mamba.dState));
+    params.set(s.name, be.keep(be.tensor(a, s.shape)));
+  }
+  return new SambaModel(cfg, be, params);
+}
+
+async function time(fn: () => Promise<void>, reps: number): Promise<number> {
+  await fn(); // warm-up: pipelines, pools
+  const t0 = performance.now();
+  for (let i = 0; i < reps; i++) await fn();
+  return (performance.now() - t0) / reps / 1000;
+}
+
+const fmt = (x: number, d = 1) => x.toFixed(d);
+let bandwidth = NaN, peak = NaN;
+
+if (sections.has('ceilings')) {
+  const n = 64 * 2 ** 20; // 256 MiB per operand
+  const a = be.keep(be.tensor(new Float32Array(n).fill(1), [n])), b = be.keep(be.tensor(new Float32Array(n).fill(2), [n]));
+  const s = await time(async () => { const c = be.add(a, b); await be.flush(); be.dispose(c); }, 10);
+  bandwidth = (3 * n * 4) / s;
+  row('ceiling', 'elementwise bandwidth (a+b, 256 MiB operands)', `${fmt(bandwidth / 1e9, 0)} GB/s`);
+  const M = 4096, x = be.keep(be.tensor(new Float32Array(M * M).fill(0.5), [M, M]));
+  const sm = await time(async () => { const c = be.matmul(x, x); await be.flush(); be.dispose(c); }, 5);
+  peak = (2 * M ** 3) / sm;
+  row('ceiling', `matmul f32 ${M}³`, `${fmt(peak / 1e12, 1)} TFLOP/s`);
+  be.dispose(a); be.dispose(b); be.dispose(x);
+}
+
+const nTok = Number(values.tokens);
+
+async function decodeRate(model: SambaModel, B: number, pos: number): Promise<{ tps: number; stateBytes: number }> {
+  const st = model.newState(B);
+  st.pos.fill(pos); // the cost of a step depends on the position, not on what the cache holds
+  const ids = Int32Array.from({ length: B }, (_, i) => (i + 1) % model.config.vocabSize);
+  const s = await time(async () => { const l = model.forward(ids, B, 1, st, { lastOnly: true }); await be.read(l); be.dispose(l); st.pos.fill(pos); }, nTok);
+  const stateBytes = st.bytes();
+  st.dispose();
+  return { tps: B / s, stateBytes };
+}
+
+if (sections.has('decode')) {
+  const cfg = getPreset(values.model!), model = randomModel(cfg, 1), weightBytes = countParams(cfg) * 4;
+  for (const pos of ints(values.positions!)) {
+    const { tps, stateBytes } = await decodeRate(model, 1, pos);
+    const roofline = Number.isFinite(bandwidth) ? bandwidth / (weightBytes + stateBytes) : NaN;
+    row('decode b=1', `${values.model} at position ${pos}`, `${fmt(tps)} tok/s`, `state ${fmt(stateBytes / 2 ** 20)} MiB`, `roofline ${fmt(roofline)} tok/s (${fmt((100 * tps) / roofline)}%)`);
+  }
+  model.dispose();
+}
+
+if (sections.has('prefill')) {
+  const total = Number(values['prefill-tokens']);
+  for (const name of [values.model!, values.baseline!]) {
+    const model = randomModel(getPreset(name), 2);
+    for (const T of ints(values.prefill!)) {
+      const B = Math.max(1, Math.floor(total / T)), ids = Int32Array.from({ length: B * T }, (_, i) => (i * 7) % model.config.vocabSize);
+      try {
+        const s = await time(async () => { const l = model.forward(ids, B, T, undefined, { lastOnly: true }); await be.read(l); be.dispose(l); }, 1);
+        row('prefill', `${name} ${B}×${T}`, `${fmt((B * T) / s, 0)} tok/s`);
+      } catch (e) {
+        row('prefill', `${name} ${B}×${T}`, `failed: ${(e as Error).message.split('\n')[0]}`);
+      }
+    }
+    model.dispose();
+  }
+}
+
+if (sections.has('batch')) {
+  const B = Number(values.batch);
+  for (const name of [values.model!, values.baseline!]) {
+    const model = randomModel(getPreset(name), 3);
+    for (const pos of ints(values['batch-positions']!)) {
+      try {
+        const { tps, stateBytes } = await decodeRate(model, B, pos);
+        row(`decode b=${B}`, `${name} at position ${pos}`, `${fmt(tps)} tok/s`, `state ${fmt(stateBytes / 2 ** 20)} MiB`);
+      } catch (e) {
+        row(`decode b=${B}`, `${name} at position ${pos}`, `failed: ${(e as Error).message.split('\n')[0]}`);
+      }
+    }
+    model.dispose();
+  }
+}
+
+console.log(`\n${be.name} — ${new Date().toISOString()}`);
+const w = rows.reduce((m, r) => r.map((c, i) => Math.max(m[i] ?? 0, c.length)), [] as number[]);
+for (const r of rows) console.log(r.map((c, i) => c.padEnd(w[i])).join('  '));
+void peak;
+process.exit(0);
