@@ -11,6 +11,10 @@ import { perplexity } from '../eval/perplexity.js';
 import { applyTransform, planExport, CHECKPOINT_FORMATS, type CheckpointFormat } from '../io/checkpoint.js';
 import { openModelFolder, saveModelFolder } from '../node/checkpoint.js';
 import { runDemo } from './demo.js';
+import { prefixPerplexity, slidingPerplexity, type LengthPoint } from '../eval/length.js';
+import { passkeyEval, type PasskeyCell } from '../eval/passkey.js';
+import { heatmap, lineChart } from '../eval/plot.js';
+import { writeFileAtomic } from '../node/files.js';
 import { makeConfig, ARCHITECTURES, type Architecture } from '../model/config.js';
 import { defaultTrainOptions } from '../train/trainer.js';
 import { openTokenizer, runTraining, savedTrainOptions, tokenizeToShard } from '../node/train.js';
@@ -179,7 +183,96 @@ async function trainCommand(v: CliValues, mode: 'train' | 'finetune'): Promise<v
   });
 }
 
+
+/** "4k,8k,1m,512" → [4096, 8192, 1048576, 512] */
+function parseLengths(s: string | undefined, what: string): number[] {
+  if (!s) throw new UsageError(`${what} needs --lengths, e.g. 4k,8k,16k`);
+  return s.split(',').map((x) => {
+    const m = /^(\d+(?:\.\d+)?)([kKmM]?)$/.exec(x.trim());
+    if (!m) throw new UsageError(`--lengths: cannot read "${x}" (use numbers with an optional k or m suffix)`);
+    const n = Math.round(Number(m[1]) * (m[2].toLowerCase() === 'k' ? 1024 : m[2].toLowerCase() === 'm' ? 1024 * 1024 : 1));
+    if (n < 1) throw new UsageError(`--lengths: ${x} is not a positive length`);
+    return n;
+  });
+}
+
+const lenLabel = (n: number) => (n % (1024 * 1024) === 0 ? `${n / 1024 / 1024}M` : n % 1024 === 0 ? `${n / 1024}K` : String(n));
+
+function printTable(head: string[], rows: string[][]): void {
+  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  console.log(head.map((h, i) => h.padEnd(w[i])).join('  '));
+  console.log(w.map((n) => '-'.repeat(n)).join('  '));
+  for (const r of rows) console.log(r.map((c, i) => c.padEnd(w[i])).join('  '));
+}
+
+const evalPpl: Command = {
+  help: `samba-lm eval ppl --model DIR --text FILE --lengths 4k,8k,16k [options]
+  Perplexity against evaluation length:
+    prefix   for blocks of max(L)+1 tokens, the loss over the first L predictions (the reference's val_ppl@Nx)
+    sliding  a window of L tokens moved by --stride (default L/2), every token scored once (Press et al.)
+  --mode prefix|sliding|both (default both)  --blocks N (prefix blocks, default all)  --max-tokens N (sliding)
+  --json FILE  --plot FILE.svg  --backend cpu|webgpu|auto`,
+  async run(v) {
+    const lengths = parseLengths(v.lengths, 'eval ppl'), mode = v.mode ?? 'both';
+    if (!['prefix', 'sliding', 'both'].includes(mode)) throw new UsageError('--mode must be prefix, sliding or both');
+    const textPath = need(v, 'text', 'eval ppl');
+    let text: string;
+    try { text = await readFile(textPath, 'utf8'); } catch (e) { throw new Error(`cannot read text file ${textPath}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`); }
+    await withModel(v, 'eval ppl', async ({ model, tokenizer }) => {
+      if (!tokenizer) throw new Error(`model ${v.model} has no tokenizer`);
+      const ids = tokenizer.encode(text);
+      checkIdsRange([ids], model.config);
+      const result: { prefix?: LengthPoint[]; sliding?: LengthPoint[] } = {};
+      if (mode !== 'sliding') result.prefix = await prefixPerplexity(model, ids, lengths, num(v, 'blocks', { int: true, min: 1 }) ?? Infinity);
+      if (mode !== 'prefix') {
+        result.sliding = [];
+        for (const L of lengths) result.sliding.push(await slidingPerplexity(model, ids, L, num(v, 'stride', { int: true, min: 1 }), num(v, 'max-tokens', { int: true, min: 1 }) ?? Infinity));
+      }
+      printTable(['length', ...(result.prefix ? ['prefix ppl'] : []), ...(result.sliding ? ['sliding ppl'] : [])],
+        lengths.map((L, i) => [lenLabel(L), ...(result.prefix ? [result.prefix[i].ppl.toFixed(3)] : []), ...(result.sliding ? [result.sliding[i].ppl.toFixed(3)] : [])]));
+      const json = { model: v.model, text: textPath, tokens: ids.length, ...result };
+      if (v.json) await writeFileAtomic(v.json, JSON.stringify(json, null, 1) + '\n');
+      if (v.plot) {
+        const series = [...(result.prefix ? [{ name: 'prefix', points: result.prefix.map((p) => [p.length, p.ppl] as [number, number]), dots: true }] : []),
+          ...(result.sliding ? [{ name: 'sliding window', points: result.sliding.map((p) => [p.length, p.ppl] as [number, number]), dots: true }] : [])];
+        await writeFileAtomic(v.plot, lineChart(series, { xLabel: 'evaluation length (tokens)', yLabel: 'perplexity', title: String(v.model), logX: true }));
+      }
+    });
+  },
+};
+
+const evalPasskey: Command = {
+  help: `samba-lm eval passkey --model DIR --lengths 4k,8k,…,256k [--depths 11 --trials 5 --seed S]
+  Passkey retrieval (the Samba paper's protocol; the prompt template is in src/eval/passkey.ts): a
+  5-digit key hidden at each depth of a filler text of each length; greedy answer; exact match.
+  --depths N (N evenly spaced depths from 0 to 1) or a list 0,0.5,1   --json FILE  --plot FILE.svg (heatmap)`,
+  async run(v) {
+    const lengths = parseLengths(v.lengths, 'eval passkey');
+    let depths: number[];
+    const d = v.depths ?? '11';
+    if (/^\d+$/.test(d)) { const n = Number(d); depths = Array.from({ length: n }, (_, i) => (n === 1 ? 0.5 : i / (n - 1))); }
+    else depths = d.split(',').map(Number);
+    if (depths.some((x) => !(x >= 0 && x <= 1))) throw new UsageError('--depths must be a count or a list of numbers in [0, 1]');
+    const trials = num(v, 'trials', { int: true, min: 1 }) ?? 5;
+    await withModel(v, 'eval passkey', async ({ model, tokenizer }) => {
+      if (!tokenizer) throw new Error(`model ${v.model} has no tokenizer for the passkey prompt`);
+      const cells: PasskeyCell[] = await passkeyEval(model, tokenizer, lengths, depths, trials, num(v, 'seed', { int: true }) ?? 1,
+        (c) => process.stderr.write(`length ${lenLabel(c.length)} depth ${c.depth.toFixed(2)}: ${c.correct}/${c.trials}\n`));
+      const acc = (L: number, dp: number) => { const c = cells.find((x) => x.length === L && x.depth === dp)!; return c.correct / c.trials; };
+      printTable(['depth \\ length', ...lengths.map(lenLabel)], [
+        ...depths.map((dp) => [dp.toFixed(2), ...lengths.map((L) => `${Math.round(100 * acc(L, dp))}%`)]),
+        ['overall', ...lengths.map((L) => `${Math.round((100 * depths.reduce((s, dp) => s + acc(L, dp), 0)) / depths.length)}%`)],
+      ]);
+      if (v.json) await writeFileAtomic(v.json, JSON.stringify({ model: v.model, lengths, depths, trials, cells }, null, 1) + '\n');
+      if (v.plot) await writeFileAtomic(v.plot, heatmap(depths.map((dp) => lengths.map((L) => acc(L, dp))), depths.map((x) => x.toFixed(1)), lengths.map(lenLabel),
+        { title: `passkey retrieval: ${v.model}`, rowTitle: 'depth', colTitle: 'prompt length (tokens)' }));
+    });
+  },
+};
+
 export const commands: Record<string, Command> = {
+  'eval ppl': evalPpl,
+  'eval passkey': evalPasskey,
   train: { help: TRAIN_HELP, run: (v) => trainCommand(v, 'train') },
   finetune: { help: TRAIN_HELP.replace('samba-lm train — train from scratch (or fine-tune with --init DIR)', 'samba-lm finetune --init DIR — continue training any loadable checkpoint'), run: (v) => trainCommand(v, 'finetune') },
   tokenize: {
@@ -191,13 +284,14 @@ export const commands: Record<string, Command> = {
     },
   },
   info: {
-    help: 'samba-lm info --preset NAME | --model DIR [--json]\n  Prints the architecture, the sub-layer list and the parameter count, without loading weights.',
+    help: 'samba-lm info --preset NAME | --model DIR [--format text|json]\n  Prints the architecture, the sub-layer list and the parameter count, without loading weights.',
     async run(v) {
       let cfg: ModelConfig, title: string;
       if (v.preset) { cfg = getPreset(v.preset); title = `preset ${v.preset}`; }
       else if (v.model) { const d = await describeModelFolder(v.model); cfg = d.config; title = `${v.model} (${d.format})`; }
       else throw new UsageError('info needs --preset NAME or --model DIR');
-      if (v.json) console.log(JSON.stringify({ config: cfg, parameters: countParams(cfg), layout: layout(cfg) }, null, 2));
+      if (v.format !== undefined && v.format !== 'json' && v.format !== 'text') throw new UsageError('info --format must be text or json');
+      if (v.format === 'json') console.log(JSON.stringify({ config: cfg, parameters: countParams(cfg), layout: layout(cfg) }, null, 2));
       else printConfig(cfg, title);
     },
   },

@@ -19,6 +19,8 @@ commands:
   train       (--preset NAME | --arch A --d-model D --blocks N … | --config FILE | --init DIR) --data PATH --out DIR [options]
   finetune    --init DIR --data PATH --out DIR [options]      train from a loadable checkpoint
   tokenize    --input PATH --out FILE.bin [--tokenizer tokenizer.json|bytes]   pre-tokenised shard for train
+  eval ppl    --model DIR --text FILE --lengths 4k,8k,16k [--mode prefix|sliding|both --stride S --blocks N]
+  eval passkey --model DIR --lengths 4k,8k,…,256k [--depths 11 --trials 5]   table, JSON (--json FILE), heatmap (--plot FILE.svg)
   demo        [--backend …] [--tokens N]        streams through a small Samba and a Transformer: constant vs growing state
   presets                                        lists the model presets
 
@@ -42,7 +44,7 @@ export const OPTIONS = {
   'output-ids': { type: 'boolean' },
   backend: { type: 'string' },
   tokens: { type: 'string' },
-  json: { type: 'boolean' },
+  json: { type: 'string' },
   // training
   arch: { type: 'string' },
   'd-model': { type: 'string' },
@@ -73,6 +75,12 @@ export const OPTIONS = {
   'val-fraction': { type: 'string' },
   quick: { type: 'boolean' },
   format: { type: 'string' },
+  lengths: { type: 'string' },
+  depths: { type: 'string' },
+  trials: { type: 'string' },
+  mode: { type: 'string' },
+  stride: { type: 'string' },
+  plot: { type: 'string' },
   dtype: { type: 'string' },
 } satisfies ParseArgsConfig['options'];
 
@@ -89,7 +97,9 @@ async function main(argv: string[]): Promise<number> {
   } catch (e) {
     throw new UsageError((e as Error).message.split('\n')[0]);
   }
-  const [name, ...rest] = parsed.positionals;
+  const positionals = [...parsed.positionals];
+  if (positionals[0] === 'eval' && positionals[1]) positionals.splice(0, 2, `eval ${positionals[1]}`);
+  const [name, ...rest] = positionals;
   if (!name || name === 'help' || (parsed.values.help && !name)) { console.log(USAGE); return 0; }
   const cmd = commands[name];
   if (!cmd) throw new UsageError(`unknown command "${name}" (commands: ${Object.keys(commands).join(', ')})`);

@@ -20,6 +20,7 @@ import { ByteTokenizer } from '../tokenizer/bytes.js';
 import { loadTokenizerJson, saveModelFolder, loadFolderTokenizer } from './checkpoint.js';
 import { readSafetensorsFile, writeFileAtomic, writeSafetensorsFile } from './files.js';
 import { loadModel } from './load.js';
+import { lineChart } from '../eval/plot.js';
 
 export interface TrainJob {
   out: string;
@@ -179,22 +180,7 @@ export async function savedTrainOptions(out: string): Promise<SavedOptions> {
 // Logs
 
 function lossSvg(train: [number, number][], val: [number, number][]): string {
-  const W = 640, H = 360, pad = 48, all = [...train, ...val];
-  if (all.length === 0) return '';
-  const xs = all.map((p) => p[0]), ys = all.map((p) => p[1]);
-  const x0 = Math.min(...xs), x1 = Math.max(...xs, x0 + 1), y0 = Math.min(...ys), y1 = Math.max(...ys, y0 + 1e-6);
-  const X = (x: number) => pad + ((x - x0) / (x1 - x0)) * (W - 2 * pad), Y = (y: number) => H - pad - ((y - y0) / (y1 - y0)) * (H - 2 * pad);
-  const line = (pts: [number, number][], color: string) => `<polyline fill="none" stroke="${color}" stroke-width="1.5" points="${pts.map(([x, y]) => `${X(x).toFixed(1)},${Y(y).toFixed(1)}`).join(' ')}"/>`;
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">
-<rect width="100%" height="100%" fill="white"/>
-<line x1="${pad}" y1="${H - pad}" x2="${W - pad}" y2="${H - pad}" stroke="black"/><line x1="${pad}" y1="${pad}" x2="${pad}" y2="${H - pad}" stroke="black"/>
-<text x="${W / 2}" y="${H - 12}" text-anchor="middle">step</text><text x="14" y="${H / 2}" transform="rotate(-90 14 ${H / 2})" text-anchor="middle">loss</text>
-<text x="${pad - 4}" y="${Y(y1) + 4}" text-anchor="end">${y1.toFixed(2)}</text><text x="${pad - 4}" y="${Y(y0) + 4}" text-anchor="end">${y0.toFixed(2)}</text>
-<text x="${X(x0)}" y="${H - pad + 16}" text-anchor="middle">${x0}</text><text x="${X(x1)}" y="${H - pad + 16}" text-anchor="middle">${x1}</text>
-${line(train, '#1f77b4')}${val.length > 1 ? line(val, '#d62728') : ''}${val.map(([x, y]) => `<circle cx="${X(x).toFixed(1)}" cy="${Y(y).toFixed(1)}" r="3" fill="#d62728"/>`).join('')}
-<text x="${W - pad}" y="${pad - 8}" text-anchor="end"><tspan fill="#1f77b4">train</tspan>  <tspan fill="#d62728">validation</tspan></text>
-</svg>
-`;
+  return lineChart([{ name: 'train', points: train }, { name: 'validation', points: val, dots: true }], { xLabel: 'step', yLabel: 'loss' });
 }
 
 const fmtTime = (s: number) => (s >= 3600 ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m` : s >= 60 ? `${Math.floor(s / 60)}m${String(Math.floor(s % 60)).padStart(2, '0')}s` : `${s.toFixed(0)}s`);
