@@ -2,13 +2,18 @@
 // shapes (with the CPU backend's messages), allocates outputs from the pool, and hands the
 // recording to the kernel modules; GpuContext batches the commands.
 import {
-  type AttentionArgs, type Backend, type ConvResult, type DType, type KvCache, type ScanResult, type Tensor,
-  ScopedBackend, expectShape, numel, shapeStr,
+  type AdamWStep, type AttentionArgs, type Backend, type ConvResult, type DType, type GradOps, type KvCache,
+  type ScanGrads, type ScanResult, type Tensor, ScopedBackend, expectShape, numel, shapeStr,
 } from '../../core/backend.js';
 import * as att from './attention.js';
 import { type ContextOptions, GpuContext } from './context.js';
 import * as cp from './copy.js';
 import * as ew from './elementwise.js';
+import * as ga from './grad-attention.js';
+import * as gmb from './grad-mamba.js';
+import * as gmm from './grad-matmul.js';
+import * as gm from './grad-misc.js';
+import * as gr from './grad-reduce.js';
 import * as mb from './mamba.js';
 import { matmul } from './matmul.js';
 import { GpuTensor, Storage, gpu } from './tensor.js';
@@ -22,7 +27,7 @@ export interface WebGpuBackendOptions extends ContextOptions {
   attentionSplit?: Partial<att.SplitPolicy>;
 }
 
-export class WebGpuBackend extends ScopedBackend implements Backend {
+export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
   readonly name = 'webgpu' as const;
   readonly ctx: GpuContext;
   /** Optional device features that later fast paths can select on. */
@@ -283,6 +288,154 @@ export class WebGpuBackend extends ScopedBackend implements Backend {
     mb.selectiveScan(this.ctx, y, h, par, U, DT, bias, AL, Bm, Cm, Dv, Z, B, T, C, N);
     this.ctx.release(par.buf!);
     return { y, h };
+  }
+  // ---- training ops (GradOps): the kernels live in grad-*.ts ----
+
+  matmulNN(x: Tensor, w: Tensor): Tensor {
+    const a = gpu(x, 'matmulNN'), b = gpu(w, 'matmulNN');
+    const [M, N] = a.shape, [N2, K] = b.shape;
+    if (a.shape.length !== 2 || b.shape.length !== 2 || N !== N2) {
+      throw new Error(`matmulNN: x ${shapeStr(a.shape)} and w ${shapeStr(b.shape)} do not fit`);
+    }
+    const out = this.make([M, K]);
+    gmm.matmulNN(this.ctx, out, a, b, M, N, K);
+    return out;
+  }
+
+  matmulTN(a: Tensor, b: Tensor): Tensor {
+    const x = gpu(a, 'matmulTN'), y = gpu(b, 'matmulTN');
+    const [M, N] = x.shape, [M2, K] = y.shape;
+    if (x.shape.length !== 2 || y.shape.length !== 2 || M !== M2) {
+      throw new Error(`matmulTN: a ${shapeStr(x.shape)} and b ${shapeStr(y.shape)} do not fit`);
+    }
+    const out = this.make([N, K]);
+    gmm.matmulTN(this.ctx, out, x, y, M, N, K);
+    return out;
+  }
+
+  concatCols(ts: Tensor[]): Tensor {
+    if (ts.length === 0) throw new Error('concatCols: no tensors');
+    const parts = ts.map((t) => gpu(t, 'concatCols'));
+    const M = parts[0].shape[0];
+    for (const p of parts) {
+      if (p.shape.length !== 2) throw new Error(`concatCols: part has shape ${shapeStr(p.shape)}, expected [M, N]`);
+      if (p.shape[0] !== M) throw new Error(`concatCols: ${p.shape[0]} rows, expected ${M}`);
+    }
+    const W = parts.reduce((s, p) => s + p.shape[1], 0);
+    const out = this.make([M, W]);
+    gm.concatCols(this.ctx, out, parts, M, W);
+    return out;
+  }
+
+  embeddingBackward(dOut: Tensor, ids: Tensor, vocab: number): Tensor {
+    const g = gpu(dOut, 'embeddingBackward'), id = gpu(ids, 'embeddingBackward', 'i32');
+    if (g.shape.length !== 2 || g.shape[0] !== id.size) {
+      throw new Error(`embeddingBackward: dOut has shape ${shapeStr(g.shape)}, expected [${id.size}, D]`);
+    }
+    if (id.hostInts) {
+      for (const v of id.hostInts) {
+        if (v < 0 || v >= vocab) throw new Error(`embeddingBackward: token id ${v} is outside the vocabulary [0, ${vocab})`);
+      }
+    }
+    const D = g.shape[1];
+    const out = this.make([vocab, D]);
+    gm.embeddingBackward(this.ctx, out, g, id, id.hostInts, vocab, D);
+    return out;
+  }
+
+  rmsNormBackward(x: Tensor, g: Tensor, dy: Tensor, eps: number): { dx: Tensor; dg: Tensor } {
+    const D = x.shape[x.shape.length - 1], M = D ? x.size / D : 0;
+    expectShape('rmsNormBackward', 'g', g, [D]);
+    expectShape('rmsNormBackward', 'dy', dy, x.shape);
+    const op = 'rmsNormBackward', a = gpu(x, op), w = gpu(g, op), d = gpu(dy, op);
+    const dx = this.make(x.shape), dg = this.make([D]);
+    gm.rmsNormBackward(this.ctx, dx, dg, a, w, d, M, D, eps);
+    return { dx, dg };
+  }
+
+  siluMulBackward(a: Tensor, b: Tensor, dy: Tensor): { da: Tensor; db: Tensor } {
+    expectShape('siluMulBackward', 'b', b, a.shape);
+    expectShape('siluMulBackward', 'dy', dy, a.shape);
+    const op = 'siluMulBackward', x = gpu(a, op), y = gpu(b, op), d = gpu(dy, op);
+    const da = this.make(a.shape), db = this.make(b.shape);
+    gm.siluMulBackward(this.ctx, da, db, x, y, d);
+    return { da, db };
+  }
+
+  attentionBackward(q: Tensor, k: Tensor, v: Tensor, dOut: Tensor, args: AttentionArgs): { dq: Tensor; dk: Tensor; dv: Tensor } {
+    const { nHeads: H, nKvHeads: Hkv, headDim: hs, window } = args;
+    const [B, T] = q.shape, op = 'attentionBackward';
+    expectShape(op, 'q', q, [B, T, H * hs]);
+    expectShape(op, 'k', k, [B, T, Hkv * hs]);
+    expectShape(op, 'v', v, [B, T, Hkv * hs]);
+    expectShape(op, 'dOut', dOut, [B, T, H * hs]);
+    if (!(H % Hkv === 0)) throw new Error(`${op}: ${H} query heads do not split into ${Hkv} KV-head groups`);
+    if (!(window >= 1)) throw new Error(`${op}: window ${window} must be at least 1`);
+    const Q = gpu(q, op), K = gpu(k, op), V = gpu(v, op), dO = gpu(dOut, op);
+    const dq = this.make(q.shape), dk = this.make(k.shape), dv = this.make(v.shape);
+    ga.attentionBackward(this.ctx, dq, dk, dv, Q, K, V, dO, { B, T, H, Hkv, hs, window });
+    return { dq, dk, dv };
+  }
+
+  conv1dSiluBackward(x: Tensor, w: Tensor, bias: Tensor, dy: Tensor): { dx: Tensor; dw: Tensor; db: Tensor } {
+    const [B, T, C] = x.shape, K = w.shape[1], op = 'conv1dSiluBackward';
+    expectShape(op, 'w', w, [C, K]);
+    expectShape(op, 'b', bias, [C]);
+    expectShape(op, 'dy', dy, x.shape);
+    const X = gpu(x, op), W = gpu(w, op), bb = gpu(bias, op), D = gpu(dy, op);
+    const dx = this.make(x.shape), dw = this.make([C, K]), db = this.make([C]);
+    gmb.conv1dSiluBackward(this.ctx, dx, dw, db, X, W, bb, D, B, T, C, K);
+    return { dx, dw, db };
+  }
+
+  selectiveScanBackward(
+    u: Tensor, dt: Tensor, dtBias: Tensor, aLog: Tensor,
+    bm: Tensor, cm: Tensor, d: Tensor, z: Tensor, dy: Tensor,
+  ): ScanGrads {
+    const [B, T, C] = u.shape, N = aLog.shape[1], op = 'selectiveScanBackward';
+    for (const [name, t] of [['dt', dt], ['z', z], ['dy', dy]] as const) expectShape(op, name, t, [B, T, C]);
+    for (const [name, t] of [['B', bm], ['C', cm]] as const) expectShape(op, name, t, [B, T, N]);
+    expectShape(op, 'aLog', aLog, [C, N]);
+    expectShape(op, 'dtBias', dtBias, [C]);
+    expectShape(op, 'D', d, [C]);
+    const x = {
+      u: gpu(u, op), dt: gpu(dt, op), dtBias: gpu(dtBias, op), aLog: gpu(aLog, op), bm: gpu(bm, op),
+      cm: gpu(cm, op), d: gpu(d, op), z: gpu(z, op), dy: gpu(dy, op),
+    };
+    const g = {
+      du: this.make(u.shape), ddt: this.make(u.shape), dz: this.make(u.shape), dbm: this.make(bm.shape), dcm: this.make(cm.shape),
+      ddtBias: this.make([C]), daLog: this.make([C, N]), dd: this.make([C]),
+    };
+    gmb.selectiveScanBackward(this.ctx, g, x, B, T, C, N);
+    return g;
+  }
+
+  crossEntropy(logits: Tensor, targets: Tensor, scale: number): { loss: Tensor; dlogits: Tensor } {
+    const L = gpu(logits, 'crossEntropy'), tg = gpu(targets, 'crossEntropy', 'i32');
+    if (L.shape.length !== 2) throw new Error(`crossEntropy: logits have shape ${shapeStr(L.shape)}, expected [R, V]`);
+    const [R, V] = L.shape;
+    if (tg.size !== R) throw new Error(`crossEntropy: ${tg.size} targets for ${R} rows`);
+    if (tg.hostInts) {
+      for (const y of tg.hostInts) if (y >= V) throw new Error(`crossEntropy: target ${y} outside the vocabulary [0, ${V})`);
+    }
+    const loss = this.make([1]), dlogits = this.make(L.shape);
+    gm.crossEntropy(this.ctx, loss, dlogits, L, tg, R, V, scale);
+    return { loss, dlogits };
+  }
+
+  sumSquares(x: Tensor): Tensor {
+    const a = gpu(x, 'sumSquares');
+    const out = this.make([1]);
+    gr.sum(this.ctx, out, a, a.size, true);
+    return out;
+  }
+
+  adamw(p: Tensor, g: Tensor, m: Tensor, v: Tensor, hp: AdamWStep): void {
+    this.alive();
+    expectShape('adamw', 'grad', g, p.shape);
+    expectShape('adamw', 'm', m, p.shape);
+    expectShape('adamw', 'v', v, p.shape);
+    gm.adamw(this.ctx, gpu(p, 'adamw'), gpu(g, 'adamw'), gpu(m, 'adamw'), gpu(v, 'adamw'), hp);
   }
 }
 
