@@ -32,3 +32,40 @@ for (const name of cases) {
     }
   });
 }
+
+// The same golden gradients through the WebGPU training ops. Without an adapter these skip, except
+// where SAMBA_REQUIRE_WEBGPU=1 makes that a failure (as in golden.test.ts).
+const requireGpu = process.env.SAMBA_REQUIRE_WEBGPU === '1';
+const hasGpu = await (async () => {
+  const { createNodeWebGpuBackend } = await import('../../src/node/webgpu.js');
+  const be = await createNodeWebGpuBackend();
+  be?.destroy();
+  return be !== null;
+})();
+
+for (const name of cases) {
+  test(`webgpu: golden ${name}: samba-lm grad matches the reference gradients`, async (t) => {
+    if (!hasGpu) {
+      if (requireGpu) assert.fail('no WebGPU adapter, and SAMBA_REQUIRE_WEBGPU=1');
+      t.skip('no WebGPU adapter');
+      return;
+    }
+    const dir = path.join(GOLDEN, name);
+    const exp = await readSafetensorsFile(path.join(dir, 'expected.safetensors'));
+    const ids = exp.tensors.get('input_ids')!, [B, T] = ids.shape;
+    const idsFile = path.join(tmp, `${name}-webgpu.json`), out = path.join(tmp, `${name}-webgpu.safetensors`);
+    await writeFile(idsFile, JSON.stringify(Array.from({ length: B }, (_, b) => Array.from(ids.data.subarray(b * T, (b + 1) * T)))));
+    const r = await runCli(['grad', '--model', dir, '--ids', idsFile, '--out', out, '--backend', 'webgpu']);
+    assert.equal(r.code, 0, errorLines(r.stderr).join('\n'));
+    const mine = (await readSafetensorsFile(out)).tensors, ref = (await readSafetensorsFile(path.join(dir, 'grads.safetensors'))).tensors;
+    assert.deepEqual([...mine.keys()].sort(), [...ref.keys()].sort());
+    for (const [n, g] of ref) {
+      const m = mine.get(n)!;
+      assert.deepEqual(m.shape, g.shape, n);
+      if (n === 'loss') { assert.ok(Math.abs(m.data[0] - g.data[0]) <= 1e-5 * g.data[0], `loss ${m.data[0]} vs ${g.data[0]}`); continue; }
+      let d = 0, mx = 0;
+      for (let i = 0; i < g.data.length; i++) { d = Math.max(d, Math.abs(m.data[i] - g.data[i])); mx = Math.max(mx, Math.abs(g.data[i])); }
+      assert.ok(d <= 1e-4 * mx, `${n}: max |Δ| ${d} > 1e-4 · ${mx}`);
+    }
+  });
+}
