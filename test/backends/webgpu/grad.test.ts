@@ -284,6 +284,25 @@ test('webgpu: every training op is unchanged when its grid is folded (at most 8 
   }
 });
 
+test('webgpu training ops are bitwise reproducible (no atomics, fixed summation orders)', async (t) => {
+  const be = await gpuBackendOrSkip(t);
+  if (!be) return;
+  const rng = new Rng(11);
+  const [ga] = twin(be, [3000, 20], rand(rng, [3000, 20])), [gb] = twin(be, [3000, 7], rand(rng, [3000, 7]));
+  const B = 2, T = 40, C = 130, N = 16, three = [B, T, C];
+  const ins = [three, three, [C], [C, N], [B, T, N], [B, T, N], [C], three, three].map((s) => be.tensor(rand(rng, s), s));
+  const args: AttentionArgs = { nHeads: 4, nKvHeads: 1, headDim: 8, window: 9, pos0: new Int32Array(B) };
+  const q = be.tensor(rand(rng, [B, T, 32]), [B, T, 32]), k = be.tensor(rand(rng, [B, T, 8]), [B, T, 8]);
+  const runOnce = async () => {
+    const scan = be.selectiveScanBackward(...(ins as Parameters<typeof be.selectiveScanBackward>));
+    const att = be.attentionBackward(q, k, k, q, args);
+    const outs = [be.matmulTN(ga, gb), scan.dbm, scan.daLog, scan.dd, att.dk, att.dq, be.sumSquares(ga)];
+    return Promise.all(outs.map((o) => be.read(o)));
+  };
+  const first = await runOnce(), second = await runOnce();
+  for (let i = 0; i < first.length; i++) assert.deepEqual(second[i], first[i], `output ${i}`);
+});
+
 /** Loss and every parameter's gradient of one tiny random model on both backends. */
 async function compareModelGrads(be: WebGpuBackend, arch: (typeof ALL_ARCHITECTURES)[number], tol: number): Promise<void> {
   const cfg = tinyConfig(arch);
