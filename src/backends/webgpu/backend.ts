@@ -435,7 +435,10 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     expectShape('adamw', 'grad', g, p.shape);
     expectShape('adamw', 'm', m, p.shape);
     expectShape('adamw', 'v', v, p.shape);
-    gm.adamw(this.ctx, gpu(p, 'adamw'), gpu(g, 'adamw'), gpu(m, 'adamw'), gpu(v, 'adamw'), hp);
+    const ts = [gpu(p, 'adamw'), gpu(g, 'adamw'), gpu(m, 'adamw'), gpu(v, 'adamw')] as const;
+    // one dispatch cannot write a buffer that another of its bindings also uses
+    if (new Set(ts.map((t) => t.buf)).size < ts.length) throw new Error('adamw: the parameter, gradient and moments must not share storage');
+    gm.adamw(this.ctx, ...ts, hp);
   }
 }
 

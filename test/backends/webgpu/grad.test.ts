@@ -13,7 +13,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CpuBackend } from '../../../src/backends/cpu/cpu.js';
-import type { WebGpuBackend } from '../../../src/backends/webgpu/backend.js';
+import { GpuTensor, type WebGpuBackend } from '../../../src/backends/webgpu/backend.js';
 import { scanChunk } from '../../../src/backends/webgpu/grad-mamba.js';
 import { type AttentionArgs, type Backend, type GradOps, type Tensor, numel } from '../../../src/core/backend.js';
 import { Rng } from '../../../src/core/random.js';
@@ -100,6 +100,11 @@ test('webgpu concatCols and embeddingBackward (repeated, unused and out-of-range
   const g = await be.read(be.embeddingBackward(be.tensor(new Float32Array(8).fill(1), [1, 8]), be.ids(Int32Array.of(2), [1]), 40));
   assert.deepEqual([...g].map((v, i) => (Math.floor(i / 8) === 2 ? v - 1 : v)), new Array(320).fill(0));
   assert.throws(() => be.embeddingBackward(be.zeros([1, 4]), be.ids(Int32Array.of(9), [1]), 9), /embeddingBackward: token id 9 is outside the vocabulary \[0, 9\)/);
+  // ids the host does not know (no host copy): the scanning kernel
+  const ids = Int32Array.from({ length: 70 }, () => rng.int(20));
+  const known = be.ids(ids, [70]) as GpuTensor, bare = new GpuTensor([70], 'i32', known.storage);
+  const [gd, cd] = twin(be, [70, 9], rand(rng, [70, 9]));
+  await same('embeddingBackward without host ids', be, be.embeddingBackward(gd, bare, 23), cpu.embeddingBackward(cd, cpu.ids(ids, [70]), 23), 1e-5);
 });
 
 test('webgpu rmsNormBackward and siluMulBackward', async (t) => {
@@ -263,6 +268,7 @@ test('webgpu: every training op is unchanged when its grid is folded (at most 8 
     await fold('sumSquares', be.sumSquares(gs), cpu.sumSquares(cs), 1e-5);
     const [gpw, cpw] = tw([40, 300]), [gm, cm] = tw([40, 300], -0.1, 0.1), [gv, cv] = tw([40, 300], 0, 0.01);
     const hp = { lr: 0.01, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step: 2, gradScale: 1 };
+    assert.throws(() => be.adamw(gpw, gpw, gm, gv, hp), /adamw: the parameter, gradient and moments must not share storage/);
     be.adamw(gpw, gd, gm, gv, hp);
     cpu.adamw(cpw, cd, cm, cv, hp);
     await fold('adamw', gpw, cpw, 1e-5);
