@@ -14,7 +14,10 @@ import { openBackend, type BackendChoice } from '../src/node/load.js';
 const { values } = parseArgs({
   options: {
     backend: { type: 'string', default: 'auto' },
-    sections: { type: 'string', default: 'ceilings,decode,prefill,batch' },
+    sections: { type: 'string', default: 'ceilings,decode,prefill,batch,train' },
+    'train-model': { type: 'string', default: 'samba-421m' },
+    'train-seq': { type: 'string', default: '4096' },
+    'train-batch': { type: 'string', default: '1' },
     model: { type: 'string', default: 'samba-1.7b' },
     baseline: { type: 'string', default: 'llama3-1.6b' },
     positions: { type: 'string', default: '1024,65536,1048576' },
@@ -121,8 +124,28 @@ if (sections.has('batch')) {
   }
 }
 
+if (sections.has('train')) {
+  const { Trainer, defaultTrainOptions } = await import('../src/train/trainer.js');
+  const cfg = getPreset(values['train-model']!), model = randomModel(cfg, 4);
+  const T = Number(values['train-seq']), B = Number(values['train-batch']), rng = new Rng(5);
+  const source = { rng, seqLen: T, batch: B, next: () => {
+    const ids = Int32Array.from({ length: B * T }, () => rng.int(cfg.vocabSize));
+    return { ids, targets: Int32Array.from(ids, (_, i) => ids[(i + 1) % ids.length]) };
+  } };
+  try {
+    const trainer = new Trainer(model, source, defaultTrainOptions(1000, 1e-4));
+    const s = await time(async () => { await trainer.trainStep(); }, 3);
+    const tokens = B * T, flops = 6 * countParams(cfg) * tokens; // matmul FLOPs, forward + backward
+    row('train', `${values['train-model']} ${B}×${T}`, `${fmt(tokens / s, 0)} tok/s`, `${fmt(flops / s / 1e12, 2)} TFLOP/s (6·N·tokens)`,
+      Number.isFinite(peak) ? `${fmt((100 * flops) / s / peak)}% of the measured matmul peak` : '');
+    trainer.optimizer.dispose();
+  } catch (e) {
+    row('train', `${values['train-model']} ${B}×${T}`, `failed: ${(e as Error).message.split('\n')[0]}`);
+  }
+  model.dispose();
+}
+
 console.log(`\n${be.name} — ${new Date().toISOString()}`);
 const w = rows.reduce((m, r) => r.map((c, i) => Math.max(m[i] ?? 0, c.length)), [] as number[]);
 for (const r of rows) console.log(r.map((c, i) => c.padEnd(w[i])).join('  '));
-void peak;
 process.exit(0);
