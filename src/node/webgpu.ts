@@ -24,6 +24,8 @@ const MAX_LIMITS = [
 ] as const;
 
 const OPTIONAL_FEATURES: GPUFeatureName[] = ['shader-f16', 'subgroups', 'timestamp-query'];
+/** Tensor cores (Dawn, behind allow_unsafe_apis); requested for the f16-matmul precision only. */
+const SUBGROUP_MATRIX = 'chromium-experimental-subgroup-matrix' as GPUFeatureName;
 
 /** Dawn instances to try in turn: unsafe APIs let f16 appear on more drivers (NVIDIA via Vulkan). */
 const DAWN_OPTIONS = [['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia'], []];
@@ -65,7 +67,10 @@ export async function createNodeWebGpuBackend(opts: NodeWebGpuOptions = {}): Pro
     const v = adapter.limits[name];
     if (typeof v === 'number') requiredLimits[name] = v;
   }
-  const requiredFeatures = OPTIONAL_FEATURES.filter((f) => adapter.features.has(f));
+  // subgroup matrices only when they may be used: an experimental feature changes how Dawn builds pipelines
+  const wanted = backendOpts.precision === 'f16-matmul' && backendOpts.subgroupMatrix !== false
+    ? [...OPTIONAL_FEATURES, SUBGROUP_MATRIX] : OPTIONAL_FEATURES;
+  const requiredFeatures = wanted.filter((f) => adapter.features.has(f));
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
-  return new WebGpuBackend(device, { ...backendOpts, ownsDevice: true });
+  return WebGpuBackend.create(device, { ...backendOpts, ownsDevice: true });
 }

@@ -16,6 +16,7 @@ import * as gm from './grad-misc.js';
 import * as gr from './grad-reduce.js';
 import * as mb from './mamba.js';
 import { matmul } from './matmul.js';
+import { type F16Caps, checkSubgroupMatrix, detectF16 } from './matmul-f16.js';
 import { GpuTensor, Storage, gpu } from './tensor.js';
 
 export { GpuTensor } from './tensor.js';
@@ -25,13 +26,26 @@ export interface WebGpuBackendOptions extends ContextOptions {
   ownsDevice?: boolean;
   /** When attention splits each query's keys over several workgroups (decoding); tests lower it. */
   attentionSplit?: Partial<att.SplitPolicy>;
+  /**
+   * 'f32' (default): every kernel computes in f32. 'f16-matmul': matmul rounds its operands to f16
+   * and accumulates in f32 (tensors stay f32 in memory), on tensor cores where the device has
+   * `chromium-experimental-subgroup-matrix`; needs `shader-f16`.
+   */
+  precision?: Precision;
+  /** Use subgroup matrices when the device has them (default true); false keeps the f16 tiled kernel. */
+  subgroupMatrix?: boolean;
 }
+
+export type Precision = 'f32' | 'f16-matmul';
 
 export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
   readonly name = 'webgpu' as const;
   readonly ctx: GpuContext;
   /** Optional device features that later fast paths can select on. */
-  readonly features: { readonly f16: boolean; readonly subgroups: boolean };
+  readonly features: { readonly f16: boolean; readonly subgroups: boolean; readonly subgroupMatrix: boolean };
+  readonly precision: Precision;
+  /** The f16 paths matmul takes, or null in f32 precision. */
+  private readonly f16: F16Caps | null;
   private readonly ownsDevice: boolean;
   private readonly split: att.SplitPolicy;
   private destroyed = false;
@@ -41,7 +55,40 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     this.ctx = new GpuContext(device, opts);
     this.ownsDevice = opts.ownsDevice ?? false;
     this.split = { ...att.DEFAULT_SPLIT, ...opts.attentionSplit };
-    this.features = { f16: device.features.has('shader-f16'), subgroups: device.features.has('subgroups') };
+    const caps = detectF16(device);
+    this.features = { f16: caps.shaderF16, subgroups: device.features.has('subgroups'), subgroupMatrix: caps.subgroupMatrix !== null };
+    this.precision = opts.precision ?? 'f32';
+    if (this.precision !== 'f32' && this.precision !== 'f16-matmul') throw new Error(`webgpu: unknown precision '${this.precision}'`);
+    if (this.precision === 'f16-matmul' && !caps.shaderF16) {
+      // fail loudly rather than quietly computing in another precision than asked for
+      throw new Error("webgpu: precision 'f16-matmul' needs the shader-f16 feature, which this device lacks (check device.features first)");
+    }
+    this.f16 = this.precision === 'f16-matmul'
+      ? { ...caps, subgroupMatrix: opts.subgroupMatrix === false ? null : caps.subgroupMatrix }
+      : null;
+  }
+
+  /**
+   * The backend, after checking in f16-matmul precision that the experimental subgroup-matrix
+   * kernel compiles and computes exactly on this device (else the f16 tiled kernel is used, and
+   * `subgroupMatrixProblem` says why). The plain constructor trusts the feature instead.
+   */
+  static async create(device: GPUDevice, opts: WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
+    let problem: string | null = null;
+    if (opts.precision === 'f16-matmul' && opts.subgroupMatrix !== false && detectF16(device).subgroupMatrix) {
+      problem = await checkSubgroupMatrix(device);
+    }
+    const be = new WebGpuBackend(device, problem ? { ...opts, subgroupMatrix: false } : opts);
+    be.subgroupMatrixProblem = problem;
+    return be;
+  }
+
+  /** Why the subgroup-matrix path was turned off by create()'s check, if it was. */
+  subgroupMatrixProblem: string | null = null;
+
+  /** Which kernel family matmul uses for more than a few rows: 'f32', 'f16-tiled' or 'f16-subgroup-matrix'. */
+  get matmulPath(): 'f32' | 'f16-tiled' | 'f16-subgroup-matrix' {
+    return !this.f16 ? 'f32' : this.f16.subgroupMatrix ? 'f16-subgroup-matrix' : 'f16-tiled';
   }
 
   /** Frees every pooled buffer (and the device, if this backend owns it). Tensors become invalid. */
@@ -138,7 +185,7 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
       throw new Error(`matmul: x ${shapeStr(a.shape)} and w ${shapeStr(b.shape)} do not fit (x·wᵀ needs equal last dims)`);
     }
     const out = this.make([M, N]);
-    matmul(this.ctx, out, a, b, M, N, K);
+    matmul(this.ctx, out, a, b, M, N, K, this.f16);
     return out;
   }
 

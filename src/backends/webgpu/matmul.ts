@@ -4,9 +4,17 @@
 //   every invocation accumulating a 4×4 block in registers; for prefill and training sizes.
 // - gemv: a few output columns (for all M rows) per workgroup, K split across the invocations and
 //   a tree reduction; for decode (M of 1 to a few), where the tiled kernel would idle 63 of 64 rows.
-// The weight's element type is a template parameter so an f16 variant (weights stored as f16,
-// accumulation in f32) can be selected by feature detection later; only f32 is dispatched now.
+// The weight's element type is a template parameter (an f16 variant for weights stored as f16);
+// only f32 weights are dispatched from here.
+//
+// With f16 capabilities passed in (the backend's 'f16-matmul' precision), matmul takes the f16
+// paths of matmul-f16.ts instead: operands rounded to f16, products exact, f32 accumulation. For
+// decode sizes that is this file's gemv with both operands rounded (the weights are f32 in memory,
+// so the f32 gemv reads them no slower than any f16 kernel could).
 import { type GpuContext, type Kernel, Params } from './context.js';
+import {
+  type F16Caps, type F16Matrix, F16_GEMV_MAX_ROWS, ROUND_F16, matmulF16Gemv, matmulF16Tiled, matmulSubgroupMatrix,
+} from './matmul-f16.js';
 import { type GpuTensor, bind } from './tensor.js';
 import { BUILTINS, WG_INDEX } from './wgsl.js';
 
@@ -89,13 +97,17 @@ fn main(${BUILTINS}, @builtin(local_invocation_id) lid: vec3<u32>) {
 
 const GV_WG = 128, GV_COLS = 4;
 
-/** The gemv kernel for exactly `rows` rows of x (compiled per row count: the reduction's cost grows with it). */
-function gemvKernel(w: WeightType, rows: number): Kernel {
+/**
+ * The gemv kernel for exactly `rows` rows of x (compiled per row count: the reduction's cost grows
+ * with it). `round`: both operands rounded to f16 first (the f16-matmul precision).
+ */
+function gemvKernel(w: WeightType, rows: number, round = false): Kernel {
   const A = rows * GV_COLS; // accumulators per invocation: rows × columns
+  const r = (v: string) => (round ? `round_f16(${v})` : v);
   return {
-    key: `matmul_gemv_${w}_${rows}`,
+    key: `matmul_gemv_${w}_${rows}${round ? '_r16' : ''}`,
     bindings: ['read', 'read', 'write'],
-    code: () => /* wgsl */ `${header(w)}
+    code: () => /* wgsl */ `${header(w)}${round ? ROUND_F16 : ''}
 struct P { M: u32, N: u32, K: u32, groups: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> X: array<f32>;
@@ -113,8 +125,8 @@ fn main(${BUILTINS}) {
   for (var k = li; k < p.K; k += ${GV_WG}u) {
     for (var c = 0u; c < ${GV_COLS}u; c++) {
       if (n0 + c < p.N) {
-        let wv = f32(W[(n0 + c) * p.K + k]);
-        for (var m = 0u; m < ${rows}u; m++) { acc[m * ${GV_COLS}u + c] = fma(X[m * p.K + k], wv, acc[m * ${GV_COLS}u + c]); }
+        let wv = ${r('f32(W[(n0 + c) * p.K + k])')};
+        for (var m = 0u; m < ${rows}u; m++) { acc[m * ${GV_COLS}u + c] = fma(${r('X[m * p.K + k]')}, wv, acc[m * ${GV_COLS}u + c]); }
       }
     }
   }
@@ -140,12 +152,34 @@ const KERNELS = {
   gemv: {
     f32: Array.from({ length: GEMV_MAX_ROWS + 1 }, (_, m) => gemvKernel('f32', m)),
     f16: Array.from({ length: GEMV_MAX_ROWS + 1 }, (_, m) => gemvKernel('f16', m)),
+    /** f32 weights, both operands rounded to f16 */
+    f32r16: Array.from({ length: GEMV_MAX_ROWS + 1 }, (_, m) => gemvKernel('f32', m, true)),
   },
 };
 
-export function matmul(ctx: GpuContext, out: GpuTensor, x: GpuTensor, w: GpuTensor, M: number, N: number, K: number): void {
+/**
+ * y = x · wᵀ. `f16`: the device's f16 capabilities when the f16-matmul precision is on (null: f32
+ * kernels). f16 paths: gemv with rounded operands for M ≤ 4, else tensor cores where the device
+ * has subgroup matrices, else the f16-staging tiled kernel.
+ */
+export function matmul(
+  ctx: GpuContext, out: GpuTensor, x: GpuTensor, w: GpuTensor, M: number, N: number, K: number, f16: F16Caps | null = null,
+): void {
   if (M === 0 || N === 0) return;
   if (K === 0) { ctx.clear(out.buf!, 0, out.bytes); return; }
+  if (f16) {
+    if (M <= GEMV_MAX_ROWS) {
+      const groups = Math.ceil(N / GV_COLS);
+      ctx.dispatch(KERNELS.gemv.f32r16[M], new Params().u32(M, N, K, groups), [bind(x), bind(w), bind(out)], groups);
+    } else if (f16.subgroupMatrix) {
+      matmulSubgroupMatrix(ctx, out, x, { f32: w }, M, N, K, f16.subgroupMatrix);
+    } else if (f16.shaderF16) {
+      matmulF16Tiled(ctx, out, x, { f32: w }, M, N, K);
+    } else {
+      throw new Error('matmul: the f16 kernels need the shader-f16 feature');
+    }
+    return;
+  }
   const wt: WeightType = 'f32';
   if (M <= GEMV_MAX_ROWS) {
     const groups = Math.ceil(N / GV_COLS);
@@ -154,4 +188,19 @@ export function matmul(ctx: GpuContext, out: GpuTensor, x: GpuTensor, w: GpuTens
     const tilesN = Math.ceil(N / BN), tiles = tilesN * Math.ceil(M / BM);
     ctx.dispatch(KERNELS.tiled[wt], new Params().u32(M, N, K, tilesN, tiles), [bind(x), bind(w), bind(out)], tiles);
   }
+}
+
+/**
+ * y = x · wᵀ with w an f16 matrix (packF16, kept for inference): the f16 gemv for M ≤ 4 (every
+ * weight byte read once), else tensor cores or the f16 tiled kernel.
+ */
+export function matmulPackedF16(
+  ctx: GpuContext, out: GpuTensor, x: GpuTensor, w: F16Matrix, M: number, N: number, K: number, f16: F16Caps,
+): void {
+  if (M === 0 || N === 0) return;
+  if (K === 0) { ctx.clear(out.buf!, 0, out.bytes); return; }
+  if (M <= F16_GEMV_MAX_ROWS) matmulF16Gemv(ctx, out, x, w, M, N, K);
+  else if (f16.subgroupMatrix) matmulSubgroupMatrix(ctx, out, x, { f16: w }, M, N, K, f16.subgroupMatrix);
+  else if (f16.shaderF16) matmulF16Tiled(ctx, out, x, { f16: w }, M, N, K);
+  else throw new Error(`matmul: f16 weights need the shader-f16 feature for more than ${F16_GEMV_MAX_ROWS} rows`);
 }

@@ -1,0 +1,505 @@
+// f16 fast paths for y = x · wᵀ (x [M, K], w [N, K], y [M, N] f32), picked by feature detection.
+//
+// Every path computes the same function: both operands rounded to f16 (to nearest, ties to even,
+// saturating at ±65504), products formed exactly (an f16 × f16 product fits an f32 significand)
+// and summed in f32. WGSL leaves the rounding of f32 → f16 conversions to the implementation
+// (either neighbour; lavapipe's pack2x16float truncates), so the kernels round in f32 arithmetic
+// first (round_f16 below), after which every conversion is exact and every device agrees. Only the summation order differs between paths, so prefill (tiled), decode
+// (gemv) and tensor-core results agree to f32 accuracy with each other, and to f16 operand
+// rounding with the f32 kernels.
+//
+// Paths:
+// - tiled (needs `shader-f16`): like the f32 tiled kernel, but tiles are staged in workgroup memory
+//   as vec4<f16> (half the bytes: 128×128 output tiles fit where f32 fits 64×64), and every
+//   invocation accumulates an 8×8 (or 4×4) block in f32.
+// - gemv (M = 1..4, decode): reads weights stored as f16 (see packF16) with 16-byte loads, every
+//   weight once for all M rows. f32 weights in f16 mode go through the f32 gemv with operand
+//   rounding instead (matmul.ts): there is no bandwidth to win when the weights are f32 in memory.
+// - subgroup matrix (`chromium-experimental-subgroup-matrix`, tensor cores): x and w are first
+//   packed into zero-padded f16 copies (rows to a multiple of 64, K to a multiple of 16), so every
+//   matrix load is in bounds (Dawn clamps out-of-bounds subgroup-matrix loads to offset 0, which
+//   would read wrong values rather than zeros); each subgroup then owns a 64×64 output block and
+//   loads its left/right matrices straight from global memory. Edge blocks go through a small
+//   workgroup buffer so that only in-range outputs are written.
+//
+// pack2x16float/unpack2x16float need no `shader-f16`, so packing and the packed gemv run on any
+// WebGPU device; the f16 types (tiled, subgroup matrix) are only compiled where the feature exists.
+import { GpuContext, type Kernel, Params } from './context.js';
+import type { PooledBuffer } from './pool.js';
+import { GpuTensor, Storage, bind } from './tensor.js';
+import { BUILTINS, WG_INDEX } from './wgsl.js';
+
+/** The largest finite f16; conversions saturate here (WGSL leaves out-of-range conversions undefined). */
+export const F16_MAX = 65504;
+
+/**
+ * WGSL: x rounded to the nearest f16 value (ties to even; saturating at ±65504), as an f32, for
+ * scalars (round_f16) and vec4 (round_f16v). Normal range: add half an f16 ulp (less one, plus the
+ * kept bit for ties to even) to the f32 bits and clear the 13 bits f16 lacks. Below 2⁻¹⁴ f16 is
+ * subnormal with a fixed spacing of 2⁻²⁴: round(x · 2²⁴) / 2²⁴, exact in f32. Needs no `shader-f16`.
+ */
+export const ROUND_F16 = /* wgsl */ `
+fn round_f16v(x: vec4<f32>) -> vec4<f32> {
+  let u = bitcast<vec4<u32>>(x);
+  let normal = bitcast<vec4<f32>>((u + vec4<u32>(0xfffu) + ((u >> vec4<u32>(13u)) & vec4<u32>(1u))) & vec4<u32>(0xffffe000u));
+  let sub = round(clamp(x, vec4<f32>(-1.0), vec4<f32>(1.0)) * 16777216.0) / 16777216.0;
+  return clamp(select(normal, sub, abs(x) < vec4<f32>(6.103515625e-5)), vec4<f32>(-${F16_MAX}.0), vec4<f32>(${F16_MAX}.0));
+}
+fn round_f16(x: f32) -> f32 { return round_f16v(vec4<f32>(x)).x; }`;
+
+/** A tensor-core shape the adapter reports for f16 operands and f32 results. */
+export interface SubgroupMatrixShape { M: number; N: number; K: number }
+
+/** What the device offers the f16 paths; null fields mean that path is unavailable. */
+export interface F16Caps {
+  /** `shader-f16`: the tiled kernel. */
+  readonly shaderF16: boolean;
+  /** The subgroup-matrix shape in use, with the subgroup size its workgroups are sized to. */
+  readonly subgroupMatrix: (SubgroupMatrixShape & { subgroupSize: number }) | null;
+}
+
+/** Row padding of packed f16 matrices: a subgroup's output block is this tall and wide. */
+export const PACK_ROWS = 64;
+/** K padding of packed f16 matrices: a multiple of every f16 subgroup-matrix K and of 8 (16-byte loads). */
+export const PACK_K = 16;
+
+const roundUp = (n: number, m: number) => Math.ceil(n / m) * m;
+
+/**
+ * The f16 capabilities of a device. The subgroup-matrix path is taken only with a shape whose
+ * blocks tile 64×64 (16×16×16 preferred, then 16×8×16 or 8×… shapes), and only where every
+ * subgroup has the same size (min = max), since each workgroup is exactly one subgroup.
+ */
+export function detectF16(device: GPUDevice): F16Caps {
+  const shaderF16 = device.features.has('shader-f16');
+  let subgroupMatrix: F16Caps['subgroupMatrix'] = null;
+  if (shaderF16 && device.features.has('chromium-experimental-subgroup-matrix' as GPUFeatureName) && device.features.has('subgroups' as GPUFeatureName)) {
+    const info = (device as { adapterInfo?: unknown }).adapterInfo as {
+      subgroupMinSize?: number; subgroupMaxSize?: number;
+      subgroupMatrixConfigs?: readonly { componentType: string; resultComponentType: string; M: number; N: number; K: number }[];
+    } | undefined;
+    const min = info?.subgroupMinSize ?? 0, max = info?.subgroupMaxSize ?? 0;
+    const configs = (info?.subgroupMatrixConfigs ?? []).filter((c) =>
+      c.componentType === 'f16' && c.resultComponentType === 'f32' &&
+      PACK_ROWS % c.M === 0 && PACK_ROWS % c.N === 0 && PACK_K % c.K === 0 && (PACK_ROWS / c.M) * (PACK_ROWS / c.N) <= 32);
+    // fewest matrices per 64×64 block first (16×16×16 before 16×8×16), then the larger K
+    configs.sort((a, b) => (b.M * b.N - a.M * a.N) || (b.K - a.K));
+    if (configs.length && min > 0 && min === max) {
+      const c = configs[0];
+      subgroupMatrix = { M: c.M, N: c.N, K: c.K, subgroupSize: max };
+    }
+  }
+  return { shaderF16, subgroupMatrix };
+}
+
+// ---- packing: f32 [rows, cols] → zero-padded f16 [rowsP, colsP] ----
+
+/** A matrix [rows, cols] stored as f16, zero-padded to [rowsP, colsP] (see PACK_ROWS, PACK_K). */
+export interface F16Matrix {
+  readonly buf: PooledBuffer;
+  readonly rows: number;
+  readonly cols: number;
+  readonly rowsP: number;
+  readonly colsP: number;
+}
+
+const PACK_WG = 256;
+const PACK: Kernel = {
+  key: 'f16_pack',
+  bindings: ['read', 'write'],
+  code: () => /* wgsl */ `
+struct P { rows: u32, cols: u32, pairsPerRow: u32, n: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read_write> Y: array<u32>;
+${ROUND_F16}
+@compute @workgroup_size(${PACK_WG})
+fn main(${BUILTINS}) {
+  ${WG_INDEX}
+  let i = wg * ${PACK_WG}u + li;
+  if (i >= p.n) { return; }
+  let r = i / p.pairsPerRow;
+  let c = (i % p.pairsPerRow) * 2u;
+  var v = vec2<f32>(0.0);
+  if (r < p.rows) {
+    if (c < p.cols) { v.x = X[r * p.cols + c]; }
+    if (c + 1u < p.cols) { v.y = X[r * p.cols + c + 1u]; }
+  }
+  Y[i] = pack2x16float(round_f16v(vec4<f32>(v, 0.0, 0.0)).xy); // exact: the values are f16 already
+}`,
+};
+
+/**
+ * Records the conversion of `x` (f32, read as [rows, cols]) into a new zero-padded f16 matrix; the
+ * caller releases `buf` (ctx.release) when done with it.
+ */
+export function packF16(ctx: GpuContext, x: GpuTensor, rows: number, cols: number, rowPad = PACK_ROWS): F16Matrix {
+  const rowsP = Math.max(rowPad, roundUp(rows, rowPad)), colsP = Math.max(PACK_K, roundUp(cols, PACK_K));
+  const n = (rowsP * colsP) / 2;
+  const buf = ctx.alloc(n * 4, () => `f16 copy of a [${rows}, ${cols}] matrix`);
+  ctx.dispatch(PACK, new Params().u32(rows, cols, colsP / 2, n), [bind(x), { buf, size: n * 4 }], Math.ceil(n / PACK_WG));
+  return { buf, rows, cols, rowsP, colsP };
+}
+
+const bindF16 = (m: F16Matrix) => ({ buf: m.buf, size: m.rowsP * m.colsP * 2 });
+
+// ---- tiled kernel (shader-f16) ----
+
+export interface TileConfig { BM: number; BN: number; TM: number; TN: number }
+/** 128×128 tiles with an 8×8 block per invocation for large outputs, 64×64 with 4×4 otherwise. */
+export const TILE_LARGE: TileConfig = { BM: 128, BN: 128, TM: 8, TN: 8 };
+export const TILE_SMALL: TileConfig = { BM: 64, BN: 64, TM: 4, TN: 4 };
+const TBK = 16; // K per slab
+const TROW = TBK / 4 + 1; // vec4<f16> per slab row, padded by one so the 16 rows read at once hit distinct banks
+
+/**
+ * x is f32 (`vec`: K % 4 == 0, read as vec4); w is f32 (same) or a packed f16 matrix ('f16').
+ * Slabs are stored row-major (tileA[m][k..k+3] as vec4<f16>); invocation (tx, ty) owns rows
+ * ty + 16i and columns tx + 16j, reading four k at a time from each of its rows.
+ */
+function tiledKernel(cfg: TileConfig, vec: boolean, w: 'f32' | 'f16'): Kernel {
+  const { BM, BN, TM, TN } = cfg;
+  const WX = BN / TN, WY = BM / TM, THREADS = WX * WY;
+  const xDecl = vec ? 'array<vec4<f32>>' : 'array<f32>';
+  const wDecl = w === 'f16' ? 'array<vec4<f16>>' : xDecl;
+  // loads of one vec4 (four consecutive k) of row `row` (< rows) of an f32 matrix with K columns
+  const load32 = (A: string, row: string, rows: string) => vec
+    ? `if (${row} < ${rows} && k < p.K) { v = ${A}[(${row} * p.K + k) / 4u]; }`
+    : `if (${row} < ${rows}) { for (var q = 0u; q < 4u; q++) { if (k + q < p.K) { v[q] = ${A}[${row} * p.K + k + q]; } } }`;
+  // one step of four k: TM + TN vec4 reads of workgroup memory, TM·TN·4 fma (a loop over the
+  // four steps of a slab rather than unrolled: lavapipe's compile time grows steeply with length)
+  const lines: string[] = [];
+  for (let i = 0; i < TM; i++) lines.push(`let a${i} = vec4<f32>(tileA[(lid.y + ${i * WY}u) * ${TROW}u + kq]);`);
+  for (let j = 0; j < TN; j++) lines.push(`let b${j} = vec4<f32>(tileB[(lid.x + ${j * WX}u) * ${TROW}u + kq]);`);
+  for (let i = 0; i < TM; i++) {
+    for (let j = 0; j < TN; j++) {
+      const c = `c${i}_${j}`;
+      lines.push(`${c} = fma(a${i}.w, b${j}.w, fma(a${i}.z, b${j}.z, fma(a${i}.y, b${j}.y, fma(a${i}.x, b${j}.x, ${c}))));`);
+    }
+  }
+  const accDecl: string[] = [], stores: string[] = [];
+  for (let i = 0; i < TM; i++) {
+    stores.push(`{ let m = m0 + lid.y + ${i * WY}u; if (m < p.M) {`);
+    for (let j = 0; j < TN; j++) {
+      accDecl.push(`var c${i}_${j} = 0.0;`);
+      stores.push(`  { let n = n0 + lid.x + ${j * WX}u; if (n < p.N) { Y[m * p.N + n] = c${i}_${j}; } }`);
+    }
+    stores.push('} }');
+  }
+  const perThread = (rows: number) => (rows * TBK) / 4 / THREADS; // vec4 slots of a slab per invocation
+  return {
+    key: `matmul_f16_tiled_${BM}x${BN}_${vec ? 'v' : 's'}_${w}`,
+    bindings: ['read', 'read', 'write'],
+    code: () => /* wgsl */ `enable f16;
+struct P { M: u32, N: u32, K: u32, tilesN: u32, tiles: u32, ldw: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> X: ${xDecl};
+@group(0) @binding(2) var<storage, read> W: ${wDecl};
+@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
+var<workgroup> tileA: array<vec4<f16>, ${BM * TROW}>;
+var<workgroup> tileB: array<vec4<f16>, ${BN * TROW}>;
+${ROUND_F16}
+fn h4(v: vec4<f32>) -> vec4<f16> { return vec4<f16>(round_f16v(v)); } // exact: the values are f16 already
+
+@compute @workgroup_size(${WX}, ${WY})
+fn main(${BUILTINS}, @builtin(local_invocation_id) lid: vec3<u32>) {
+  ${WG_INDEX}
+  if (wg >= p.tiles) { return; }
+  let m0 = (wg / p.tilesN) * ${BM}u;
+  let n0 = (wg % p.tilesN) * ${BN}u;
+  ${accDecl.join(' ')}
+  for (var k0 = 0u; k0 < p.K; k0 += ${TBK}u) {
+    // slab slot e: row e / ${TBK / 4}, k0 + 4·(e % ${TBK / 4}); neighbouring invocations read along k
+    for (var l = 0u; l < ${perThread(BM)}u; l++) {
+      let e = li + l * ${THREADS}u;
+      let r = e / ${TBK / 4}u;
+      let k = k0 + (e % ${TBK / 4}u) * 4u;
+      var v = vec4<f32>(0.0);
+      let row = m0 + r;
+      ${load32('X', 'row', 'p.M')}
+      tileA[r * ${TROW}u + e % ${TBK / 4}u] = h4(v);
+    }
+    for (var l = 0u; l < ${perThread(BN)}u; l++) {
+      let e = li + l * ${THREADS}u;
+      let r = e / ${TBK / 4}u;
+      let k = k0 + (e % ${TBK / 4}u) * 4u;
+      let row = n0 + r;
+      ${w === 'f16'
+        // packed: K is zero-padded to a multiple of 16, so only the row needs a check
+        ? `var h = vec4<f16>(0.0h);
+      if (row < p.N) { h = W[(row * p.ldw + k) / 4u]; }
+      tileB[r * ${TROW}u + e % ${TBK / 4}u] = h;`
+        : `var v = vec4<f32>(0.0);
+      ${load32('W', 'row', 'p.N')}
+      tileB[r * ${TROW}u + e % ${TBK / 4}u] = h4(v);`}
+    }
+    workgroupBarrier();
+    for (var kq = 0u; kq < ${TBK / 4}u; kq++) {
+      ${lines.join('\n      ')}
+    }
+    workgroupBarrier();
+  }
+  ${stores.join('\n  ')}
+}`,
+  };
+}
+
+const tiledCache = new Map<string, Kernel>();
+function tiled(cfg: TileConfig, vec: boolean, w: 'f32' | 'f16'): Kernel {
+  const key = `${cfg.BM}|${vec}|${w}`;
+  let k = tiledCache.get(key);
+  if (!k) tiledCache.set(key, (k = tiledKernel(cfg, vec, w)));
+  return k;
+}
+
+/** Output tiles below which the 64×64 tile is used (a 128×128 tile would leave most of the GPU idle). */
+const LARGE_TILE_MIN_TILES = 64;
+
+/** Which tile the tiled kernel uses for an [M, N] output. */
+export function tileFor(M: number, N: number): TileConfig {
+  return Math.ceil(M / 128) * Math.ceil(N / 128) >= LARGE_TILE_MIN_TILES ? TILE_LARGE : TILE_SMALL;
+}
+
+/** The weight operand of an f16 matmul: an f32 tensor [N, K] or a packed f16 matrix. */
+export type F16Weight = { f32: GpuTensor } | { f16: F16Matrix };
+
+/** y = x · wᵀ with the tiled f16-staging kernel (needs `shader-f16`). */
+export function matmulF16Tiled(
+  ctx: GpuContext, out: GpuTensor, x: GpuTensor, w: F16Weight, M: number, N: number, K: number, cfg = tileFor(M, N),
+): void {
+  const vec = K % 4 === 0;
+  const tilesN = Math.ceil(N / cfg.BN), tiles = tilesN * Math.ceil(M / cfg.BM);
+  if ('f16' in w) {
+    checkPacked(w.f16, N, K);
+    ctx.dispatch(tiled(cfg, vec, 'f16'), new Params().u32(M, N, K, tilesN, tiles, w.f16.colsP), [bind(x), bindF16(w.f16), bind(out)], tiles);
+  } else {
+    ctx.dispatch(tiled(cfg, vec, 'f32'), new Params().u32(M, N, K, tilesN, tiles, K), [bind(x), bind(w.f32), bind(out)], tiles);
+  }
+}
+
+function checkPacked(w: F16Matrix, N: number, K: number): void {
+  if (w.rows !== N || w.cols !== K) throw new Error(`matmul: packed f16 weight is [${w.rows}, ${w.cols}], expected [${N}, ${K}]`);
+}
+
+// ---- gemv over packed f16 weights (decode) ----
+
+const GV_WG = 64;
+/** Output columns per workgroup: 8 rows of w (8 × 16 bytes per invocation per step) in flight. */
+const GV_COLS = 8;
+
+/**
+ * y[m, n] for m < rows and GV_COLS columns n per workgroup. Each step an invocation reads 8
+ * consecutive k of every one of its columns as one vec4<u32> (eight f16) and the matching eight x
+ * values of every row; partial sums are then reduced across the workgroup. Padded rows and K of
+ * the packed weight are zeros, so the loop has no bounds checks on w.
+ */
+function gemvKernel(rows: number, vec: boolean): Kernel {
+  const A = rows * GV_COLS;
+  const xs: string[] = [];
+  for (let m = 0; m < rows; m++) {
+    xs.push(vec
+      ? `let x${m}l = rx4(k, ${m}u * p.K + k); let x${m}h = rx4(k + 4u, ${m}u * p.K + k + 4u);`
+      : `let x${m}l = rx1(k, ${m}u * p.K + k); let x${m}h = rx1(k + 4u, ${m}u * p.K + k + 4u);`);
+  }
+  const body: string[] = [];
+  for (let c = 0; c < GV_COLS; c++) {
+    body.push(`{ let w = W[(n0 + ${c}u) * p.K8 + q];`);
+    body.push(`  let wl = vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)); let wh = vec4<f32>(unpack2x16float(w.z), unpack2x16float(w.w));`);
+    for (let m = 0; m < rows; m++) body.push(`  acc[${m * GV_COLS + c}] += dot(x${m}l, wl) + dot(x${m}h, wh);`);
+    body.push('}');
+  }
+  return {
+    key: `matmul_f16_gemv_${rows}_${vec ? 'v' : 's'}`,
+    bindings: ['read', 'read', 'write'],
+    code: () => /* wgsl */ `${ROUND_F16}
+struct P { M: u32, N: u32, K: u32, K8: u32, groups: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> X: ${vec ? 'array<vec4<f32>>' : 'array<f32>'};
+@group(0) @binding(2) var<storage, read> W: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
+var<workgroup> part: array<f32, ${GV_WG * A}>;
+fn r4(v: vec4<f32>) -> vec4<f32> { return round_f16v(v); }
+${vec
+  ? `/** x[i .. i+3] (k .. k+3 of a row; K % 4 == 0, so all or none are in range), rounded to f16 */
+fn rx4(k: u32, i: u32) -> vec4<f32> { if (k < p.K) { return r4(X[i / 4u]); } return vec4<f32>(0.0); }`
+  : `fn rx1(k: u32, i: u32) -> vec4<f32> {
+  var v = vec4<f32>(0.0);
+  for (var q = 0u; q < 4u; q++) { if (k + q < p.K) { v[q] = X[i + q]; } }
+  return r4(v);
+}`}
+
+@compute @workgroup_size(${GV_WG})
+fn main(${BUILTINS}) {
+  ${WG_INDEX}
+  if (wg >= p.groups) { return; }
+  let n0 = wg * ${GV_COLS}u;
+  var acc: array<f32, ${A}>;
+  for (var q = li; q < p.K8; q += ${GV_WG}u) {
+    let k = q * 8u;
+    ${xs.join('\n    ')}
+    ${body.join('\n    ')}
+  }
+  for (var a = 0u; a < ${A}u; a++) { part[a * ${GV_WG}u + li] = acc[a]; }
+  workgroupBarrier();
+  for (var s = ${GV_WG / 2}u; s > 0u; s >>= 1u) {
+    if (li < s) {
+      for (var a = 0u; a < ${A}u; a++) { part[a * ${GV_WG}u + li] += part[a * ${GV_WG}u + li + s]; }
+    }
+    workgroupBarrier();
+  }
+  if (li < ${A}u) {
+    let m = li / ${GV_COLS}u;
+    let n = n0 + li % ${GV_COLS}u;
+    if (n < p.N) { Y[m * p.N + n] = part[li * ${GV_WG}u]; }
+  }
+}`,
+  };
+}
+
+/** Rows of x up to which the packed gemv is used. */
+export const F16_GEMV_MAX_ROWS = 4;
+const gemvKernels = [false, true].map((vec) => Array.from({ length: F16_GEMV_MAX_ROWS + 1 }, (_, m) => gemvKernel(m, vec)));
+
+/** y = x · wᵀ for M ≤ F16_GEMV_MAX_ROWS rows and a packed f16 weight (rows padded to a multiple of 8). */
+export function matmulF16Gemv(ctx: GpuContext, out: GpuTensor, x: GpuTensor, w: F16Matrix, M: number, N: number, K: number): void {
+  checkPacked(w, N, K);
+  if (M < 1 || M > F16_GEMV_MAX_ROWS) throw new Error(`matmulF16Gemv: ${M} rows, expected 1 to ${F16_GEMV_MAX_ROWS}`);
+  if (w.rowsP % GV_COLS !== 0) throw new Error(`matmulF16Gemv: packed rows ${w.rowsP} are not a multiple of ${GV_COLS}`);
+  const groups = Math.ceil(N / GV_COLS);
+  ctx.dispatch(gemvKernels[K % 4 === 0 ? 1 : 0][M], new Params().u32(M, N, K, w.colsP / 8, groups), [bind(x), bindF16(w), bind(out)], groups);
+}
+
+// ---- subgroup matrix (tensor cores) ----
+
+/** Subgroup-matrix blocking: each subgroup (= workgroup) computes a BLOCK×BLOCK output block. */
+const BLOCK = PACK_ROWS;
+
+/**
+ * One subgroup per workgroup; (BLOCK/M)×(BLOCK/N) result matrices per subgroup, all unrolled into
+ * named variables so none is indexed dynamically (that could spill them to memory).
+ */
+function subgroupMatrixKernel(s: SubgroupMatrixShape & { subgroupSize: number }): Kernel {
+  const TI = BLOCK / s.M, TJ = BLOCK / s.N;
+  const L = `subgroup_matrix_left<f16, ${s.K}, ${s.M}>`;
+  const R = `subgroup_matrix_right<f16, ${s.N}, ${s.K}>`;
+  const C = `subgroup_matrix_result<f32, ${s.N}, ${s.M}>`;
+  const decl: string[] = [], loop: string[] = [], full: string[] = [], edge: string[] = [];
+  for (let i = 0; i < TI; i++) {
+    loop.push(`let a${i} = subgroupMatrixLoad<${L}, row_major>(&X, (m0 + ${i * s.M}u) * p.Kp + k, p.Kp);`);
+  }
+  for (let j = 0; j < TJ; j++) {
+    // w is [N, K] row-major, so wᵀ (K rows × N columns) is column-major with stride Kp
+    loop.push(`let b${j} = subgroupMatrixLoad<${R}, col_major>(&W, (n0 + ${j * s.N}u) * p.Kp + k, p.Kp);`);
+  }
+  for (let i = 0; i < TI; i++) {
+    for (let j = 0; j < TJ; j++) {
+      const c = `c${i}_${j}`;
+      decl.push(`var ${c} = ${C}();`);
+      loop.push(`${c} = subgroupMatrixMultiplyAccumulate(a${i}, b${j}, ${c});`);
+      full.push(`subgroupMatrixStore<row_major>(&Y, (m0 + ${i * s.M}u) * p.N + n0 + ${j * s.N}u, ${c}, p.N);`);
+      edge.push(`subgroupMatrixStore<row_major>(&edge, 0u, ${c}, ${s.N}u);
+    workgroupBarrier();
+    for (var e = li; e < ${s.M * s.N}u; e += ${s.subgroupSize}u) {
+      let m = m0 + ${i * s.M}u + e / ${s.N}u;
+      let n = n0 + ${j * s.N}u + e % ${s.N}u;
+      if (m < p.M && n < p.N) { Y[m * p.N + n] = edge[e]; }
+    }
+    workgroupBarrier();`);
+    }
+  }
+  return {
+    key: `matmul_f16_sgmat_${s.M}x${s.N}x${s.K}_${s.subgroupSize}`,
+    bindings: ['read', 'read', 'write'],
+    code: () => /* wgsl */ `enable f16;
+enable chromium_experimental_subgroup_matrix;
+struct P { M: u32, N: u32, Kp: u32, tilesN: u32, tiles: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> X: array<f16>;
+@group(0) @binding(2) var<storage, read> W: array<f16>;
+@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
+var<workgroup> edge: array<f32, ${s.M * s.N}>;
+
+@compute @workgroup_size(${s.subgroupSize})
+fn main(${BUILTINS}) {
+  ${WG_INDEX}
+  if (wg >= p.tiles) { return; }
+  let m0 = (wg / p.tilesN) * ${BLOCK}u;
+  let n0 = (wg % p.tilesN) * ${BLOCK}u;
+  ${decl.join('\n  ')}
+  for (var k = 0u; k < p.Kp; k += ${s.K}u) {
+    ${loop.join('\n    ')}
+  }
+  if (m0 + ${BLOCK}u <= p.M && n0 + ${BLOCK}u <= p.N) {
+    ${full.join('\n    ')}
+  } else {
+    ${edge.join('\n    ')}
+  }
+}`,
+  };
+}
+
+const sgmCache = new Map<string, Kernel>();
+
+/**
+ * y = x · wᵀ on tensor cores. x is packed here (and released); w is packed here too unless given
+ * packed already (an f16 weight kept for inference).
+ */
+export function matmulSubgroupMatrix(
+  ctx: GpuContext, out: GpuTensor, x: GpuTensor, w: F16Weight, M: number, N: number, K: number,
+  shape: NonNullable<F16Caps['subgroupMatrix']>,
+): void {
+  const key = `${shape.M}x${shape.N}x${shape.K}_${shape.subgroupSize}`;
+  let kernel = sgmCache.get(key);
+  if (!kernel) sgmCache.set(key, (kernel = subgroupMatrixKernel(shape)));
+  const xp = packF16(ctx, x, M, K);
+  const wp = 'f16' in w ? w.f16 : packF16(ctx, w.f32, N, K);
+  if ('f16' in w) {
+    checkPacked(wp, N, K);
+    if (wp.rowsP % BLOCK !== 0 || wp.colsP !== xp.colsP) throw new Error('matmul: packed f16 weight is not padded for the subgroup-matrix kernel');
+  }
+  const tilesN = Math.ceil(N / BLOCK), tiles = tilesN * Math.ceil(M / BLOCK);
+  ctx.dispatch(kernel, new Params().u32(M, N, xp.colsP, tilesN, tiles), [bindF16(xp), bindF16(wp), bind(out)], tiles);
+  ctx.release(xp.buf);
+  if (!('f16' in w)) ctx.release(wp.buf);
+}
+
+/**
+ * Runs the subgroup-matrix kernel once on a small matmul that crosses every block edge, with small
+ * integers (exact in f16, exact sums), and compares it with the host: null when it compiles and
+ * is exact, else what went wrong. The feature is experimental and its WGSL still changes between
+ * Dawn versions, so the path is trusted only after this check (WebGpuBackend.create runs it).
+ */
+export async function checkSubgroupMatrix(device: GPUDevice): Promise<string | null> {
+  const shape = detectF16(device).subgroupMatrix;
+  if (!shape) return 'the device offers no usable f16 → f32 subgroup-matrix shape';
+  const M = 70, N = 67, K = 40;
+  const x = Float32Array.from({ length: M * K }, (_, i) => ((i * 7) % 11) - 5);
+  const w = Float32Array.from({ length: N * K }, (_, i) => ((i * 5) % 9) - 4);
+  const ctx = new GpuContext(device, { poolKeepBytes: 0 });
+  const tensor = (shape: number[], data?: Float32Array) => {
+    const t = new GpuTensor(shape, 'f32', new Storage(ctx.alloc(shape[0] * shape[1] * 4, () => 'check')));
+    if (data) ctx.upload(t.buf!, data);
+    return t;
+  };
+  device.pushErrorScope('validation');
+  device.pushErrorScope('internal');
+  let problem: string | null = null;
+  try {
+    const out = tensor([M, N]);
+    matmulSubgroupMatrix(ctx, out, tensor([M, K], x), { f32: tensor([N, K], w) }, M, N, K, shape);
+    const y = new Float32Array(await ctx.readBytes(out.buf!, M * N * 4));
+    for (let m = 0; m < M && !problem; m++) {
+      for (let n = 0; n < N; n++) {
+        let ref = 0;
+        for (let k = 0; k < K; k++) ref += x[m * K + k] * w[n * K + k];
+        if (y[m * N + n] !== ref) { problem = `y[${m}, ${n}] = ${y[m * N + n]}, expected ${ref}`; break; }
+      }
+    }
+  } catch (e) {
+    problem = (e as Error).message;
+  }
+  const internal = await device.popErrorScope(), validation = await device.popErrorScope();
+  ctx.destroy();
+  const err = validation ?? internal;
+  return err ? `subgroup-matrix kernel failed to compile or run: ${err.message}` : problem;
+}
