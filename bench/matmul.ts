@@ -1,0 +1,153 @@
+// Times every matmul kernel of the WebGPU backend on one device and prints a table: shape, kernel,
+// ms per call, TFLOP/s (and GB/s of the bytes a call must move), and the max error on sampled rows
+// against a float64 host reference (max |y − ref| / max |ref|, ref from the f32 inputs).
+//   node dist/bench/matmul.js                 # large shapes (a discrete GPU)
+//   node dist/bench/matmul.js --quick         # small shapes (lavapipe, integrated GPUs)
+//   node dist/bench/matmul.js --shapes 1x4096x4096,2048x4096x4096 [--seconds 0.3] [--log out.txt]
+// Kernels: f32 tiled / f32 gemv (the default precision); f16 tiled over f32 weights (the
+// 'f16-matmul' precision without tensor cores; 64×64 and 128×128 tiles), f32 gemv with f16-rounded
+// operands (that precision's decode path); packed-f16 weights (inference: f16 gemv, f16 tiled); and
+// subgroup-matrix (tensor cores) over f32 weights (packing x and w included) and packed weights,
+// where the device has it. Rows of x ≤ 4 take the gemv kernels, others the tiled ones.
+// Times are the mean over a batch of back-to-back calls in one command buffer, between
+// onSubmittedWorkDone waits (median of 3 batches), so a few µs of dispatch cost stay in.
+import { writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import type { WebGpuBackend } from '../src/backends/webgpu/backend.js';
+import { matmul, matmulPackedF16 } from '../src/backends/webgpu/matmul.js';
+import {
+  type F16Caps, type F16Matrix, TILE_LARGE, TILE_SMALL, checkSubgroupMatrix, detectF16, matmulF16Tiled, matmulSubgroupMatrix, packF16,
+} from '../src/backends/webgpu/matmul-f16.js';
+import type { GpuTensor } from '../src/backends/webgpu/tensor.js';
+import { Rng, randomArray } from '../src/core/random.js';
+import { createNodeWebGpuBackend } from '../src/node/webgpu.js';
+
+const { values } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    shapes: { type: 'string' },
+    seconds: { type: 'string', default: '0.3' },
+    log: { type: 'string' },
+  },
+});
+const LARGE = '1x4096x4096,4x4096x4096,1x14336x4096,512x4096x4096,2048x4096x4096,4096x4096x4096';
+const QUICK = '1x1024x1024,4x1024x1024,256x256x256,512x512x512';
+const shapes = (values.shapes ?? (values.quick ? QUICK : LARGE)).split(',').map((s) => s.split('x').map(Number) as [number, number, number]);
+const budget = Number(values.seconds);
+const log: string[] = [];
+const say = (s: string) => { console.log(s); log.push(s); };
+
+// ---- backend: f16-matmul where the adapter has shader-f16 (asks for subgroup matrices too) ----
+let be: WebGpuBackend;
+try {
+  be = (await createNodeWebGpuBackend({ precision: 'f16-matmul', requireAdapter: true }))!;
+} catch (e) {
+  say(`no f16 precision (${(e as Error).message}); f32 kernels only`);
+  be = (await createNodeWebGpuBackend({ requireAdapter: true }))!;
+}
+const info = (be.device as { adapterInfo?: GPUAdapterInfo }).adapterInfo;
+const caps: F16Caps = detectF16(be.device);
+say(`adapter: ${info?.vendor ?? '?'} ${info?.architecture ?? ''} ${info?.description ?? ''}`.trim());
+say(`features: shader-f16 ${caps.shaderF16}, subgroup matrix ${caps.subgroupMatrix ? JSON.stringify(caps.subgroupMatrix) : 'no'}; matmul path ${be.matmulPath}`);
+let sgm = caps.subgroupMatrix;
+if (sgm) {
+  const problem = be.subgroupMatrixProblem ?? (await checkSubgroupMatrix(be.device));
+  if (problem) { say(`subgroup-matrix check failed: ${problem}`); sgm = null; }
+  else say('subgroup-matrix check: exact on a 70×67×40 product');
+}
+
+interface Kernel { name: string; run: () => void; bytes: number }
+
+async function timeIt(run: () => void): Promise<number> {
+  run(); await be.flush(); // compile + first dispatch
+  let t0 = performance.now();
+  run(); await be.flush();
+  const once = (performance.now() - t0) / 1000;
+  const iters = Math.max(3, Math.min(200, Math.ceil(budget / Math.max(once, 1e-6))));
+  const means: number[] = [];
+  for (let rep = 0; rep < 3; rep++) {
+    t0 = performance.now();
+    for (let i = 0; i < iters; i++) run();
+    await be.flush();
+    means.push((performance.now() - t0) / iters);
+  }
+  return means.sort((a, b) => a - b)[1];
+}
+
+const rows: string[][] = [];
+const head = ['shape M×N×K', 'kernel', 'ms', 'TFLOP/s', 'GB/s', 'max rel err'];
+const rng = new Rng(1);
+for (const [M, N, K] of shapes) {
+  const x = randomArray(rng, M * K), w = randomArray(rng, N * K);
+  // float64 reference on up to 8 sampled rows
+  const sample = M <= 8 ? Array.from({ length: M }, (_, i) => i) : Array.from({ length: 8 }, (_, i) => Math.floor((i * (M - 1)) / 7));
+  const ref = new Float64Array(sample.length * N);
+  sample.forEach((m, r) => {
+    for (let n = 0; n < N; n++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += x[m * K + k] * w[n * K + k];
+      ref[r * N + n] = s;
+    }
+  });
+  const gx = be.tensor(x, [M, K]) as GpuTensor, gw = be.tensor(w, [N, K]) as GpuTensor, out = be.zeros([M, N]) as GpuTensor;
+  let packed: F16Matrix | null = null;
+  if (caps.shaderF16 || M <= 4) packed = packF16(be.ctx, gw, N, K);
+  const f32Bytes = 4 * (M * K + N * K + M * N), f16wBytes = 4 * (M * K + M * N) + 2 * N * K;
+  const gemv = M <= 4;
+  const kernels: Kernel[] = [{ name: gemv ? 'f32 gemv' : 'f32 tiled 64×64', run: () => matmul(be.ctx, out, gx, gw, M, N, K), bytes: f32Bytes }];
+  if (caps.shaderF16) {
+    const f16: F16Caps = { shaderF16: true, subgroupMatrix: null };
+    if (gemv) {
+      kernels.push({ name: 'f32 gemv, f16-rounded operands', run: () => matmul(be.ctx, out, gx, gw, M, N, K, f16), bytes: f32Bytes });
+    } else {
+      kernels.push({ name: 'f16 tiled 64×64', run: () => matmulF16Tiled(be.ctx, out, gx, { f32: gw }, M, N, K, TILE_SMALL), bytes: f32Bytes });
+      kernels.push({ name: 'f16 tiled 128×128', run: () => matmulF16Tiled(be.ctx, out, gx, { f32: gw }, M, N, K, TILE_LARGE), bytes: f32Bytes });
+    }
+  }
+  if (packed && (gemv || caps.shaderF16)) {
+    const p = packed;
+    const f16: F16Caps = { shaderF16: caps.shaderF16, subgroupMatrix: null };
+    kernels.push({ name: gemv ? 'f16 gemv (f16 weights)' : 'f16 tiled (f16 weights)', run: () => matmulPackedF16(be.ctx, out, gx, p, M, N, K, f16), bytes: f16wBytes });
+  }
+  if (sgm && !gemv) {
+    const s = sgm, p = packed!;
+    kernels.push({ name: 'subgroup matrix (f32 weights, packing incl.)', run: () => matmulSubgroupMatrix(be.ctx, out, gx, { f32: gw }, M, N, K, s), bytes: f32Bytes });
+    kernels.push({ name: 'subgroup matrix (f16 weights)', run: () => matmulSubgroupMatrix(be.ctx, out, gx, { f16: p }, M, N, K, s), bytes: f16wBytes });
+  }
+  for (const k of kernels) {
+    let ms: number, err: number;
+    try {
+      ms = await timeIt(k.run);
+      be.ctx.clear(out.buf!, 0, out.bytes);
+      k.run();
+      const y = await be.read(out);
+      let d = 0, m = 0;
+      sample.forEach((row, r) => {
+        for (let n = 0; n < N; n++) {
+          const e = Math.abs(y[row * N + n] - ref[r * N + n]);
+          d = e > d || Number.isNaN(e) ? e : d;
+          m = Math.max(m, Math.abs(ref[r * N + n]));
+        }
+      });
+      err = d / m;
+    } catch (e) {
+      say(`${M}×${N}×${K} ${k.name}: ${(e as Error).message}`);
+      continue;
+    }
+    const row = [`${M}×${N}×${K}`, k.name, ms.toPrecision(3), ((2 * M * N * K) / (ms * 1e9)).toPrecision(3), (k.bytes / (ms * 1e6)).toPrecision(3), err.toExponential(1)];
+    rows.push(row);
+    say(row.join('  '));
+  }
+  if (packed) be.ctx.release(packed.buf);
+  be.dispose(gx); be.dispose(gw); be.dispose(out);
+}
+
+const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+const fmt = (r: string[]) => r.map((c, i) => (i < 2 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
+say('');
+say(fmt(head));
+say(widths.map((w) => '-'.repeat(w)).join('  '));
+for (const r of rows) say(fmt(r));
+if (values.log) writeFileSync(values.log, log.join('\n') + '\n');
+be.destroy();
+process.exit(0);
