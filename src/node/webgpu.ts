@@ -72,5 +72,5 @@ export async function createNodeWebGpuBackend(opts: NodeWebGpuOptions = {}): Pro
     ? [...OPTIONAL_FEATURES, SUBGROUP_MATRIX] : OPTIONAL_FEATURES;
   const requiredFeatures = wanted.filter((f) => adapter.features.has(f));
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
-  return WebGpuBackend.create(device, { ...backendOpts, ownsDevice: true });
+  return WebGpuBackend.create(device, { adapterInfo: adapter.info, ...backendOpts, ownsDevice: true });
 }

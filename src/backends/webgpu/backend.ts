@@ -34,6 +34,8 @@ export interface WebGpuBackendOptions extends ContextOptions {
   precision?: Precision;
   /** Use subgroup matrices when the device has them (default true); false keeps the f16 tiled kernel. */
   subgroupMatrix?: boolean;
+  /** The adapter's info, where device.adapterInfo lacks the subgroup-matrix shapes (Dawn for Node). */
+  adapterInfo?: GPUAdapterInfo;
 }
 
 export type Precision = 'f32' | 'f16-matmul';
@@ -46,6 +48,8 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
   readonly precision: Precision;
   /** The f16 paths matmul takes, or null in f32 precision. */
   private readonly f16: F16Caps | null;
+  /** What the device offers the f16 paths, whatever the precision. */
+  readonly f16Caps: F16Caps;
   private readonly ownsDevice: boolean;
   private readonly split: att.SplitPolicy;
   private destroyed = false;
@@ -55,7 +59,7 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     this.ctx = new GpuContext(device, opts);
     this.ownsDevice = opts.ownsDevice ?? false;
     this.split = { ...att.DEFAULT_SPLIT, ...opts.attentionSplit };
-    const caps = detectF16(device);
+    const caps = (this.f16Caps = detectF16(device, opts.adapterInfo));
     this.features = { f16: caps.shaderF16, subgroups: device.features.has('subgroups'), subgroupMatrix: caps.subgroupMatrix !== null };
     this.precision = opts.precision ?? 'f32';
     if (this.precision !== 'f32' && this.precision !== 'f16-matmul') throw new Error(`webgpu: unknown precision '${this.precision}'`);
@@ -75,8 +79,8 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
    */
   static async create(device: GPUDevice, opts: WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
     let problem: string | null = null;
-    if (opts.precision === 'f16-matmul' && opts.subgroupMatrix !== false && detectF16(device).subgroupMatrix) {
-      problem = await checkSubgroupMatrix(device);
+    if (opts.precision === 'f16-matmul' && opts.subgroupMatrix !== false && detectF16(device, opts.adapterInfo).subgroupMatrix) {
+      problem = await checkSubgroupMatrix(device, opts.adapterInfo);
     }
     const be = new WebGpuBackend(device, problem ? { ...opts, subgroupMatrix: false } : opts);
     be.subgroupMatrixProblem = problem;

@@ -70,16 +70,19 @@ const roundUp = (n: number, m: number) => Math.ceil(n / m) * m;
  * blocks tile 64×64 (16×16×16 preferred, then 16×8×16 or 8×… shapes), and only where every
  * subgroup has the same size (min = max), since each workgroup is exactly one subgroup.
  */
-export function detectF16(device: GPUDevice): F16Caps {
+export function detectF16(device: GPUDevice, adapterInfo?: GPUAdapterInfo): F16Caps {
   const shaderF16 = device.features.has('shader-f16');
   let subgroupMatrix: F16Caps['subgroupMatrix'] = null;
   if (shaderF16 && device.features.has('chromium-experimental-subgroup-matrix' as GPUFeatureName) && device.features.has('subgroups' as GPUFeatureName)) {
-    const info = (device as { adapterInfo?: unknown }).adapterInfo as {
+    type Info = {
       subgroupMinSize?: number; subgroupMaxSize?: number;
       subgroupMatrixConfigs?: readonly { componentType: string; resultComponentType: string; M: number; N: number; K: number }[];
-    } | undefined;
+    };
+    // Dawn for Node leaves device.adapterInfo.subgroupMatrixConfigs empty: the adapter's info has them
+    const own = (device as { adapterInfo?: unknown }).adapterInfo as Info | undefined, given = adapterInfo as Info | undefined;
+    const info = given?.subgroupMatrixConfigs?.length ? given : own;
     const min = info?.subgroupMinSize ?? 0, max = info?.subgroupMaxSize ?? 0;
-    const configs = (info?.subgroupMatrixConfigs ?? []).filter((c) =>
+    const configs = [...(info?.subgroupMatrixConfigs ?? [])].filter((c) =>
       c.componentType === 'f16' && c.resultComponentType === 'f32' &&
       PACK_ROWS % c.M === 0 && PACK_ROWS % c.N === 0 && PACK_K % c.K === 0 && (PACK_ROWS / c.M) * (PACK_ROWS / c.N) <= 32);
     // fewest matrices per 64×64 block first (16×16×16 before 16×8×16), then the larger K
@@ -448,6 +451,11 @@ export function matmulSubgroupMatrix(
   ctx: GpuContext, out: GpuTensor, x: GpuTensor, w: F16Weight, M: number, N: number, K: number,
   shape: NonNullable<F16Caps['subgroupMatrix']>,
 ): void {
+  if (M * N < shape.M * shape.N) {
+    // Dawn sizes the output binding for at least one whole result matrix; so few outputs gain nothing anyway
+    matmulF16Tiled(ctx, out, x, w, M, N, K);
+    return;
+  }
   const key = `${shape.M}x${shape.N}x${shape.K}_${shape.subgroupSize}`;
   let kernel = sgmCache.get(key);
   if (!kernel) sgmCache.set(key, (kernel = subgroupMatrixKernel(shape)));
@@ -469,8 +477,8 @@ export function matmulSubgroupMatrix(
  * is exact, else what went wrong. The feature is experimental and its WGSL still changes between
  * Dawn versions, so the path is trusted only after this check (WebGpuBackend.create runs it).
  */
-export async function checkSubgroupMatrix(device: GPUDevice): Promise<string | null> {
-  const shape = detectF16(device).subgroupMatrix;
+export async function checkSubgroupMatrix(device: GPUDevice, adapterInfo?: GPUAdapterInfo): Promise<string | null> {
+  const shape = detectF16(device, adapterInfo).subgroupMatrix;
   if (!shape) return 'the device offers no usable f16 → f32 subgroup-matrix shape';
   const M = 70, N = 67, K = 40;
   const x = Float32Array.from({ length: M * K }, (_, i) => ((i * 7) % 11) - 5);

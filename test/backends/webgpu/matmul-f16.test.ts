@@ -27,7 +27,7 @@ import type { TestContext } from 'node:test';
 import { CpuBackend } from '../../../src/backends/cpu/cpu.js';
 import { WebGpuBackend } from '../../../src/backends/webgpu/backend.js';
 import { matmulPackedF16 } from '../../../src/backends/webgpu/matmul.js';
-import { TILE_LARGE, TILE_SMALL, detectF16, matmulF16Tiled, packF16 } from '../../../src/backends/webgpu/matmul-f16.js';
+import { TILE_LARGE, TILE_SMALL, matmulF16Tiled, packF16 } from '../../../src/backends/webgpu/matmul-f16.js';
 import { GpuTensor } from '../../../src/backends/webgpu/tensor.js';
 import { Rng, randomArray } from '../../../src/core/random.js';
 import type { Backend } from '../../../src/core/backend.js';
@@ -120,7 +120,7 @@ async function f16BackendsOrSkip(t: TestContext): Promise<{ name: string; be: We
   const be = await f16Cached;
   const out = [{ name: be.matmulPath, be }];
   if (be.matmulPath === 'f16-subgroup-matrix') {
-    tiledOnly ??= new WebGpuBackend(be.device, { precision: 'f16-matmul', subgroupMatrix: false });
+    tiledOnly ??= new WebGpuBackend(be.device, { precision: 'f16-matmul', subgroupMatrix: false, adapterInfo: be.device.adapterInfo });
     out.push({ name: 'f16-tiled', be: tiledOnly });
   } else if (be.subgroupMatrixProblem) {
     t.diagnostic(`subgroup matrices turned off: ${be.subgroupMatrixProblem}`);
@@ -202,7 +202,7 @@ test('webgpu f16 weights (packed once, as for inference): decode gemv and larger
   const paths = await f16BackendsOrSkip(t);
   if (!paths) return;
   for (const { name, be } of paths) {
-    const rng = new Rng(5), detected = detectF16(be.device);
+    const rng = new Rng(5), detected = be.f16Caps;
     const caps = name === 'f16-tiled' ? { ...detected, subgroupMatrix: null } : detected;
     for (const [N, K] of [[1, 1], [7, 7], [65, 63], [130, 257], [257, 130], [9, 1000]]) {
       const w = randomArray(rng, N * K);
