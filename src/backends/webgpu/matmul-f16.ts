@@ -42,7 +42,7 @@ export const ROUND_F16 = /* wgsl */ `
 fn round_f16v(x: vec4<f32>) -> vec4<f32> {
   let u = bitcast<vec4<u32>>(x);
   let normal = bitcast<vec4<f32>>((u + vec4<u32>(0xfffu) + ((u >> vec4<u32>(13u)) & vec4<u32>(1u))) & vec4<u32>(0xffffe000u));
-  let sub = round(clamp(x, vec4<f32>(-1.0), vec4<f32>(1.0)) * 16777216.0) / 16777216.0;
+  let sub = round(clamp(x, vec4<f32>(-1.0), vec4<f32>(1.0)) * 16777216.0) * 5.9604644775390625e-8; // · 2⁻²⁴, exact
   return clamp(select(normal, sub, abs(x) < vec4<f32>(6.103515625e-5)), vec4<f32>(-${F16_MAX}.0), vec4<f32>(${F16_MAX}.0));
 }
 fn round_f16(x: f32) -> f32 { return round_f16v(vec4<f32>(x)).x; }`;

@@ -96,6 +96,21 @@ fn main(${BUILTINS}, @builtin(local_invocation_id) lid: vec3<u32>) {
 }
 
 const GV_WG = 128, GV_COLS = 4;
+if (GV_COLS !== 4 || GEMV_MAX_ROWS > 4) throw new Error('the f16-rounded gemv packs columns and rows into vec4');
+
+/**
+ * One k of the gemv with both operands rounded to f16: the GV_COLS (= 4) weights and the ≤ 4 x
+ * values are rounded as one vec4 each (the rounding is ALU work in a kernel bound by memory).
+ */
+const ROUNDED_STEP = (rows: number) => `var wr = vec4<f32>(0.0);
+    for (var c = 0u; c < ${GV_COLS}u; c++) { if (n0 + c < p.N) { wr[c] = f32(W[(n0 + c) * p.K + k]); } }
+    wr = round_f16v(wr);
+    var xr = vec4<f32>(0.0);
+    for (var m = 0u; m < ${rows}u; m++) { xr[m] = X[m * p.K + k]; }
+    xr = round_f16v(xr);
+    for (var m = 0u; m < ${rows}u; m++) {
+      for (var c = 0u; c < ${GV_COLS}u; c++) { acc[m * ${GV_COLS}u + c] = fma(xr[m], wr[c], acc[m * ${GV_COLS}u + c]); }
+    }`;
 
 /**
  * The gemv kernel for exactly `rows` rows of x (compiled per row count: the reduction's cost grows
@@ -103,7 +118,6 @@ const GV_WG = 128, GV_COLS = 4;
  */
 function gemvKernel(w: WeightType, rows: number, round = false): Kernel {
   const A = rows * GV_COLS; // accumulators per invocation: rows × columns
-  const r = (v: string) => (round ? `round_f16(${v})` : v);
   return {
     key: `matmul_gemv_${w}_${rows}${round ? '_r16' : ''}`,
     bindings: ['read', 'read', 'write'],
@@ -123,12 +137,12 @@ fn main(${BUILTINS}) {
   // acc[m · ${GV_COLS} + c]: every weight value is read once and used for all M rows of x
   var acc: array<f32, ${A}>;
   for (var k = li; k < p.K; k += ${GV_WG}u) {
-    for (var c = 0u; c < ${GV_COLS}u; c++) {
+    ${round ? ROUNDED_STEP(rows) : `for (var c = 0u; c < ${GV_COLS}u; c++) {
       if (n0 + c < p.N) {
-        let wv = ${r('f32(W[(n0 + c) * p.K + k])')};
-        for (var m = 0u; m < ${rows}u; m++) { acc[m * ${GV_COLS}u + c] = fma(${r('X[m * p.K + k]')}, wv, acc[m * ${GV_COLS}u + c]); }
+        let wv = f32(W[(n0 + c) * p.K + k]);
+        for (var m = 0u; m < ${rows}u; m++) { acc[m * ${GV_COLS}u + c] = fma(X[m * p.K + k], wv, acc[m * ${GV_COLS}u + c]); }
       }
-    }
+    }`}
   }
   for (var a = 0u; a < ${A}u; a++) { part[a * ${GV_WG}u + li] = acc[a]; }
   workgroupBarrier();
