@@ -4,9 +4,9 @@
 // saturating at ±65504), products formed exactly (an f16 × f16 product fits an f32 significand)
 // and summed in f32. WGSL leaves the rounding of f32 → f16 conversions to the implementation
 // (either neighbour; lavapipe's pack2x16float truncates), so the kernels round in f32 arithmetic
-// first (round_f16 below), after which every conversion is exact and every device agrees. Only the summation order differs between paths, so prefill (tiled), decode
-// (gemv) and tensor-core results agree to f32 accuracy with each other, and to f16 operand
-// rounding with the f32 kernels.
+// first (round_f16 below), after which every conversion is exact and every device agrees. Only
+// the summation order differs between paths, so prefill (tiled), decode (gemv) and tensor-core
+// results agree to f32 accuracy with each other, and to f16 operand rounding with the f32 kernels.
 //
 // Paths:
 // - tiled (needs `shader-f16`): like the f32 tiled kernel, but tiles are staged in workgroup memory
@@ -24,6 +24,11 @@
 //
 // pack2x16float/unpack2x16float need no `shader-f16`, so packing and the packed gemv run on any
 // WebGPU device; the f16 types (tiled, subgroup matrix) are only compiled where the feature exists.
+//
+// Measured on an H100 (Dawn through Vulkan, bench/matmul.ts): 4096³ f32 tiled 64×64 23.6 TFLOP/s,
+// f16 tiled 128×128 29.4 (30.6 with f16 weights), subgroup matrix 54.9 with f32 weights (packing
+// included), 56.1 with f16 weights; decode 1×4096×4096 f32 gemv 1.55 TB/s (43 µs), f16-weight
+// gemv 22 µs (1.50 TB/s), 1×14336×4096 f16-weight gemv 1.98 TB/s vs 1.29 for f32 weights.
 import { GpuContext, type Kernel, Params } from './context.js';
 import type { PooledBuffer } from './pool.js';
 import { GpuTensor, Storage, bind } from './tensor.js';
