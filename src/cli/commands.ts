@@ -130,13 +130,15 @@ schedule (defaults: the reference recipe, AdamW 0.9/0.95, wd 0.1, clip 1.0):
 output:
   --out DIR                         checkpoint/, train.jsonl, loss.svg
   --eval-every N (100)  --eval-batches N (8)  --save-every N (100)  --log-every N (10)
-  --seed S (3407)  --backend cpu|webgpu|auto`;
+  --seed S (3407)  --backend cpu|webgpu|auto
+  --precision f32|mixed             mixed: WebGPU matmuls with f16 operands, f32 sums and master weights
+  --loss-scale S                    multiplies the loss for the backward (default 1024 when mixed; halved on overflow)`;
 
 async function trainCommand(v: CliValues, mode: 'train' | 'finetune'): Promise<void> {
   const resume = v.resume;
   if (resume) { // a resumed run continues with the options it was started with
     const saved = await savedTrainOptions(resume);
-    await runTraining({ ...saved, out: resume, resume: true, backend: await openBackend(backendChoice(v)) });
+    await runTraining({ ...saved, out: resume, resume: true, backend: await openBackend(backendChoice(v), { precision: saved.precision ?? 'f32' }) });
     return;
   }
   const out = v.out ?? resume;
@@ -167,8 +169,13 @@ async function trainCommand(v: CliValues, mode: 'train' | 'finetune'): Promise<v
   const train = defaultTrainOptions(steps, lr, { accum: num(v, 'accum', { int: true, min: 1 }) ?? 1 });
   train.schedule.minLr = num(v, 'min-lr', { min: 0 }) ?? lr / 10;
   train.schedule.warmup = num(v, 'warmup', { int: true, min: 0 }) ?? train.schedule.warmup;
-  const backend = await openBackend(backendChoice(v));
+  const precision = v.precision ?? 'f32';
+  if (precision !== 'f32' && precision !== 'mixed') throw new UsageError('--precision must be f32 or mixed');
+  const lossScale = num(v, 'loss-scale', { min: 1 }) ?? (precision === 'mixed' ? 1024 : 1);
+  train.lossScale = lossScale;
+  const backend = await openBackend(backendChoice(v), { precision });
   await runTraining({
+    precision,
     out, backend, data, resume: resume !== undefined,
     ...(config ? { config } : {}), ...(v.init ? { init: v.init } : {}), ...(v.tokenizer ? { tokenizer: v.tokenizer } : {}),
     seqLen: num(v, 'seq-len', { int: true, min: 1 }) ?? 512,

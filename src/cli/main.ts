@@ -74,6 +74,8 @@ export const OPTIONS = {
   'log-every': { type: 'string' },
   'val-fraction': { type: 'string' },
   quick: { type: 'boolean' },
+  precision: { type: 'string' },
+  'loss-scale': { type: 'string' },
   format: { type: 'string' },
   lengths: { type: 'string' },
   depths: { type: 'string' },

@@ -23,7 +23,7 @@ export interface LossAndGrads {
   loss: number;
   /** Number of predictions it averages over. */
   count: number;
-  /** ∂loss/∂parameter, by samba-lm parameter name. */
+  /** ∂loss/∂parameter (times the loss scale, if one was given), by samba-lm parameter name. */
   grads: Map<string, Tensor>;
 }
 
@@ -162,7 +162,8 @@ export class SambaModel {
    * The mean next-token cross-entropy of ids [B, T] against targets [B, T] (a negative target is
    * not scored) and its gradient with respect to every parameter. Whole sequences, no state.
    */
-  async lossAndGrads(ids: Int32Array, targets: Int32Array, B: number, T: number): Promise<LossAndGrads> {
+  async lossAndGrads(ids: Int32Array, targets: Int32Array, B: number, T: number, opts: { lossScale?: number } = {}): Promise<LossAndGrads> {
+    const lossScale = opts.lossScale ?? 1; // gradients come back multiplied by it (mixed precision)
     const be = this.backend as TrainBackend, c = this.config;
     if (typeof be.matmulTN !== 'function') throw new Error(`the ${be.name} backend has no training ops`);
     if (targets.length !== B * T) throw new Error(`lossAndGrads: ${targets.length} targets for a batch of ${B} × ${T}`);
@@ -179,7 +180,7 @@ export class SambaModel {
       for (let r0 = 0; r0 < M; r0 += rows) {
         const idx = Int32Array.from({ length: Math.min(rows, M - r0) }, (_, i) => r0 + i);
         const hc = be.gatherRows(run.h, idx);
-        const ce = be.crossEntropy(be.matmul(hc, headW), be.ids(targets.subarray(r0, r0 + idx.length), [idx.length]), 1 / count);
+        const ce = be.crossEntropy(be.matmul(hc, headW), be.ids(targets.subarray(r0, r0 + idx.length), [idx.length]), lossScale / count);
         lossParts.push(ce.loss);
         dhParts.push(be.matmulNN(ce.dlogits, headW));
         acc(c.tieEmbeddings ? 'embed.weight' : 'head.weight', be.matmulTN(ce.dlogits, hc));

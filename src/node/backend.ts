@@ -5,14 +5,23 @@ import { createNodeWebGpuBackend } from './webgpu.js';
 
 export type BackendChoice = 'cpu' | 'webgpu' | 'auto';
 
-export async function openBackend(choice: BackendChoice = 'auto'): Promise<Backend> {
-  if (choice === 'cpu') return new CpuBackend();
+export interface OpenBackendOptions {
+  /** 'mixed': matmuls (forward and backward) round their operands to f16, sums stay f32 (WebGPU with shader-f16). */
+  precision?: 'f32' | 'mixed';
+}
+
+export async function openBackend(choice: BackendChoice = 'auto', opts: OpenBackendOptions = {}): Promise<Backend> {
+  const mixed = opts.precision === 'mixed';
+  if (choice === 'cpu') {
+    if (mixed) throw new Error('mixed precision needs the webgpu backend (the CPU backend computes in f32)');
+    return new CpuBackend();
+  }
   if (choice !== 'webgpu' && choice !== 'auto') throw new Error(`unknown backend "${choice}" (cpu, webgpu or auto)`);
   let gpu = null;
   try {
-    gpu = await createNodeWebGpuBackend({ requireAdapter: choice === 'webgpu' });
+    gpu = await createNodeWebGpuBackend({ requireAdapter: choice === 'webgpu' || mixed, ...(mixed ? { precision: 'f16-matmul' as const } : {}) });
   } catch (e) {
-    if (choice === 'webgpu') throw new Error(`--backend webgpu: ${(e as Error).message.split('\n')[0]}`);
+    if (choice === 'webgpu' || mixed) throw new Error(`${mixed ? 'mixed precision' : '--backend webgpu'}: ${(e as Error).message.split('\n')[0]}`);
   }
   return gpu ?? new CpuBackend();
 }

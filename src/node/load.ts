@@ -7,7 +7,7 @@ import type { TextTokenizer } from '../tokenizer/types.js';
 import type { CheckpointFormat } from '../io/checkpoint.js';
 import { describeFolder, loadFolderTokenizer, openModelFolder } from './checkpoint.js';
 
-export { openBackend, type BackendChoice } from './backend.js';
+export { openBackend, type BackendChoice, type OpenBackendOptions } from './backend.js';
 
 export interface LoadedModel {
   model: SambaModel;

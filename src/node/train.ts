@@ -40,6 +40,8 @@ export interface TrainJob {
   logEvery: number;
   seed: number;
   train: TrainOptions;
+  /** Recorded so that --resume reopens the backend the same way. */
+  precision?: 'f32' | 'mixed';
   quiet?: boolean;
 }
 
@@ -136,7 +138,7 @@ async function saveCheckpoint(job: TrainJob, model: SambaModel, trainer: Trainer
     { name: `v.${n}`, shape: [m.length], dtype: 'F32' as const, data: st.v.get(n)! },
   ]);
   await writeSafetensorsFile(path.join(tmp, 'train-state.safetensors'), tensors, {
-    metadata: { step: String(st.step), rng: JSON.stringify(st.rng), options: JSON.stringify(savedOptions(job)) },
+    metadata: { step: String(st.step), rng: JSON.stringify(st.rng), lossScale: String(st.lossScale ?? 1), options: JSON.stringify(savedOptions(job)) },
   });
   await rm(old, { recursive: true, force: true });
   if (await stat(final).then(() => true, () => false)) await rename(final, old);
@@ -157,15 +159,15 @@ async function readTrainState(dir: string): Promise<TrainerState> {
   const f = await readSafetensorsFile(path.join(dir, 'train-state.safetensors'));
   const m = new Map<string, Float32Array>(), v = new Map<string, Float32Array>();
   for (const [n, t] of f.tensors) (n.startsWith('m.') ? m : v).set(n.slice(2), t.data as Float32Array);
-  return { step: Number(f.metadata.step), rng: JSON.parse(f.metadata.rng), m, v };
+  return { step: Number(f.metadata.step), rng: JSON.parse(f.metadata.rng), ...(f.metadata.lossScale ? { lossScale: Number(f.metadata.lossScale) } : {}), m, v };
 }
 
 /** What a resumed run must reuse to continue identically. */
-type SavedOptions = Pick<TrainJob, 'data' | 'tokenizer' | 'seqLen' | 'batch' | 'valFraction' | 'evalEvery' | 'evalBatches' | 'saveEvery' | 'logEvery' | 'seed' | 'train'>;
+type SavedOptions = Pick<TrainJob, 'data' | 'tokenizer' | 'seqLen' | 'batch' | 'valFraction' | 'evalEvery' | 'evalBatches' | 'saveEvery' | 'logEvery' | 'seed' | 'train' | 'precision'>;
 
 function savedOptions(job: TrainJob): SavedOptions {
-  const { data, tokenizer, seqLen, batch, valFraction, evalEvery, evalBatches, saveEvery, logEvery, seed, train } = job;
-  return { data: path.resolve(data), ...(tokenizer ? { tokenizer: tokenizer === 'bytes' ? 'bytes' : path.resolve(tokenizer) } : {}), seqLen, batch, valFraction, evalEvery, evalBatches, saveEvery, logEvery, seed, train };
+  const { data, tokenizer, seqLen, batch, valFraction, evalEvery, evalBatches, saveEvery, logEvery, seed, train, precision } = job;
+  return { data: path.resolve(data), ...(tokenizer ? { tokenizer: tokenizer === 'bytes' ? 'bytes' : path.resolve(tokenizer) } : {}), seqLen, batch, valFraction, evalEvery, evalBatches, saveEvery, logEvery, seed, train, ...(precision ? { precision } : {}) };
 }
 
 /** The options a run in OUT was started with (for --resume). */
@@ -251,6 +253,7 @@ export async function runTraining(job: TrainJob): Promise<{ model: SambaModel; l
     const line = `step ${r.step}/${job.train.steps}  loss ${r.loss.toFixed(4)}  lr ${r.lr.toExponential(2)}  |g| ${r.gradNorm.toFixed(2)}  ${rate.toFixed(0)} tok/s  ETA ${fmtTime(eta)}`;
     if (tty) say(`\r${line}\x1b[K`);
     else if (r.step % job.logEvery === 0 || r.step === job.train.steps) say(line + '\n');
+    if (r.skipped) { say(`\nstep ${r.step + 1}: the gradient overflowed; loss scale halved to ${trainer.lossScale}, step repeated\n`); continue; }
     const entry: Record<string, unknown> = { step: r.step, loss: r.loss, lr: r.lr, gradNorm: r.gradNorm, tokensPerSecond: rate, time: new Date().toISOString() };
     if (job.evalEvery > 0 && (r.step % job.evalEvery === 0 || r.step === job.train.steps)) {
       valLoss = await evaluate();

@@ -48,7 +48,8 @@ export class AdamW {
 
   /**
    * Applies summed gradients: g ← g·gradScale (e.g. 1/accumulation), clipped to the global norm,
-   * then the AdamW update. Returns the global norm before clipping.
+   * then the AdamW update. Returns the global norm before clipping; when it is not finite (an
+   * overflow under mixed precision) nothing is applied and the step does not count.
    */
   async update(grads: Map<string, Tensor>, lr: number, gradScale = 1): Promise<number> {
     const be = this.be;
@@ -59,6 +60,7 @@ export class AdamW {
     });
     const norm = Math.sqrt((await be.read(sq))[0]) * gradScale;
     be.dispose(sq);
+    if (!Number.isFinite(norm)) return norm;
     const clipScale = this.cfg.clip > 0 && norm > this.cfg.clip ? this.cfg.clip / (norm + 1e-6) : 1;
     this.step++;
     for (const [name, p] of this.params) {

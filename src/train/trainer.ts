@@ -19,6 +19,11 @@ export interface BatchSource {
 export interface TrainOptions {
   steps: number;
   accum: number;
+  /**
+   * Multiplies the loss before the backward pass and divides the gradients after, so small
+   * gradients survive f16 operands (mixed precision). Halved whenever a gradient overflows. Default 1.
+   */
+  lossScale?: number;
   schedule: Schedule;
   adamw: AdamWConfig;
 }
@@ -36,6 +41,8 @@ export function defaultTrainOptions(steps: number, lr = 4e-4, over: Partial<Trai
 export interface StepResult {
   step: number; // optimizer steps done after this one
   loss: number; // mean over the micro-batches
+  /** The update was skipped: the scaled gradient overflowed (the loss scale was halved). */
+  skipped?: boolean;
   lr: number;
   gradNorm: number;
   tokens: number; // scored predictions in this step
@@ -43,6 +50,7 @@ export interface StepResult {
 
 export interface TrainerState {
   step: number;
+  lossScale?: number;
   rng: number[];
   m: Map<string, Float32Array>;
   v: Map<string, Float32Array>;
@@ -51,11 +59,13 @@ export interface TrainerState {
 export class Trainer {
   readonly optimizer: AdamW;
   private be: Backend & GradOps;
+  lossScale: number;
 
   constructor(readonly model: SambaModel, readonly data: BatchSource, readonly opts: TrainOptions) {
     this.be = model.backend as Backend & GradOps;
     if (typeof this.be.adamw !== 'function') throw new Error(`the ${this.be.name} backend has no training ops`);
     this.optimizer = new AdamW(this.be, model.params, opts.adamw);
+    this.lossScale = opts.lossScale ?? 1;
   }
 
   get step(): number { return this.optimizer.step; }
@@ -65,7 +75,7 @@ export class Trainer {
     let sum: Map<string, Tensor> | null = null, lossSum = 0, tokens = 0;
     for (let a = 0; a < accum; a++) {
       const batch = this.data.next();
-      const r = await this.model.lossAndGrads(batch.ids, batch.targets, this.data.batch, this.data.seqLen);
+      const r = await this.model.lossAndGrads(batch.ids, batch.targets, this.data.batch, this.data.seqLen, { lossScale: this.lossScale });
       lossSum += r.loss;
       tokens += r.count;
       if (!sum) sum = r.grads;
@@ -78,8 +88,13 @@ export class Trainer {
       }
     }
     const lr = learningRate(this.optimizer.step, this.opts.schedule);
-    const gradNorm = await this.optimizer.update(sum!, lr, 1 / accum);
+    const gradNorm = await this.optimizer.update(sum!, lr, 1 / (accum * this.lossScale));
     for (const g of sum!.values()) be.dispose(g);
+    if (!Number.isFinite(gradNorm)) {
+      if (this.lossScale <= 1) throw new Error(`the gradient is not finite at step ${this.optimizer.step + 1} (loss ${lossSum / accum})`);
+      this.lossScale /= 2;
+      return { step: this.optimizer.step, loss: lossSum / accum, lr, gradNorm, tokens, skipped: true };
+    }
     return { step: this.optimizer.step, loss: lossSum / accum, lr, gradNorm, tokens };
   }
 
@@ -98,7 +113,7 @@ export class Trainer {
 
   async exportState(): Promise<TrainerState> {
     const read = async (m: Map<string, Tensor>) => new Map(await Promise.all([...m].map(async ([n, t]) => [n, await this.be.read(t)] as const)));
-    return { step: this.optimizer.step, rng: this.data.rng.getState(), m: await read(this.optimizer.m), v: await read(this.optimizer.v) };
+    return { step: this.optimizer.step, lossScale: this.lossScale, rng: this.data.rng.getState(), m: await read(this.optimizer.m), v: await read(this.optimizer.v) };
   }
 
   restoreState(s: TrainerState): void {
@@ -114,6 +129,7 @@ export class Trainer {
     load(this.optimizer.m, s.m, 'first moment');
     load(this.optimizer.v, s.v, 'second moment');
     this.optimizer.step = s.step;
+    if (s.lossScale !== undefined) this.lossScale = s.lossScale;
     this.data.rng.setState(s.rng);
   }
 }

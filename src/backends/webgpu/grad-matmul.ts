@@ -11,10 +11,14 @@
 // handful of tiles (a small weight); then the reduction is split into S ranges whose tiles go to
 // separate workgroups, each writing its own partial product, and a second kernel adds the S
 // partials in order. No atomics, and the result does not depend on scheduling.
+//
+// In 'f16-matmul' precision (mixed-precision training) both operands are rounded to f16 as they
+// are loaded, the products summed in f32 — as the forward's f16 paths do.
 import { type GpuContext, type Kernel, Params } from './context.js';
 import { scratch, sumRows } from './grad-reduce.js';
 import { type GpuTensor, bind } from './tensor.js';
 import { BUILTINS, WG_INDEX } from './wgsl.js';
+import { ROUND_F16 } from './matmul-f16.js';
 
 type Layout = 'r' | 'o';
 
@@ -25,7 +29,7 @@ const SA = BM + 4, SB = BN + 4;
 const LOADS = (BM * BK) / THREADS; // values of each slab one invocation loads
 
 /** Loads of one slab: `tile[c][r]` = operand(row0 + r, k0 + c), zero outside the matrix or the range. */
-function slabLoad(tile: string, stride: number, src: string, layout: Layout, row0: string, rows: string): string {
+function slabLoad(tile: string, stride: number, src: string, layout: Layout, row0: string, rows: string, f16: boolean): string {
   // 'r': consecutive invocations walk k (contiguous); 'o': they walk the rows (contiguous)
   const rc = layout === 'r'
     ? `let r = e / ${BK}u;\n      let c = e % ${BK}u;`
@@ -36,16 +40,16 @@ function slabLoad(tile: string, stride: number, src: string, layout: Layout, row
       ${rc}
       let k = k0 + c;
       var v = 0.0;
-      if (${row0} + r < ${rows} && k < kEnd) { v = ${src}[${at}]; }
+      if (${row0} + r < ${rows} && k < kEnd) { v = ${f16 ? `round_f16(${src}[${at}])` : `${src}[${at}]`}; }
       ${tile}[c * ${stride}u + r] = v;
     }`;
 }
 
-function tiledKernel(a: Layout, b: Layout): Kernel {
+function tiledKernel(a: Layout, b: Layout, f16: boolean): Kernel {
   return {
-    key: `grad_matmul_${a}${b}`,
+    key: `grad_matmul_${a}${b}${f16 ? '_f16' : ''}`,
     bindings: ['read', 'read', 'write'],
-    code: () => /* wgsl */ `
+    code: () => /* wgsl */ `${f16 ? ROUND_F16 : ''}
 struct P { M: u32, N: u32, R: u32, tilesN: u32, tiles: u32, kPer: u32, total: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> A: array<f32>;
@@ -67,8 +71,8 @@ fn main(${BUILTINS}, @builtin(local_invocation_id) lid: vec3<u32>) {
   let kEnd = min(p.R, kBeg + p.kPer);
   var acc: array<f32, ${TM * TN}>;
   for (var k0 = kBeg; k0 < kEnd; k0 += ${BK}u) {
-    ${slabLoad('tileA', SA, 'A', a, 'm0', 'p.M')}
-    ${slabLoad('tileB', SB, 'B', b, 'n0', 'p.N')}
+    ${slabLoad('tileA', SA, 'A', a, 'm0', 'p.M', f16)}
+    ${slabLoad('tileB', SB, 'B', b, 'n0', 'p.N', f16)}
     workgroupBarrier();
     for (var kk = 0u; kk < ${BK}u; kk++) {
       var av: array<f32, ${TM}>;
@@ -96,8 +100,8 @@ fn main(${BUILTINS}, @builtin(local_invocation_id) lid: vec3<u32>) {
   };
 }
 
-const NN = tiledKernel('r', 'o');
-const TN_ = tiledKernel('o', 'o');
+const NN = [tiledKernel('r', 'o', false), tiledKernel('r', 'o', true)];
+const TN_ = [tiledKernel('o', 'o', false), tiledKernel('o', 'o', true)];
 
 /** Workgroups worth having before a long reduction is split across more of them. */
 const TARGET_WORKGROUPS = 128;
@@ -126,12 +130,12 @@ function run(ctx: GpuContext, kernel: Kernel, out: GpuTensor, a: GpuTensor, b: G
   ctx.release(part.buf!);
 }
 
-/** out [M, K] = x [M, N] · w [N, K] */
-export function matmulNN(ctx: GpuContext, out: GpuTensor, x: GpuTensor, w: GpuTensor, M: number, N: number, K: number): void {
-  run(ctx, NN, out, x, w, M, K, N);
+/** out [M, K] = x [M, N] · w [N, K]; f16: operands rounded to f16 */
+export function matmulNN(ctx: GpuContext, out: GpuTensor, x: GpuTensor, w: GpuTensor, M: number, N: number, K: number, f16 = false): void {
+  run(ctx, NN[+f16], out, x, w, M, K, N);
 }
 
-/** out [N, K] = a [M, N]ᵀ · b [M, K] */
-export function matmulTN(ctx: GpuContext, out: GpuTensor, a: GpuTensor, b: GpuTensor, M: number, N: number, K: number): void {
-  run(ctx, TN_, out, a, b, N, K, M);
+/** out [N, K] = a [M, N]ᵀ · b [M, K]; f16: operands rounded to f16 */
+export function matmulTN(ctx: GpuContext, out: GpuTensor, a: GpuTensor, b: GpuTensor, M: number, N: number, K: number, f16 = false): void {
+  run(ctx, TN_[+f16], out, a, b, N, K, M);
 }
