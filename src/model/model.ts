@@ -96,7 +96,7 @@ export class SambaModel {
     if (state) this.growCaches(state, Math.max(...pos0) + T);
 
     const { logits, mambaStates } = be.tidy(() => {
-      const run = this.trunk(ids, B, T, pos0, state);
+      const run = this.trunk(ids, B, T, pos0, state, false);
       let h = run.h;
       if (opts.lastOnly) h = be.gatherRows(h, Int32Array.from({ length: B }, (_, b) => b * T + T - 1));
       return { logits: be.matmul(h, this.head()), mambaStates: state ? run.mambaStates : [] }; // [rows, V]
@@ -119,7 +119,12 @@ export class SambaModel {
   }
 
   /** Embedding, every sub-layer, final norm: h [B·T, d], with what the backward needs. */
-  private trunk(ids: Int32Array, B: number, T: number, pos0: Int32Array, state?: DecodeState) {
+  /**
+   * Embedding, every sub-layer, final norm: h [B·T, d]. With `training`, also what the backward
+   * needs (every sub-layer's activations); without, each sub-layer's intermediates are freed as
+   * soon as it is done, so inference holds one sub-layer's activations at a time.
+   */
+  private trunk(ids: Int32Array, B: number, T: number, pos0: Int32Array, state: DecodeState | undefined, training: boolean) {
     const be = this.backend, c = this.config;
     const hasAttention = this.kinds.some((k) => k === 'swa' || k === 'attn');
     let rope: AttentionCall['rope'] = null;
@@ -128,31 +133,39 @@ export class SambaModel {
       rope = { cos: be.tensor(r.cos, [B * T, half]), sin: be.tensor(r.sin, [B * T, half]), negSin: be.tensor(r.sin.map((v) => -v), [B * T, half]) };
     }
     const idsT = be.ids(ids, [B * T]);
-    const x0 = be.embedding(this.param('embed.weight'), idsT); // [B·T, d]
-    let x = x0;
+    let x = be.embedding(this.param('embed.weight'), idsT); // [B·T, d]
     const mambaStates: (MambaState | null)[] = [], saved: Saved[] = [], inputs: Tensor[] = [];
     this.kinds.forEach((kind, j) => {
-      inputs.push(x);
-      const xn = be.rmsNorm(x, this.param(`layers.${j}.norm.weight`), c.normEps);
-      const p = this.sublayerParams(j, kind);
-      const st = state?.layers[j] ?? null;
-      let y: Tensor;
-      if (kind === 'mamba') {
-        const r = mamba(be, p, c, xn, B, T, st?.kind === 'mamba' ? st : null);
-        mambaStates[j] = r.state;
-        saved.push({ kind: 'mamba', s: r.saved });
-        y = r.out;
-      } else if (kind === 'mlp') {
-        const r = mlp(be, p, xn);
-        saved.push({ kind: 'mlp', s: r.saved });
-        y = r.out;
+      const sublayer = () => {
+        const xn = be.rmsNorm(x, this.param(`layers.${j}.norm.weight`), c.normEps);
+        const p = this.sublayerParams(j, kind);
+        const st = state?.layers[j] ?? null;
+        let y: Tensor, ms: MambaState | null = null, sv: Saved;
+        if (kind === 'mamba') {
+          const r = mamba(be, p, c, xn, B, T, st?.kind === 'mamba' ? st : null);
+          ms = r.state; y = r.out; sv = { kind: 'mamba', s: r.saved };
+        } else if (kind === 'mlp') {
+          const r = mlp(be, p, xn);
+          y = r.out; sv = { kind: 'mlp', s: r.saved };
+        } else {
+          const window = kind === 'swa' ? c.window : Infinity;
+          const r = attention(be, p, c, xn, { B, T, pos0, rope, window }, st?.kind === 'attn' ? st.cache : null);
+          y = r.out; sv = { kind: 'attn', s: r.saved };
+        }
+        return { x: be.add(x, y), ms, sv };
+      };
+      if (training) {
+        inputs.push(x);
+        const r = sublayer();
+        saved.push(r.sv);
+        x = r.x;
       } else {
-        const window = kind === 'swa' ? c.window : Infinity;
-        const r = attention(be, p, c, xn, { B, T, pos0, rope, window }, st?.kind === 'attn' ? st.cache : null);
-        saved.push({ kind: 'attn', s: r.saved });
-        y = r.out;
+        const prev = x;
+        const r = be.tidy(() => { const o = sublayer(); return { x: o.x, ms: o.ms }; });
+        mambaStates[j] = r.ms;
+        x = r.x;
+        be.dispose(prev);
       }
-      x = be.add(x, y);
     });
     const h = be.rmsNorm(x, this.param('norm_f.weight'), c.normEps); // [B·T, d]
     return { h, xLast: x, idsT, mambaStates, saved, inputs };
@@ -171,7 +184,7 @@ export class SambaModel {
     const count = targets.reduce((n, y) => n + (y >= 0 ? 1 : 0), 0);
     if (count === 0) throw new Error('lossAndGrads: no targets to score');
     const { lossT, grads } = be.tidy(() => {
-      const run = this.trunk(ids, B, T, new Int32Array(B));
+      const run = this.trunk(ids, B, T, new Int32Array(B), undefined, true);
       const grads = new Map<string, Tensor>();
       const acc = (name: string, g: Tensor) => { const old = grads.get(name); grads.set(name, old ? be.add(old, g) : g); };
       // LM head + cross-entropy, in row chunks so [rows, V] logits stay bounded
