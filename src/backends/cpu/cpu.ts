@@ -5,6 +5,7 @@ import {
   type AdamWStep, type AttentionArgs, type Backend, type ConvResult, type GradOps, type KvCache, type ScanGrads,
   type ScanResult, type Tensor, ScopedBackend, expectShape, numel, shapeStr,
 } from '../../core/backend.js';
+import { checkAttention, checkConv, checkScan } from '../../core/checks.js';
 
 export class CpuTensor implements Tensor {
   readonly size: number;
@@ -165,10 +166,7 @@ export class CpuBackend extends ScopedBackend implements Backend, GradOps {
 
   attention(q: Tensor, k: Tensor, v: Tensor, cache: KvCache | null, args: AttentionArgs): Tensor {
     const { nHeads: H, nKvHeads: Hkv, headDim: hs, window, pos0 } = args;
-    const [B, T] = q.shape;
-    expectShape('attention', 'q', q, [B, T, H * hs]);
-    expectShape('attention', 'k', k, [B, T, Hkv * hs]);
-    expectShape('attention', 'v', v, [B, T, Hkv * hs]);
+    const { B, T } = checkAttention('attention', q, k, v, args, { cache });
     const F = Hkv * hs, group = H / Hkv, scale = 1 / Math.sqrt(hs);
     const Q = f32(q), Kn = f32(k), Vn = f32(v);
     const C = cache?.capacity ?? 0;
@@ -231,10 +229,7 @@ export class CpuBackend extends ScopedBackend implements Backend, GradOps {
   }
 
   conv1dSilu(x: Tensor, w: Tensor, bias: Tensor, state: Tensor | null): ConvResult {
-    const [B, T, C] = x.shape, K = w.shape[1], H = K - 1;
-    expectShape('conv1dSilu', 'w', w, [C, K]);
-    expectShape('conv1dSilu', 'b', bias, [C]);
-    if (state) expectShape('conv1dSilu', 'state', state, [B, C, H]);
+    const { B, T, C, K } = checkConv('conv1dSilu', x, w, bias, { state }), H = K - 1;
     const X = f32(x), W = f32(w), bb = f32(bias), S = state ? f32(state) : null;
     const y = new Float32Array(x.size), next = new Float32Array(B * C * H);
     for (let b = 0; b < B; b++) {
@@ -257,11 +252,7 @@ export class CpuBackend extends ScopedBackend implements Backend, GradOps {
     u: Tensor, dt: Tensor, dtBias: Tensor, aLog: Tensor,
     bm: Tensor, cm: Tensor, d: Tensor, z: Tensor, h0: Tensor | null,
   ): ScanResult {
-    const [B, T, C] = u.shape, N = aLog.shape[1];
-    for (const [name, t] of [['dt', dt], ['z', z]] as const) expectShape('selectiveScan', name, t, [B, T, C]);
-    for (const [name, t] of [['B', bm], ['C', cm]] as const) expectShape('selectiveScan', name, t, [B, T, N]);
-    expectShape('selectiveScan', 'aLog', aLog, [C, N]);
-    if (h0) expectShape('selectiveScan', 'h0', h0, [B, C, N]);
+    const { B, T, C, N } = checkScan('selectiveScan', u, dt, dtBias, aLog, bm, cm, d, z, { h0 });
     const U = f32(u), DT = f32(dt), bias = f32(dtBias), AL = f32(aLog), Bm = f32(bm), Cm = f32(cm);
     const Dv = f32(d), Z = f32(z), H0 = h0 ? f32(h0) : null;
     const y = new Float32Array(u.size), hOut = new Float32Array(B * C * N);
@@ -366,7 +357,7 @@ export class CpuBackend extends ScopedBackend implements Backend, GradOps {
 
   attentionBackward(q: Tensor, k: Tensor, v: Tensor, dOut: Tensor, args: AttentionArgs): { dq: Tensor; dk: Tensor; dv: Tensor } {
     const { nHeads: H, nKvHeads: Hkv, headDim: hs, window } = args;
-    const [B, T] = q.shape, F = Hkv * hs, group = H / Hkv, scale = 1 / Math.sqrt(hs);
+    const { B, T } = checkAttention('attentionBackward', q, k, v, args, { dOut }), F = Hkv * hs, group = H / Hkv, scale = 1 / Math.sqrt(hs);
     const Q = f32(q), K = f32(k), V = f32(v), dO = f32(dOut);
     const dq = new Float32Array(q.size), dk = new Float64Array(k.size), dv = new Float64Array(v.size);
     const p = new Float64Array(T), dp = new Float64Array(T);
@@ -410,7 +401,7 @@ export class CpuBackend extends ScopedBackend implements Backend, GradOps {
   }
 
   conv1dSiluBackward(x: Tensor, w: Tensor, bias: Tensor, dy: Tensor): { dx: Tensor; dw: Tensor; db: Tensor } {
-    const [B, T, C] = x.shape, K = w.shape[1], H = K - 1;
+    const { B, T, C, K } = checkConv('conv1dSiluBackward', x, w, bias, { dy }), H = K - 1;
     const X = f32(x), W = f32(w), bb = f32(bias), D = f32(dy);
     const dx = new Float32Array(x.size), dw = new Float64Array(C * K), db = new Float64Array(C);
     const inp = (b: number, tau: number, c: number) => (tau >= 0 ? X[(b * T + tau) * C + c] : 0);
@@ -437,7 +428,7 @@ export class CpuBackend extends ScopedBackend implements Backend, GradOps {
     u: Tensor, dt: Tensor, dtBias: Tensor, aLog: Tensor,
     bm: Tensor, cm: Tensor, d: Tensor, z: Tensor, dy: Tensor,
   ): ScanGrads {
-    const [B, T, C] = u.shape, N = aLog.shape[1];
+    const { B, T, C, N } = checkScan('selectiveScanBackward', u, dt, dtBias, aLog, bm, cm, d, z, { dy });
     const U = f32(u), DT = f32(dt), bias = f32(dtBias), AL = f32(aLog), Bm = f32(bm), Cm = f32(cm), Dv = f32(d), Z = f32(z), G = f32(dy);
     const du = new Float32Array(u.size), ddt = new Float32Array(u.size), dz = new Float32Array(u.size);
     const dbm = new Float64Array(bm.size), dcm = new Float64Array(cm.size);

@@ -5,6 +5,7 @@ import {
   type AdamWStep, type AttentionArgs, type Backend, type ConvResult, type DType, type GradOps, type KvCache,
   type ScanGrads, type ScanResult, type Tensor, ScopedBackend, expectShape, numel, shapeStr,
 } from '../../core/backend.js';
+import { checkAttention, checkConv, checkScan } from '../../core/checks.js';
 import * as att from './attention.js';
 import { type ContextOptions, GpuContext } from './context.js';
 import * as cp from './copy.js';
@@ -267,19 +268,12 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
 
   attention(q: Tensor, k: Tensor, v: Tensor, cache: KvCache | null, args: AttentionArgs): Tensor {
     const { nHeads: H, nKvHeads: Hkv, headDim: hs, window, pos0 } = args;
-    const [B, T] = q.shape;
-    expectShape('attention', 'q', q, [B, T, H * hs]);
-    expectShape('attention', 'k', k, [B, T, Hkv * hs]);
-    expectShape('attention', 'v', v, [B, T, Hkv * hs]);
-    if (!(H % Hkv === 0)) throw new Error(`attention: ${H} query heads do not split into ${Hkv} KV-head groups`);
-    if (!(window >= 1)) throw new Error(`attention: window ${window} must be at least 1`);
+    const { B, T } = checkAttention('attention', q, k, v, args, { cache });
     const p0 = checkPos0('attention', pos0, B);
     const Q = gpu(q, 'attention'), Kn = gpu(k, 'attention'), Vn = gpu(v, 'attention');
     const C = cache?.capacity ?? 0;
     let Kc = Kn, Vc = Vn; // unread stand-ins when there is no cache
     if (cache && C > 0) {
-      expectShape('attention', 'cache.k', cache.k, [B, C, Hkv * hs]);
-      expectShape('attention', 'cache.v', cache.v, [B, C, Hkv * hs]);
       Kc = gpu(cache.k, 'attention');
       Vc = gpu(cache.v, 'attention');
     }
@@ -306,10 +300,7 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
   }
 
   conv1dSilu(x: Tensor, w: Tensor, bias: Tensor, state: Tensor | null): ConvResult {
-    const [B, T, C] = x.shape, K = w.shape[1], H = K - 1;
-    expectShape('conv1dSilu', 'w', w, [C, K]);
-    expectShape('conv1dSilu', 'b', bias, [C]);
-    if (state) expectShape('conv1dSilu', 'state', state, [B, C, H]);
+    const { B, T, C, K } = checkConv('conv1dSilu', x, w, bias, { state }), H = K - 1;
     const X = gpu(x, 'conv1dSilu'), W = gpu(w, 'conv1dSilu'), bb = gpu(bias, 'conv1dSilu');
     const S = state ? gpu(state, 'conv1dSilu') : X;
     const y = this.make(x.shape), next = this.make([B, C, H]);
@@ -321,13 +312,7 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     u: Tensor, dt: Tensor, dtBias: Tensor, aLog: Tensor,
     bm: Tensor, cm: Tensor, d: Tensor, z: Tensor, h0: Tensor | null,
   ): ScanResult {
-    const [B, T, C] = u.shape, N = aLog.shape[1];
-    for (const [name, t] of [['dt', dt], ['z', z]] as const) expectShape('selectiveScan', name, t, [B, T, C]);
-    for (const [name, t] of [['B', bm], ['C', cm]] as const) expectShape('selectiveScan', name, t, [B, T, N]);
-    expectShape('selectiveScan', 'aLog', aLog, [C, N]);
-    expectShape('selectiveScan', 'dtBias', dtBias, [C]);
-    expectShape('selectiveScan', 'D', d, [C]);
-    if (h0) expectShape('selectiveScan', 'h0', h0, [B, C, N]);
+    const { B, T, C, N } = checkScan('selectiveScan', u, dt, dtBias, aLog, bm, cm, d, z, { h0 });
     const op = 'selectiveScan';
     const U = gpu(u, op), DT = gpu(dt, op), bias = gpu(dtBias, op), AL = gpu(aLog, op), Bm = gpu(bm, op);
     const Cm = gpu(cm, op), Dv = gpu(d, op), Z = gpu(z, op), H0 = h0 ? gpu(h0, op) : null;
@@ -415,13 +400,7 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
 
   attentionBackward(q: Tensor, k: Tensor, v: Tensor, dOut: Tensor, args: AttentionArgs): { dq: Tensor; dk: Tensor; dv: Tensor } {
     const { nHeads: H, nKvHeads: Hkv, headDim: hs, window } = args;
-    const [B, T] = q.shape, op = 'attentionBackward';
-    expectShape(op, 'q', q, [B, T, H * hs]);
-    expectShape(op, 'k', k, [B, T, Hkv * hs]);
-    expectShape(op, 'v', v, [B, T, Hkv * hs]);
-    expectShape(op, 'dOut', dOut, [B, T, H * hs]);
-    if (!(H % Hkv === 0)) throw new Error(`${op}: ${H} query heads do not split into ${Hkv} KV-head groups`);
-    if (!(window >= 1)) throw new Error(`${op}: window ${window} must be at least 1`);
+    const op = 'attentionBackward', { B, T } = checkAttention(op, q, k, v, args, { dOut });
     const Q = gpu(q, op), K = gpu(k, op), V = gpu(v, op), dO = gpu(dOut, op);
     const dq = this.make(q.shape), dk = this.make(k.shape), dv = this.make(v.shape);
     ga.attentionBackward(this.ctx, dq, dk, dv, Q, K, V, dO, { B, T, H, Hkv, hs, window });
@@ -429,10 +408,7 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
   }
 
   conv1dSiluBackward(x: Tensor, w: Tensor, bias: Tensor, dy: Tensor): { dx: Tensor; dw: Tensor; db: Tensor } {
-    const [B, T, C] = x.shape, K = w.shape[1], op = 'conv1dSiluBackward';
-    expectShape(op, 'w', w, [C, K]);
-    expectShape(op, 'b', bias, [C]);
-    expectShape(op, 'dy', dy, x.shape);
+    const op = 'conv1dSiluBackward', { B, T, C, K } = checkConv(op, x, w, bias, { dy });
     const X = gpu(x, op), W = gpu(w, op), bb = gpu(bias, op), D = gpu(dy, op);
     const dx = this.make(x.shape), dw = this.make([C, K]), db = this.make([C]);
     gmb.conv1dSiluBackward(this.ctx, dx, dw, db, X, W, bb, D, B, T, C, K);
@@ -443,12 +419,7 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     u: Tensor, dt: Tensor, dtBias: Tensor, aLog: Tensor,
     bm: Tensor, cm: Tensor, d: Tensor, z: Tensor, dy: Tensor,
   ): ScanGrads {
-    const [B, T, C] = u.shape, N = aLog.shape[1], op = 'selectiveScanBackward';
-    for (const [name, t] of [['dt', dt], ['z', z], ['dy', dy]] as const) expectShape(op, name, t, [B, T, C]);
-    for (const [name, t] of [['B', bm], ['C', cm]] as const) expectShape(op, name, t, [B, T, N]);
-    expectShape(op, 'aLog', aLog, [C, N]);
-    expectShape(op, 'dtBias', dtBias, [C]);
-    expectShape(op, 'D', d, [C]);
+    const op = 'selectiveScanBackward', { B, T, C, N } = checkScan(op, u, dt, dtBias, aLog, bm, cm, d, z, { dy });
     const x = {
       u: gpu(u, op), dt: gpu(dt, op), dtBias: gpu(dtBias, op), aLog: gpu(aLog, op), bm: gpu(bm, op),
       cm: gpu(cm, op), d: gpu(d, op), z: gpu(z, op), dy: gpu(dy, op),

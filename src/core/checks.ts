@@ -1,0 +1,49 @@
+// Argument checks shared by every backend: an op called with shapes that do not fit fails with
+// the same readable message on the CPU and on WebGPU, and each backend states its checks once.
+import { type AttentionArgs, type KvCache, type Tensor, expectShape } from './backend.js';
+
+/** q [B, T, H·hs], k/v [B, T, Hkv·hs], optional dOut like q and a cache [B, C, Hkv·hs]. */
+export function checkAttention(op: string, q: Tensor, k: Tensor, v: Tensor, args: AttentionArgs, extra: { dOut?: Tensor; cache?: KvCache | null } = {}): { B: number; T: number } {
+  const { nHeads: H, nKvHeads: Hkv, headDim: hs, window } = args;
+  const [B, T] = q.shape;
+  expectShape(op, 'q', q, [B, T, H * hs]);
+  expectShape(op, 'k', k, [B, T, Hkv * hs]);
+  expectShape(op, 'v', v, [B, T, Hkv * hs]);
+  if (extra.dOut) expectShape(op, 'dOut', extra.dOut, [B, T, H * hs]);
+  if (!(Hkv >= 1 && H % Hkv === 0)) throw new Error(`${op}: ${H} query heads do not split into ${Hkv} KV-head groups`);
+  if (!(window >= 1)) throw new Error(`${op}: window ${window} must be at least 1`);
+  if (args.pos0.length !== B) throw new Error(`${op}: ${args.pos0.length} start positions for a batch of ${B}`);
+  const c = extra.cache;
+  if (c && c.capacity > 0) {
+    expectShape(op, 'cache.k', c.k, [B, c.capacity, Hkv * hs]);
+    expectShape(op, 'cache.v', c.v, [B, c.capacity, Hkv * hs]);
+  }
+  return { B, T };
+}
+
+/** x [B, T, C], w [C, K], b [C], optional state [B, C, K-1] and dy like x. */
+export function checkConv(op: string, x: Tensor, w: Tensor, b: Tensor, extra: { state?: Tensor | null; dy?: Tensor } = {}): { B: number; T: number; C: number; K: number } {
+  const [B, T, C] = x.shape, K = w.shape[1];
+  expectShape(op, 'w', w, [C, K]);
+  expectShape(op, 'b', b, [C]);
+  if (extra.state) expectShape(op, 'state', extra.state, [B, C, K - 1]);
+  if (extra.dy) expectShape(op, 'dy', extra.dy, x.shape);
+  return { B, T, C, K };
+}
+
+/** The selective scan's inputs (see Backend.selectiveScan), optional h0 [B, C, N] and dy like u. */
+export function checkScan(
+  op: string, u: Tensor, dt: Tensor, dtBias: Tensor, aLog: Tensor, bm: Tensor, cm: Tensor, d: Tensor, z: Tensor,
+  extra: { h0?: Tensor | null; dy?: Tensor } = {},
+): { B: number; T: number; C: number; N: number } {
+  const [B, T, C] = u.shape, N = aLog.shape[1];
+  const perChannel: [string, Tensor][] = [['dt', dt], ['z', z]];
+  if (extra.dy) perChannel.push(['dy', extra.dy]);
+  for (const [name, t] of perChannel) expectShape(op, name, t, [B, T, C]);
+  for (const [name, t] of [['B', bm], ['C', cm]] as const) expectShape(op, name, t, [B, T, N]);
+  expectShape(op, 'aLog', aLog, [C, N]);
+  expectShape(op, 'dtBias', dtBias, [C]);
+  expectShape(op, 'D', d, [C]);
+  if (extra.h0) expectShape(op, 'h0', extra.h0, [B, C, N]);
+  return { B, T, C, N };
+}
