@@ -2,9 +2,7 @@
 // as it goes: with constant-size decoding state, resident memory stays flat.
 //   node dist/bench/stream-memory.js [--tokens 100000] [--preset samba-tiny] [--backend cpu|webgpu|auto]
 import { parseArgs } from 'node:util';
-import { initParams } from '../src/model/init.js';
 import { SambaModel } from '../src/model/model.js';
-import { paramSpecs } from '../src/model/config.js';
 import { getPreset } from '../src/model/presets.js';
 import { Sampler } from '../src/generate/sampling.js';
 import { openBackend, type BackendChoice } from '../src/node/load.js';
@@ -12,9 +10,7 @@ import { openBackend, type BackendChoice } from '../src/node/load.js';
 const { values } = parseArgs({ options: { tokens: { type: 'string', default: '100000' }, preset: { type: 'string', default: 'samba-tiny' }, backend: { type: 'string', default: 'cpu' } } });
 const tokens = Number(values.tokens), cfg = getPreset(values.preset!);
 const be = await openBackend(values.backend as BackendChoice);
-const host = initParams(cfg, 1), params = new Map();
-for (const s of paramSpecs(cfg)) params.set(s.name, be.keep(be.tensor(host.get(s.name)!, s.shape)));
-const model = new SambaModel(cfg, be, params);
+const model = SambaModel.random(cfg, be, 1);
 const state = model.newState(1), sampler = new Sampler({ temperature: 1, seed: 1 });
 const mib = (n: number) => (n / 2 ** 20).toFixed(1);
 const rows: string[] = [];

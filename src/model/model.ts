@@ -11,6 +11,7 @@ import { attention, attentionBackward, type AttentionCall, type AttentionSaved }
 import { mamba, mambaBackward, type MambaSaved, type MambaState } from './mamba.js';
 import { mlp, mlpBackward, type Grads, type MlpSaved, type Params, type TrainBackend } from './mlp.js';
 import { ropeTables } from './rope.js';
+import { initParams } from './init.js';
 import { DecodeState, type SublayerState } from './state.js';
 
 export interface ForwardOptions {
@@ -53,6 +54,22 @@ export class SambaModel {
         throw new Error(`parameter ${spec.name} has shape [${t.shape.join(', ')}], the config needs [${spec.shape.join(', ')}]`);
       }
     }
+  }
+
+  /** A model from host arrays (one per parameter of paramSpecs), uploaded to the backend. */
+  static fromHost(config: ModelConfig, backend: Backend, host: Map<string, Float32Array>): SambaModel {
+    const params = new Map<string, Tensor>();
+    for (const s of paramSpecs(config)) {
+      const data = host.get(s.name);
+      if (!data) throw new Error(`no values for parameter ${s.name}`);
+      params.set(s.name, backend.keep(backend.tensor(data, s.shape)));
+    }
+    return new SambaModel(config, backend, params);
+  }
+
+  /** A freshly initialised model, as the reference initialises one (see init.ts). */
+  static random(config: ModelConfig, backend: Backend, seed: number): SambaModel {
+    return SambaModel.fromHost(config, backend, initParams(config, seed));
   }
 
   private param(name: string): Tensor {

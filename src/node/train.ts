@@ -11,7 +11,6 @@ import { mkdir, readFile, readdir, rename, rm, stat, appendFile } from 'node:fs/
 import path from 'node:path';
 import type { Backend, Tensor } from '../core/backend.js';
 import { countParams, paramSpecs, type ModelConfig } from '../model/config.js';
-import { initParams } from '../model/init.js';
 import { SambaModel } from '../model/model.js';
 import { TokenArray, WindowSampler, packDocuments, splitValidation, type TokenSource } from '../train/data.js';
 import { Trainer, type TrainOptions, type TrainerState } from '../train/trainer.js';
@@ -210,10 +209,7 @@ export async function runTraining(job: TrainJob): Promise<{ model: SambaModel; l
     const tok = await openTokenizer(job.tokenizer, cfg.vocabSize);
     tokenizer = tok; tokenizerSpec = tok.spec;
     if (tok.vocabSize > cfg.vocabSize) throw new Error(`the tokenizer has ${tok.vocabSize} ids but the model only ${cfg.vocabSize} embedding rows`);
-    const host = initParams(cfg, job.seed);
-    const params = new Map<string, Tensor>();
-    for (const s of paramSpecs(cfg)) params.set(s.name, be.keep(be.tensor(host.get(s.name)!, s.shape)));
-    model = new SambaModel(cfg, be, params);
+    model = SambaModel.random(cfg, be, job.seed);
   }
   if (tokenizer.vocabSize > model.config.vocabSize) throw new Error(`the tokenizer has ${tokenizer.vocabSize} ids but the model only ${model.config.vocabSize}`);
 

@@ -2,7 +2,7 @@
 // parameter sits at a value that could hide a bug (e.g. all-ones gains).
 import type { Backend } from '../../src/core/backend.js';
 import { Rng } from '../../src/core/random.js';
-import { ARCHITECTURES, makeConfig, paramSpecs, type Architecture, type ModelConfig } from '../../src/model/config.js';
+import { ARCHITECTURES, makeConfig, type Architecture, type ModelConfig } from '../../src/model/config.js';
 import { initParams } from '../../src/model/init.js';
 import { SambaModel } from '../../src/model/model.js';
 
@@ -18,18 +18,12 @@ export const ALL_ARCHITECTURES: Architecture[] = [...ARCHITECTURES];
 export function randomModel(be: Backend, cfg: ModelConfig, seed = 1): SambaModel {
   const host = initParams(cfg, seed);
   const rng = new Rng(seed + 1000);
-  const params = new Map<string, ReturnType<Backend['tensor']>>();
   for (const [name, data] of host) {
     if (name.endsWith('norm.weight') || name === 'norm_f.weight') for (let i = 0; i < data.length; i++) data[i] = rng.uniform(0.5, 1.5);
     // a larger embedding spreads the logits so comparisons are meaningful
     if (name === 'embed.weight') for (let i = 0; i < data.length; i++) data[i] *= 25;
-    params.set(name, be.keep(be.tensor(data, shapeOf(cfg, name))));
   }
-  return new SambaModel(cfg, be, params);
-}
-
-function shapeOf(cfg: ModelConfig, name: string): number[] {
-  return paramSpecs(cfg).find((s) => s.name === name)!.shape;
+  return SambaModel.fromHost(cfg, be, host);
 }
 
 export function randomIds(rng: Rng, n: number, vocab: number): Int32Array {
