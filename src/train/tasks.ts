@@ -77,12 +77,22 @@ const SENTENCE = 5; // tokens per filler sentence: needles go between sentences
  * rounded down to a sentence boundary (a multiple of 5; depth 1 puts the needle after the last
  * whole sentence). Without a depth, k is uniform over the sentence boundaries in [0, F].
  * Trained, only the five answer digits are scored: the targets at positions L − 5 … L − 1.
+ *
+ * With `filler: 'shuffled'` every filler token is instead drawn uniformly from the nine filler
+ * words (a training augmentation: a fixed periodic filler lets a small model cancel its sum in
+ * its state at the training length instead of learning to ignore it; evaluation uses the template).
  */
 export class PasskeyTask implements SyntheticTask {
   readonly name = 'passkey';
   readonly vocabSize = PASSKEY.vocabSize;
   readonly answerLength = 5;
   readonly minLength = 11;
+  readonly filler: 'template' | 'shuffled';
+
+  constructor(opts: { filler?: 'template' | 'shuffled' } = {}) {
+    this.filler = opts.filler ?? 'template';
+    if (this.filler !== 'template' && this.filler !== 'shuffled') throw new Error(`passkey: filler must be "template" or "shuffled", got "${this.filler}"`);
+  }
 
   sample(rng: Rng, length: number, opts: SampleOptions = {}): TaskSample {
     checkLength(this, length);
@@ -94,7 +104,7 @@ export class PasskeyTask implements SyntheticTask {
       k = SENTENCE * Math.floor(opts.depth * slots + 1e-9);
     }
     const key = [1 + rng.int(9), rng.int(10), rng.int(10), rng.int(10), rng.int(10)];
-    const filler = (i: number) => PASSKEY_FILLER[i % PASSKEY_FILLER.length];
+    const filler = this.filler === 'template' ? (i: number) => PASSKEY_FILLER[i % PASSKEY_FILLER.length] : () => PASSKEY.THE + rng.int(9);
     const prompt: number[] = [];
     for (let i = 0; i < k; i++) prompt.push(filler(i));
     prompt.push(PASSKEY.KEY, ...key);

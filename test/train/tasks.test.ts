@@ -50,6 +50,25 @@ test('passkey: layout, key, filler and depth', () => {
   assert.match(task.describe(task.sample(new Rng(3), 24, { depth: 0 }).prompt), /^The pass key is \d{5} the grass is green\. the sky is blue\. the sun is What is the pass key\? The pass key is$/);
 });
 
+test('passkey with shuffled filler: same layout, filler words drawn at random', () => {
+  const task = new PasskeyTask({ filler: 'shuffled' }), rng = new Rng(11);
+  const counts = new Map<number, number>();
+  for (let i = 0; i < 50; i++) {
+    const s = task.sample(rng, 64);
+    assert.equal(s.prompt.length, 60);
+    const k = s.prompt.indexOf(PASSKEY.KEY);
+    assert.equal(k % 5, 0);
+    assert.deepEqual(s.prompt.slice(k + 1, k + 6), s.answer);
+    assert.equal(s.prompt[59], PASSKEY.QUERY);
+    for (const t of [...s.prompt.slice(0, k), ...s.prompt.slice(k + 6, -1)]) {
+      assert.ok(t >= PASSKEY.THE && t <= PASSKEY.DOT, `filler token ${t}`);
+      counts.set(t, (counts.get(t) ?? 0) + 1);
+    }
+  }
+  assert.equal(counts.size, 9, 'all nine filler words occur');
+  assert.throws(() => new PasskeyTask({ filler: 'noise' as 'template' }), /filler must be/);
+});
+
 test('selective copying: data tokens among noise, copied in order after COPY', () => {
   const task = new SelectiveCopyTask({ dataTokens: 6, vocabSize: 10 }), rng = new Rng(2);
   for (const L of [12, 40, 100]) {
