@@ -43,7 +43,6 @@ export const OPTIONS = {
   stop: { type: 'string' },
   'output-ids': { type: 'boolean' },
   backend: { type: 'string' },
-  tokens: { type: 'string' },
   json: { type: 'string' },
   // training
   arch: { type: 'string' },
