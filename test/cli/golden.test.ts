@@ -7,21 +7,11 @@ import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { readSafetensorsFile } from '../../src/node/files.js';
-import { GOLDEN, errorLines, runCli } from '../helpers/cli.js';
+import { GOLDEN, cliWebGpuOrSkip, errorLines, runCli } from '../helpers/cli.js';
 import { argmax } from '../../src/generate/sampling.js';
 
 const BACKENDS = ['cpu', 'webgpu'] as const;
-const requireGpu = process.env.SAMBA_REQUIRE_WEBGPU === '1';
-
-async function gpuAvailable(): Promise<boolean> {
-  const { createNodeWebGpuBackend } = await import('../../src/node/webgpu.js');
-  const be = await createNodeWebGpuBackend();
-  be?.destroy();
-  return be !== null;
-}
-
 const cases = (await readdir(GOLDEN, { withFileTypes: true })).filter((d) => d.isDirectory()).map((d) => d.name).sort();
-const hasGpu = await gpuAvailable();
 const tmp = await mkdtemp(path.join(tmpdir(), 'samba-golden-'));
 
 test('the golden folder holds the five reference cases', () => {
@@ -31,11 +21,7 @@ test('the golden folder holds the five reference cases', () => {
 for (const backend of BACKENDS) {
   for (const name of cases) {
     test(`${backend}: golden ${name} matches through samba-lm logits`, async (t) => {
-      if (backend === 'webgpu' && !hasGpu) {
-        if (requireGpu) assert.fail('no WebGPU adapter, and SAMBA_REQUIRE_WEBGPU=1');
-        t.skip('no WebGPU adapter');
-        return;
-      }
+      if (backend === 'webgpu' && !(await cliWebGpuOrSkip(t))) return;
       const dir = path.join(GOLDEN, name);
       const expected = await readSafetensorsFile(path.join(dir, 'expected.safetensors'));
       const ids = expected.tensors.get('input_ids')!, ref = expected.tensors.get('logits')!;
@@ -57,11 +43,7 @@ for (const backend of BACKENDS) {
   }
 
   test(`${backend}: greedy generate picks the argmax of logits at every step`, async (t) => {
-    if (backend === 'webgpu' && !hasGpu) {
-      if (requireGpu) assert.fail('no WebGPU adapter, and SAMBA_REQUIRE_WEBGPU=1');
-      t.skip('no WebGPU adapter');
-      return;
-    }
+    if (backend === 'webgpu' && !(await cliWebGpuOrSkip(t))) return;
     for (const name of ['samba-tiny', 'hf-mamba-tiny', 'llama-tiny']) {
       const dir = path.join(GOLDEN, name);
       const prompt = [5, 17, 200, 3, 99, 42, 7, 128, 64, 1, 250, 33];

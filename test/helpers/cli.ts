@@ -2,6 +2,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { existsSync } from 'node:fs';
+import type { TestContext } from 'node:test';
 
 export const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 /**
@@ -27,4 +28,22 @@ export function runCli(args: string[], opts: { timeoutMs?: number; env?: NodeJS.
 /** stderr without Dawn's informational start-up warnings. */
 export function errorLines(stderr: string): string[] {
   return stderr.split('\n').filter((l) => l && !l.startsWith('Warning: maxDynamic'));
+}
+
+let adapter: Promise<boolean> | null = null;
+
+/**
+ * For CLI tests on --backend webgpu: true when an adapter exists; otherwise skips the test, or fails
+ * it where SAMBA_REQUIRE_WEBGPU=1 (CI), since a skipped WebGPU test would hide what CI is for.
+ */
+export async function cliWebGpuOrSkip(t: TestContext): Promise<boolean> {
+  adapter ??= import('../../src/node/webgpu.js').then(async ({ createNodeWebGpuBackend }) => {
+    const be = await createNodeWebGpuBackend();
+    be?.destroy();
+    return be !== null;
+  });
+  if (await adapter) return true;
+  if (process.env.SAMBA_REQUIRE_WEBGPU === '1') throw new Error('no WebGPU adapter, and SAMBA_REQUIRE_WEBGPU=1');
+  t.skip('no WebGPU adapter');
+  return false;
 }
