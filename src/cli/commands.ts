@@ -17,7 +17,10 @@ import { heatmap, lineChart } from '../eval/plot.js';
 import { writeFileAtomic } from '../node/files.js';
 import { makeConfig, ARCHITECTURES, type Architecture } from '../model/config.js';
 import { defaultTrainOptions } from '../train/trainer.js';
-import { openTokenizer, runTraining, savedTrainOptions, tokenizeToShard } from '../node/train.js';
+import { openTokenizer, runTraining, savedTrainOptions, tokenizeToShard, trainedTask } from '../node/train.js';
+import { TASK_NAMES, createTask, isTaskName, type TaskSpec } from '../train/task-spec.js';
+import { evaluateTask, type EvalResult } from '../train/tasks.js';
+import { Rng } from '../core/random.js';
 import { UsageError } from './errors.js';
 import type { CliValues, } from './main.js';
 
@@ -120,8 +123,17 @@ model (one of):
   --config FILE                     a JSON ModelConfig
   --init DIR                        fine-tune any loadable checkpoint (samba-lm, HF Mamba, microsoft/Samba)
   --resume DIR                      continue a run from DIR/checkpoint (same options)
-data:
+data (one of):
   --data PATH                       a text file, a folder of .txt/.md files, or .bin shards (samba-lm tokenize)
+  --task NAME                       generated documents, a fresh one per sample, scored on their answers only:
+                                      passkey            the text passkey prompt of eval passkey, in the model's
+                                                         tokenizer, exactly --seq-len tokens (the paper's passkey fine-tuning)
+                                      passkey-synthetic  token-level passkey (vocabulary 21)
+                                      selective-copy     Mamba §4.1.1 (vocabulary --task-vocab, default 16;
+                                                         --task-tokens data tokens to copy, default 16)
+                                      induction-heads    Mamba §4.1.2 (vocabulary --task-vocab, default 16)
+                                    validation: held-out answer accuracy (greedy, streaming) and loss at each --eval-every;
+                                    with --arch, --vocab-size defaults to the task's
   --tokenizer tokenizer.json|bytes  default: the checkpoint's, else bytes
   --val-fraction F                  held-out tail for validation (default 0.01)
 schedule (defaults: the reference recipe, AdamW 0.9/0.95, wd 0.1, clip 1.0):
@@ -129,7 +141,7 @@ schedule (defaults: the reference recipe, AdamW 0.9/0.95, wd 0.1, clip 1.0):
   --lr LR (4e-4)  --min-lr (lr/10)  --warmup STEPS (1% of steps)
 output:
   --out DIR                         checkpoint/, train.jsonl, loss.svg
-  --eval-every N (100)  --eval-batches N (8)  --save-every N (100)  --log-every N (10)
+  --eval-every N (100)  --eval-batches N (8; tasks: × --batch held-out documents)  --save-every N (100)  --log-every N (10)
   --seed S (3407)  --backend cpu|webgpu|auto
   --precision f32|mixed             mixed: WebGPU matmuls with f16 operands, f32 sums and master weights
   --loss-scale S                    multiplies the loss for the backward (default 1024 when mixed; halved on overflow)`;
@@ -143,7 +155,10 @@ async function trainCommand(v: CliValues, mode: 'train' | 'finetune'): Promise<v
   }
   const out = v.out ?? resume;
   if (!out) throw new UsageError(`${mode} needs --out DIR`);
-  const data = need(v, 'data', mode);
+  if ((v.data === undefined) === (v.task === undefined)) throw new UsageError(`${mode} needs exactly one of --data PATH or --task NAME`);
+  const data = v.data !== undefined ? need(v, 'data', mode) : undefined;
+  const task = v.task !== undefined ? taskSpec(v) : undefined;
+  if (!task && (v['task-vocab'] !== undefined || v['task-tokens'] !== undefined)) throw new UsageError('--task-vocab and --task-tokens go with --task');
   if (mode === 'finetune' && !v.init && !resume) throw new UsageError('finetune needs --init DIR');
   const sources = [v.preset, v.arch, v.config, v.init].filter((x) => x !== undefined).length;
   if (!resume && sources !== 1) throw new UsageError(`${mode} needs exactly one of --preset, --arch, --config or --init`);
@@ -159,7 +174,7 @@ async function trainCommand(v: CliValues, mode: 'train' | 'finetune'): Promise<v
     if (!dModel || !nBlocks) throw new UsageError('--arch needs --d-model and --blocks');
     const heads = num(v, 'heads', { int: true, min: 1 }), kv = num(v, 'kv-heads', { int: true, min: 1 });
     config = makeConfig({
-      architecture: v.arch as Architecture, dModel, nBlocks, vocabSize: num(v, 'vocab-size', { int: true, min: 1 }) ?? 320,
+      architecture: v.arch as Architecture, dModel, nBlocks, vocabSize: num(v, 'vocab-size', { int: true, min: 1 }) ?? (task && task.name !== 'passkey' ? createTask(task).vocabSize : 320),
       ...(heads ? { nHeads: heads, headDim: dModel / heads } : {}), ...(kv ? { nKvHeads: kv } : {}),
       ...(v.window ? { window: num(v, 'window', { int: true, min: 1 })! } : {}), ...(v.mlp ? { mlpHidden: num(v, 'mlp', { int: true, min: 1 })! } : {}),
       ...(v['no-rope'] ? { rope: false } : {}),
@@ -176,7 +191,7 @@ async function trainCommand(v: CliValues, mode: 'train' | 'finetune'): Promise<v
   const backend = await openBackend(backendChoice(v), { precision });
   await runTraining({
     precision,
-    out, backend, data, resume: resume !== undefined,
+    out, backend, ...(data !== undefined ? { data } : {}), ...(task ? { task } : {}), resume: resume !== undefined,
     ...(config ? { config } : {}), ...(v.init ? { init: v.init } : {}), ...(v.tokenizer ? { tokenizer: v.tokenizer } : {}),
     seqLen: num(v, 'seq-len', { int: true, min: 1 }) ?? 512,
     batch: num(v, 'batch', { int: true, min: 1 }) ?? 8,
@@ -190,6 +205,20 @@ async function trainCommand(v: CliValues, mode: 'train' | 'finetune'): Promise<v
   });
 }
 
+
+/** --task NAME [--task-vocab V --task-tokens N] → a task spec (checked by building the task). */
+function taskSpec(v: CliValues): TaskSpec {
+  const name = v.task ?? '';
+  if (!isTaskName(name)) throw new UsageError(`unknown task "${name}" (tasks: ${TASK_NAMES.join(', ')})`);
+  const vocab = num(v, 'task-vocab', { int: true, min: 1 }), tokens = num(v, 'task-tokens', { int: true, min: 1 });
+  if (vocab !== undefined && name !== 'selective-copy' && name !== 'induction-heads') throw new UsageError(`--task-vocab applies to selective-copy and induction-heads, not ${name}`);
+  if (tokens !== undefined && name !== 'selective-copy') throw new UsageError(`--task-tokens applies to selective-copy, not ${name}`);
+  const spec: TaskSpec = { name, ...(vocab !== undefined ? { vocabSize: vocab } : {}), ...(tokens !== undefined ? { dataTokens: tokens } : {}) };
+  if (name !== 'passkey') {
+    try { createTask(spec); } catch (e) { throw new UsageError(`--task ${name}: ${(e as Error).message.replace(/^[\w-]+: /, '')}`); }
+  }
+  return spec;
+}
 
 /** "4k,8k,1m,512" → [4096, 8192, 1048576, 512] */
 function parseLengths(s: string | undefined, what: string): number[] {
@@ -277,9 +306,56 @@ const evalPasskey: Command = {
   },
 };
 
+const evalTask: Command = {
+  help: `samba-lm eval task --model DIR --task NAME --lengths 256,1k,…,16k [--trials N --seed S --batch B --json FILE]
+  Answer accuracy of greedy decoding on fresh documents of a synthetic task at each length: each
+  prompt is prefilled through the model's streaming state, then the answer decoded token by token.
+  --task selective-copy|induction-heads|passkey-synthetic|passkey (passkey: the text template in the
+         model's tokenizer); default: the task a checkpoint written by train --task was trained on,
+         with its --task-vocab and --task-tokens
+  --trials N (100)  --seed S (1)  --batch B (sequences decoded together, 16)  --json FILE  --backend …`,
+  async run(v) {
+    const lengths = parseLengths(v.lengths, 'eval task');
+    const dir = need(v, 'model', 'eval task');
+    const trained = await trainedTask(dir);
+    let spec: TaskSpec;
+    if (v.task !== undefined) {
+      spec = taskSpec(v);
+      // a checkpoint's own task settings apply unless given
+      if (trained && trained.task.name === spec.name) spec = { ...trained.task, ...spec };
+    } else if (trained) {
+      if (v['task-vocab'] !== undefined || v['task-tokens'] !== undefined) throw new UsageError('--task-vocab and --task-tokens go with --task');
+      spec = trained.task;
+    } else throw new UsageError(`eval task needs --task NAME (${TASK_NAMES.join(', ')}): ${dir} records no training task`);
+    const trials = num(v, 'trials', { int: true, min: 1 }) ?? 100, seed = num(v, 'seed', { int: true }) ?? 1;
+    const batch = num(v, 'batch', { int: true, min: 1 }) ?? 16;
+    await withModel(v, 'eval task', async ({ model, tokenizer }) => {
+      const task = createTask(spec, tokenizer);
+      if (task.vocabSize > model.config.vocabSize) throw new Error(`the ${task.name} task needs a vocabulary of ${task.vocabSize}, the model has only ${model.config.vocabSize}`);
+      for (const L of lengths) if (L < task.minLength) throw new UsageError(`--lengths: ${task.name} needs lengths ≥ ${task.minLength}, got ${L}`);
+      const results: EvalResult[] = [];
+      for (const L of lengths) {
+        // each length its own documents, the same for a given seed whatever the other lengths
+        const r = await evaluateTask(model, task, L, trials, new Rng(seed * 1_000_003 + L), {
+          batch, onProgress: (done, total) => process.stderr.write(`length ${lenLabel(L)}: ${done}/${total}\r`),
+        });
+        process.stderr.write(`length ${lenLabel(L)}: ${(100 * r.accuracy).toFixed(1)}% of ${trials}\n`);
+        results.push(r);
+      }
+      const kib = (b: number) => (b >= 1024 * 1024 ? `${(b / 1024 / 1024).toFixed(1)} MiB` : `${(b / 1024).toFixed(1)} KiB`);
+      printTable(['length', 'accuracy', 'answer tokens', 'state/sequence'],
+        results.map((r) => [lenLabel(r.length), `${(100 * r.accuracy).toFixed(1)}%`, `${(100 * r.tokenAccuracy).toFixed(1)}%`, kib(r.stateBytesPerSequence)]));
+      if (v.json) {
+        await writeFileAtomic(v.json, JSON.stringify({ model: dir, task: spec, ...(trained ? { trainedLength: trained.seqLen } : {}), trials, seed, results }, null, 1) + '\n');
+      }
+    });
+  },
+};
+
 export const commands: Record<string, Command> = {
   'eval ppl': evalPpl,
   'eval passkey': evalPasskey,
+  'eval task': evalTask,
   train: { help: TRAIN_HELP, run: (v) => trainCommand(v, 'train') },
   finetune: { help: TRAIN_HELP.replace('samba-lm train — train from scratch (or fine-tune with --init DIR)', 'samba-lm finetune --init DIR — continue training any loadable checkpoint'), run: (v) => trainCommand(v, 'finetune') },
   tokenize: {

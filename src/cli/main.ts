@@ -16,11 +16,13 @@ commands:
   logits      --model DIR --ids FILE.json --out FILE.safetensors [--backend …]   float32 logits [B,T,V]
   convert     --model DIR --out DIR [--format samba-lm|samba-reference|hf-mamba] [--dtype f32|f16|bf16]
   grad        --model DIR --ids FILE.json --out FILE.safetensors [--backend …]   parameter gradients + loss
-  train       (--preset NAME | --arch A --d-model D --blocks N … | --config FILE | --init DIR) --data PATH --out DIR [options]
-  finetune    --init DIR --data PATH --out DIR [options]      train from a loadable checkpoint
+  train       (--preset NAME | --arch A --d-model D --blocks N … | --config FILE | --init DIR) (--data PATH | --task NAME) --out DIR [options]
+  finetune    --init DIR (--data PATH | --task NAME) --out DIR [options]      train from a loadable checkpoint
+              --task passkey|passkey-synthetic|selective-copy|induction-heads: generated documents, loss on the answers
   tokenize    --input PATH --out FILE.bin [--tokenizer tokenizer.json|bytes]   pre-tokenised shard for train
   eval ppl    --model DIR --text FILE --lengths 4k,8k,16k [--mode prefix|sliding|both --stride S --blocks N]
   eval passkey --model DIR --lengths 4k,8k,…,256k [--depths 11 --trials 5]   table, JSON (--json FILE), heatmap (--plot FILE.svg)
+  eval task   --model DIR --task NAME --lengths 256,1k,…,16k [--trials N --json FILE]   synthetic-task accuracy by length
   demo        [--backend …] [--quick]          trains a tiny Samba and a Transformer on passkey retrieval; accuracy at 1x–64x the training length
   presets                                        lists the model presets
 
@@ -58,6 +60,9 @@ export const OPTIONS = {
   init: { type: 'string' },
   resume: { type: 'string' },
   data: { type: 'string' },
+  task: { type: 'string' },
+  'task-vocab': { type: 'string' },
+  'task-tokens': { type: 'string' },
   tokenizer: { type: 'string' },
   input: { type: 'string' },
   'seq-len': { type: 'string' },

@@ -7,31 +7,124 @@
 //   What is the pass key? The pass key is
 // The filler sentence repeats to make the prompt L tokens long; the needle sits after a fraction
 // `depth` of the filler. The answer is right when the first five digits generated (greedy) are the key.
+//
+// The same template makes the training documents of `samba-lm train --task passkey` (the paper
+// fine-tunes on such documents, §3.4): TextPasskeyTask below, a SyntheticTask whose documents are
+// exactly L + 1 tokens of the model's own tokenizer, the answer being the key's tokens.
 import { Rng } from '../core/random.js';
 import type { SambaModel } from '../model/model.js';
 import type { TextTokenizer } from '../tokenizer/types.js';
 import { generateIds } from '../generate/generate.js';
+import type { SampleOptions, SyntheticTask, TaskSample } from '../train/tasks.js';
 
 export const PASSKEY_TEMPLATE = {
   intro: 'There is an important info hidden inside a lot of irrelevant text. Find it and memorize it. I will quiz you about the important information there.',
   filler: ' The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.',
   needle: (key: string) => ` The pass key is ${key}. Remember it. ${key} is the pass key.`,
   question: ' What is the pass key? The pass key is',
+  /** What follows the question: the key, as the model should continue. */
+  answer: (key: string) => ` ${key}`,
 };
 
-/** Token ids of a passkey prompt of about `length` tokens with the needle at `depth` ∈ [0, 1]. */
+/** A random 5-digit key (no leading zero). */
+export const randomPasskey = (rng: Rng): string => String(10000 + rng.int(90000));
+
+/** The template's pieces as token ids of one tokenizer (special tokens only at the very start). */
+export class PasskeyTemplateTokens {
+  readonly intro: number[];
+  readonly filler: number[];
+  readonly question: number[];
+  constructor(readonly tok: TextTokenizer) {
+    this.intro = tok.encode(PASSKEY_TEMPLATE.intro);
+    this.filler = this.piece(PASSKEY_TEMPLATE.filler);
+    this.question = this.piece(PASSKEY_TEMPLATE.question);
+    if (this.filler.length === 0) throw new Error('the passkey filler encodes to no tokens');
+  }
+
+  /** Tokens of a piece that does not start the prompt: without a leading BOS. */
+  piece(text: string): number[] {
+    const ids = this.tok.encode(text);
+    return this.tok.bosId !== undefined && ids[0] === this.tok.bosId ? ids.slice(1) : ids;
+  }
+
+  needle(key: string): number[] { return this.piece(PASSKEY_TEMPLATE.needle(key)); }
+
+  /** The key's tokens as they continue the question (the question and answer encoded together, where that splits cleanly). */
+  answer(key: string): number[] {
+    const both = this.piece(PASSKEY_TEMPLATE.question + PASSKEY_TEMPLATE.answer(key)), q = this.question;
+    if (both.length > q.length && q.every((t, i) => both[i] === t)) return both.slice(q.length);
+    return this.piece(PASSKEY_TEMPLATE.answer(key));
+  }
+
+  /**
+   * intro, `fillerTokens` tokens of the repeated filler with the needle after `before` whole filler
+   * sentences (the filler stream continues after it; its last repetition may be cut short), question.
+   */
+  prompt(key: string, fillerTokens: number, before: number): number[] {
+    const f = this.filler, ids = [...this.intro];
+    const at = Math.min(before * f.length, fillerTokens);
+    for (let i = 0; i < at; i++) ids.push(f[i % f.length]);
+    ids.push(...this.needle(key));
+    for (let i = at; i < fillerTokens; i++) ids.push(f[i % f.length]);
+    ids.push(...this.question);
+    return ids;
+  }
+}
+
+/** Token ids of a passkey prompt of about `length` tokens (whole filler sentences) with the needle at `depth` ∈ [0, 1]. */
 export function passkeyPrompt(tok: TextTokenizer, length: number, depth: number, key: string): number[] {
-  const intro = tok.encode(PASSKEY_TEMPLATE.intro), filler = tok.encode(PASSKEY_TEMPLATE.filler);
-  const needle = tok.encode(PASSKEY_TEMPLATE.needle(key)), question = tok.encode(PASSKEY_TEMPLATE.question);
-  const fixed = intro.length + needle.length + question.length;
-  const reps = Math.max(0, Math.round((length - fixed) / filler.length));
-  const before = Math.round(depth * reps);
-  const ids = [...intro];
-  for (let i = 0; i < before; i++) ids.push(...filler);
-  ids.push(...needle);
-  for (let i = before; i < reps; i++) ids.push(...filler);
-  ids.push(...question);
-  return ids;
+  const t = new PasskeyTemplateTokens(tok);
+  const fixed = t.intro.length + t.needle(key).length + t.question.length;
+  const reps = Math.max(0, Math.round((length - fixed) / t.filler.length));
+  return t.prompt(key, reps * t.filler.length, Math.round(depth * reps));
+}
+
+/**
+ * Text passkey documents for training (and streaming evaluation) at an exact length: prompt + answer
+ * = L + 1 tokens, so that a training sample of L positions ends with the key's tokens as the only
+ * scored targets. The filler fills whatever the fixed pieces leave; the needle goes between whole
+ * filler sentences at a uniformly random depth (or `depth`); each document gets a fresh random key.
+ */
+export class TextPasskeyTask implements SyntheticTask {
+  readonly name = 'passkey';
+  readonly vocabSize: number;
+  /** The most tokens a key's answer takes (subword tokenizers may split keys differently). */
+  readonly answerLength: number;
+  readonly minLength: number;
+  private readonly t: PasskeyTemplateTokens;
+
+  constructor(readonly tokenizer: TextTokenizer) {
+    this.t = new PasskeyTemplateTokens(tokenizer);
+    this.vocabSize = tokenizer.vocabSize;
+    // the longest needle and answer over a few keys bound the fixed part (exact for byte-level tokenizers)
+    let needle = 0, answer = 0;
+    for (const key of ['10000', '99999', '12345', '88888', '70707']) {
+      needle = Math.max(needle, this.t.needle(key).length);
+      answer = Math.max(answer, this.t.answer(key).length);
+    }
+    this.answerLength = answer;
+    this.minLength = this.t.intro.length + needle + this.t.question.length + answer - 1;
+  }
+
+  sample(rng: Rng, length: number, opts: SampleOptions = {}): TaskSample {
+    if (!Number.isInteger(length) || length < this.minLength) throw new Error(`passkey: length must be an integer ≥ ${this.minLength} tokens (the template alone takes that many), got ${length}`);
+    const key = randomPasskey(rng);
+    const answer = this.t.answer(key), needle = this.t.needle(key);
+    const fillerTokens = length + 1 - answer.length - this.t.intro.length - needle.length - this.t.question.length;
+    if (fillerTokens < 0) throw new Error(`passkey: length ${length} is too short for the template with key ${key}`);
+    const sentences = Math.floor(fillerTokens / this.t.filler.length);
+    let before: number;
+    if (opts.depth === undefined) before = rng.int(sentences + 1);
+    else {
+      if (!(opts.depth >= 0 && opts.depth <= 1)) throw new Error(`passkey: depth must be in [0, 1], got ${opts.depth}`);
+      before = Math.round(opts.depth * sentences);
+    }
+    return { prompt: this.t.prompt(key, fillerTokens, before), answer };
+  }
+
+  describe(ids: readonly number[]): string {
+    return this.tokenizer.decode(ids);
+  }
 }
 
 export interface PasskeyCell { length: number; depth: number; correct: number; trials: number }
@@ -45,7 +138,7 @@ export async function passkeyEval(
     for (const depth of depths) {
       let correct = 0;
       for (let i = 0; i < trials; i++) {
-        const key = String(10000 + rng.int(90000));
+        const key = randomPasskey(rng);
         const out: number[] = [];
         for await (const id of generateIds(model, passkeyPrompt(tok, length, depth, key), { maxTokens: 8, temperature: 0, prefillChunk: 2048 })) out.push(id);
         const digits = tok.decode(out).replace(/\D/g, '').slice(0, 5);

@@ -2,18 +2,27 @@
 // every N steps (weights + config + tokenizer, optimizer moments, step, batch RNG), resume, a
 // progress line, JSONL logs and a loss-curve SVG next to the checkpoint.
 //
+// The batches come from text (`data`: random windows of a token stream) or from a synthetic task
+// (`task`: generated documents scored only on their answers, e.g. text passkey retrieval with the
+// model's tokenizer, or selective copying); for a task the checkpoint's batch RNG is the generator's
+// state, and validation adds the held-out answer accuracy of greedy streaming decoding.
+//
 // Layout of an output folder:
 //   OUT/checkpoint/      a loadable model folder (config.json, model.safetensors, tokenizer) plus
 //                        train-state.safetensors (optimizer moments; metadata: step, RNG, options)
 //   OUT/train.jsonl      one JSON line per logged step and evaluation
 //   OUT/loss.svg         training and validation loss against step
+//   OUT/accuracy.svg     tasks only: held-out answer accuracy against step
 import { mkdir, readFile, readdir, rename, rm, stat, appendFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Backend, Tensor } from '../core/backend.js';
 import { countParams, paramSpecs, type ModelConfig } from '../model/config.js';
 import { SambaModel } from '../model/model.js';
 import { TokenArray, WindowSampler, packDocuments, splitValidation, type TokenSource } from '../train/data.js';
-import { Trainer, type TrainOptions, type TrainerState } from '../train/trainer.js';
+import { Trainer, type BatchSource, type TrainOptions, type TrainerState } from '../train/trainer.js';
+import { TaskBatches, evaluateTask } from '../train/tasks.js';
+import { createTask, type TaskSpec } from '../train/task-spec.js';
+import { Rng } from '../core/random.js';
 import type { TextTokenizer } from '../tokenizer/types.js';
 import { ByteTokenizer } from '../tokenizer/bytes.js';
 import { loadTokenizerJson, saveModelFolder, loadFolderTokenizer } from './checkpoint.js';
@@ -28,7 +37,10 @@ export interface TrainJob {
   config?: ModelConfig;
   init?: string;
   resume?: boolean;
-  data: string;
+  /** Text to train on (a file, a folder, or .bin shards); or else `task`. */
+  data?: string;
+  /** A synthetic task to generate the training documents (instead of `data`). */
+  task?: TaskSpec;
   tokenizer?: string; // tokenizer.json path or 'bytes'
   seqLen: number;
   batch: number;
@@ -123,13 +135,13 @@ export async function openTokenizer(spec: string | undefined, vocabSize = Infini
 const CKPT = 'checkpoint';
 
 /** Writes OUT/checkpoint atomically: into a temporary folder, then swapped in by renames. */
-async function saveCheckpoint(job: TrainJob, model: SambaModel, trainer: Trainer, tokenizerSpec: string): Promise<void> {
+async function saveCheckpoint(job: TrainJob, model: SambaModel, trainer: Trainer, tokenizerSpec: string | null): Promise<void> {
   const be = job.backend, final = path.join(job.out, CKPT), tmp = `${final}.tmp`, old = `${final}.old`;
   await rm(tmp, { recursive: true, force: true });
   await mkdir(tmp, { recursive: true });
   await saveModelFolder(tmp, model.config, (n) => be.read(model.params.get(n)!), {
     format: 'samba-lm',
-    ...(tokenizerSpec === 'bytes' ? { tokenizer: { type: 'bytes' as const, eos: model.config.vocabSize > 256 } } : { tokenizerJsonPath: tokenizerSpec }),
+    ...(tokenizerSpec === null ? {} : tokenizerSpec === 'bytes' ? { tokenizer: { type: 'bytes' as const, eos: model.config.vocabSize > 256 } } : { tokenizerJsonPath: tokenizerSpec }),
   });
   const st = await trainer.exportState();
   const tensors = [...st.m].flatMap(([n, m]) => [
@@ -162,11 +174,11 @@ async function readTrainState(dir: string): Promise<TrainerState> {
 }
 
 /** What a resumed run must reuse to continue identically. */
-type SavedOptions = Pick<TrainJob, 'data' | 'tokenizer' | 'seqLen' | 'batch' | 'valFraction' | 'evalEvery' | 'evalBatches' | 'saveEvery' | 'logEvery' | 'seed' | 'train' | 'precision'>;
+type SavedOptions = Pick<TrainJob, 'data' | 'task' | 'tokenizer' | 'seqLen' | 'batch' | 'valFraction' | 'evalEvery' | 'evalBatches' | 'saveEvery' | 'logEvery' | 'seed' | 'train' | 'precision'>;
 
 function savedOptions(job: TrainJob): SavedOptions {
-  const { data, tokenizer, seqLen, batch, valFraction, evalEvery, evalBatches, saveEvery, logEvery, seed, train, precision } = job;
-  return { data: path.resolve(data), ...(tokenizer ? { tokenizer: tokenizer === 'bytes' ? 'bytes' : path.resolve(tokenizer) } : {}), seqLen, batch, valFraction, evalEvery, evalBatches, saveEvery, logEvery, seed, train, ...(precision ? { precision } : {}) };
+  const { data, task, tokenizer, seqLen, batch, valFraction, evalEvery, evalBatches, saveEvery, logEvery, seed, train, precision } = job;
+  return { ...(data !== undefined ? { data: path.resolve(data) } : {}), ...(task ? { task } : {}), ...(tokenizer ? { tokenizer: tokenizer === 'bytes' ? 'bytes' : path.resolve(tokenizer) } : {}), seqLen, batch, valFraction, evalEvery, evalBatches, saveEvery, logEvery, seed, train, ...(precision ? { precision } : {}) };
 }
 
 /** The options a run in OUT was started with (for --resume). */
@@ -177,6 +189,19 @@ export async function savedTrainOptions(out: string): Promise<SavedOptions> {
   return JSON.parse(f.metadata.options) as SavedOptions;
 }
 
+/** The task a model folder written by training on a task was trained on (from its train state), if any. */
+export async function trainedTask(modelDir: string): Promise<{ task: TaskSpec; seqLen: number } | null> {
+  const file = path.join(modelDir, 'train-state.safetensors');
+  if (!(await stat(file).then((s) => s.isFile(), () => false))) return null;
+  try {
+    const f = await readSafetensorsFile(file);
+    const o = JSON.parse(f.metadata.options ?? '{}') as Partial<SavedOptions>;
+    return o.task ? { task: o.task, seqLen: o.seqLen ?? 0 } : null;
+  } catch {
+    return null;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Logs
 
@@ -184,14 +209,24 @@ function lossSvg(train: [number, number][], val: [number, number][]): string {
   return lineChart([{ name: 'train', points: train }, { name: 'validation', points: val, dots: true }], { xLabel: 'step', yLabel: 'loss' });
 }
 
+function accuracySvg(acc: [number, number][], tokenAcc: [number, number][], title: string): string {
+  return lineChart([{ name: 'answers exact', points: acc, dots: true }, { name: 'answer tokens', points: tokenAcc, dots: true }], { xLabel: 'step', yLabel: 'held-out accuracy', title });
+}
+
+/** Seed of a task run's held-out documents: fixed, and apart from the training stream's. */
+const taskValSeed = (seed: number) => (seed ^ 0x5a3c96e1) >>> 0;
+
 const fmtTime = (s: number) => (s >= 3600 ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m` : s >= 60 ? `${Math.floor(s / 60)}m${String(Math.floor(s % 60)).padStart(2, '0')}s` : `${s.toFixed(0)}s`);
 
 // ---------------------------------------------------------------------------------------------
 
-export async function runTraining(job: TrainJob): Promise<{ model: SambaModel; lastLoss: number; valLoss: number | null }> {
+export async function runTraining(job: TrainJob): Promise<{ model: SambaModel; lastLoss: number; valLoss: number | null; valAccuracy: number | null }> {
   const be = job.backend;
   await mkdir(job.out, { recursive: true });
-  let model: SambaModel, tokenizerSpec: string, tokenizer: TextTokenizer, resumeState: TrainerState | null = null;
+  if ((job.data === undefined) === (job.task === undefined)) throw new Error('training needs either data (--data PATH) or a task (--task NAME)');
+  // Synthetic tasks with their own vocabularies need no tokenizer (a model that has one keeps it).
+  const needsTokenizer = !job.task || job.task.name === 'passkey';
+  let model: SambaModel, tokenizerSpec: string | null = null, tokenizer: TextTokenizer | null = null, resumeState: TrainerState | null = null;
   const resumeDir = job.resume ? await findCheckpoint(job.out) : null;
   if (job.resume && !resumeDir) throw new Error(`nothing to resume in ${job.out} (no ${CKPT}/train-state.safetensors)`);
   if (resumeDir || job.init) {
@@ -199,50 +234,78 @@ export async function runTraining(job: TrainJob): Promise<{ model: SambaModel; l
     const loaded = await loadModel(dir, be);
     model = loaded.model;
     const tok = job.tokenizer ? await openTokenizer(job.tokenizer, model.config.vocabSize) : loaded.tokenizer ?? (await loadFolderTokenizer(dir)) ?? null;
-    if (!tok) throw new Error(`${dir} has no tokenizer; pass --tokenizer tokenizer.json or bytes`);
-    tokenizer = tok;
-    tokenizerSpec = 'spec' in tok ? (tok as { spec: string }).spec : tok instanceof ByteTokenizer ? 'bytes' : path.join(dir, 'tokenizer.json');
+    if (!tok && needsTokenizer) throw new Error(`${dir} has no tokenizer; pass --tokenizer tokenizer.json or bytes`);
+    if (tok) {
+      tokenizer = tok;
+      tokenizerSpec = 'spec' in tok ? (tok as { spec: string }).spec : tok instanceof ByteTokenizer ? 'bytes' : path.join(dir, 'tokenizer.json');
+    }
     if (resumeDir) resumeState = await readTrainState(resumeDir);
   } else {
     if (!job.config) throw new Error('train needs a model: --preset, --arch or --config, or --init DIR to fine-tune');
     const cfg = job.config;
-    const tok = await openTokenizer(job.tokenizer, cfg.vocabSize);
-    tokenizer = tok; tokenizerSpec = tok.spec;
-    if (tok.vocabSize > cfg.vocabSize) throw new Error(`the tokenizer has ${tok.vocabSize} ids but the model only ${cfg.vocabSize} embedding rows`);
+    if (needsTokenizer || job.tokenizer) {
+      const tok = await openTokenizer(job.tokenizer, cfg.vocabSize);
+      tokenizer = tok; tokenizerSpec = tok.spec;
+      if (tok.vocabSize > cfg.vocabSize) throw new Error(`the tokenizer has ${tok.vocabSize} ids but the model only ${cfg.vocabSize} embedding rows`);
+    }
     model = SambaModel.random(cfg, be, job.seed);
   }
-  if (tokenizer.vocabSize > model.config.vocabSize) throw new Error(`the tokenizer has ${tokenizer.vocabSize} ids but the model only ${model.config.vocabSize}`);
+  if (tokenizer && tokenizer.vocabSize > model.config.vocabSize) throw new Error(`the tokenizer has ${tokenizer.vocabSize} ids but the model only ${model.config.vocabSize}`);
 
-  const tokens = await loadTokens(job.data, tokenizer);
-  const { train, val } = splitValidation(tokens, job.valFraction, job.seqLen + 1);
-  const sampler = new WindowSampler(train, job.seqLen, job.batch, job.seed);
-  const trainer = new Trainer(model, sampler, job.train);
+  let source: BatchSource, what: string;
+  let evaluate: () => Promise<{ loss: number; accuracy?: number; tokenAccuracy?: number } | null>;
+  let trainer: Trainer;
+  if (job.task) {
+    const task = createTask(job.task, tokenizer);
+    if (task.vocabSize > model.config.vocabSize) {
+      throw new Error(`the ${task.name} task needs a vocabulary of ${task.vocabSize}${job.task.name === 'passkey' ? ' (its tokenizer\'s)' : ''}, the model has only ${model.config.vocabSize}`);
+    }
+    source = new TaskBatches(task, job.seqLen, job.batch, job.seed);
+    what = `the ${task.name} task (vocabulary ${task.vocabSize}, ${task.answerLength} answer token${task.answerLength > 1 ? 's' : ''} scored per document)`;
+    evaluate = async () => { // the same held-out documents every time
+      const vs = new TaskBatches(task, job.seqLen, job.batch, taskValSeed(job.seed));
+      const loss = await trainer.evaluate(vs, job.evalBatches);
+      const r = await evaluateTask(model, task, job.seqLen, job.evalBatches * job.batch, new Rng(taskValSeed(job.seed) + 1), { batch: job.batch });
+      return { loss, accuracy: r.accuracy, tokenAccuracy: r.tokenAccuracy };
+    };
+  } else {
+    const tokens = await loadTokens(job.data!, tokenizer!);
+    const { train, val } = splitValidation(tokens, job.valFraction, job.seqLen + 1);
+    source = new WindowSampler(train, job.seqLen, job.batch, job.seed);
+    what = `${train.length.toLocaleString('en-US')} training tokens${val ? `, ${val.length.toLocaleString('en-US')} validation` : ''}`;
+    evaluate = async () => {
+      if (!val) return null;
+      const vs = new WindowSampler(val, job.seqLen, job.batch, 1); // the same batches every time
+      return { loss: await trainer.evaluate(vs, job.evalBatches) };
+    };
+  }
+  trainer = new Trainer(model, source, job.train);
   if (resumeState) trainer.restoreState(resumeState);
 
-  const logFile = path.join(job.out, 'train.jsonl'), svgFile = path.join(job.out, 'loss.svg');
-  const curve: [number, number][] = [], valCurve: [number, number][] = [];
+  const logFile = path.join(job.out, 'train.jsonl'), svgFile = path.join(job.out, 'loss.svg'), accFile = path.join(job.out, 'accuracy.svg');
+  const curve: [number, number][] = [], valCurve: [number, number][] = [], accCurve: [number, number][] = [], tokAccCurve: [number, number][] = [];
   if (resumeState) { // keep the log of the steps the checkpoint holds; drop those it lost
     const lines = (await readFile(logFile, 'utf8').catch(() => '')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, number>);
     const kept = lines.filter((l) => l.step <= resumeState!.step);
-    for (const l of kept) { if (l.loss !== undefined) curve.push([l.step, l.loss]); if (l.valLoss !== undefined) valCurve.push([l.step, l.valLoss]); }
+    for (const l of kept) {
+      if (l.loss !== undefined) curve.push([l.step, l.loss]);
+      if (l.valLoss !== undefined) valCurve.push([l.step, l.valLoss]);
+      if (l.valAccuracy !== undefined) accCurve.push([l.step, l.valAccuracy]);
+      if (l.valTokenAccuracy !== undefined) tokAccCurve.push([l.step, l.valTokenAccuracy]);
+    }
     await writeFileAtomic(logFile, kept.map((l) => JSON.stringify(l) + '\n').join(''));
   }
   const log = (o: Record<string, unknown>) => appendFile(logFile, JSON.stringify(o) + '\n');
   const say = (s: string) => { if (!job.quiet) process.stderr.write(s); };
-  say(`training ${model.config.architecture} (${countParams(model.config).toLocaleString('en-US')} parameters) on ${be.name}: ${train.length.toLocaleString('en-US')} training tokens${val ? `, ${val.length.toLocaleString('en-US')} validation` : ''}; ${job.train.steps} steps of ${job.batch}×${job.seqLen}×${job.train.accum}${resumeState ? `; resuming at step ${resumeState.step}` : ''}\n`);
+  say(`training ${model.config.architecture} (${countParams(model.config).toLocaleString('en-US')} parameters) on ${be.name}: ${what}; ${job.train.steps} steps of ${job.batch}×${job.seqLen}×${job.train.accum}${resumeState ? `; resuming at step ${resumeState.step}` : ''}\n`);
 
-  const evaluate = async () => {
-    if (!val) return null;
-    const vs = new WindowSampler(val, job.seqLen, job.batch, 1); // the same batches every time
-    return trainer.evaluate(vs, job.evalBatches);
-  };
   const tty = process.stderr.isTTY && !job.quiet;
-  let lastLoss = NaN, valLoss: number | null = null, t0 = performance.now(), tokensSeen = 0;
+  let lastLoss = NaN, valLoss: number | null = null, valAccuracy: number | null = null, t0 = performance.now(), tokensSeen = 0;
   const startStep = trainer.step;
   while (trainer.step < job.train.steps) {
     const r = await trainer.trainStep();
     lastLoss = r.loss;
-    tokensSeen += r.tokens;
+    tokensSeen += job.batch * job.seqLen * job.train.accum; // positions processed (a task scores only its answers)
     curve.push([r.step, r.loss]);
     const elapsed = (performance.now() - t0) / 1000, rate = tokensSeen / elapsed;
     const eta = ((job.train.steps - r.step) * elapsed) / (r.step - startStep);
@@ -252,18 +315,29 @@ export async function runTraining(job: TrainJob): Promise<{ model: SambaModel; l
     if (r.skipped) { say(`\nstep ${r.step + 1}: the gradient overflowed; loss scale halved to ${trainer.lossScale}, step repeated\n`); continue; }
     const entry: Record<string, unknown> = { step: r.step, loss: r.loss, lr: r.lr, gradNorm: r.gradNorm, tokensPerSecond: rate, time: new Date().toISOString() };
     if (job.evalEvery > 0 && (r.step % job.evalEvery === 0 || r.step === job.train.steps)) {
-      valLoss = await evaluate();
-      if (valLoss !== null) { entry.valLoss = valLoss; valCurve.push([r.step, valLoss]); if (!tty) say(`  validation loss ${valLoss.toFixed(4)}\n`); }
+      const ev = await evaluate();
+      if (ev !== null) {
+        valLoss = ev.loss;
+        entry.valLoss = valLoss; valCurve.push([r.step, valLoss]);
+        if (ev.accuracy !== undefined) {
+          valAccuracy = ev.accuracy;
+          entry.valAccuracy = ev.accuracy; entry.valTokenAccuracy = ev.tokenAccuracy;
+          accCurve.push([r.step, ev.accuracy]); tokAccCurve.push([r.step, ev.tokenAccuracy!]);
+        }
+        const acc = ev.accuracy !== undefined ? `, held-out accuracy ${(100 * ev.accuracy).toFixed(1)}% (answer tokens ${(100 * ev.tokenAccuracy!).toFixed(1)}%)` : '';
+        say(`${tty ? '\n' : ''}  validation loss ${valLoss.toFixed(4)}${acc}\n`);
+      }
     }
     await log(entry);
     if ((job.saveEvery > 0 && r.step % job.saveEvery === 0) || r.step === job.train.steps) {
       await saveCheckpoint(job, model, trainer, tokenizerSpec);
       await writeFileAtomic(svgFile, lossSvg(curve, valCurve));
+      if (job.task) await writeFileAtomic(accFile, accuracySvg(accCurve, tokAccCurve, `${job.task.name} at length ${job.seqLen}`));
     }
   }
   if (tty) say('\n');
-  say(`done: ${path.join(job.out, CKPT)} (loss ${lastLoss.toFixed(4)}${valLoss !== null ? `, validation ${valLoss.toFixed(4)}` : ''}); curve in ${svgFile}\n`);
+  say(`done: ${path.join(job.out, CKPT)} (loss ${lastLoss.toFixed(4)}${valLoss !== null ? `, validation ${valLoss.toFixed(4)}` : ''}${valAccuracy !== null ? `, held-out accuracy ${(100 * valAccuracy).toFixed(1)}%` : ''}); curve in ${svgFile}\n`);
   trainer.optimizer.dispose();
-  return { model, lastLoss, valLoss };
+  return { model, lastLoss, valLoss, valAccuracy };
 }
 
