@@ -10,9 +10,14 @@
 // GPU idle; there the keys of each row are split into S ranges that separate workgroups reduce to
 // partial (max, denominator, weighted sum) triples, and a second kernel merges them
 // (flash-decoding).
+//
+// Prefill with at least a tile of query rows per KV head goes to the tiled kernel of
+// flash-attention.ts instead, which stages keys and values in workgroup memory once per tile of
+// queries rather than once per query.
 import { type GpuContext, type Kernel, Params } from './context.js';
 import { GpuTensor, Storage, bind } from './tensor.js';
 import { BUILTINS, NEG_BIG, WG_INDEX } from './wgsl.js';
+import { type FlashTile, flashAttention, pickTile } from './flash-attention.js';
 
 const WG = 64;
 
@@ -182,9 +187,17 @@ export interface SplitPolicy {
   minKeys: number;
   /** Workgroups worth filling a GPU with. */
   targetWorkgroups: number;
+  /**
+   * Query rows per (sequence, KV head), T·H/Hkv, from which a call with T > 1 takes the tiled
+   * kernel; fewer rows leave most of a tile idle and the per-row kernel (with splits) fills the GPU
+   * better. Tests lower it to 1 to run the tiled kernel on small shapes.
+   */
+  flashMinRows: number;
+  /** The tiled kernel's tile; default: the largest the device's workgroup memory holds. */
+  flashTile?: FlashTile;
 }
 
-export const DEFAULT_SPLIT: SplitPolicy = { minKeys: 256, targetWorkgroups: 1024 };
+export const DEFAULT_SPLIT: SplitPolicy = { minKeys: 256, targetWorkgroups: 1024, flashMinRows: 64 };
 
 /** kc/vc: the cache's k and v, or any buffer when C = 0 (never read then). */
 export function attention(
@@ -193,6 +206,10 @@ export function attention(
 ): void {
   const rows = d.B * d.T * d.H;
   if (rows === 0 || d.hs === 0) return;
+  if (d.T > 1 && d.T * (d.H / d.Hkv) >= policy.flashMinRows) {
+    flashAttention(ctx, out, q, k, v, kc, vc, pos0, d, policy.flashTile ?? pickTile(ctx.device));
+    return;
+  }
   const dpt = Math.ceil(d.hs / WG);
   let kernel = kernels.get(dpt);
   if (!kernel) kernels.set(dpt, (kernel = attentionKernel(dpt)));
