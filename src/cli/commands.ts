@@ -337,9 +337,10 @@ const evalTask: Command = {
       for (const L of lengths) {
         // each length its own documents, the same for a given seed whatever the other lengths
         const r = await evaluateTask(model, task, L, trials, new Rng(seed * 1_000_003 + L), {
-          batch, onProgress: (done, total) => process.stderr.write(`length ${lenLabel(L)}: ${done}/${total}\r`),
+          batch, onProgress: (done, total) => { if (process.stderr.isTTY) process.stderr.write(`\rlength ${lenLabel(L)}: ${done}/${total}`); },
         });
-        process.stderr.write(`length ${lenLabel(L)}: ${(100 * r.accuracy).toFixed(1)}% of ${trials}\n`);
+        const line = `length ${lenLabel(L)}: ${(100 * r.accuracy).toFixed(1)}% of ${trials}`;
+        process.stderr.write(process.stderr.isTTY ? `\r${line}\x1b[K\n` : `${line}\n`);
         results.push(r);
       }
       const kib = (b: number) => (b >= 1024 * 1024 ? `${(b / 1024 / 1024).toFixed(1)} MiB` : `${(b / 1024).toFixed(1)} KiB`);
