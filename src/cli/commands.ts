@@ -17,7 +17,7 @@ import { heatmap, lineChart } from '../eval/plot.js';
 import { writeFileAtomic } from '../node/files.js';
 import { makeConfig, ARCHITECTURES, type Architecture } from '../model/config.js';
 import { defaultTrainOptions } from '../train/trainer.js';
-import { openTokenizer, runTraining, savedTrainOptions, tokenizeToShard, trainedTask } from '../node/train.js';
+import { openTokenizer, resolveModelDir, runTraining, savedTrainOptions, tokenizeToShard, trainedTask } from '../node/train.js';
 import { TASK_NAMES, createTask, isTaskName, type TaskSpec } from '../train/task-spec.js';
 import { evaluateTask, type EvalResult } from '../train/tasks.js';
 import { Rng } from '../core/random.js';
@@ -121,7 +121,7 @@ model (one of):
   --preset NAME                     a preset (samba-lm presets)
   --arch A --d-model D --blocks N   a custom model; also --heads --kv-heads --window --mlp --vocab-size --no-rope
   --config FILE                     a JSON ModelConfig
-  --init DIR                        fine-tune any loadable checkpoint (samba-lm, HF Mamba, microsoft/Samba)
+  --init DIR                        fine-tune any loadable checkpoint (samba-lm, HF Mamba, microsoft/Samba; a run folder: its checkpoint/)
   --resume DIR                      continue a run from DIR/checkpoint (same options)
 data (one of):
   --data PATH                       a text file, a folder of .txt/.md files, or .bin shards (samba-lm tokenize)
@@ -316,7 +316,7 @@ const evalTask: Command = {
   --trials N (100)  --seed S (1)  --batch B (sequences decoded together, 16)  --json FILE  --backend …`,
   async run(v) {
     const lengths = parseLengths(v.lengths, 'eval task');
-    const dir = need(v, 'model', 'eval task');
+    const dir = await resolveModelDir(need(v, 'model', 'eval task'));
     const trained = await trainedTask(dir);
     let spec: TaskSpec;
     if (v.task !== undefined) {
@@ -329,7 +329,7 @@ const evalTask: Command = {
     } else throw new UsageError(`eval task needs --task NAME (${TASK_NAMES.join(', ')}): ${dir} records no training task`);
     const trials = num(v, 'trials', { int: true, min: 1 }) ?? 100, seed = num(v, 'seed', { int: true }) ?? 1;
     const batch = num(v, 'batch', { int: true, min: 1 }) ?? 16;
-    await withModel(v, 'eval task', async ({ model, tokenizer }) => {
+    await withModel({ ...v, model: dir }, 'eval task', async ({ model, tokenizer }) => {
       const task = createTask(spec, tokenizer);
       if (task.vocabSize > model.config.vocabSize) throw new Error(`the ${task.name} task needs a vocabulary of ${task.vocabSize}, the model has only ${model.config.vocabSize}`);
       for (const L of lengths) if (L < task.minLength) throw new UsageError(`--lengths: ${task.name} needs lengths ≥ ${task.minLength}, got ${L}`);

@@ -189,6 +189,13 @@ export async function savedTrainOptions(out: string): Promise<SavedOptions> {
   return JSON.parse(f.metadata.options) as SavedOptions;
 }
 
+/** A training run's output folder stands for its checkpoint: OUT → OUT/checkpoint when OUT holds no model itself. */
+export async function resolveModelDir(dir: string): Promise<string> {
+  const has = (p: string) => stat(p).then((s) => s.isFile(), () => false);
+  if (!(await has(path.join(dir, 'config.json'))) && (await has(path.join(dir, CKPT, 'config.json')))) return path.join(dir, CKPT);
+  return dir;
+}
+
 /** The task a model folder written by training on a task was trained on (from its train state), if any. */
 export async function trainedTask(modelDir: string): Promise<{ task: TaskSpec; seqLen: number } | null> {
   const file = path.join(modelDir, 'train-state.safetensors');
@@ -230,7 +237,7 @@ export async function runTraining(job: TrainJob): Promise<{ model: SambaModel; l
   const resumeDir = job.resume ? await findCheckpoint(job.out) : null;
   if (job.resume && !resumeDir) throw new Error(`nothing to resume in ${job.out} (no ${CKPT}/train-state.safetensors)`);
   if (resumeDir || job.init) {
-    const dir = resumeDir ?? job.init!;
+    const dir = resumeDir ?? (await resolveModelDir(job.init!));
     const loaded = await loadModel(dir, be);
     model = loaded.model;
     const tok = job.tokenizer ? await openTokenizer(job.tokenizer, model.config.vocabSize) : loaded.tokenizer ?? (await loadFolderTokenizer(dir)) ?? null;

@@ -79,7 +79,7 @@ test('finetune --init (a byte-level text model) --task passkey: documents in its
   await writeFile(path.join(data, 'a.txt'), 'The grass is green and the sky is blue. '.repeat(40));
   const base = path.join(tmp, 'text-model'), ft = path.join(tmp, 'passkey-ft');
   ok(await runCli(['train', ...tiny, '--data', data, '--out', base, '--seq-len', '32', '--batch', '2', '--steps', '2']));
-  const r = await runCli(['finetune', '--init', path.join(base, 'checkpoint'), '--task', 'passkey', '--seq-len', '260', '--batch', '2', '--steps', '2',
+  const r = await runCli(['finetune', '--init', base, '--task', 'passkey', '--seq-len', '260', '--batch', '2', '--steps', '2',
     '--eval-every', '2', '--eval-batches', '1', '--out', ft, '--backend', 'cpu']);
   ok(r);
   assert.match(r.stderr, /the passkey task \(vocabulary 257, 6 answer tokens scored per document\); 2 steps of 2×260×1/);
@@ -88,7 +88,7 @@ test('finetune --init (a byte-level text model) --task passkey: documents in its
   assert.ok(Number.isFinite(l[1].valAccuracy) && Number.isFinite(l[1].valLoss));
   const cfg = JSON.parse(await readFile(path.join(ft, 'checkpoint', 'config.json'), 'utf8'));
   assert.deepEqual(cfg.tokenizer, { type: 'bytes', eos: true });
-  const e = await runCli(['eval', 'task', '--model', path.join(ft, 'checkpoint'), '--lengths', '260', '--trials', '2', '--backend', 'cpu']);
+  const e = await runCli(['eval', 'task', '--model', ft, '--lengths', '260', '--trials', '2', '--backend', 'cpu']);
   ok(e);
   assert.match(e.stdout, /^260\s+\d/m);
   // too short for the template: one line
