@@ -80,13 +80,24 @@ export class CpuBackend extends ScopedBackend implements Backend, GradOps {
       throw new Error(`matmul: x ${shapeStr(x.shape)} and w ${shapeStr(w.shape)} do not fit (x·wᵀ needs equal last dims)`);
     }
     const a = f32(x), b = f32(w), out = new Float32Array(M * N);
+    // Four weight rows per pass over a row of x: each x value loaded once serves four outputs.
+    const N4 = N - (N % 4);
     for (let m = 0; m < M; m++) {
-      const ao = m * K;
-      for (let n = 0; n < N; n++) {
+      const ao = m * K, oo = m * N;
+      for (let n = 0; n < N4; n += 4) {
+        const b0 = n * K, b1 = b0 + K, b2 = b1 + K, b3 = b2 + K;
+        let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        for (let k = 0; k < K; k++) {
+          const av = a[ao + k];
+          s0 += av * b[b0 + k]; s1 += av * b[b1 + k]; s2 += av * b[b2 + k]; s3 += av * b[b3 + k];
+        }
+        out[oo + n] = s0; out[oo + n + 1] = s1; out[oo + n + 2] = s2; out[oo + n + 3] = s3;
+      }
+      for (let n = N4; n < N; n++) {
         const bo = n * K;
         let s = 0;
         for (let k = 0; k < K; k++) s += a[ao + k] * b[bo + k];
-        out[m * N + n] = s;
+        out[oo + n] = s;
       }
     }
     return this.make([M, N], out);
@@ -435,6 +446,7 @@ export class CpuBackend extends ScopedBackend implements Backend, GradOps {
     const ddtBias = new Float64Array(C), daLog = new Float64Array(C * N), dd = new Float64Array(C);
     // States of one channel over the whole sequence, recomputed here (never stored by the forward).
     const hs = new Float64Array((T + 1) * N), A = new Float64Array(N), delta = new Float64Array(T), gNext = new Float64Array(N);
+    const decay = new Float64Array(T * N); // exp(Δ_t A) of the recomputation, reused going back
     for (let b = 0; b < B; b++) {
       for (let c = 0; c < C; c++) {
         for (let n = 0; n < N; n++) A[n] = -Math.exp(AL[c * N + n]);
@@ -442,7 +454,10 @@ export class CpuBackend extends ScopedBackend implements Backend, GradOps {
         for (let t = 0; t < T; t++) {
           const r = b * T + t, ut = U[r * C + c];
           const dl = (delta[t] = softplus(DT[r * C + c] + bias[c]));
-          for (let n = 0; n < N; n++) hs[(t + 1) * N + n] = Math.exp(dl * A[n]) * hs[t * N + n] + dl * ut * Bm[r * N + n];
+          for (let n = 0; n < N; n++) {
+            const a = (decay[t * N + n] = Math.exp(dl * A[n]));
+            hs[(t + 1) * N + n] = a * hs[t * N + n] + dl * ut * Bm[r * N + n];
+          }
         }
         gNext.fill(0);
         const dA = new Float64Array(N);
@@ -458,7 +473,7 @@ export class CpuBackend extends ScopedBackend implements Backend, GradOps {
           for (let n = 0; n < N; n++) {
             // G_t = gy·C_t + a_{t+1} G_{t+1}: gNext holds a_{t+1}·G_{t+1}
             const Gt = gy * Cm[r * N + n] + gNext[n];
-            const a = Math.exp(dl * A[n]), hPrev = hs[t * N + n];
+            const a = decay[t * N + n], hPrev = hs[t * N + n];
             dcm[r * N + n] += gy * hs[(t + 1) * N + n];
             dbm[r * N + n] += Gt * dl * ut;
             dut += Gt * dl * Bm[r * N + n];
