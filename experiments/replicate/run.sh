@@ -17,15 +17,19 @@
 # (saved every --save-every steps), so the script can simply be started again. --force redoes evals.
 #
 # Options (or the environment variables in capitals):
-#   --steps N        STEPS       pretraining steps per model (3000: 3000 × 32 × 512 = 49.2M tokens each)
-#   --batch B        BATCH       sequences per step (32)
+#   --steps N        STEPS       pretraining steps per model (3000: 3000 × 16 × 2 × 512 = 49.2M tokens each)
+#   --batch B        BATCH       sequences per micro-batch (16)
+#   --accum K        ACCUM       micro-batches per optimizer step (2: 32 × 512 = 16,384 tokens per step;
+#                                at batch 32 a process peaks at 15 GB (samba) to 29 GB (llama) on an H100)
 #   --lr LR          LR          peak learning rate (1e-3; warm-up 1% of the steps, cosine to lr/10)
-#   --parallel N     PARALLEL    models trained / evaluated at once, each its own process (6)
+#   --parallel N     PARALLEL    models trained / evaluated at once, each its own process (3; measured on an
+#                                H100 80GB: 3 processes at batch 16 peak at 42 GB, 6 run out of memory;
+#                                an H200 141GB should take 6)
 #   --models a,b     MODELS      subset of samba,llama,swa,mamba,mamba-swa-mlp,samba-norope
 #   --stages s,t     STAGES      subset of the stages above
-#   --eval-blocks N  EVAL_BLOCKS val.txt blocks of 4097 tokens for ppl (128; 0 = all ≈ 590)
+#   --eval-blocks N  EVAL_BLOCKS val.txt blocks of 4097 tokens for ppl (0 = all: 592)
 #   --pk-steps N     PK_STEPS    passkey fine-tuning steps (500, as the paper)
-#   --pk-batch B     PK_BATCH    (32)
+#   --pk-batch B     PK_BATCH    (16, with PK_ACCUM 2)
 #   --pk-lr LR       PK_LR       (2e-4; warm-up PK_WARMUP = half the steps, as the paper's 250 of 500)
 #   --pk-lengths L   PK_LENGTHS  (512,1k,2k,4k,8k,16k,32k)
 #   --pk-trials N    PK_TRIALS   keys per length and depth (5, as the paper; 11 depths)
@@ -35,10 +39,12 @@
 #   --runs DIR       RUNS        output folder (experiments/replicate/runs; --micro: experiments/replicate/micro-runs)
 #   --micro          MICRO=1     CPU, a 1 MB slice of the corpus, d_model-32 models, 4 steps, short lengths
 #   --force          FORCE=1     redo the evaluations even if their JSON exists
+#                    DIST        the built package to run (default dist/)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD HERE=experiments/replicate
-CLI="node $ROOT/dist/src/cli/main.js"
+DIST=${DIST:-$ROOT/dist}   # the built samba-lm (npm run build)
+CLI="node $DIST/src/cli/main.js"
 
 ALL_MODELS=samba,llama,swa,mamba,mamba-swa-mlp,samba-norope
 : "${MICRO:=0}" "${FORCE:=0}" "${PK_BASE:=0}"
@@ -49,6 +55,7 @@ while [[ $# -gt 0 ]]; do
     --pk-base) PK_BASE=1 ;;
     --steps) STEPS=$2; shift ;;
     --batch) BATCH=$2; shift ;;
+    --accum) ACCUM=$2; shift ;;
     --lr) LR=$2; shift ;;
     --parallel) PARALLEL=$2; shift ;;
     --models) MODELS=$2; shift ;;
@@ -69,13 +76,13 @@ while [[ $# -gt 0 ]]; do
 done
 
 if [[ $MICRO == 1 ]]; then
-  : "${STEPS:=4}" "${BATCH:=2}" "${SEQ:=64}" "${BACKEND:=cpu}" "${RUNS:=$HERE/micro-runs}" "${PARALLEL:=2}"
-  : "${PPL_LENGTHS:=64,128,256}" "${EVAL_BLOCKS:=2}" "${PK_SEQ:=320}" "${PK_STEPS:=3}" "${PK_BATCH:=2}"
+  : "${STEPS:=4}" "${BATCH:=2}" "${ACCUM:=1}" "${SEQ:=64}" "${BACKEND:=cpu}" "${RUNS:=$HERE/micro-runs}" "${PARALLEL:=2}"
+  : "${PPL_LENGTHS:=64,128,256}" "${EVAL_BLOCKS:=2}" "${PK_SEQ:=320}" "${PK_STEPS:=3}" "${PK_BATCH:=2}" "${PK_ACCUM:=1}"
   : "${PK_LENGTHS:=320,640}" "${PK_DEPTHS:=0,1}" "${PK_TRIALS:=1}" "${EVAL_EVERY:=2}" "${SAVE_EVERY:=2}"
   DATA=$RUNS/data
 else
-  : "${STEPS:=3000}" "${BATCH:=32}" "${SEQ:=512}" "${BACKEND:=webgpu}" "${RUNS:=$HERE/runs}" "${PARALLEL:=6}"
-  : "${PPL_LENGTHS:=512,1024,2048,4096}" "${EVAL_BLOCKS:=128}" "${PK_SEQ:=512}" "${PK_STEPS:=500}" "${PK_BATCH:=32}"
+  : "${STEPS:=3000}" "${BATCH:=16}" "${ACCUM:=2}" "${SEQ:=512}" "${BACKEND:=webgpu}" "${RUNS:=$HERE/runs}" "${PARALLEL:=3}"
+  : "${PPL_LENGTHS:=512,1024,2048,4096}" "${EVAL_BLOCKS:=0}" "${PK_SEQ:=512}" "${PK_STEPS:=500}" "${PK_BATCH:=16}" "${PK_ACCUM:=2}"
   : "${PK_LENGTHS:=512,1k,2k,4k,8k,16k,32k}" "${PK_DEPTHS:=11}" "${PK_TRIALS:=5}" "${EVAL_EVERY:=250}" "${SAVE_EVERY:=100}"
   DATA=data/corpus
 fi
@@ -90,9 +97,9 @@ log() { printf '\n=== %s  %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 export NODE_OPTIONS="${NODE_OPTIONS:-} --max-old-space-size=8192"
 
 mkdir -p "$RUNS"
-log "settings: steps $STEPS × batch $BATCH × seq $SEQ (= $(( STEPS * BATCH * SEQ )) tokens per model), lr $LR, seed $SEED, backend $BACKEND, precision $PRECISION, parallel $PARALLEL, runs $RUNS"
+log "settings: steps $STEPS × batch $BATCH × accum $ACCUM × seq $SEQ (= $(( STEPS * BATCH * ACCUM * SEQ )) tokens per model), lr $LR, seed $SEED, backend $BACKEND, precision $PRECISION, parallel $PARALLEL, runs $RUNS"
 { echo "# $(date -u +%FT%TZ) $(git rev-parse --short HEAD 2>/dev/null || echo no-git) $0"
-  for v in MICRO STEPS BATCH SEQ LR SEED BACKEND PRECISION PARALLEL MODELS STAGES PPL_LENGTHS EVAL_BLOCKS PK_MODELS PK_SEQ PK_STEPS PK_BATCH PK_LR PK_WARMUP PK_LENGTHS PK_DEPTHS PK_TRIALS EVAL_EVERY SAVE_EVERY; do echo "$v=${!v}"; done
+  for v in MICRO STEPS BATCH ACCUM SEQ LR SEED BACKEND PRECISION PARALLEL MODELS STAGES PPL_LENGTHS EVAL_BLOCKS PK_MODELS PK_SEQ PK_STEPS PK_BATCH PK_ACCUM PK_LR PK_WARMUP PK_LENGTHS PK_DEPTHS PK_TRIALS EVAL_EVERY SAVE_EVERY; do echo "$v=${!v}"; done
 } >> "$RUNS/settings.log"
 
 # Runs "name command…" jobs, at most $PARALLEL at once; each job's output goes to its log file.
@@ -173,9 +180,10 @@ if has_stage train; then
       echo "  $m: resuming after step $(last_step "$out")"
       job "train $m" "$out/train.log" $CLI train --resume "$out" --backend "$BACKEND"
     else
+      rm -f "$out/train.jsonl" "$out/loss.svg" # a start that died before its first checkpoint
       cp "$CONFIGS/$m.json" "$out/config.json"
       job "train $m" "$out/train.log" $CLI train --config "$CONFIGS/$m.json" --data "$DATA/train.bin" --tokenizer bytes \
-        --seq-len "$SEQ" --batch "$BATCH" --steps "$STEPS" --lr "$LR" --seed "$SEED" \
+        --seq-len "$SEQ" --batch "$BATCH" --accum "$ACCUM" --steps "$STEPS" --lr "$LR" --seed "$SEED" \
         --eval-every "$EVAL_EVERY" --save-every "$SAVE_EVERY" --log-every 10 \
         --backend "$BACKEND" --precision "$PRECISION" --out "$out"
     fi
@@ -207,8 +215,9 @@ if has_stage passkey-ft; then
       job "passkey-ft $m" "$out/train.log" $CLI finetune --resume "$out" --backend "$BACKEND"
     else
       [[ -f $base/checkpoint/model.safetensors ]] || { echo "  $m: no pretrained checkpoint in $base, skipped"; continue; }
+      rm -f "$out/train.jsonl" "$out/loss.svg" "$out/accuracy.svg"
       job "passkey-ft $m" "$out/train.log" $CLI finetune --init "$base/checkpoint" --task passkey --seq-len "$PK_SEQ" \
-        --batch "$PK_BATCH" --steps "$PK_STEPS" --lr "$PK_LR" --warmup "$PK_WARMUP" --seed "$SEED" \
+        --batch "$PK_BATCH" --accum "$PK_ACCUM" --steps "$PK_STEPS" --lr "$PK_LR" --warmup "$PK_WARMUP" --seed "$SEED" \
         --eval-every "$(( PK_STEPS >= 50 ? 50 : 1 ))" --eval-batches 2 --save-every "$SAVE_EVERY" --log-every 10 \
         --backend "$BACKEND" --precision "$PRECISION" --out "$out"
     fi
