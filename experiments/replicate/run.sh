@@ -3,7 +3,7 @@
 # (docs/RESULTS.md says what it shows and how it was run). From the repository root:
 #
 #   bash experiments/replicate/run.sh [options]            # the full run (WebGPU)
-#   bash experiments/replicate/run.sh --micro              # CPU smoke test of every stage, ~minutes
+#   bash experiments/replicate/run.sh --micro              # CPU smoke test of every stage, ~40 s
 #
 # Stages (all by default, in this order; --stages picks some): corpus tokenize train ppl passkey-ft passkey summary
 #   corpus      unpack data/corpus-pack/*.xz into data/corpus/ (made by scripts/corpus.mjs) unless present
