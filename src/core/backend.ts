@@ -226,10 +226,14 @@ export interface GradOps {
   attentionBackward(q: Tensor, k: Tensor, v: Tensor, dOut: Tensor, args: AttentionArgs): { dq: Tensor; dk: Tensor; dv: Tensor };
   /** Backward of conv1dSilu with a zero initial state. */
   conv1dSiluBackward(x: Tensor, w: Tensor, b: Tensor, dy: Tensor): { dx: Tensor; dw: Tensor; db: Tensor };
-  /** Backward of selectiveScan with h0 = 0; dy is the gradient of its gated output y. */
+  /**
+   * Backward of selectiveScan from the initial state h0 [B, C, N] (null: zeros); dy is the gradient
+   * of its gated output y. h0 is a constant here (state carried between training windows gets no
+   * gradient).
+   */
   selectiveScanBackward(
     u: Tensor, dt: Tensor, dtBias: Tensor, aLog: Tensor,
-    bm: Tensor, cm: Tensor, d: Tensor, z: Tensor, dy: Tensor,
+    bm: Tensor, cm: Tensor, d: Tensor, z: Tensor, dy: Tensor, h0?: Tensor | null,
   ): ScanGrads;
   /**
    * Softmax cross-entropy per row of logits [R, V] against targets [R] (a negative target is

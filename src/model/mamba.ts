@@ -17,11 +17,16 @@ export interface MambaState {
 
 export interface MambaSaved {
   u: Tensor; x: Tensor; z: Tensor; xc: Tensor; delta: Tensor; dt: Tensor; bm: Tensor; cm: Tensor; y: Tensor;
+  /** The SSM state the window started from (null: zeros); the backward treats it as a constant. */
+  h0: Tensor | null;
   B: number; T: number;
 }
 
-/** u [B·T, d] (normalised) → { out [B·T, d], state after the last token } */
-export function mamba(be: Backend, p: Params, cfg: ModelConfig, u: Tensor, B: number, T: number, state: MambaState | null): { out: Tensor; state: MambaState; saved: MambaSaved } {
+/**
+ * u [B·T, d] (normalised) → { out [B·T, d], state after the last token }. Either part of the state
+ * may be missing (zeros); training windows that carry state carry only the SSM part.
+ */
+export function mamba(be: Backend, p: Params, cfg: ModelConfig, u: Tensor, B: number, T: number, state: Partial<MambaState> | null): { out: Tensor; state: MambaState; saved: MambaSaved } {
   const di = dInner(cfg), { dState: N, dtRank: R } = cfg.mamba;
   const xz = be.matmul(u, p('in_proj.weight')); // [B·T, 2·d_inner]
   const x = be.reshape(be.sliceCols(xz, 0, di), [B, T, di]);
@@ -35,14 +40,14 @@ export function mamba(be: Backend, p: Params, cfg: ModelConfig, u: Tensor, B: nu
   const scan = be.selectiveScan(conv.y, dt, p('dt_proj.bias'), p('A_log'), bm, cm, p('D'), z, state?.ssm ?? null);
   const y = be.reshape(scan.y, [B * T, di]);
   const out = be.matmul(y, p('out_proj.weight')); // [B·T, d]
-  return { out, state: { conv: conv.state, ssm: scan.h }, saved: { u, x, z, xc: conv.y, delta, dt, bm, cm, y, B, T } };
+  return { out, state: { conv: conv.state, ssm: scan.h }, saved: { u, x, z, xc: conv.y, delta, dt, bm, cm, y, h0: state?.ssm ?? null, B, T } };
 }
 
-/** Backward from a zero initial state (training on whole sequences). */
+/** Backward from a fresh conv state and the saved SSM state h0 (no gradient flows into h0). */
 export function mambaBackward(be: TrainBackend, p: Params, cfg: ModelConfig, s: MambaSaved, dOut: Tensor): { dx: Tensor; grads: Grads } {
   const di = dInner(cfg), { dState: N } = cfg.mamba, { B, T } = s;
   const dy = be.reshape(be.matmulNN(dOut, p('out_proj.weight')), [B, T, di]);
-  const g = be.selectiveScanBackward(s.xc, s.dt, p('dt_proj.bias'), p('A_log'), s.bm, s.cm, p('D'), s.z, dy);
+  const g = be.selectiveScanBackward(s.xc, s.dt, p('dt_proj.bias'), p('A_log'), s.bm, s.cm, p('D'), s.z, dy, s.h0);
   const ddt = be.reshape(g.ddt, [B * T, di]);
   const dDelta = be.matmulNN(ddt, p('dt_proj.weight')); // [B·T, R]
   const ddbc = be.concatCols([dDelta, be.reshape(g.dbm, [B * T, N]), be.reshape(g.dcm, [B * T, N])]);

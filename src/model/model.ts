@@ -26,6 +26,22 @@ export interface LossAndGrads {
   count: number;
   /** ∂loss/∂parameter (times the loss scale, if one was given), by samba-lm parameter name. */
   grads: Map<string, Tensor>;
+  /**
+   * With `ssmStates` given: each Mamba layer's SSM state after the window, [B, d_inner, N] (kept;
+   * the caller disposes them), indexed by layer like `ssmStates`; null for other layers.
+   */
+  ssmStates?: (Tensor | null)[];
+}
+
+export interface LossOptions {
+  /** Multiplies the loss (and so the gradients): mixed precision. Default 1. */
+  lossScale?: number;
+  /**
+   * Carried state (truncated backpropagation through time): per layer index, the SSM state each
+   * Mamba layer starts this window from (null or missing: zeros). No gradient flows into it; the
+   * conv and attention start fresh, so a window should begin at a document boundary.
+   */
+  ssmStates?: readonly (Tensor | null)[];
 }
 
 type Saved =
@@ -141,7 +157,7 @@ export class SambaModel {
    * needs (every sub-layer's activations); without, each sub-layer's intermediates are freed as
    * soon as it is done, so inference holds one sub-layer's activations at a time.
    */
-  private trunk(ids: Int32Array, B: number, T: number, pos0: Int32Array, state: DecodeState | undefined, training: boolean) {
+  private trunk(ids: Int32Array, B: number, T: number, pos0: Int32Array, state: DecodeState | undefined, training: boolean, ssmInit?: readonly (Tensor | null)[]) {
     const be = this.backend, c = this.config;
     const hasAttention = this.kinds.some((k) => k === 'swa' || k === 'attn');
     let rope: AttentionCall['rope'] = null;
@@ -159,7 +175,7 @@ export class SambaModel {
         const st = state?.layers[j] ?? null;
         let y: Tensor, ms: MambaState | null = null, sv: Saved;
         if (kind === 'mamba') {
-          const r = mamba(be, p, c, xn, B, T, st?.kind === 'mamba' ? st : null);
+          const r = mamba(be, p, c, xn, B, T, st?.kind === 'mamba' ? st : ssmInit?.[j] ? { ssm: ssmInit[j]! } : null);
           ms = r.state; y = r.out; sv = { kind: 'mamba', s: r.saved };
         } else if (kind === 'mlp') {
           const r = mlp(be, p, xn);
@@ -175,6 +191,7 @@ export class SambaModel {
         inputs.push(x);
         const r = sublayer();
         saved.push(r.sv);
+        mambaStates[j] = r.ms;
         x = r.x;
       } else {
         const prev = x;
@@ -190,9 +207,10 @@ export class SambaModel {
 
   /**
    * The mean next-token cross-entropy of ids [B, T] against targets [B, T] (a negative target is
-   * not scored) and its gradient with respect to every parameter. Whole sequences, no state.
+   * not scored) and its gradient with respect to every parameter. Whole sequences, from a zero
+   * state unless `opts.ssmStates` carries the Mamba layers' states in.
    */
-  async lossAndGrads(ids: Int32Array, targets: Int32Array, B: number, T: number, opts: { lossScale?: number } = {}): Promise<LossAndGrads> {
+  async lossAndGrads(ids: Int32Array, targets: Int32Array, B: number, T: number, opts: LossOptions = {}): Promise<LossAndGrads> {
     const lossScale = opts.lossScale ?? 1; // gradients come back multiplied by it (mixed precision)
     const be = this.backend as TrainBackend, c = this.config;
     if (typeof be.matmulTN !== 'function') throw new Error(`the ${be.name} backend has no training ops`);
@@ -200,8 +218,17 @@ export class SambaModel {
     for (const y of targets) if (y >= c.vocabSize) throw new Error(`target id ${y} is outside the vocabulary [0, ${c.vocabSize})`);
     const count = targets.reduce((n, y) => n + (y >= 0 ? 1 : 0), 0);
     if (count === 0) throw new Error('lossAndGrads: no targets to score');
-    const { lossT, grads } = be.tidy(() => {
-      const run = this.trunk(ids, B, T, new Int32Array(B), undefined, true);
+    const carry = opts.ssmStates;
+    if (carry) {
+      carry.forEach((h, j) => {
+        if (!h) return;
+        if (this.kinds[j] !== 'mamba') throw new Error(`lossAndGrads: ssmStates[${j}] is given but layer ${j} is ${this.kinds[j] ?? 'missing'}, not mamba`);
+        const want = [B, dInner(c), c.mamba.dState];
+        if (h.shape.join() !== want.join()) throw new Error(`lossAndGrads: ssmStates[${j}] is [${h.shape}], expected [${want}]`);
+      });
+    }
+    const { lossT, grads, ssmStates } = be.tidy(() => {
+      const run = this.trunk(ids, B, T, new Int32Array(B), undefined, true, carry);
       const grads = new Map<string, Tensor>();
       const acc = (name: string, g: Tensor) => { const old = grads.get(name); grads.set(name, old ? be.add(old, g) : g); };
       // LM head + cross-entropy, in row chunks so [rows, V] logits stay bounded
@@ -234,11 +261,12 @@ export class SambaModel {
       }
       acc('embed.weight', be.embeddingBackward(dx, run.idsT, c.vocabSize));
       for (const [n, g] of grads) grads.set(n, be.keep(g));
-      return { lossT: be.keep(lossT), grads };
+      const ssmStates = carry ? this.kinds.map((_, j) => { const ms = run.mambaStates[j]; return ms ? be.keep(ms.ssm) : null; }) : undefined;
+      return { lossT: be.keep(lossT), grads, ssmStates };
     });
     const loss = (await be.read(lossT))[0] / count;
     be.dispose(lossT);
-    return { loss, count, grads };
+    return ssmStates ? { loss, count, grads, ssmStates } : { loss, count, grads };
   }
 
   /** Full-attention caches double until they hold `needed` positions. */

@@ -3,7 +3,7 @@
 // Everything that decides the next step (weights, moments, step count, the batch RNG) can be
 // exported and restored, so a resumed run continues exactly where it stopped.
 import type { Backend, GradOps, Tensor } from '../core/backend.js';
-import type { Rng } from '../core/random.js';
+import { Rng } from '../core/random.js';
 import type { SambaModel } from '../model/model.js';
 import type { Batch } from './data.js';
 import { AdamW, REFERENCE_ADAMW, learningRate, type AdamWConfig, type Schedule } from './optimizer.js';
@@ -26,6 +26,13 @@ export interface TrainOptions {
   lossScale?: number;
   schedule: Schedule;
   adamw: AdamWConfig;
+  /**
+   * Truncated backpropagation through time for the Mamba layers: each batch row's SSM states are
+   * carried (without gradient) into the row's next window, so the model learns to start from the
+   * state a long history leaves behind, not only from zeros. Every window should be a whole
+   * document. Before each window a row starts afresh with probability `resetProbability`.
+   */
+  carryState?: { resetProbability: number; seed: number };
 }
 
 export function defaultTrainOptions(steps: number, lr = 4e-4, over: Partial<TrainOptions> = {}): TrainOptions {
@@ -52,6 +59,8 @@ export interface TrainerState {
   step: number;
   lossScale?: number;
   rng: number[];
+  /** carryState: the reset RNG and each layer's carried SSM state (null: none yet / not Mamba). */
+  carry?: { rng: number[]; states: (Float32Array | null)[] };
   m: Map<string, Float32Array>;
   v: Map<string, Float32Array>;
 }
@@ -60,12 +69,38 @@ export class Trainer {
   readonly optimizer: AdamW;
   private be: Backend & GradOps;
   lossScale: number;
+  /** carryState: the SSM states carried into the next window, per layer, and the reset RNG. */
+  private carried: (Tensor | null)[] | null = null;
+  private carryRng: Rng | null = null;
 
   constructor(readonly model: SambaModel, readonly data: BatchSource, readonly opts: TrainOptions) {
     this.be = model.backend as Backend & GradOps;
     if (typeof this.be.adamw !== 'function') throw new Error(`the ${this.be.name} backend has no training ops`);
     this.optimizer = new AdamW(this.be, model.params, opts.adamw);
     this.lossScale = opts.lossScale ?? 1;
+    if (opts.carryState) {
+      const p = opts.carryState.resetProbability;
+      if (!(p >= 0 && p <= 1)) throw new Error(`carryState.resetProbability must be in [0, 1], got ${p}`);
+      if (opts.accum !== 1) throw new Error('carryState needs accum 1 (each window continues the previous one)');
+      this.carryRng = new Rng(opts.carryState.seed);
+    }
+  }
+
+  /** The carried states for the next window, with the rows drawn for a reset zeroed. */
+  private async carryIn(): Promise<(Tensor | null)[] | undefined> {
+    if (!this.carryRng) return undefined;
+    const B = this.data.batch, p = this.opts.carryState!.resetProbability;
+    const reset = Array.from({ length: B }, () => this.carryRng!.uniform(0, 1) < p);
+    if (!this.carried || !reset.some((r) => r)) return this.carried ?? [];
+    const be = this.be, out: (Tensor | null)[] = [];
+    for (const h of this.carried) {
+      if (!h) { out.push(null); continue; }
+      const data = await be.read(h), row = data.length / B;
+      reset.forEach((r, b) => { if (r) data.fill(0, b * row, (b + 1) * row); });
+      out.push(be.keep(be.tensor(data, h.shape)));
+      be.dispose(h);
+    }
+    return (this.carried = out);
   }
 
   get step(): number { return this.optimizer.step; }
@@ -75,7 +110,12 @@ export class Trainer {
     let sum: Map<string, Tensor> | null = null, lossSum = 0, tokens = 0;
     for (let a = 0; a < accum; a++) {
       const batch = this.data.next();
-      const r = await this.model.lossAndGrads(batch.ids, batch.targets, this.data.batch, this.data.seqLen, { lossScale: this.lossScale });
+      const ssmStates = await this.carryIn();
+      const r = await this.model.lossAndGrads(batch.ids, batch.targets, this.data.batch, this.data.seqLen, { lossScale: this.lossScale, ssmStates });
+      if (ssmStates) {
+        for (const h of this.carried ?? []) if (h) be.dispose(h);
+        this.carried = r.ssmStates!;
+      }
       lossSum += r.loss;
       tokens += r.count;
       if (!sum) sum = r.grads;
@@ -113,7 +153,9 @@ export class Trainer {
 
   async exportState(): Promise<TrainerState> {
     const read = async (m: Map<string, Tensor>) => new Map(await Promise.all([...m].map(async ([n, t]) => [n, await this.be.read(t)] as const)));
-    return { step: this.optimizer.step, lossScale: this.lossScale, rng: this.data.rng.getState(), m: await read(this.optimizer.m), v: await read(this.optimizer.v) };
+    const s: TrainerState = { step: this.optimizer.step, lossScale: this.lossScale, rng: this.data.rng.getState(), m: await read(this.optimizer.m), v: await read(this.optimizer.v) };
+    if (this.carryRng) s.carry = { rng: this.carryRng.getState(), states: await Promise.all((this.carried ?? []).map((h) => (h ? this.be.read(h) : null))) };
+    return s;
   }
 
   restoreState(s: TrainerState): void {
@@ -131,5 +173,19 @@ export class Trainer {
     this.optimizer.step = s.step;
     if (s.lossScale !== undefined) this.lossScale = s.lossScale;
     this.data.rng.setState(s.rng);
+    if (this.carryRng) {
+      if (!s.carry) throw new Error('the saved trainer state has no carried states, but this run carries state');
+      this.carryRng.setState(s.carry.rng);
+      for (const h of this.carried ?? []) if (h) be.dispose(h);
+      const shape = (j: number) => [this.data.batch, s.carry!.states[j]!.length / this.data.batch / this.model.config.mamba.dState, this.model.config.mamba.dState];
+      this.carried = s.carry.states.length ? s.carry.states.map((d, j) => (d ? be.keep(be.tensor(d, shape(j))) : null)) : null;
+    }
+  }
+
+  /** Frees the optimizer's moments and any carried state. */
+  dispose(): void {
+    this.optimizer.dispose();
+    for (const h of this.carried ?? []) if (h) this.be.dispose(h);
+    this.carried = null;
   }
 }

@@ -437,9 +437,10 @@ export class CpuBackend extends ScopedBackend implements Backend, GradOps {
 
   selectiveScanBackward(
     u: Tensor, dt: Tensor, dtBias: Tensor, aLog: Tensor,
-    bm: Tensor, cm: Tensor, d: Tensor, z: Tensor, dy: Tensor,
+    bm: Tensor, cm: Tensor, d: Tensor, z: Tensor, dy: Tensor, h0: Tensor | null = null,
   ): ScanGrads {
-    const { B, T, C, N } = checkScan('selectiveScanBackward', u, dt, dtBias, aLog, bm, cm, d, z, { dy });
+    const { B, T, C, N } = checkScan('selectiveScanBackward', u, dt, dtBias, aLog, bm, cm, d, z, { dy, h0 });
+    const H0 = h0 ? f32(h0) : null;
     const U = f32(u), DT = f32(dt), bias = f32(dtBias), AL = f32(aLog), Bm = f32(bm), Cm = f32(cm), Dv = f32(d), Z = f32(z), G = f32(dy);
     const du = new Float32Array(u.size), ddt = new Float32Array(u.size), dz = new Float32Array(u.size);
     const dbm = new Float64Array(bm.size), dcm = new Float64Array(cm.size);
@@ -450,7 +451,7 @@ export class CpuBackend extends ScopedBackend implements Backend, GradOps {
     for (let b = 0; b < B; b++) {
       for (let c = 0; c < C; c++) {
         for (let n = 0; n < N; n++) A[n] = -Math.exp(AL[c * N + n]);
-        hs.fill(0, 0, N); // h_{-1} = 0 lives in slot 0; h_t in slot t+1
+        for (let n = 0; n < N; n++) hs[n] = H0 ? H0[(b * C + c) * N + n] : 0; // h_{-1} lives in slot 0; h_t in slot t+1
         for (let t = 0; t < T; t++) {
           const r = b * T + t, ut = U[r * C + c];
           const dl = (delta[t] = softplus(DT[r * C + c] + bias[c]));

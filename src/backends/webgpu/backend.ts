@@ -417,12 +417,12 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
 
   selectiveScanBackward(
     u: Tensor, dt: Tensor, dtBias: Tensor, aLog: Tensor,
-    bm: Tensor, cm: Tensor, d: Tensor, z: Tensor, dy: Tensor,
+    bm: Tensor, cm: Tensor, d: Tensor, z: Tensor, dy: Tensor, h0: Tensor | null = null,
   ): ScanGrads {
-    const op = 'selectiveScanBackward', { B, T, C, N } = checkScan(op, u, dt, dtBias, aLog, bm, cm, d, z, { dy });
+    const op = 'selectiveScanBackward', { B, T, C, N } = checkScan(op, u, dt, dtBias, aLog, bm, cm, d, z, { dy, h0 });
     const x = {
       u: gpu(u, op), dt: gpu(dt, op), dtBias: gpu(dtBias, op), aLog: gpu(aLog, op), bm: gpu(bm, op),
-      cm: gpu(cm, op), d: gpu(d, op), z: gpu(z, op), dy: gpu(dy, op),
+      cm: gpu(cm, op), d: gpu(d, op), z: gpu(z, op), dy: gpu(dy, op), h0: h0 ? gpu(h0, op) : null,
     };
     const g = {
       du: this.make(u.shape), ddt: this.make(u.shape), dz: this.make(u.shape), dbm: this.make(bm.shape), dcm: this.make(cm.shape),

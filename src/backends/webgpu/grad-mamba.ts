@@ -171,7 +171,7 @@ function scanGroup(N: number): number {
 // Packed inputs (kept within 8 storage bindings):
 //   BC    = [B (B·T·N) | C (B·T·N)]
 //   PARCK = [dtBias (C) | D (C) | aLog (C·N) | checkpoints (B·Q·C·N)], checkpoint (b, q, c) holding
-//           the state before step q·KC.
+//           the state before step q·KC; checkpoint (b, 0, c) is filled with h0 (or zeros) first.
 
 // 1. The forward recurrence (the same arithmetic as the forward kernel), storing checkpoints.
 function checkpointKernel(N: number): Kernel {
@@ -199,6 +199,8 @@ fn main(${BUILTINS}) {
   var a: array<f32, ${NA}>;
   var h: array<f32, ${NA}>;
   for (var n = 0u; n < ${N}u; n++) { a[n] = -exp(PARCK[2u * p.C + c * ${N}u + n]); }
+  let first = ck0 + (b * p.Q * p.C + c) * ${N}u;
+  for (var n = 0u; n < ${N}u; n++) { h[n] = PARCK[first + n]; }
   for (var t = 0u; t < p.T; t++) {
     if (t % ${KC}u == 0u) {
       let base = ck0 + ((b * p.Q + t / ${KC}u) * p.C + c) * ${N}u;
@@ -383,6 +385,8 @@ export interface ScanGradTensors {
 
 export interface ScanInputs {
   u: GpuTensor; dt: GpuTensor; dtBias: GpuTensor; aLog: GpuTensor; bm: GpuTensor; cm: GpuTensor; d: GpuTensor; z: GpuTensor; dy: GpuTensor;
+  /** The initial state [B, C, N], or null for zeros. */
+  h0: GpuTensor | null;
 }
 
 export function selectiveScanBackward(ctx: GpuContext, g: ScanGradTensors, x: ScanInputs, B: number, T: number, C: number, N: number): void {
@@ -401,6 +405,11 @@ export function selectiveScanBackward(ctx: GpuContext, g: ScanGradTensors, x: Sc
   ctx.copy(x.dtBias.buf!, 0, parck.buf!, 0, C * f);
   ctx.copy(x.d.buf!, 0, parck.buf!, C * f, C * f);
   ctx.copy(x.aLog.buf!, 0, parck.buf!, 2 * C * f, C * N * f);
+  for (let b = 0; b < B; b++) { // checkpoint (b, 0) = h0[b]: the recurrence starts from it
+    const at = (ck0 + b * Q * C * N) * f;
+    if (x.h0) ctx.copy(x.h0.buf!, b * C * N * f, parck.buf!, at, C * N * f);
+    else if (N) ctx.clear(parck.buf!, at, C * N * f);
+  }
   ctx.dispatch(
     scanKernel(`ck${N}`, () => checkpointKernel(N)), new Params().u32(B, T, C, Q),
     [bind(x.u), bind(x.dt), bind(bc), bind(parck)], Math.ceil((B * C) / 64),

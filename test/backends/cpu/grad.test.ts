@@ -97,6 +97,19 @@ test('selective scan: every input', () => {
   }, { samples: 30 });
 });
 
+test('selective scan from a carried state h0: every input (h0 held constant)', () => {
+  const B = 2, T = 9, C = 3, N = 4;
+  const u = rand([B, T, C]), dt = rand([B, T, C], 2), dtBias = rand([C]), aLog = rand([C, N], 1);
+  const bm = rand([B, T, N]), cm = rand([B, T, N]), d = rand([C]), z = rand([B, T, C], 2), r = rand([B, T, C]), h0 = rand([B, C, N], 2);
+  const g = be.selectiveScanBackward(u, dt, dtBias, aLog, bm, cm, d, z, r, h0);
+  check('scan h0', [u, dt, dtBias, aLog, bm, cm, d, z], (x) => be.selectiveScan(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], h0).y, r, {
+    u: [0, g.du], dt: [1, g.ddt], dtBias: [2, g.ddtBias], aLog: [3, g.daLog], B: [4, g.dbm], C: [5, g.dcm], D: [6, g.dd], z: [7, g.dz],
+  }, { samples: 30 });
+  // and the state matters: the same inputs from zeros give other gradients
+  const g0 = be.selectiveScanBackward(u, dt, dtBias, aLog, bm, cm, d, z, r, null);
+  assert.notDeepEqual((g0.dcm as CpuTensor).data, (g.dcm as CpuTensor).data);
+});
+
 test('cross-entropy: loss and dlogits, ignored targets', () => {
   const logits = rand([5, 7], 3), targets = be.ids(Int32Array.of(2, -1, 6, 0, 3), [5]);
   const { loss, dlogits } = be.crossEntropy(logits, targets, 0.5);

@@ -170,14 +170,14 @@ test('webgpu conv1dSiluBackward: kernel sizes 1 … 4, T below and above K−1, 
   }
 });
 
-test('webgpu selectiveScanBackward: T across checkpoint chunks, channels across workgroups, softplus past 20', async (t) => {
+test('webgpu selectiveScanBackward: T across checkpoint chunks, channels across workgroups, softplus past 20, with and without h0', async (t) => {
   const be = await gpuBackendOrSkip(t);
   if (!be) return;
   const rng = new Rng(7);
   // chunk sizes: N=16 → 16 steps, N=4 and N=1 → 64 steps
   assert.equal(scanChunk(16), 16);
   assert.equal(scanChunk(4), 64);
-  for (const [B, T, C, N] of [[2, 40, 67, 16], [2, 16, 5, 16], [1, 70, 5, 4], [3, 7, 3, 1], [1, 130, 130, 1], [2, 33, 130, 16]]) {
+  for (const [i, [B, T, C, N]] of ([[2, 40, 67, 16], [2, 16, 5, 16], [1, 70, 5, 4], [3, 7, 3, 1], [1, 130, 130, 1], [2, 33, 130, 16]] as const).entries()) {
     const three = [B, T, C];
     const [gu, cu] = twin(be, three, rand(rng, three, -2, 2));
     const dtData = rand(rng, three, -5, 3);
@@ -190,10 +190,12 @@ test('webgpu selectiveScanBackward: T across checkpoint chunks, channels across 
     const [gd, cd] = twin(be, [C], rand(rng, [C]));
     const [gz, cz] = twin(be, three, rand(rng, three, -4, 4));
     const [gy, cy] = twin(be, three, rand(rng, three));
-    const g = be.selectiveScanBackward(gu, gdt, gbias, ga, gbm, gcm, gd, gz, gy);
-    const c = cpu.selectiveScanBackward(cu, cdt, cbias, ca, cbm, ccm, cd, cz, cy);
+    // every other case starts from a carried state (truncated BPTT), the rest from zeros
+    const [gh, ch] = i % 2 === 1 ? twin(be, [B, C, N], rand(rng, [B, C, N], -2, 2)) : [null, null];
+    const g = be.selectiveScanBackward(gu, gdt, gbias, ga, gbm, gcm, gd, gz, gy, gh);
+    const c = cpu.selectiveScanBackward(cu, cdt, cbias, ca, cbm, ccm, cd, cz, cy, ch);
     for (const n of ['du', 'ddt', 'dz', 'dbm', 'dcm', 'ddtBias', 'daLog', 'dd'] as const) {
-      await same(`scan B=${B} T=${T} C=${C} N=${N}: ${n}`, be, g[n], c[n]);
+      await same(`scan B=${B} T=${T} C=${C} N=${N}${gh ? ' h0' : ''}: ${n}`, be, g[n], c[n]);
     }
   }
 });
