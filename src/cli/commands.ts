@@ -139,6 +139,9 @@ data (one of):
 schedule (defaults: the reference recipe, AdamW 0.9/0.95, wd 0.1, clip 1.0):
   --seq-len T (default 512)  --batch B (8)  --accum K (1)  --steps N (1000)
   --lr LR (4e-4)  --min-lr (lr/10)  --warmup STEPS (1% of steps)
+  --carry-state P                   truncated BPTT: each batch row's Mamba SSM states carry (without gradient)
+                                    into its next window, reset to zeros with probability P per window
+                                    (with --task: a row's documents form one endless stream)
 output:
   --out DIR                         checkpoint/, train.jsonl, loss.svg
   --eval-every N (100)  --eval-batches N (8; tasks: × --batch held-out documents)  --save-every N (100)  --log-every N (10)
@@ -184,6 +187,12 @@ async function trainCommand(v: CliValues, mode: 'train' | 'finetune'): Promise<v
   const train = defaultTrainOptions(steps, lr, { accum: num(v, 'accum', { int: true, min: 1 }) ?? 1 });
   train.schedule.minLr = num(v, 'min-lr', { min: 0 }) ?? lr / 10;
   train.schedule.warmup = num(v, 'warmup', { int: true, min: 0 }) ?? train.schedule.warmup;
+  const carry = num(v, 'carry-state', { min: 0 });
+  if (carry !== undefined) {
+    if (carry > 1) throw new UsageError(`--carry-state is a reset probability in [0, 1], got ${carry}`);
+    if (train.accum !== 1) throw new UsageError('--carry-state needs --accum 1 (each window continues the previous one)');
+    train.carryState = { resetProbability: carry, seed: (num(v, 'seed', { int: true, min: 0 }) ?? 3407) + 1 };
+  }
   const precision = v.precision ?? 'f32';
   if (precision !== 'f32' && precision !== 'mixed') throw new UsageError('--precision must be f32 or mixed');
   const lossScale = num(v, 'loss-scale', { min: 1 }) ?? (precision === 'mixed' ? 1024 : 1);

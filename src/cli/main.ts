@@ -80,6 +80,7 @@ export const OPTIONS = {
   quick: { type: 'boolean' },
   precision: { type: 'string' },
   'loss-scale': { type: 'string' },
+  'carry-state': { type: 'string' },
   format: { type: 'string' },
   lengths: { type: 'string' },
   depths: { type: 'string' },

@@ -148,8 +148,13 @@ async function saveCheckpoint(job: TrainJob, model: SambaModel, trainer: Trainer
     { name: `m.${n}`, shape: [m.length], dtype: 'F32' as const, data: m },
     { name: `v.${n}`, shape: [m.length], dtype: 'F32' as const, data: st.v.get(n)! },
   ]);
+  // --carry-state: each layer's carried SSM states and the reset RNG
+  st.carry?.states.forEach((h, j) => { if (h) tensors.push({ name: `carry.${j}`, shape: [h.length], dtype: 'F32' as const, data: h }); });
   await writeSafetensorsFile(path.join(tmp, 'train-state.safetensors'), tensors, {
-    metadata: { step: String(st.step), rng: JSON.stringify(st.rng), lossScale: String(st.lossScale ?? 1), options: JSON.stringify(savedOptions(job)) },
+    metadata: {
+      step: String(st.step), rng: JSON.stringify(st.rng), lossScale: String(st.lossScale ?? 1), options: JSON.stringify(savedOptions(job)),
+      ...(st.carry ? { carry: JSON.stringify({ rng: st.carry.rng, layers: st.carry.states.length }) } : {}),
+    },
   });
   await rm(old, { recursive: true, force: true });
   if (await stat(final).then(() => true, () => false)) await rename(final, old);
@@ -169,8 +174,13 @@ async function findCheckpoint(out: string): Promise<string | null> {
 async function readTrainState(dir: string): Promise<TrainerState> {
   const f = await readSafetensorsFile(path.join(dir, 'train-state.safetensors'));
   const m = new Map<string, Float32Array>(), v = new Map<string, Float32Array>();
-  for (const [n, t] of f.tensors) (n.startsWith('m.') ? m : v).set(n.slice(2), t.data as Float32Array);
-  return { step: Number(f.metadata.step), rng: JSON.parse(f.metadata.rng), ...(f.metadata.lossScale ? { lossScale: Number(f.metadata.lossScale) } : {}), m, v };
+  for (const [n, t] of f.tensors) if (!n.startsWith('carry.')) (n.startsWith('m.') ? m : v).set(n.slice(2), t.data as Float32Array);
+  const st: TrainerState = { step: Number(f.metadata.step), rng: JSON.parse(f.metadata.rng), ...(f.metadata.lossScale ? { lossScale: Number(f.metadata.lossScale) } : {}), m, v };
+  if (f.metadata.carry) {
+    const c = JSON.parse(f.metadata.carry) as { rng: number[]; layers: number };
+    st.carry = { rng: c.rng, states: Array.from({ length: c.layers }, (_, j) => (f.tensors.get(`carry.${j}`)?.data as Float32Array | undefined) ?? null) };
+  }
+  return st;
 }
 
 /** What a resumed run must reuse to continue identically. */

@@ -15,10 +15,10 @@ const tiny = ['--arch', 'samba', '--d-model', '32', '--blocks', '2', '--heads', 
 const lines = async (out: string) => (await readFile(path.join(out, 'train.jsonl'), 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l));
 const ok = (r: { code: number; stderr: string }) => assert.equal(r.code, 0, errorLines(r.stderr).join('\n'));
 
-test('train --task: SIGKILL then --resume reproduces the uninterrupted run exactly', async () => {
+async function killAndResume(name: string, extra: string[]): Promise<void> {
   const args = ['train', ...tiny, '--task', 'selective-copy', '--task-vocab', '6', '--task-tokens', '3', '--seq-len', '12', '--batch', '4',
-    '--steps', '24', '--lr', '3e-3', '--save-every', '4', '--eval-every', '8', '--eval-batches', '1', '--log-every', '1', '--seed', '5'];
-  const straight = path.join(tmp, 'sc-straight'), killed = path.join(tmp, 'sc-killed');
+    '--steps', '24', '--lr', '3e-3', '--save-every', '4', '--eval-every', '8', '--eval-batches', '1', '--log-every', '1', '--seed', '5', ...extra];
+  const straight = path.join(tmp, `${name}-straight`), killed = path.join(tmp, `${name}-killed`);
   ok(await runCli([...args, '--out', straight]));
   await new Promise<void>((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, ...args, '--out', killed], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -45,6 +45,15 @@ test('train --task: SIGKILL then --resume reproduces the uninterrupted run exact
   // no tokenizer for a task with its own vocabulary
   const cfg = JSON.parse(await readFile(path.join(killed, 'checkpoint', 'config.json'), 'utf8'));
   assert.equal(cfg.model.vocabSize, 6, '--vocab-size defaults to the task\'s');
+}
+
+test('train --task: SIGKILL then --resume reproduces the uninterrupted run exactly', () => killAndResume('sc', []));
+
+test('train --task --carry-state: SIGKILL then --resume reproduces the run exactly (carried states are checkpointed)', async () => {
+  await killAndResume('sc-carry', ['--carry-state', '0.25']);
+  const plain = (await lines(path.join(tmp, 'sc-straight'))).map((l) => l.loss), carried = (await lines(path.join(tmp, 'sc-carry-straight'))).map((l) => l.loss);
+  assert.equal(carried[0], plain[0], 'the first windows start from zeros');
+  assert.notDeepEqual(carried, plain, 'carrying the state changes the run');
 });
 
 test('induction heads at length 12: a tiny Samba goes from chance to well above it; eval task prints the table', async () => {
