@@ -81,6 +81,9 @@ const SENTENCE = 5; // tokens per filler sentence: needles go between sentences
  * With `filler: 'shuffled'` every filler token is instead drawn uniformly from the nine filler
  * words (a training augmentation: a fixed periodic filler lets a small model cancel its sum in
  * its state at the training length instead of learning to ignore it; evaluation uses the template).
+ * With `distractors: p` each filler token is replaced, with probability p, by a random digit: digits
+ * then occur outside the key too, so only digits that follow the key marker may be remembered — a
+ * training augmentation that makes the model select what it writes into its state.
  */
 export class PasskeyTask implements SyntheticTask {
   readonly name = 'passkey';
@@ -88,10 +91,13 @@ export class PasskeyTask implements SyntheticTask {
   readonly answerLength = 5;
   readonly minLength = 11;
   readonly filler: 'template' | 'shuffled';
+  readonly distractors: number;
 
-  constructor(opts: { filler?: 'template' | 'shuffled' } = {}) {
+  constructor(opts: { filler?: 'template' | 'shuffled'; distractors?: number } = {}) {
     this.filler = opts.filler ?? 'template';
     if (this.filler !== 'template' && this.filler !== 'shuffled') throw new Error(`passkey: filler must be "template" or "shuffled", got "${this.filler}"`);
+    this.distractors = opts.distractors ?? 0;
+    if (!(this.distractors >= 0 && this.distractors <= 1)) throw new Error(`passkey: distractors must be a probability in [0, 1], got ${opts.distractors}`);
   }
 
   sample(rng: Rng, length: number, opts: SampleOptions = {}): TaskSample {
@@ -104,7 +110,8 @@ export class PasskeyTask implements SyntheticTask {
       k = SENTENCE * Math.floor(opts.depth * slots + 1e-9);
     }
     const key = [1 + rng.int(9), rng.int(10), rng.int(10), rng.int(10), rng.int(10)];
-    const filler = this.filler === 'template' ? (i: number) => PASSKEY_FILLER[i % PASSKEY_FILLER.length] : () => PASSKEY.THE + rng.int(9);
+    const word = this.filler === 'template' ? (i: number) => PASSKEY_FILLER[i % PASSKEY_FILLER.length] : () => PASSKEY.THE + rng.int(9);
+    const filler = this.distractors > 0 ? (i: number) => { const w = word(i); return rng.uniform(0, 1) < this.distractors ? rng.int(10) : w; } : word;
     const prompt: number[] = [];
     for (let i = 0; i < k; i++) prompt.push(filler(i));
     prompt.push(PASSKEY.KEY, ...key);

@@ -69,6 +69,25 @@ test('passkey with shuffled filler: same layout, filler words drawn at random', 
   assert.throws(() => new PasskeyTask({ filler: 'noise' as 'template' }), /filler must be/);
 });
 
+test('passkey with distractors: filler tokens become digits at the given rate, the key and its marker stay', () => {
+  const task = new PasskeyTask({ filler: 'shuffled', distractors: 0.3 }), rng = new Rng(5);
+  let digits = 0, filler = 0;
+  for (let i = 0; i < 100; i++) {
+    const s = task.sample(rng, 64);
+    const k = s.prompt.indexOf(PASSKEY.KEY);
+    assert.equal(s.prompt.filter((t) => t === PASSKEY.KEY).length, 1);
+    assert.deepEqual(s.prompt.slice(k + 1, k + 6), s.answer);
+    assert.equal(s.prompt[59], PASSKEY.QUERY);
+    for (const t of [...s.prompt.slice(0, k), ...s.prompt.slice(k + 6, -1)]) {
+      filler++;
+      if (t <= 9) digits++;
+      else assert.ok(t >= PASSKEY.THE && t <= PASSKEY.DOT);
+    }
+  }
+  assert.ok(Math.abs(digits / filler - 0.3) < 0.03, `distractor rate ${digits / filler}`);
+  assert.throws(() => new PasskeyTask({ distractors: 2 }), /distractors must be a probability/);
+});
+
 test('selective copying: data tokens among noise, copied in order after COPY', () => {
   const task = new SelectiveCopyTask({ dataTokens: 6, vocabSize: 10 }), rng = new Rng(2);
   for (const L of [12, 40, 100]) {
