@@ -105,8 +105,10 @@ function compactLayout(kinds: string[]): string {
 
 async function withModel<T>(v: CliValues, cmd: string, fn: (m: Awaited<ReturnType<typeof loadModel>>, be: Backend) => Promise<T>): Promise<T> {
   const dir = need(v, 'model', cmd);
+  const weights = v.weights ?? 'f32';
+  if (weights !== 'f32' && weights !== 'f16') throw new UsageError(`--weights must be f32 or f16, got "${weights}"`);
   const be = await openBackend(backendChoice(v));
-  const loaded = await loadModel(dir, be);
+  const loaded = await loadModel(dir, be, { weights });
   try {
     return await fn(loaded, be);
   } finally {

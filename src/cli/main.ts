@@ -81,6 +81,7 @@ export const OPTIONS = {
   precision: { type: 'string' },
   'loss-scale': { type: 'string' },
   'carry-state': { type: 'string' },
+  weights: { type: 'string' },
   format: { type: 'string' },
   lengths: { type: 'string' },
   depths: { type: 'string' },

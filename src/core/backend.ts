@@ -11,7 +11,11 @@
 // Forward ops only for now; each gets a backward twin when training lands, which is why every op is
 // a pure function of its inputs (a tape can record them without knowing what they do).
 
-export type DType = 'f32' | 'i32';
+/**
+ * 'f16w': a weight matrix stored as f16 for `matmul(x, w)` only (Backend.compactWeight): no other
+ * op takes it and it cannot be read back.
+ */
+export type DType = 'f32' | 'i32' | 'f16w';
 
 export interface Tensor {
   readonly shape: readonly number[];
@@ -53,6 +57,13 @@ export interface Backend {
   tensor(data: Float32Array, shape: readonly number[]): Tensor;
   ids(data: Int32Array, shape: readonly number[]): Tensor;
   zeros(shape: readonly number[]): Tensor;
+  /**
+   * Optional: the weight matrix w [N, K] in a compact form that `matmul(x, w)` still takes (WebGPU:
+   * f16, half the memory and bandwidth; the product then takes x as f16 too and sums in f32) — for
+   * inference. The original stays valid; dispose it if
+   * it is no longer needed. Throws if the device has no compact form.
+   */
+  compactWeight?(w: Tensor): Tensor;
   read(t: Tensor): Promise<Float32Array>;
   dispose(t: Tensor): void;
   /** Releases every tensor created inside fn except those it returns (nested arrays/objects too) or keep()s. */

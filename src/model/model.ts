@@ -54,8 +54,19 @@ const LOSS_CHUNK_ELEMENTS = 1 << 24;
 
 const FULL_ATTENTION_START = 256; // initial slots of a growing full-attention cache
 
+/**
+ * Parameters that serve only as matmul weights (x·wᵀ), the ones a compact f16 copy can stand in for
+ * at inference: the projections of every sub-layer and an untied LM head (a tied head is also the
+ * embedding table, which a lookup reads).
+ */
+export function isMatmulWeight(name: string): boolean {
+  return /^layers\.\d+\.(mamba\.(in_proj|x_proj|dt_proj|out_proj)|attn\.(qkv|out)|mlp\.w[123])\.weight$/.test(name) || name === 'head.weight';
+}
+
 export class SambaModel {
   readonly kinds: SublayerKind[];
+  /** 'f16': the matmul weights are compact f16 copies (compactWeights): inference only. */
+  weights: 'f32' | 'f16' = 'f32';
 
   constructor(
     readonly config: ModelConfig,
@@ -81,6 +92,26 @@ export class SambaModel {
       params.set(s.name, backend.keep(backend.tensor(data, s.shape)));
     }
     return new SambaModel(config, backend, params);
+  }
+
+  /**
+   * Replaces every matmul weight by the backend's compact f16 form (halves weight memory and the
+   * bytes each decoded token reads); the model can then run but not train. Returns the bytes saved.
+   */
+  compactWeights(): number {
+    const be = this.backend;
+    if (!be.compactWeight) throw new Error(`the ${be.name} backend has no f16 weight storage (use --backend webgpu, or f32 weights)`);
+    if (this.weights === 'f16') return 0;
+    let saved = 0;
+    for (const [name, t] of this.params) {
+      if (!isMatmulWeight(name)) continue;
+      const c = be.keep(be.compactWeight(t));
+      be.dispose(t);
+      this.params.set(name, c);
+      saved += t.size * 2;
+    }
+    this.weights = 'f16';
+    return saved;
   }
 
   /** A freshly initialised model, as the reference initialises one (see init.ts). */
@@ -214,6 +245,7 @@ export class SambaModel {
     const lossScale = opts.lossScale ?? 1; // gradients come back multiplied by it (mixed precision)
     const be = this.backend as TrainBackend, c = this.config;
     if (typeof be.matmulTN !== 'function') throw new Error(`the ${be.name} backend has no training ops`);
+    if (this.weights !== 'f32') throw new Error('this model holds f16 inference weights and cannot be trained: load it with f32 weights');
     if (targets.length !== B * T) throw new Error(`lossAndGrads: ${targets.length} targets for a batch of ${B} × ${T}`);
     for (const y of targets) if (y >= c.vocabSize) throw new Error(`target id ${y} is outside the vocabulary [0, ${c.vocabSize})`);
     const count = targets.reduce((n, y) => n + (y >= 0 ? 1 : 0), 0);

@@ -16,9 +16,9 @@ import * as gmm from './grad-matmul.js';
 import * as gm from './grad-misc.js';
 import * as gr from './grad-reduce.js';
 import * as mb from './mamba.js';
-import { matmul } from './matmul.js';
-import { type F16Caps, checkSubgroupMatrix, detectF16 } from './matmul-f16.js';
-import { GpuTensor, Storage, gpu } from './tensor.js';
+import { matmul, matmulPackedF16 } from './matmul.js';
+import { type F16Caps, checkSubgroupMatrix, detectF16, packF16 } from './matmul-f16.js';
+import { F16WeightTensor, GpuTensor, Storage, gpu } from './tensor.js';
 
 export { GpuTensor } from './tensor.js';
 
@@ -140,7 +140,7 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
   /** The tensor's values; an int32 tensor reads as the same integers in a Float32Array. */
   async read(t: Tensor): Promise<Float32Array> {
     this.alive();
-    const g = gpu(t, 'read', t.dtype);
+    const g = gpu(t, 'read', t.dtype === 'f16w' ? 'f32' : t.dtype); // an f16 weight cannot be read back: gpu() says so
     const bytes = await this.ctx.readBytes(g.buf!, g.bytes);
     return g.dtype === 'f32' ? new Float32Array(bytes) : Float32Array.from(new Int32Array(bytes));
   }
@@ -152,7 +152,7 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
   }
 
   reshape(t: Tensor, shape: readonly number[]): Tensor {
-    const g = gpu(t, 'reshape', t.dtype);
+    const g = gpu(t, 'reshape', t.dtype === 'f16w' ? 'f32' : t.dtype);
     if (numel(shape) !== g.size) throw new Error(`reshape: ${shapeStr(g.shape)} has ${g.size} values, ${shapeStr(shape)} needs ${numel(shape)}`);
     g.storage!.refs++;
     return this.track(new GpuTensor(shape, g.dtype, g.storage, g.hostInts));
@@ -184,14 +184,25 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
   }
 
   matmul(x: Tensor, w: Tensor): Tensor {
-    const a = gpu(x, 'matmul'), b = gpu(w, 'matmul');
+    const a = gpu(x, 'matmul'), b = gpu(w, 'matmul', w.dtype === 'f16w' ? 'f16w' : 'f32');
     const [M, K] = a.shape, [N, K2] = b.shape;
     if (a.shape.length !== 2 || b.shape.length !== 2 || K !== K2) {
       throw new Error(`matmul: x ${shapeStr(a.shape)} and w ${shapeStr(b.shape)} do not fit (x·wᵀ needs equal last dims)`);
     }
     const out = this.make([M, N]);
-    matmul(this.ctx, out, a, b, M, N, K, this.f16);
+    if (b instanceof F16WeightTensor) matmulPackedF16(this.ctx, out, a, b.packed, M, N, K, this.f16Caps);
+    else matmul(this.ctx, out, a, b, M, N, K, this.f16);
     return out;
+  }
+
+  /** w [N, K] as zero-padded f16 for matmul: half the bytes every decoded token reads. */
+  compactWeight(w: Tensor): Tensor {
+    const g = gpu(w, 'compactWeight');
+    if (g.shape.length !== 2) throw new Error(`compactWeight: expected a matrix, got ${shapeStr(g.shape)}`);
+    if (!this.f16Caps.shaderF16) throw new Error('f16 weights need the shader-f16 feature, which this WebGPU device lacks (use f32 weights)');
+    const [N, K] = g.shape;
+    const packed = packF16(this.ctx, g, N, K);
+    return this.track(new F16WeightTensor(g.shape, new Storage(packed.buf), packed));
   }
 
   add(a: Tensor, b: Tensor): Tensor {

@@ -1,6 +1,7 @@
 import { type DType, type Tensor, numel, shapeStr } from '../../core/backend.js';
 import type { Binding } from './context.js';
 import type { PooledBuffer } from './pool.js';
+import type { F16Matrix } from './matmul-f16.js';
 
 /** A buffer shared by a tensor and its reshaped views; back to the pool when the last goes. */
 export class Storage {
@@ -30,10 +31,22 @@ export class GpuTensor implements Tensor {
   }
 }
 
+/** A weight [rows, cols] stored as zero-padded f16 for matmul (WebGpuBackend.compactWeight). */
+export class F16WeightTensor extends GpuTensor {
+  constructor(shape: readonly number[], storage: Storage, readonly packed: F16Matrix) {
+    super(shape, 'f16w', storage);
+  }
+
+  override get bytes(): number {
+    return this.packed.rowsP * this.packed.colsP * 2;
+  }
+}
+
 /** The tensor as a GpuTensor, with a readable error for a foreign or disposed one. */
 export function gpu(t: Tensor, op: string, dtype: DType = 'f32'): GpuTensor {
   if (!(t instanceof GpuTensor)) throw new Error(`${op}: tensor belongs to another backend`);
   if (!t.buf) throw new Error(`${op}: tensor ${shapeStr(t.shape)} was disposed`);
+  if (t.dtype === 'f16w' && dtype !== 'f16w') throw new Error(`${op}: tensor ${shapeStr(t.shape)} is a weight stored as f16 for matmul only (load the model with f32 weights for this)`);
   if (t.dtype !== dtype) throw new Error(`${op}: expected a ${dtype === 'f32' ? 'float32' : 'int32'} tensor, got ${t.dtype}`);
   return t;
 }

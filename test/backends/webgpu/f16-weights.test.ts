@@ -1,0 +1,87 @@
+// f16 weight storage for inference (WebGpuBackend.compactWeight, SambaModel.compactWeights): the
+// products equal the CPU's with both operands rounded to f16 (f16 operands, f32 sums), across the
+// gemv / tiled boundaries and the packing pads; a whole model follows a CPU model that rounds the
+// same way; misuse is refused.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { CpuBackend } from '../../../src/backends/cpu/cpu.js';
+import type { Tensor } from '../../../src/core/backend.js';
+import { Rng } from '../../../src/core/random.js';
+import { f16BitsToF32, f32ToF16Bits } from '../../../src/io/half.js';
+import { SambaModel, isMatmulWeight } from '../../../src/model/model.js';
+import { gpuBackendOrSkip, relErr } from '../../helpers/gpu.js';
+import { randomIds, randomModel, tinyConfig } from '../../helpers/models.js';
+
+const cpu = new CpuBackend();
+const roundF16 = (a: Float32Array) => a.map((x) => f16BitsToF32(f32ToF16Bits(x)));
+
+/** The CPU backend with matmul operands rounded to f16, as the f16 kernels take them. */
+class F16OperandCpu extends CpuBackend {
+  override matmul(x: Tensor, w: Tensor): Tensor {
+    const xs = (x as unknown as { data: Float32Array }).data;
+    return super.matmul(this.tensor(roundF16(xs), x.shape), w);
+  }
+}
+const rand = (rng: Rng, n: number) => Float32Array.from({ length: n }, () => rng.uniform(-1, 1));
+
+test('webgpu compactWeight: x·wᵀ with f16 weights equals the CPU product with f16-rounded weights', async (t) => {
+  const be = await gpuBackendOrSkip(t);
+  if (!be) return;
+  if (!be.f16Caps.shaderF16) { t.skip('no shader-f16 on this adapter'); return; }
+  const rng = new Rng(21);
+  // M ≤ 4: the f16 gemv; larger: the tiled (or tensor-core) kernel. N and K cross the 64-row and 16-column pads.
+  for (const [M, N, K] of [[1, 70, 17], [3, 130, 64], [4, 1, 100], [5, 65, 16], [64, 64, 33], [130, 129, 80]]) {
+    const x = rand(rng, M * K), w = rand(rng, N * K);
+    const gw = be.compactWeight(be.tensor(w, [N, K]));
+    const got = await be.read(be.matmul(be.tensor(x, [M, K]), gw));
+    const want = await cpu.read(cpu.matmul(cpu.tensor(roundF16(x), [M, K]), cpu.tensor(roundF16(w), [N, K])));
+    const err = relErr(got, want);
+    assert.ok(err <= 1e-5, `M=${M} N=${N} K=${K}: max |Δ| / max |ref| = ${err}`);
+  }
+});
+
+test('webgpu f16 weights: a samba model follows the CPU model with rounded weights; streaming = full forward', async (t) => {
+  const be = await gpuBackendOrSkip(t);
+  if (!be) return;
+  if (!be.f16Caps.shaderF16) { t.skip('no shader-f16 on this adapter'); return; }
+  const cfg = tinyConfig('samba', { tieEmbeddings: false }), rng = new Rng(5), B = 2, T = 13;
+  const ref16 = new F16OperandCpu(), gModel = randomModel(be, cfg, 6), cModel = randomModel(ref16, cfg, 6);
+  try {
+    for (const [name, p] of cModel.params) if (isMatmulWeight(name)) cModel.params.set(name, ref16.tensor(roundF16(await ref16.read(p)), p.shape));
+    const saved = gModel.compactWeights();
+    assert.equal(gModel.weights, 'f16');
+    assert.ok(gModel.params.get('head.weight')!.dtype === 'f16w' && gModel.params.get('embed.weight')!.dtype === 'f32', 'untied head compact, embedding not');
+    assert.ok(saved > 0);
+    const ids = randomIds(rng, B * T, cfg.vocabSize);
+    const full = await be.read(gModel.forward(ids, B, T));
+    const ref = await ref16.read(cModel.forward(ids, B, T));
+    assert.ok(relErr(full, ref) <= 1e-4, `logits: ${relErr(full, ref)}`);
+    // the same through the decoding state, 5 + 1 + 7 tokens
+    const state = gModel.newState(B), parts: Float32Array[] = [];
+    for (const [t0, t1] of [[0, 5], [5, 6], [6, T]]) {
+      const chunk = new Int32Array(B * (t1 - t0));
+      for (let b = 0; b < B; b++) chunk.set(ids.subarray(b * T + t0, b * T + t1), b * (t1 - t0));
+      parts.push(await be.read(gModel.forward(chunk, B, t1 - t0, state)));
+    }
+    state.dispose();
+    const V = cfg.vocabSize, streamed = new Float32Array(B * T * V);
+    let t0 = 0;
+    for (const [i, len] of [5, 1, 7].entries()) {
+      for (let b = 0; b < B; b++) streamed.set(parts[i].subarray(b * len * V, (b + 1) * len * V), (b * T + t0) * V);
+      t0 += len;
+    }
+    assert.ok(relErr(streamed, full) <= 1e-5, `streamed vs full: ${relErr(streamed, full)}`);
+    // inference only, and the f16 tensors go nowhere but matmul
+    await assert.rejects(gModel.lossAndGrads(ids, ids, B, T), /f16 inference weights and cannot be trained/);
+    await assert.rejects(be.read(gModel.params.get('layers.0.mamba.in_proj.weight')!), /stored as f16 for matmul only/);
+    const w = gModel.params.get('layers.1.mlp.w1.weight')!;
+    assert.throws(() => be.add(w, w), /add: .* stored as f16 for matmul only/);
+  } finally {
+    gModel.dispose();
+  }
+});
+
+test('f16 weights on the CPU backend are refused with a clear error', () => {
+  const model = SambaModel.random(tinyConfig('mamba'), cpu, 1);
+  assert.throws(() => model.compactWeights(), /cpu backend has no f16 weight storage/);
+});

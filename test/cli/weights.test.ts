@@ -1,0 +1,38 @@
+// `--weights f16` through the CLI: logits on WebGPU close to the f32 ones (f16 operands, f32 sums),
+// and one clear line for a backend or value that cannot do it.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { readSafetensorsFile } from '../../src/node/files.js';
+import { GOLDEN, cliWebGpuOrSkip, errorLines, runCli } from '../helpers/cli.js';
+
+const tmp = await mkdtemp(path.join(tmpdir(), 'samba-weights-'));
+const model = path.join(GOLDEN, 'samba-tiny');
+const ids = path.join(tmp, 'ids.json');
+await writeFile(ids, JSON.stringify([Array.from({ length: 40 }, (_, t) => (t * 7) % 50), Array.from({ length: 40 }, (_, t) => (t * 11 + 3) % 50)]));
+
+test('logits --weights f16 (WebGPU): within f16 rounding of the f32 logits', async (t) => {
+  if (!(await cliWebGpuOrSkip(t))) return;
+  const read = async (w: string) => {
+    const out = path.join(tmp, `logits-${w}.safetensors`);
+    const r = await runCli(['logits', '--model', model, '--ids', ids, '--out', out, '--backend', 'webgpu', '--weights', w]);
+    assert.equal(r.code, 0, errorLines(r.stderr).join('\n'));
+    return (await readSafetensorsFile(out)).tensors.get('logits')!.data as Float32Array;
+  };
+  const a = await read('f32'), b = await read('f16');
+  let max = 0, diff = 0;
+  for (let i = 0; i < a.length; i++) { max = Math.max(max, Math.abs(a[i])); diff = Math.max(diff, Math.abs(a[i] - b[i])); }
+  assert.ok(diff / max < 1e-2, `max |Δ| / max |logit| = ${diff / max}`);
+  assert.ok(diff > 0, 'f16 weights change the logits a little');
+});
+
+test('--weights errors are one line', async () => {
+  const cpu = await runCli(['logits', '--model', model, '--ids', ids, '--out', path.join(tmp, 'x.safetensors'), '--backend', 'cpu', '--weights', 'f16']);
+  assert.notEqual(cpu.code, 0);
+  assert.deepEqual(errorLines(cpu.stderr), ['samba-lm: f16 weights need the webgpu backend (the cpu backend computes in f32)']);
+  const bad = await runCli(['logits', '--model', model, '--ids', ids, '--out', path.join(tmp, 'x.safetensors'), '--weights', 'f8']);
+  assert.notEqual(bad.code, 0);
+  assert.match(errorLines(bad.stderr).join('\n'), /--weights must be f32 or f16, got "f8"/);
+});
