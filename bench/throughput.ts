@@ -3,6 +3,7 @@
 //   node dist/bench/throughput.js [--backend webgpu] [--sections ceilings,decode,prefill,batch]
 //     [--model samba-1.7b] [--baseline llama3-1.6b] [--positions 1024,65536,1048576]
 //     [--prefill 4096,16384,65536,131072] [--batch-positions 1024,16384,65536] [--tokens 32]
+//     [--weights f32|f16]   (f16: matmul weights stored as f16 in the decode, prefill and batch sections)
 import { parseArgs } from 'node:util';
 import type { Backend, Tensor } from '../src/core/backend.js';
 import { Rng } from '../src/core/random.js';
@@ -26,6 +27,7 @@ const { values } = parseArgs({
     'batch-positions': { type: 'string', default: '1024,16384,65536' },
     batch: { type: 'string', default: '16' },
     tokens: { type: 'string', default: '32' },
+    weights: { type: 'string', default: 'f32' },
   },
 });
 const be = await openBackend(values.backend as BackendChoice);
@@ -44,6 +46,13 @@ function randomModel(cfg: ModelConfig, seed: number): SambaModel {
     params.set(s.name, be.keep(be.tensor(a, s.shape)));
   }
   return new SambaModel(cfg, be, params);
+}
+
+/** randomModel for the inference sections, with --weights f16 applied; also its weight bytes. */
+function inferenceModel(cfg: ModelConfig, seed: number): { model: SambaModel; weightBytes: number } {
+  const model = randomModel(cfg, seed);
+  const saved = values.weights === 'f16' ? model.compactWeights() : 0;
+  return { model, weightBytes: countParams(cfg) * 4 - saved };
 }
 
 async function time(fn: () => Promise<void>, reps: number): Promise<number> {
@@ -82,11 +91,11 @@ async function decodeRate(model: SambaModel, B: number, pos: number): Promise<{ 
 }
 
 if (sections.has('decode')) {
-  const cfg = getPreset(values.model!), model = randomModel(cfg, 1), weightBytes = countParams(cfg) * 4;
+  const cfg = getPreset(values.model!), { model, weightBytes } = inferenceModel(cfg, 1);
   for (const pos of ints(values.positions!)) {
     const { tps, stateBytes } = await decodeRate(model, 1, pos);
     const roofline = Number.isFinite(bandwidth) ? bandwidth / (weightBytes + stateBytes) : NaN;
-    row('decode b=1', `${values.model} at position ${pos}`, `${fmt(tps)} tok/s`, `state ${fmt(stateBytes / 2 ** 20)} MiB`, `roofline ${fmt(roofline)} tok/s (${fmt((100 * tps) / roofline)}%)`);
+    row('decode b=1', `${values.model} (${values.weights} weights) at position ${pos}`, `${fmt(tps)} tok/s`, `state ${fmt(stateBytes / 2 ** 20)} MiB`, `roofline ${fmt(roofline)} tok/s (${fmt((100 * tps) / roofline)}%)`);
   }
   model.dispose();
 }
@@ -94,7 +103,7 @@ if (sections.has('decode')) {
 if (sections.has('prefill')) {
   const total = Number(values['prefill-tokens']);
   for (const name of [values.model!, values.baseline!]) {
-    const model = randomModel(getPreset(name), 2);
+    const { model } = inferenceModel(getPreset(name), 2);
     for (const T of ints(values.prefill!)) {
       const B = Math.max(1, Math.floor(total / T)), ids = Int32Array.from({ length: B * T }, (_, i) => (i * 7) % model.config.vocabSize);
       try {
@@ -111,7 +120,7 @@ if (sections.has('prefill')) {
 if (sections.has('batch')) {
   const B = Number(values.batch);
   for (const name of [values.model!, values.baseline!]) {
-    const model = randomModel(getPreset(name), 3);
+    const { model } = inferenceModel(getPreset(name), 3);
     for (const pos of ints(values['batch-positions']!)) {
       try {
         const { tps, stateBytes } = await decodeRate(model, B, pos);
