@@ -414,7 +414,7 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     const op = 'attentionBackward', { B, T } = checkAttention(op, q, k, v, args, { dOut });
     const Q = gpu(q, op), K = gpu(k, op), V = gpu(v, op), dO = gpu(dOut, op);
     const dq = this.make(q.shape), dk = this.make(k.shape), dv = this.make(v.shape);
-    ga.attentionBackward(this.ctx, dq, dk, dv, Q, K, V, dO, { B, T, H, Hkv, hs, window });
+    ga.attentionBackward(this.ctx, dq, dk, dv, Q, K, V, dO, { B, T, H, Hkv, hs, window }, this.split);
     return { dq, dk, dv };
   }
 

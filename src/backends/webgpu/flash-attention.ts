@@ -57,7 +57,11 @@ export function pickTile(device: GPUDevice): FlashTile {
 const WG = 256;
 const TX = 16;
 
-function flashKernel(tile: FlashTile, hs: number): Kernel {
+/**
+ * stats: also take dO and write, per query row (b, t, h), L = m + log l (the log-sum-exp of its
+ * scaled scores) and δ = dO·o to LD [B·T·H, 2], which the tiled backward needs.
+ */
+function flashKernel(tile: FlashTile, hs: number, stats: boolean): Kernel {
   const { BQ, BK, DC, VC } = tile;
   const RI = BQ / TX, CJ = BK / TX, EJ = Math.ceil(hs / TX), VJ = VC / TX;
   const QST = BQ + 1, KST = BK + 1, PST = BK + 1; // +1: transposed stores hit distinct banks
@@ -76,7 +80,7 @@ function flashKernel(tile: FlashTile, hs: number): Kernel {
       let j = kt0 + i32(c);
       var val = 0.0;
       if (j <= jEnd && e < p.hs) {
-        if (j < p0) { val = VC[keyAt(b, j, p0, kvOff) + e]; } else { val = V[keyAt(b, j, p0, kvOff) + e]; }
+        ${stats ? 'val = V[keyAt(b, j, p0, kvOff) + e];' : 'if (j < p0) { val = VC[keyAt(b, j, p0, kvOff) + e]; } else { val = V[keyAt(b, j, p0, kvOff) + e]; }'}
       }
       ST[x] = val;
     }
@@ -89,8 +93,10 @@ ${lines(RI, (i) => js.map((j) => `      acc[${i * EJ + j}] = fma(p${i}, v${j}, a
   };
 
   return {
-    key: `flash_attention_${BQ}_${BK}_${DC}_${VC}_${hs}`,
-    bindings: ['ints', 'read', 'read', 'read', 'read', 'read', 'write'],
+    key: `flash_attention_${BQ}_${BK}_${DC}_${VC}_${hs}${stats ? '_stats' : ''}`,
+    // stats mode has no cache (whole sequences from 0): no KC/VC, which keeps it within the 8
+    // storage buffers every device offers
+    bindings: stats ? ['ints', 'read', 'read', 'read', 'write', 'read', 'write'] : ['ints', 'read', 'read', 'read', 'read', 'read', 'write'],
     code: () => /* wgsl */ `
 struct P {
   T: u32, H: u32, Hkv: u32, hs: u32, C: u32, F: u32, group: u32, window: i32, nTiles: u32, total: u32,
@@ -101,9 +107,11 @@ struct P {
 @group(0) @binding(2) var<storage, read> Q: array<f32>;
 @group(0) @binding(3) var<storage, read> K: array<f32>;
 @group(0) @binding(4) var<storage, read> V: array<f32>;
-@group(0) @binding(5) var<storage, read> KC: array<f32>;
+${stats ? `@group(0) @binding(5) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(6) var<storage, read> DO: array<f32>;
+@group(0) @binding(7) var<storage, read_write> LD: array<f32>;` : `@group(0) @binding(5) var<storage, read> KC: array<f32>;
 @group(0) @binding(6) var<storage, read> VC: array<f32>;
-@group(0) @binding(7) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(7) var<storage, read_write> Y: array<f32>;`}
 // scores, then probabilities, of the current key tile [BQ, BK+1]
 var<workgroup> PS: array<f32, ${BQ * PST}>;
 // Qs [DC, BQ+1] and Ks [DC, BK+1] (transposed) while scoring, Vs [BK, VC] while accumulating
@@ -180,7 +188,7 @@ fn main(${BUILTINS}) {
         let j = kt0 + i32(c);
         var val = 0.0;
         if (j <= jEnd && d < p.hs) {
-          if (j < p0) { val = KC[keyAt(b, j, p0, kvOff) + d]; } else { val = K[keyAt(b, j, p0, kvOff) + d]; }
+          ${stats ? 'val = K[keyAt(b, j, p0, kvOff) + d];' : 'if (j < p0) { val = KC[keyAt(b, j, p0, kvOff) + d]; } else { val = K[keyAt(b, j, p0, kvOff) + d]; }'}
         }
         ST[${KOFF}u + (x % ${DC}u) * ${KST}u + c] = val;
       }
@@ -229,6 +237,7 @@ ${lines(RI, (i) => lines(CJ, (j) => `        s[${i * CJ + j}] = fma(a${i}, k${j}
 ${lines(nChunks, pvChunk)}
   }
   workgroupBarrier();
+  var part: array<f32, ${RI}>; // this invocation's share of dO·o per row (stats)
   for (var i = 0u; i < ${RI}u; i++) {
     let r = ty + i * ${TX}u;
     let o = rowQ[r];
@@ -236,9 +245,23 @@ ${lines(nChunks, pvChunk)}
     let inv = 1.0 / rowL[r];
     for (var jj = 0u; jj < ${EJ}u; jj++) {
       let e = tx + jj * ${TX}u;
-      if (e < p.hs) { Y[o + e] = acc[i * ${EJ}u + jj] * inv; }
+      if (e < p.hs) {
+        let y = acc[i * ${EJ}u + jj] * inv;
+        Y[o + e] = y;
+        ${stats ? 'part[i] = fma(DO[o + e], y, part[i]);' : ''}
+      }
     }
   }
+${stats ? `  // δ: the 16 shares of each row through PS (free now), summed in a fixed order
+  for (var i = 0u; i < ${RI}u; i++) { PS[(ty + i * ${TX}u) * ${PST}u + tx] = part[i]; }
+  workgroupBarrier();
+  if (li < ${BQ}u && rowQ[li] != 0xffffffffu) {
+    var delta = 0.0;
+    for (var x = 0u; x < ${TX}u; x++) { delta += PS[li * ${PST}u + x]; }
+    let row = rowQ[li] / p.hs;
+    LD[2u * row] = rowM[li] + log(rowL[li]);
+    LD[2u * row + 1u] = delta;
+  }` : ''}
 }`,
   };
 }
@@ -254,18 +277,25 @@ export function flashTiles(d: FlashDims, tile: FlashTile): number {
   return Math.ceil((d.T * (d.H / d.Hkv)) / tile.BQ);
 }
 
-/** kc/vc: the cache's k and v, or any buffer when C = 0 (never read then). */
+/**
+ * kc/vc: the cache's k and v, or any buffer when C = 0 (never read then). stats: dO and the
+ * [B·T·H, 2] buffer for each query row's L and δ (see flashKernel).
+ */
 export function flashAttention(
   ctx: GpuContext, out: GpuTensor, q: GpuTensor, k: GpuTensor, v: GpuTensor,
   kc: GpuTensor, vc: GpuTensor, pos0: Int32Array, d: FlashDims, tile: FlashTile,
+  stats?: { dO: GpuTensor; ld: GpuTensor },
 ): void {
   if (d.B * d.T * d.H === 0 || d.hs === 0) return;
-  const key = `${tile.BQ}_${tile.BK}_${tile.DC}_${tile.VC}_${d.hs}`;
+  const key = `${tile.BQ}_${tile.BK}_${tile.DC}_${tile.VC}_${d.hs}${stats ? '_stats' : ''}`;
   let kernel = kernels.get(key);
-  if (!kernel) kernels.set(key, (kernel = flashKernel(tile, d.hs)));
+  if (!kernel) kernels.set(key, (kernel = flashKernel(tile, d.hs, !!stats)));
   const window = Math.min(d.window, 2 ** 30); // beyond any position: as infinite
   const nTiles = flashTiles(d, tile), total = d.B * d.Hkv * nTiles;
   const params = new Params()
     .u32(d.T, d.H, d.Hkv, d.hs, d.C, d.Hkv * d.hs, d.H / d.Hkv).i32(window).u32(nTiles, total).f32(1 / Math.sqrt(d.hs));
-  ctx.dispatch(kernel, params, [pos0, bind(q), bind(k), bind(v), bind(kc), bind(vc), bind(out)], total);
+  const bindings = stats
+    ? [pos0, bind(q), bind(k), bind(v), bind(out), bind(stats.dO), bind(stats.ld)]
+    : [pos0, bind(q), bind(k), bind(v), bind(kc), bind(vc), bind(out)];
+  ctx.dispatch(kernel, params, bindings, total);
 }

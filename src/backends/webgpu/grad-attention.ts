@@ -11,10 +11,14 @@
 //   head of the group recompute p_ij = exp(s_ij − L_i) and ds_ij, and accumulate dk_j and dv_j, so
 //   GQA/MQA's sums over the heads of a group happen inside one workgroup.
 // Memory beyond the inputs and outputs is linear in T.
+// These per-row kernels serve short sequences; from a tile of query rows per KV head on, the tiled
+// kernels of flash-backward.ts take over (same formulas, keys and values staged per tile).
 import { type GpuContext, type Kernel, Params } from './context.js';
 import { scratch } from './grad-reduce.js';
 import { type GpuTensor, bind } from './tensor.js';
 import { BUILTINS, NEG_BIG, WG_INDEX } from './wgsl.js';
+import { type FlashTile, pickTile } from './flash-attention.js';
+import { flashAttentionBackward } from './flash-backward.js';
 
 const WG = 64;
 
@@ -261,12 +265,21 @@ function cached(key: string, make: () => Kernel): Kernel {
 
 export interface AttentionGradDims { B: number; T: number; H: number; Hkv: number; hs: number; window: number }
 
+/**
+ * policy: from how many query rows per (sequence, KV head), T·H/Hkv, the tiled kernels run (default
+ * 64), and their tile (default: the largest the device holds); see attention.ts's SplitPolicy.
+ */
 export function attentionBackward(
   ctx: GpuContext, dq: GpuTensor, dk: GpuTensor, dv: GpuTensor,
   q: GpuTensor, k: GpuTensor, v: GpuTensor, dO: GpuTensor, d: AttentionGradDims,
+  policy: { flashMinRows?: number; flashTile?: FlashTile } = {},
 ): void {
   const qRows = d.B * d.T * d.H, kRows = d.B * d.T * d.Hkv;
   if (qRows === 0 || d.hs === 0) return;
+  if (d.T * (d.H / d.Hkv) >= (policy.flashMinRows ?? 64)) {
+    flashAttentionBackward(ctx, dq, dk, dv, q, k, v, dO, d, policy.flashTile ?? pickTile(ctx.device));
+    return;
+  }
   const D = Math.ceil(d.hs / WG);
   const window = Math.min(d.window, 2 ** 30); // beyond any position: as infinite
   const scale = 1 / Math.sqrt(d.hs), group = d.H / d.Hkv;

@@ -1,0 +1,91 @@
+// The tiled (flash) attention backward on WebGPU equals the CPU reference for every tile shape the
+// device can hold: T on both sides of the 64-row query/key tiles and the 32/64-wide column tiles,
+// windows below, at and past a tile and Infinity, MHA/GQA/MQA (a dk/dv tile then sums over the
+// heads of its group), B > 1, head sizes 1 … 130 with the presets' 64 and 128; and it is bitwise
+// reproducible. Tolerance as in grad.test.ts: max |Δ| ≤ 1e-4 · max |ref|.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { CpuBackend } from '../../../src/backends/cpu/cpu.js';
+import { WebGpuBackend } from '../../../src/backends/webgpu/backend.js';
+import { type FlashTile, TILE_16K, TILE_32K, TILE_48K } from '../../../src/backends/webgpu/flash-attention.js';
+import { backwardTileBytes } from '../../../src/backends/webgpu/flash-backward.js';
+import type { AttentionArgs, Backend, GradOps } from '../../../src/core/backend.js';
+import { Rng, randomArray } from '../../../src/core/random.js';
+import { gpuBackendOrSkip, relErr } from '../../helpers/gpu.js';
+
+const cpu = new CpuBackend();
+const TOL = 1e-4;
+
+function flashBackends(shared: WebGpuBackend): { name: string; be: WebGpuBackend }[] {
+  const room = shared.device.limits.maxComputeWorkgroupStorageSize;
+  const tiles: [string, FlashTile][] = [['16K', TILE_16K], ['32K', TILE_32K], ['48K', TILE_48K]];
+  return tiles.filter(([, t]) => backwardTileBytes(t) <= room)
+    .map(([name, flashTile]) => ({ name, be: new WebGpuBackend(shared.device, { attentionSplit: { flashMinRows: 1, flashTile } }) }));
+}
+
+interface Case { B: number; T: number; H: number; Hkv: number; hs: number; window: number }
+
+async function check(be: Backend & GradOps, rng: Rng, c: Case, label: string): Promise<void> {
+  const { B, T, H, Hkv, hs, window } = c;
+  const q = randomArray(rng, B * T * H * hs, 2), k = randomArray(rng, B * T * Hkv * hs, 2);
+  const v = randomArray(rng, B * T * Hkv * hs), dO = randomArray(rng, B * T * H * hs);
+  const args: AttentionArgs = { nHeads: H, nKvHeads: Hkv, headDim: hs, window, pos0: new Int32Array(B) };
+  const ts = (b: Backend) => [
+    b.tensor(q.slice(), [B, T, H * hs]), b.tensor(k.slice(), [B, T, Hkv * hs]),
+    b.tensor(v.slice(), [B, T, Hkv * hs]), b.tensor(dO.slice(), [B, T, H * hs]),
+  ] as const;
+  const g = be.attentionBackward(...ts(be), args), r = cpu.attentionBackward(...ts(cpu), args);
+  // read at once: the caller's tidy() disposes the tensors when check first awaits
+  const names = ['dq', 'dk', 'dv'] as const;
+  const got = await Promise.all(names.map((n) => Promise.all([be.read(g[n]), cpu.read(r[n])])));
+  for (const [x, n] of names.entries()) {
+    const [a, ref] = got[x];
+    const err = relErr(a, ref);
+    assert.ok(err <= TOL, `${label} ${JSON.stringify(c)} ${n}: max |Δ| / max |ref| = ${err}`);
+  }
+}
+
+test('webgpu flash attentionBackward: T and windows across tile edges, GQA/MQA, B > 1', async (t) => {
+  const shared = await gpuBackendOrSkip(t);
+  if (!shared) return;
+  const rng = new Rng(31);
+  for (const { name, be } of flashBackends(shared)) {
+    for (const window of [1, 5, 32, 33, 64, 65, Infinity]) {
+      await be.tidy(() => check(be, rng, { B: 2, T: 70, H: 2, Hkv: 2, hs: 16, window }, name));
+    }
+    for (const [H, Hkv, T] of [[4, 1, 37], [4, 2, 45], [6, 2, 23], [3, 3, 129]]) {
+      for (const window of [7, 48, Infinity]) {
+        await be.tidy(() => check(be, rng, { B: 2, T, H, Hkv, hs: 8, window }, name));
+      }
+    }
+    be.destroy();
+  }
+});
+
+test('webgpu flash attentionBackward: head sizes 1 … 130, the presets\' 64 and 128', async (t) => {
+  const shared = await gpuBackendOrSkip(t);
+  if (!shared) return;
+  const rng = new Rng(32);
+  for (const { name, be } of flashBackends(shared)) {
+    for (const hs of [1, 17, 63, 64, 65, 128, 130]) {
+      await be.tidy(() => check(be, rng, { B: 1, T: 67, H: 2, Hkv: 1, hs, window: 40 }, name));
+    }
+    await be.tidy(() => check(be, rng, { B: 1, T: 80, H: 2, Hkv: 2, hs: 128, window: Infinity }, name));
+    be.destroy();
+  }
+  // the default policy at a size that takes the tiled kernels
+  await shared.tidy(() => check(shared, rng, { B: 2, T: 90, H: 4, Hkv: 2, hs: 32, window: 30 }, 'default'));
+});
+
+test('webgpu flash attentionBackward is bitwise reproducible', async (t) => {
+  const shared = await gpuBackendOrSkip(t);
+  if (!shared) return;
+  const be = new WebGpuBackend(shared.device, { attentionSplit: { flashMinRows: 1 } });
+  const rng = new Rng(33), B = 2, T = 75, H = 4, Hkv = 2, hs = 24;
+  const q = be.tensor(randomArray(rng, B * T * H * hs), [B, T, H * hs]), k = be.tensor(randomArray(rng, B * T * Hkv * hs), [B, T, Hkv * hs]);
+  const args: AttentionArgs = { nHeads: H, nKvHeads: Hkv, headDim: hs, window: 20, pos0: new Int32Array(B) };
+  const once = async () => { const g = be.attentionBackward(q, k, k, q, args); return Promise.all([be.read(g.dq), be.read(g.dk), be.read(g.dv)]); };
+  const first = await once(), second = await once();
+  for (let i = 0; i < 3; i++) assert.deepEqual(second[i], first[i], `output ${i}`);
+  be.destroy();
+});
