@@ -84,6 +84,12 @@ export class GpuContext {
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
   private dispatches = 0;
+  /**
+   * Work recorded since the context was made: kernel dispatches, compute passes (a copy or clear
+   * between two dispatches ends a pass, and each pass costs several µs on the host), buffer copies
+   * and clears, and command-buffer submits. bench/dispatches.ts reports them per token.
+   */
+  readonly counts = { dispatches: 0, passes: 0, copies: 0, submits: 0 };
   /** Id of the batch being recorded; PooledBuffer.lastUse compares against it. */
   private batch = 0;
   private readonly arena: GPUBuffer;
@@ -178,6 +184,7 @@ export class GpuContext {
     if (bytes === 0) return;
     const enc = this.enc();
     this.endPass();
+    this.counts.copies++;
     enc.copyBufferToBuffer(this.use(src), srcOffset, this.use(dst), dstOffset, align4(bytes));
   }
 
@@ -186,6 +193,7 @@ export class GpuContext {
     if (bytes === 0) return;
     const enc = this.enc();
     this.endPass();
+    this.counts.copies++;
     enc.clearBuffer(this.use(dst), offset, align4(bytes));
   }
 
@@ -269,7 +277,8 @@ export class GpuContext {
         this.bindGroups.set(key, group);
       }
     }
-    if (!this.pass) this.pass = this.enc().beginComputePass();
+    if (!this.pass) { this.pass = this.enc().beginComputePass(); this.counts.passes++; }
+    this.counts.dispatches++;
     this.pass.setPipeline(pipeline);
     this.pass.setBindGroup(0, group, offsets);
     this.pass.dispatchWorkgroups(gx, gy);
@@ -328,6 +337,7 @@ export class GpuContext {
     this.endPass();
     if (this.arenaUsed) this.device.queue.writeBuffer(this.arena, 0, this.arenaCpu, 0, this.arenaUsed);
     this.device.queue.submit([this.encoder.finish()]);
+    this.counts.submits++;
     this.encoder = null;
     this.dispatches = 0;
     this.arenaUsed = 0;
