@@ -1,6 +1,7 @@
 // The WebGPU backend: the Backend interface over WGSL kernels (f32 compute). This class checks
 // shapes (with the CPU backend's messages), allocates outputs from the pool, and hands the
 // recording to the kernel modules; GpuContext batches the commands.
+import type { PooledBuffer } from './pool.js';
 import {
   type AdamWStep, type AttentionArgs, type Backend, type ConvResult, type DType, type GradOps, type KvCache,
   type ScanGrads, type ScanResult, type Tensor, ScopedBackend, expectShape, numel, shapeStr,
@@ -147,7 +148,10 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
 
   dispose(t: Tensor): void {
     if (!(t instanceof GpuTensor) || !t.storage) return;
-    if (--t.storage.refs === 0) this.ctx.release(t.storage.buf);
+    if (--t.storage.refs === 0) {
+      this.ctx.release(t.storage.buf);
+      if (t.storage.derived) this.ctx.release(t.storage.derived.buf);
+    }
     t.storage = null;
   }
 
@@ -331,10 +335,25 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     // the kernel updates h in place, starting from h0
     if (H0) this.ctx.copy(H0.buf!, 0, h.buf!, 0, h.bytes);
     else this.ctx.clear(h.buf!, 0, h.bytes);
-    const par = this.scratch(2 * C + C * N, `selectiveScan parameters of ${C} channels`);
-    mb.selectiveScan(this.ctx, y, h, par, U, DT, bias, AL, Bm, Cm, Dv, Z, B, T, C, N);
-    this.ctx.release(par.buf!);
+    mb.selectiveScan(this.ctx, y, h, this.scanParams(bias, Dv, AL, C, N), U, DT, Bm, Cm, Z, B, T, C, N);
     return { y, h };
+  }
+
+  /** Bumped by every in-place parameter update (adamw), so derived buffers know they are stale. */
+  private weightsEpoch = 0;
+
+  /**
+   * The scan's constant parameters packed into one binding, cached on A_log's storage: a decoded
+   * token then spends no copies on them (3 per Mamba layer otherwise), until adamw changes weights.
+   */
+  private scanParams(bias: GpuTensor, d: GpuTensor, aLog: GpuTensor, C: number, N: number): PooledBuffer {
+    const st = aLog.storage!, sources = [bias.storage!, d.storage!], c = st.derived;
+    if (c && c.epoch === this.weightsEpoch && c.sources.every((s, i) => s === sources[i])) return c.buf;
+    if (c) this.ctx.release(c.buf);
+    const buf = this.ctx.alloc((2 * C + C * N) * 4, () => `selectiveScan parameters of ${C} channels`);
+    mb.packScanParams(this.ctx, buf, bias, d, aLog, C, N);
+    st.derived = { epoch: this.weightsEpoch, sources, buf };
+    return buf;
   }
   // ---- training ops (GradOps): the kernels live in grad-*.ts ----
 
@@ -472,6 +491,7 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     // one dispatch cannot write a buffer that another of its bindings also uses
     if (new Set(ts.map((t) => t.buf)).size < ts.length) throw new Error('adamw: the parameter, gradient and moments must not share storage');
     gm.adamw(this.ctx, ...ts, hp);
+    this.weightsEpoch++;
   }
 }
 

@@ -1,4 +1,5 @@
 // Mamba's two sequential pieces: the causal depthwise conv1d (+SiLU) and the selective scan.
+import type { PooledBuffer } from './pool.js';
 import { type GpuContext, type Kernel, Params } from './context.js';
 import { type GpuTensor, bind } from './tensor.js';
 import { BUILTINS, MATH, WG_INDEX } from './wgsl.js';
@@ -135,17 +136,21 @@ fn main(${BUILTINS}) {
 
 const scanKernels = new Map<number, Kernel>();
 
-/** par: scratch of 2C + C·N floats; hOut: already holds h0 (or zeros). */
+/** Records the packing of the scan's constant parameters: par = [dtBias (C) | D (C) | aLog (C·N)]. */
+export function packScanParams(ctx: GpuContext, par: PooledBuffer, dtBias: GpuTensor, d: GpuTensor, aLog: GpuTensor, C: number, N: number): void {
+  ctx.copy(dtBias.buf!, 0, par, 0, C * 4);
+  ctx.copy(d.buf!, 0, par, C * 4, C * 4);
+  ctx.copy(aLog.buf!, 0, par, 2 * C * 4, C * N * 4);
+}
+
+/** par: the packed parameters (packScanParams) of 2C + C·N floats; hOut: already holds h0 (or zeros). */
 export function selectiveScan(
-  ctx: GpuContext, y: GpuTensor, hOut: GpuTensor, par: GpuTensor,
-  u: GpuTensor, dt: GpuTensor, dtBias: GpuTensor, aLog: GpuTensor, bm: GpuTensor, cm: GpuTensor, d: GpuTensor, z: GpuTensor,
+  ctx: GpuContext, y: GpuTensor, hOut: GpuTensor, par: PooledBuffer,
+  u: GpuTensor, dt: GpuTensor, bm: GpuTensor, cm: GpuTensor, z: GpuTensor,
   B: number, T: number, C: number, N: number,
 ): void {
   if (B * C === 0) return;
-  ctx.copy(dtBias.buf!, 0, par.buf!, 0, C * 4);
-  ctx.copy(d.buf!, 0, par.buf!, C * 4, C * 4);
-  ctx.copy(aLog.buf!, 0, par.buf!, 2 * C * 4, C * N * 4);
   let kernel = scanKernels.get(N);
   if (!kernel) scanKernels.set(N, (kernel = scanKernel(N)));
-  ctx.dispatch(kernel, new Params().u32(B, T, C), [bind(u), bind(dt), bind(z), bind(bm), bind(cm), bind(par), bind(y), bind(hOut)], Math.ceil((B * C) / SCAN_WG));
+  ctx.dispatch(kernel, new Params().u32(B, T, C), [bind(u), bind(dt), bind(z), bind(bm), bind(cm), { buf: par, size: (2 * C + C * N) * 4 }, bind(y), bind(hOut)], Math.ceil((B * C) / SCAN_WG));
 }

@@ -6,6 +6,12 @@ import type { F16Matrix } from './matmul-f16.js';
 /** A buffer shared by a tensor and its reshaped views; back to the pool when the last goes. */
 export class Storage {
   refs = 1;
+  /**
+   * A buffer derived from this one's contents and cached with it — the selective scan's packed
+   * constant parameters, on A_log's storage — valid while the weights epoch and sources match;
+   * released with this storage.
+   */
+  derived: { epoch: number; sources: readonly Storage[]; buf: PooledBuffer } | null = null;
   constructor(readonly buf: PooledBuffer) {}
 }
 
