@@ -14,7 +14,7 @@
 // Prefill with at least a tile of query rows per KV head goes to the tiled kernel of
 // flash-attention.ts instead, which stages keys and values in workgroup memory once per tile of
 // queries rather than once per query.
-import { type GpuContext, type Kernel, Params } from './context.js';
+import { type GpuContext, type Kernel, Params, kernelCache } from './context.js';
 import { GpuTensor, Storage, bind } from './tensor.js';
 import { BUILTINS, NEG_BIG, WG_INDEX } from './wgsl.js';
 import { type FlashTile, flashAttention, pickTile } from './flash-attention.js';
@@ -176,7 +176,7 @@ fn main(${BUILTINS}) {
 }`,
 };
 
-const kernels = new Map<number, Kernel>();
+const kernels = kernelCache();
 
 export interface AttentionDims {
   B: number; T: number; H: number; Hkv: number; hs: number; C: number; window: number;
@@ -211,8 +211,7 @@ export function attention(
     return;
   }
   const dpt = Math.ceil(d.hs / WG);
-  let kernel = kernels.get(dpt);
-  if (!kernel) kernels.set(dpt, (kernel = attentionKernel(dpt)));
+  const kernel = kernels(dpt, () => attentionKernel(dpt));
   // positions stay far below 2^30, so a clamped window behaves as an infinite one
   const window = Math.min(d.window, 2 ** 30);
   const maxKeys = Math.min(window, d.C + d.T);

@@ -26,6 +26,20 @@ export interface Kernel {
   readonly bindings: readonly Access[];
 }
 
+/**
+ * A memo of kernel descriptors: `cached(key, make)` builds each once. Builders do work in JS before
+ * any WGSL is needed, and ops look their kernel up on every call; the context itself caches the
+ * compiled pipelines by Kernel.key.
+ */
+export function kernelCache(): (key: string | number, make: () => Kernel) => Kernel {
+  const kernels = new Map<string | number, Kernel>();
+  return (key, make) => {
+    let k = kernels.get(key);
+    if (!k) kernels.set(key, (k = make()));
+    return k;
+  };
+}
+
 /** A storage binding: a byte range of a pooled buffer, or host ints placed in the arena. */
 export type Binding = { buf: PooledBuffer; offset?: number; size: number } | Int32Array;
 

@@ -16,7 +16,7 @@
 // score columns tx + 16·cj (cj < BK/16) and output columns tx + 16·ej (ej < ⌈hs/16⌉). Products go
 // through workgroup memory in chunks of DC dims (S = Q·Kᵀ) and VC value columns (O += P·V), one
 // array serving both stages. The per-row softmax step runs on BQ invocations.
-import { type GpuContext, type Kernel, Params } from './context.js';
+import { type GpuContext, type Kernel, Params, kernelCache } from './context.js';
 import { type GpuTensor, bind } from './tensor.js';
 import { BUILTINS, NEG_BIG, WG_INDEX } from './wgsl.js';
 
@@ -266,7 +266,7 @@ ${stats ? `  // δ: the 16 shares of each row through PS (free now), summed in a
   };
 }
 
-const kernels = new Map<string, Kernel>();
+const cached = kernelCache();
 
 export interface FlashDims {
   B: number; T: number; H: number; Hkv: number; hs: number; C: number; window: number;
@@ -288,8 +288,7 @@ export function flashAttention(
 ): void {
   if (d.B * d.T * d.H === 0 || d.hs === 0) return;
   const key = `${tile.BQ}_${tile.BK}_${tile.DC}_${tile.VC}_${d.hs}${stats ? '_stats' : ''}`;
-  let kernel = kernels.get(key);
-  if (!kernel) kernels.set(key, (kernel = flashKernel(tile, d.hs, !!stats)));
+  const kernel = cached(key, () => flashKernel(tile, d.hs, !!stats));
   const window = Math.min(d.window, 2 ** 30); // beyond any position: as infinite
   const nTiles = flashTiles(d, tile), total = d.B * d.Hkv * nTiles;
   const params = new Params()

@@ -12,7 +12,8 @@
 // BK "columns" (keys, or queries), each addressed through an offset table in workgroup memory, so
 // one staged product (rows·colsᵀ over hs in DC-dim chunks) and one accumulation (P·cols over VC
 // value columns at a time) serve all four products. Thread layout as in flash-attention.ts.
-import { type GpuContext, type Kernel, Params } from './context.js';
+import { type GpuContext, type Kernel, Params, kernelCache } from './context.js';
+import type { AttentionGradDims } from './grad-attention.js';
 import { type FlashTile, flashAttention } from './flash-attention.js';
 import { scratch } from './grad-reduce.js';
 import { type GpuTensor, bind } from './tensor.js';
@@ -288,18 +289,11 @@ ${g.store('dv', 'DV')}
   };
 }
 
-const kernels = new Map<string, Kernel>();
-function cached(key: string, make: () => Kernel): Kernel {
-  let k = kernels.get(key);
-  if (!k) kernels.set(key, (k = make()));
-  return k;
-}
-
-export interface FlashGradDims { B: number; T: number; H: number; Hkv: number; hs: number; window: number }
+const cached = kernelCache();
 
 export function flashAttentionBackward(
   ctx: GpuContext, dq: GpuTensor, dk: GpuTensor, dv: GpuTensor,
-  q: GpuTensor, k: GpuTensor, v: GpuTensor, dO: GpuTensor, d: FlashGradDims, tile: FlashTile,
+  q: GpuTensor, k: GpuTensor, v: GpuTensor, dO: GpuTensor, d: AttentionGradDims, tile: FlashTile,
 ): void {
   const qRows = d.B * d.T * d.H;
   if (qRows === 0 || d.hs === 0) return;

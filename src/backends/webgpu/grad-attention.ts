@@ -13,7 +13,7 @@
 // Memory beyond the inputs and outputs is linear in T.
 // These per-row kernels serve short sequences; from a tile of query rows per KV head on, the tiled
 // kernels of flash-backward.ts take over (same formulas, keys and values staged per tile).
-import { type GpuContext, type Kernel, Params } from './context.js';
+import { type GpuContext, type Kernel, Params, kernelCache } from './context.js';
 import { scratch } from './grad-reduce.js';
 import { type GpuTensor, bind } from './tensor.js';
 import { BUILTINS, NEG_BIG, WG_INDEX } from './wgsl.js';
@@ -256,12 +256,7 @@ fn main(${BUILTINS}) {
   };
 }
 
-const kernels = new Map<string, Kernel>();
-function cached(key: string, make: () => Kernel): Kernel {
-  let k = kernels.get(key);
-  if (!k) kernels.set(key, (k = make()));
-  return k;
-}
+const cached = kernelCache();
 
 export interface AttentionGradDims { B: number; T: number; H: number; Hkv: number; hs: number; window: number }
 

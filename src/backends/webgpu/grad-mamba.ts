@@ -15,7 +15,7 @@
 // sequence) add theirs in workgroup memory, in channel order, each step, and write one partial per
 // workgroup; a second kernel adds the workgroups' partials in order. dA_log, D and the dt bias are
 // sums over sequences: per-(b, c) partials, added over b in order.
-import { type GpuContext, type Kernel, Params } from './context.js';
+import { type GpuContext, type Kernel, Params, kernelCache } from './context.js';
 import { rowChunks } from './grad-misc.js';
 import { scratch, sumRows } from './grad-reduce.js';
 import { type GpuTensor, bind } from './tensor.js';
@@ -120,7 +120,7 @@ fn main(${BUILTINS}) {
   };
 }
 
-const convDw = new Map<number, Kernel>();
+const convDw = kernelCache();
 
 export function conv1dSiluBackward(
   ctx: GpuContext, dx: GpuTensor, dw: GpuTensor, db: GpuTensor,
@@ -138,8 +138,7 @@ export function conv1dSiluBackward(
   ctx.dispatch(CONV_DS, base(), [bind(x), bind(w), bind(bias), bind(dy), bind(ds)], Math.ceil(n / WG));
   ctx.dispatch(CONV_DX, base(), [bind(ds), bind(w), bind(dx)], Math.ceil(n / WG));
   const rows = B * T, { parts, per } = rowChunks(rows), width = C * (K + 1);
-  let kernel = convDw.get(K);
-  if (!kernel) convDw.set(K, (kernel = convDwKernel(K)));
+  const kernel = convDw(K, () => convDwKernel(K));
   const part = scratch(ctx, parts * width, () => `conv1dSiluBackward partials (${parts} × ${width})`);
   ctx.dispatch(kernel, new Params().u32(parts * C, T, C, H, per, rows), [bind(ds), bind(x), bind(part)], Math.ceil((parts * C) / WG));
   if (parts === 1) {
@@ -372,12 +371,7 @@ fn main(${BUILTINS}) {
 }`,
 };
 
-const scanKernels = new Map<string, Kernel>();
-function scanKernel(key: string, make: () => Kernel): Kernel {
-  let k = scanKernels.get(key);
-  if (!k) scanKernels.set(key, (k = make()));
-  return k;
-}
+const scanKernel = kernelCache();
 
 export interface ScanGradTensors {
   du: GpuTensor; ddt: GpuTensor; dz: GpuTensor; dbm: GpuTensor; dcm: GpuTensor; ddtBias: GpuTensor; daLog: GpuTensor; dd: GpuTensor;

@@ -1,6 +1,6 @@
 // Mamba's two sequential pieces: the causal depthwise conv1d (+SiLU) and the selective scan.
 import type { PooledBuffer } from './pool.js';
-import { type GpuContext, type Kernel, Params } from './context.js';
+import { type GpuContext, type Kernel, Params, kernelCache } from './context.js';
 import { type GpuTensor, bind } from './tensor.js';
 import { BUILTINS, MATH, WG_INDEX } from './wgsl.js';
 
@@ -134,7 +134,7 @@ fn main(${BUILTINS}) {
   };
 }
 
-const scanKernels = new Map<number, Kernel>();
+const scanKernels = kernelCache();
 
 /** Records the packing of the scan's constant parameters: par = [dtBias (C) | D (C) | aLog (C·N)]. */
 export function packScanParams(ctx: GpuContext, par: PooledBuffer, dtBias: GpuTensor, d: GpuTensor, aLog: GpuTensor, C: number, N: number): void {
@@ -150,7 +150,6 @@ export function selectiveScan(
   B: number, T: number, C: number, N: number,
 ): void {
   if (B * C === 0) return;
-  let kernel = scanKernels.get(N);
-  if (!kernel) scanKernels.set(N, (kernel = scanKernel(N)));
+  const kernel = scanKernels(N, () => scanKernel(N));
   ctx.dispatch(kernel, new Params().u32(B, T, C), [bind(u), bind(dt), bind(z), bind(bm), bind(cm), { buf: par, size: (2 * C + C * N) * 4 }, bind(y), bind(hOut)], Math.ceil((B * C) / SCAN_WG));
 }

@@ -29,7 +29,7 @@
 // f16 tiled 128×128 29.4 (30.6 with f16 weights), subgroup matrix 54.9 with f32 weights (packing
 // included), 56.1 with f16 weights; decode 1×4096×4096 f32 gemv 1.55 TB/s (43 µs), f16-weight
 // gemv 22 µs (1.50 TB/s), 1×14336×4096 f16-weight gemv 1.98 TB/s vs 1.29 for f32 weights.
-import { GpuContext, type Kernel, Params } from './context.js';
+import { GpuContext, type Kernel, Params, kernelCache } from './context.js';
 import type { PooledBuffer } from './pool.js';
 import { GpuTensor, Storage, bind } from './tensor.js';
 import { BUILTINS, WG_INDEX } from './wgsl.js';
@@ -252,11 +252,10 @@ fn main(${BUILTINS}, @builtin(local_invocation_id) lid: vec3<u32>) {
   };
 }
 
-const tiledCache = new Map<string, Kernel>();
+const tiledCache = kernelCache();
 function tiled(cfg: TileConfig, vec: boolean, w: 'f32' | 'f16'): Kernel {
   const key = `${cfg.BM}|${vec}|${w}`;
-  let k = tiledCache.get(key);
-  if (!k) tiledCache.set(key, (k = tiledKernel(cfg, vec, w)));
+  const k = tiledCache(key, () => tiledKernel(cfg, vec, w));
   return k;
 }
 
@@ -446,7 +445,7 @@ fn main(${BUILTINS}) {
   };
 }
 
-const sgmCache = new Map<string, Kernel>();
+const sgmCache = kernelCache();
 
 /**
  * y = x · wᵀ on tensor cores. x is packed here (and released); w is packed here too unless given
@@ -462,8 +461,7 @@ export function matmulSubgroupMatrix(
     return;
   }
   const key = `${shape.M}x${shape.N}x${shape.K}_${shape.subgroupSize}`;
-  let kernel = sgmCache.get(key);
-  if (!kernel) sgmCache.set(key, (kernel = subgroupMatrixKernel(shape)));
+  const kernel = sgmCache(key, () => subgroupMatrixKernel(shape));
   const xp = packF16(ctx, x, M, K);
   const wp = 'f16' in w ? w.f16 : packF16(ctx, w.f32, N, K);
   if ('f16' in w) {
