@@ -18,7 +18,7 @@
 // array serving both stages. The per-row softmax step runs on BQ invocations.
 import { type GpuContext, type Kernel, Params, kernelCache } from './context.js';
 import { type GpuTensor, bind } from './tensor.js';
-import { BUILTINS, NEG_BIG, WG_INDEX } from './wgsl.js';
+import { BUILTINS, NEG_BIG, WG_INDEX, lines } from './wgsl.js';
 
 /** A tile shape; workgroup memory ≈ 4·(BQ·(BK+1) + max(DC·(BQ+BK+2), BK·VC) + 4·BQ) bytes. */
 export interface FlashTile {
@@ -54,8 +54,38 @@ export function pickTile(device: GPUDevice): FlashTile {
   return TILE_16K;
 }
 
-const WG = 256;
-const TX = 16;
+/** Invocations per workgroup of the tiled kernels, and the side of their 16 × 16 invocation grid. */
+export const WG = 256;
+export const TX = 16;
+
+/**
+ * WGSL: acc[i·EJ + e] += Σ_c PS[row ty + TX·i][c] · V[key c of the tile][column e] for every value
+ * column, VC at a time, each chunk staged through ST and unrolled so every accumulator index is a
+ * constant (barriers included; the caller has written PS). `load` runs with the key c and column e
+ * in scope and sets `val` (left 0 for keys or columns out of range).
+ */
+export function pvProduct(tile: FlashTile, hs: number, acc: string, load: string): string {
+  const { BK, VC } = tile;
+  const RI = tile.BQ / TX, EJ = Math.ceil(hs / TX), VJ = VC / TX, PST = BK + 1;
+  return lines(Math.ceil(EJ / VJ), (k) => {
+    const js = Array.from({ length: VJ }, (_, v) => k * VJ + v).filter((j) => j < EJ);
+    return /* wgsl */ `
+    workgroupBarrier();
+    for (var x = li; x < ${BK * VC}u; x += ${WG}u) {
+      let c = x / ${VC}u;
+      let e = ${k * VC}u + x % ${VC}u;
+      var val = 0.0;
+      ${load}
+      ST[x] = val;
+    }
+    workgroupBarrier();
+    for (var c = 0u; c < ${BK}u; c++) {
+${lines(RI, (i) => `      let p${i} = PS[(ty + ${TX * i}u) * ${PST}u + c];`)}
+${js.map((j) => `      let v${j} = ST[c * ${VC}u + tx + ${(j - k * VJ) * TX}u];`).join('\n')}
+${lines(RI, (i) => js.map((j) => `      ${acc}[${i * EJ + j}] = fma(p${i}, v${j}, ${acc}[${i * EJ + j}]);`).join('\n'))}
+    }`;
+  });
+}
 
 /**
  * stats: also take dO and write, per query row (b, t, h), L = m + log l (the log-sum-exp of its
@@ -63,34 +93,9 @@ const TX = 16;
  */
 function flashKernel(tile: FlashTile, hs: number, stats: boolean): Kernel {
   const { BQ, BK, DC, VC } = tile;
-  const RI = BQ / TX, CJ = BK / TX, EJ = Math.ceil(hs / TX), VJ = VC / TX;
+  const RI = BQ / TX, CJ = BK / TX, EJ = Math.ceil(hs / TX);
   const QST = BQ + 1, KST = BK + 1, PST = BK + 1; // +1: transposed stores hit distinct banks
   const KOFF = DC * QST; // Ks after Qs in the stage
-  const nChunks = Math.ceil(EJ / VJ);
-  const lines = (n: number, f: (i: number) => string) => Array.from({ length: n }, (_, i) => f(i)).join('\n');
-
-  // O += P·V for value columns [k·VC, (k+1)·VC), unrolled so every accumulator index is a constant
-  const pvChunk = (k: number) => {
-    const js = Array.from({ length: VJ }, (_, v) => k * VJ + v).filter((j) => j < EJ);
-    return /* wgsl */ `
-    workgroupBarrier();
-    for (var x = li; x < ${BK * VC}u; x += ${WG}u) {
-      let c = x / ${VC}u;
-      let e = ${k * VC}u + x % ${VC}u;
-      let j = kt0 + i32(c);
-      var val = 0.0;
-      if (j <= jEnd && e < p.hs) {
-        ${stats ? 'val = V[keyAt(b, j, p0, kvOff) + e];' : 'if (j < p0) { val = VC[keyAt(b, j, p0, kvOff) + e]; } else { val = V[keyAt(b, j, p0, kvOff) + e]; }'}
-      }
-      ST[x] = val;
-    }
-    workgroupBarrier();
-    for (var c = 0u; c < ${BK}u; c++) {
-${lines(RI, (i) => `      let p${i} = PS[(ty + ${TX * i}u) * ${PST}u + c];`)}
-${js.map((j) => `      let v${j} = ST[c * ${VC}u + tx + ${(j - k * VJ) * TX}u];`).join('\n')}
-${lines(RI, (i) => js.map((j) => `      acc[${i * EJ + j}] = fma(p${i}, v${j}, acc[${i * EJ + j}]);`).join('\n'))}
-    }`;
-  };
 
   return {
     key: `flash_attention_${BQ}_${BK}_${DC}_${VC}_${hs}${stats ? '_stats' : ''}`,
@@ -234,7 +239,10 @@ ${lines(RI, (i) => lines(CJ, (j) => `        s[${i * CJ + j}] = fma(a${i}, k${j}
       let corr = rowCorr[ty + i * ${TX}u];
       for (var jj = 0u; jj < ${EJ}u; jj++) { acc[i * ${EJ}u + jj] *= corr; }
     }
-${lines(nChunks, pvChunk)}
+${pvProduct(tile, hs, 'acc', `let j = kt0 + i32(c);
+      if (j <= jEnd && e < p.hs) {
+        ${stats ? 'val = V[keyAt(b, j, p0, kvOff) + e];' : 'if (j < p0) { val = VC[keyAt(b, j, p0, kvOff) + e]; } else { val = V[keyAt(b, j, p0, kvOff) + e]; }'}
+      }`)}
   }
   workgroupBarrier();
   var part: array<f32, ${RI}>; // this invocation's share of dO·o per row (stats)

@@ -14,13 +14,11 @@
 // value columns at a time) serve all four products. Thread layout as in flash-attention.ts.
 import { type GpuContext, type Kernel, Params, kernelCache } from './context.js';
 import type { AttentionGradDims } from './grad-attention.js';
-import { type FlashTile, flashAttention } from './flash-attention.js';
+import { type FlashTile, TX, WG, flashAttention, pvProduct } from './flash-attention.js';
 import { scratch } from './grad-reduce.js';
 import { type GpuTensor, bind } from './tensor.js';
-import { BUILTINS, WG_INDEX } from './wgsl.js';
+import { BUILTINS, WG_INDEX, lines } from './wgsl.js';
 
-const WG = 256;
-const TX = 16;
 const NONE = '0xffffffffu';
 
 function stageFloats(t: FlashTile): number {
@@ -33,11 +31,9 @@ export function backwardTileBytes(t: FlashTile): number {
 }
 
 function generator(tile: FlashTile, hs: number) {
-  const { BQ, BK, DC, VC } = tile;
-  const RI = BQ / TX, CJ = BK / TX, EJ = Math.ceil(hs / TX), VJ = VC / TX;
+  const { BQ, BK, DC } = tile;
+  const RI = BQ / TX, CJ = BK / TX, EJ = Math.ceil(hs / TX);
   const QST = BQ + 1, KST = BK + 1, PST = BK + 1, KOFF = DC * QST;
-  const lines = (n: number, f: (i: number) => string) => Array.from({ length: n }, (_, i) => f(i)).join('\n');
-  const nChunks = Math.ceil(EJ / VJ);
 
   const decls = /* wgsl */ `
 var<workgroup> PS: array<f32, ${BQ * PST}>;
@@ -77,24 +73,7 @@ ${lines(RI, (i) => lines(CJ, (j) => `        ${dst}[${i * CJ + j}] = fma(a${i}, 
     }`;
 
   /** acc[i·EJ + e] += Σ_c PS[row i][c] · V[COLOFF[c] + e] (PS published by the caller) */
-  const accumulate = (acc: string, V: string) => lines(nChunks, (k) => {
-    const js = Array.from({ length: VJ }, (_, v) => k * VJ + v).filter((j) => j < EJ);
-    return /* wgsl */ `
-    workgroupBarrier();
-    for (var x = li; x < ${BK * VC}u; x += ${WG}u) {
-      let c = x / ${VC}u;
-      let e = ${k * VC}u + x % ${VC}u;
-      var val = 0.0;
-      if (COLOFF[c] != ${NONE} && e < p.hs) { val = ${V}[COLOFF[c] + e]; }
-      ST[x] = val;
-    }
-    workgroupBarrier();
-    for (var c = 0u; c < ${BK}u; c++) {
-${lines(RI, (i) => `      let p${i} = PS[(ty + ${TX * i}u) * ${PST}u + c];`)}
-${js.map((j) => `      let v${j} = ST[c * ${VC}u + tx + ${(j - k * VJ) * TX}u];`).join('\n')}
-${lines(RI, (i) => js.map((j) => `      ${acc}[${i * EJ + j}] = fma(p${i}, v${j}, ${acc}[${i * EJ + j}]);`).join('\n'))}
-    }`;
-  });
+  const accumulate = (acc: string, V: string) => pvProduct(tile, hs, acc, `if (COLOFF[c] != ${NONE} && e < p.hs) { val = ${V}[COLOFF[c] + e]; }`);
 
   /** Writes acc's rows to OUT at ROWOFF (columns below hs). */
   const store = (acc: string, OUT: string) => /* wgsl */ `

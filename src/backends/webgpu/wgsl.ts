@@ -32,5 +32,8 @@ fn softplus(x: f32) -> f32 {
 }
 `;
 
+/** n generated lines f(0) … f(n − 1): unrolled WGSL. */
+export const lines = (n: number, f: (i: number) => string): string => Array.from({ length: n }, (_, i) => f(i)).join('\n');
+
 /** A large negative stand-in for -inf (a running max that no real score is below). */
 export const NEG_BIG = '-3.0e38';
