@@ -4,11 +4,10 @@
 // documents in its byte-level tokenizer; eval task prints its table; bad input is one line.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, writeFile, mkdir, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { CLI, errorLines, runCli } from '../helpers/cli.js';
+import { errorLines, runCli, runCliKilledAt } from '../helpers/cli.js';
 
 const tmp = await mkdtemp(path.join(tmpdir(), 'samba-task-'));
 const tiny = ['--arch', 'samba', '--d-model', '32', '--blocks', '2', '--heads', '2', '--window', '16', '--backend', 'cpu'];
@@ -20,16 +19,7 @@ async function killAndResume(name: string, extra: string[]): Promise<void> {
     '--steps', '24', '--lr', '3e-3', '--save-every', '4', '--eval-every', '8', '--eval-batches', '1', '--log-every', '1', '--seed', '5', ...extra];
   const straight = path.join(tmp, `${name}-straight`), killed = path.join(tmp, `${name}-killed`);
   ok(await runCli([...args, '--out', straight]));
-  await new Promise<void>((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args, '--out', killed], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    child.stderr.on('data', (d) => {
-      err += d;
-      const m = [...err.matchAll(/step (\d+)\//g)].pop();
-      if (m && Number(m[1]) >= 10) child.kill('SIGKILL');
-    });
-    child.on('close', (code, sig) => (sig === 'SIGKILL' ? resolve() : reject(new Error(`not killed: ${code} ${err}`))));
-  });
+  await runCliKilledAt([...args, '--out', killed], 10);
   const before = await lines(killed);
   assert.ok(before.length >= 8 && before.length < 24, `killed after ${before.length} steps`);
   const resumed = await runCli(['train', '--resume', killed, '--backend', 'cpu']);

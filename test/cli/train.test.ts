@@ -3,11 +3,10 @@
 // generation; `tokenize` shards train the same as the text.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { CLI, GOLDEN, errorLines, runCli } from '../helpers/cli.js';
+import { GOLDEN, errorLines, runCli, runCliKilledAt } from '../helpers/cli.js';
 
 const tmp = await mkdtemp(path.join(tmpdir(), 'samba-train-'));
 const data = path.join(tmp, 'data');
@@ -29,16 +28,7 @@ test('SIGKILL then --resume reproduces the uninterrupted loss curve exactly', as
   assert.equal(r.code, 0, errorLines(r.stderr).join('\n'));
 
   // start the same run and kill it hard once it is past step 10
-  await new Promise<void>((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, 'train', ...common, '--data', data, '--out', killed], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    child.stderr.on('data', (d) => {
-      err += d;
-      const m = [...err.matchAll(/step (\d+)\//g)].pop();
-      if (m && Number(m[1]) >= 10) child.kill('SIGKILL');
-    });
-    child.on('close', (code, sig) => (sig === 'SIGKILL' ? resolve() : reject(new Error(`not killed: ${code} ${err}`))));
-  });
+  await runCliKilledAt(['train', ...common, '--data', data, '--out', killed], 10);
   const before = await losses(killed);
   assert.ok(before.length >= 10 && before.length < 24, `killed after ${before.length} steps`);
   const resumed = await runCli(['train', '--resume', killed, '--backend', 'cpu']);

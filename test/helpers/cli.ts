@@ -25,6 +25,23 @@ export function runCli(args: string[], opts: { timeoutMs?: number; env?: NodeJS.
   });
 }
 
+/**
+ * Starts the CLI and kills it with SIGKILL as soon as its progress line ("step N/…") reaches
+ * `step`: a crash in the middle of a training run. Rejects if the run ends any other way.
+ */
+export function runCliKilledAt(args: string[], step: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d) => {
+      err += d;
+      const m = [...err.matchAll(/step (\d+)\//g)].pop();
+      if (m && Number(m[1]) >= step) child.kill('SIGKILL');
+    });
+    child.on('close', (code, sig) => (sig === 'SIGKILL' ? resolve() : reject(new Error(`not killed: ${code} ${err}`))));
+  });
+}
+
 /** stderr without Dawn's informational start-up warnings. */
 export function errorLines(stderr: string): string[] {
   return stderr.split('\n').filter((l) => l && !l.startsWith('Warning: maxDynamic'));
