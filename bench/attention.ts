@@ -20,6 +20,7 @@ import { type FlashTile, TILE_16K, TILE_32K, TILE_48K, pickTile, tileBytes } fro
 import type { AttentionArgs, Tensor } from '../src/core/backend.js';
 import { Rng, randomArray } from '../src/core/random.js';
 import { createNodeWebGpuBackend } from '../src/node/webgpu.js';
+import { tableLines } from './table.js';
 
 const { values } = parseArgs({
   options: {
@@ -137,12 +138,8 @@ for (const T of Ts) {
   for (const t of [gq, gk, gv, gd]) if (t) be.dispose(t as Tensor);
 }
 
-const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-const fmt = (r: string[]) => r.map((c, i) => (i === 2 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
 say('');
-say(fmt(head));
-say(widths.map((w) => '-'.repeat(w)).join('  '));
-for (const r of rows) say(fmt(r));
+for (const l of tableLines(head, rows, (i) => i === 2)) say(l);
 if (values.log) writeFileSync(values.log, log.join('\n') + '\n');
 be.destroy();
 shared.destroy();

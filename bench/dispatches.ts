@@ -10,6 +10,7 @@ import { makeConfig } from '../src/model/config.js';
 import { SambaModel } from '../src/model/model.js';
 import { PRESETS, getPreset } from '../src/model/presets.js';
 import { createNodeWebGpuBackend } from '../src/node/webgpu.js';
+import { tableLines } from './table.js';
 
 const { values } = parseArgs({
   options: {
@@ -21,7 +22,8 @@ const { values } = parseArgs({
 const be = await createNodeWebGpuBackend({ requireAdapter: true });
 if (!be) throw new Error('no WebGPU adapter');
 const chunk = Number(values.chunk);
-const rows: string[][] = [['preset', 'sub-layers', 'decode: dispatches', 'passes', 'copies', 'submits', `prefill ${chunk}: dispatches/token`]];
+const head = ['preset', 'sub-layers', 'decode: dispatches', 'passes', 'copies', 'submits', `prefill ${chunk}: dispatches/token`];
+const rows: string[][] = [];
 for (const name of values.presets!.split(',')) {
   if (!PRESETS[name]) throw new Error(`unknown preset ${name} (${Object.keys(PRESETS).join(', ')})`);
   const p = getPreset(name);
@@ -43,10 +45,6 @@ for (const name of values.presets!.split(',')) {
   state.dispose();
   model.dispose();
 }
-const w = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
 console.log(`\nhost work per token (${values.weights} weights), ${new Date().toISOString()}`);
-for (const [i, r] of rows.entries()) {
-  console.log(r.map((x, j) => (j === 0 ? x.padEnd(w[j]) : x.padStart(w[j]))).join('  '));
-  if (i === 0) console.log(w.map((k) => '-'.repeat(k)).join('  '));
-}
+for (const l of tableLines(head, rows, (i) => i === 0)) console.log(l);
 be.destroy();

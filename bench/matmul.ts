@@ -21,6 +21,7 @@ import {
 import type { GpuTensor } from '../src/backends/webgpu/tensor.js';
 import { Rng, randomArray } from '../src/core/random.js';
 import { createNodeWebGpuBackend } from '../src/node/webgpu.js';
+import { tableLines } from './table.js';
 
 const { values } = parseArgs({
   options: {
@@ -142,12 +143,8 @@ for (const [M, N, K] of shapes) {
   be.dispose(gx); be.dispose(gw); be.dispose(out);
 }
 
-const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-const fmt = (r: string[]) => r.map((c, i) => (i < 2 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
 say('');
-say(fmt(head));
-say(widths.map((w) => '-'.repeat(w)).join('  '));
-for (const r of rows) say(fmt(r));
+for (const l of tableLines(head, rows, (i) => i < 2)) say(l);
 if (values.log) writeFileSync(values.log, log.join('\n') + '\n');
 be.destroy();
 process.exit(0);
