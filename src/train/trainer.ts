@@ -4,6 +4,7 @@
 // exported and restored, so a resumed run continues exactly where it stopped.
 import type { Backend, GradOps, Tensor } from '../core/backend.js';
 import { Rng } from '../core/random.js';
+import { dInner } from '../model/config.js';
 import type { SambaModel } from '../model/model.js';
 import type { Batch } from './data.js';
 import { AdamW, REFERENCE_ADAMW, learningRate, type AdamWConfig, type Schedule } from './optimizer.js';
@@ -177,8 +178,8 @@ export class Trainer {
       if (!s.carry) throw new Error('the saved trainer state has no carried states, but this run carries state');
       this.carryRng.setState(s.carry.rng);
       for (const h of this.carried ?? []) if (h) be.dispose(h);
-      const shape = (j: number) => [this.data.batch, s.carry!.states[j]!.length / this.data.batch / this.model.config.mamba.dState, this.model.config.mamba.dState];
-      this.carried = s.carry.states.length ? s.carry.states.map((d, j) => (d ? be.keep(be.tensor(d, shape(j))) : null)) : null;
+      const cfg = this.model.config, shape = [this.data.batch, dInner(cfg), cfg.mamba.dState]; // every Mamba layer's
+      this.carried = s.carry.states.length ? s.carry.states.map((d) => (d ? be.keep(be.tensor(d, shape)) : null)) : null;
     }
   }
 
