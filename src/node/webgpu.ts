@@ -27,8 +27,11 @@ const OPTIONAL_FEATURES: GPUFeatureName[] = ['shader-f16', 'subgroups', 'timesta
 /** Tensor cores (Dawn, behind allow_unsafe_apis); requested for the f16-matmul precision only. */
 const SUBGROUP_MATRIX = 'chromium-experimental-subgroup-matrix' as GPUFeatureName;
 
-/** Dawn instances to try in turn: unsafe APIs let f16 appear on more drivers (NVIDIA via Vulkan). */
-const DAWN_OPTIONS = [['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia'], []];
+/**
+ * Dawn instances to try in turn: unsafe APIs let f16 appear on more drivers (NVIDIA via Vulkan);
+ * unquantized timestamps make profiles (ContextOptions.profile) exact.
+ */
+const DAWN_OPTIONS = [['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia', 'disable-dawn-features=timestamp_quantization'], []];
 
 /**
  * The Dawn instance in use, made once. Dawn tears an instance down when its GPU object is

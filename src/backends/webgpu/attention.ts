@@ -21,10 +21,17 @@ import { type FlashTile, flashAttention, pickTile } from './flash-attention.js';
 
 const WG = 64;
 
-function attentionKernel(dimsPerThread: number): Kernel {
-  const D = dimsPerThread;
+/**
+ * The per-row kernel for head size hs, known when the WGSL is generated: the dot products and the
+ * P·V sums run fixed trip counts the shader compiler unrolls, so each invocation issues its loads
+ * back to back instead of one per loop turn (decoding is bound by that latency, not by bandwidth).
+ * With hs % 4 == 0, keys and values are read as vec4.
+ */
+function attentionKernel(hs: number): Kernel {
+  const D = Math.ceil(hs / WG), v4 = hs % 4 === 0, L = v4 ? 4 : 1, HL = hs / L;
+  const vt = v4 ? 'vec4<f32>' : 'f32';
   return {
-    key: `attention_${D}`,
+    key: `attention_hs${hs}`,
     bindings: ['ints', 'read', 'read', 'read', 'read', 'read', 'write'],
     code: () => /* wgsl */ `
 struct P {
@@ -34,13 +41,14 @@ struct P {
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> POS0: array<i32>;
 @group(0) @binding(2) var<storage, read> Q: array<f32>;
-@group(0) @binding(3) var<storage, read> K: array<f32>;
+@group(0) @binding(3) var<storage, read> K: array<${vt}>;
 @group(0) @binding(4) var<storage, read> V: array<f32>;
-@group(0) @binding(5) var<storage, read> KC: array<f32>;
+@group(0) @binding(5) var<storage, read> KC: array<${vt}>;
 @group(0) @binding(6) var<storage, read> VC: array<f32>;
 // the output [B, T, H, hs], or with splits > 1 the partials [B·T·H, splits, hs + 2]
 @group(0) @binding(7) var<storage, read_write> Y: array<f32>;
-var<workgroup> qs: array<f32, ${D * WG}>;
+const HS = ${hs}u;
+var<workgroup> qs: array<${vt}, ${HL}>;
 var<workgroup> probs: array<f32, ${WG}>;
 var<workgroup> redMax: array<f32, ${WG}>;
 var<workgroup> redSum: array<f32, ${WG}>;
@@ -55,7 +63,7 @@ fn main(${BUILTINS}) {
   let bt = row / p.H;
   let b = bt / p.T;
   let t = bt % p.T;
-  let kvOff = (h / p.group) * p.hs;
+  let kvOff = (h / p.group) * HS;
   let p0 = POS0[b];
   let i = p0 + i32(t);            // this query's position
   let jLo = max(max(0, i - p.window + 1), p0 - i32(p.C));
@@ -63,9 +71,11 @@ fn main(${BUILTINS}) {
   let per = (i - jLo + i32(p.splits)) / i32(p.splits);
   let lo = jLo + i32(split) * per;
   let hi = min(i, lo + per - 1);
-  let qo = row * p.hs;            // q and y share the [B, T, H, hs] layout
+  let qo = row * HS;              // q and y share the [B, T, H, hs] layout
 
-  for (var e = li; e < p.hs; e += ${WG}u) { qs[e] = Q[qo + e] * p.scale; }
+  for (var e = li; e < ${HL}u; e += ${WG}u) {
+    ${v4 ? 'qs[e] = vec4<f32>(Q[qo + 4u * e], Q[qo + 4u * e + 1u], Q[qo + 4u * e + 2u], Q[qo + 4u * e + 3u]) * p.scale;' : 'qs[e] = Q[qo + e] * p.scale;'}
+  }
   workgroupBarrier();
 
   var mRun = ${NEG_BIG};
@@ -75,15 +85,15 @@ fn main(${BUILTINS}) {
     let j = c0 + i32(li);
     var s = ${NEG_BIG};
     if (j <= hi) {
-      var dot = 0.0;
+      var dot = ${vt}(0.0);
       if (j < p0) {
-        let o = (b * p.C + u32(j) % p.C) * p.F + kvOff;
-        for (var e = 0u; e < p.hs; e++) { dot = fma(qs[e], KC[o + e], dot); }
+        let o = ((b * p.C + u32(j) % p.C) * p.F + kvOff) / ${L}u;
+        for (var e = 0u; e < ${HL}u; e++) { dot = fma(qs[e], KC[o + e], dot); }
       } else {
-        let o = (b * p.T + u32(j - p0)) * p.F + kvOff;
-        for (var e = 0u; e < p.hs; e++) { dot = fma(qs[e], K[o + e], dot); }
+        let o = ((b * p.T + u32(j - p0)) * p.F + kvOff) / ${L}u;
+        for (var e = 0u; e < ${HL}u; e++) { dot = fma(qs[e], K[o + e], dot); }
       }
-      s = dot;
+      s = ${v4 ? 'dot.x + dot.y + dot.z + dot.w' : 'dot'};
     }
     redMax[li] = s;
     workgroupBarrier();
@@ -105,13 +115,13 @@ fn main(${BUILTINS}) {
     let corr = exp(mRun - mNew);
     lRun = lRun * corr + redSum[0];
     mRun = mNew;
-    let count = u32(min(${WG}, hi - c0 + 1));
     for (var d = 0u; d < ${D}u; d++) {
       let e = li + d * ${WG}u;
-      if (e < p.hs) {
+      if (e < HS) {
         var a = acc[d] * corr;
-        for (var jj = 0u; jj < count; jj++) {
-          let jk = c0 + i32(jj);
+        // all ${WG} keys of the chunk, those past hi with probability 0 (read at hi: in range)
+        for (var jj = 0; jj < ${WG}; jj++) {
+          let jk = min(c0 + jj, hi);
           if (jk < p0) {
             a = fma(probs[jj], VC[(b * p.C + u32(jk) % p.C) * p.F + kvOff + e], a);
           } else {
@@ -126,17 +136,17 @@ fn main(${BUILTINS}) {
   if (p.splits == 1u) {
     for (var d = 0u; d < ${D}u; d++) {
       let e = li + d * ${WG}u;
-      if (e < p.hs) { Y[qo + e] = acc[d] / lRun; }
+      if (e < HS) { Y[qo + e] = acc[d] / lRun; }
     }
   } else {
-    let o = wg * (p.hs + 2u);
+    let o = wg * (HS + 2u);
     for (var d = 0u; d < ${D}u; d++) {
       let e = li + d * ${WG}u;
-      if (e < p.hs) { Y[o + e] = acc[d]; }
+      if (e < HS) { Y[o + e] = acc[d]; }
     }
     if (li == 0u) {
-      Y[o + p.hs] = mRun;
-      Y[o + p.hs + 1u] = lRun;
+      Y[o + HS] = mRun;
+      Y[o + HS + 1u] = lRun;
     }
   }
 }`,
@@ -197,7 +207,9 @@ export interface SplitPolicy {
   flashTile?: FlashTile;
 }
 
-export const DEFAULT_SPLIT: SplitPolicy = { minKeys: 256, targetWorkgroups: 1024, flashMinRows: 64 };
+// 64 keys per split at least: one chunk of the per-row kernel, so decoding a few heads still fills
+// the GPU (H100: 256 keys per split left most of it idle at 1.25 ms per layer for 16 heads)
+export const DEFAULT_SPLIT: SplitPolicy = { minKeys: 64, targetWorkgroups: 1024, flashMinRows: 64 };
 
 /** kc/vc: the cache's k and v, or any buffer when C = 0 (never read then). */
 export function attention(
@@ -210,8 +222,7 @@ export function attention(
     flashAttention(ctx, out, q, k, v, kc, vc, pos0, d, policy.flashTile ?? pickTile(ctx.device));
     return;
   }
-  const dpt = Math.ceil(d.hs / WG);
-  const kernel = kernels(dpt, () => attentionKernel(dpt));
+  const kernel = kernels(d.hs, () => attentionKernel(d.hs));
   // positions stay far below 2^30, so a clamped window behaves as an infinite one
   const window = Math.min(d.window, 2 ** 30);
   const maxKeys = Math.min(window, d.C + d.T);

@@ -72,9 +72,21 @@ export interface ContextOptions {
   maxDispatchesPerSubmit?: number;
   /** Workgroups per grid dimension (default: the device's limit); tests lower it to exercise 2D grids. */
   maxWorkgroupsPerDim?: number;
-  /** Free pooled bytes kept for reuse after a submit; the rest are destroyed. */
+  /**
+   * Free pooled bytes always kept for reuse after a submit (more are kept while the pool stays
+   * within its peak working set: BufferPool); the rest are destroyed.
+   */
   poolKeepBytes?: number;
+  /**
+   * Time every dispatch on the GPU with timestamp queries (each in its own compute pass, so the
+   * host cost per dispatch rises; GPU times stay true). Needs the 'timestamp-query' feature;
+   * GpuContext.profile() reports the times per kernel.
+   */
+  profile?: boolean;
 }
+
+/** GPU time of one kernel, summed over its dispatches since profiling started. */
+export interface KernelTime { kernel: string; dispatches: number; ms: number }
 
 const ARENA_BYTES = 1 << 20;
 /**
@@ -114,20 +126,28 @@ export class GpuContext {
   /** Temporary buffers of the pending batch, destroyed once it is submitted. */
   private temps: GPUBuffer[] = [];
   private error: Error | null = null;
+  private readonly profiler: Profiler | null;
 
   constructor(readonly device: GPUDevice, opts: ContextOptions = {}) {
     const lim = device.limits;
     this.maxBinding = lim.maxStorageBufferBindingSize;
     this.maxBuffer = lim.maxBufferSize;
     this.maxWorkgroupsPerDim = Math.min(opts.maxWorkgroupsPerDim ?? Infinity, lim.maxComputeWorkgroupsPerDimension);
-    this.maxDispatches = opts.maxDispatchesPerSubmit ?? 256;
+    this.profiler = opts.profile ? new Profiler(device) : null;
+    // each profiled dispatch takes two timestamp slots of one query set
+    this.maxDispatches = Math.min(opts.maxDispatchesPerSubmit ?? 256, this.profiler ? PROFILE_SLOTS / 2 : Infinity);
     this.align = Math.max(lim.minUniformBufferOffsetAlignment, lim.minStorageBufferOffsetAlignment, 16);
     this.pool = new BufferPool(
       device,
       GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
       this.maxBuffer,
       opts.poolKeepBytes ?? 512 << 20,
-      () => this.bindGroups.clear(),
+      (gone) => {
+        // forget the bind groups that name a destroyed buffer (keys hold `|id:offset:size`)
+        for (const key of this.bindGroups.keys()) {
+          if (key.split('|').some((part) => gone.has(Number(part.split(':')[0])) && part.includes(':'))) this.bindGroups.delete(key);
+        }
+      },
     );
     this.arena = device.createBuffer({
       size: ARENA_BYTES + ARENA_MAX_ARRAY,
@@ -291,11 +311,16 @@ export class GpuContext {
         this.bindGroups.set(key, group);
       }
     }
-    if (!this.pass) { this.pass = this.enc().beginComputePass(); this.counts.passes++; }
+    if (this.profiler) {
+      this.endPass();
+      this.pass = this.enc().beginComputePass({ timestampWrites: this.profiler.slot(kernel.key, gx * gy) });
+      this.counts.passes++;
+    } else if (!this.pass) { this.pass = this.enc().beginComputePass(); this.counts.passes++; }
     this.counts.dispatches++;
     this.pass.setPipeline(pipeline);
     this.pass.setBindGroup(0, group, offsets);
     this.pass.dispatchWorkgroups(gx, gy);
+    if (this.profiler) this.endPass();
     if (++this.dispatches >= this.maxDispatches) this.submit();
   }
 
@@ -350,7 +375,9 @@ export class GpuContext {
     if (!this.encoder) return;
     this.endPass();
     if (this.arenaUsed) this.device.queue.writeBuffer(this.arena, 0, this.arenaCpu, 0, this.arenaUsed);
+    const collect = this.profiler?.resolve(this.encoder);
     this.device.queue.submit([this.encoder.finish()]);
+    collect?.();
     this.counts.submits++;
     this.encoder = null;
     this.dispatches = 0;
@@ -360,6 +387,12 @@ export class GpuContext {
     for (const b of this.temps) b.destroy();
     this.temps = [];
     this.pool.trim();
+  }
+
+  /** Submits pending work and gives every free pooled buffer back to the device. */
+  releaseCached(): void {
+    this.submit();
+    this.pool.releaseCached();
   }
 
   /** Copies a buffer's first bytes to the host once every recorded command has run. */
@@ -377,6 +410,17 @@ export class GpuContext {
     }
   }
 
+  /**
+   * GPU time per kernel since profiling started (or the last reset), slowest first, once the work
+   * submitted so far has run; byGrid: one entry per kernel and workgroup count ("key ×n").
+   * Throws when the context was made without `profile: true`.
+   */
+  async profile(reset = false, byGrid = false): Promise<KernelTime[]> {
+    if (!this.profiler) throw new Error('webgpu: this context does not profile (ContextOptions.profile)');
+    await this.flush();
+    return this.profiler.report(reset, byGrid);
+  }
+
   async flush(): Promise<void> {
     this.submit();
     await this.device.queue.onSubmittedWorkDone();
@@ -392,6 +436,70 @@ export class GpuContext {
     this.arena.destroy();
     for (const b of this.temps) b.destroy();
     this.temps = [];
+  }
+}
+
+/** Timestamp slots per command buffer (a query set holds at most 4096). */
+const PROFILE_SLOTS = 4096;
+
+/**
+ * Timestamps around every dispatch of a command buffer, resolved at its end into a buffer that is
+ * read back asynchronously and summed per kernel key.
+ */
+class Profiler {
+  private readonly querySet: GPUQuerySet;
+  private readonly resolved: GPUBuffer;
+  private keys: string[] = [];
+  private readonly totals = new Map<string, { dispatches: number; ns: number }>();
+  private pending: Promise<void>[] = [];
+
+  constructor(private readonly device: GPUDevice) {
+    if (!device.features.has('timestamp-query')) throw new Error('webgpu: profiling needs the timestamp-query feature, which this device lacks');
+    this.querySet = device.createQuerySet({ type: 'timestamp', count: PROFILE_SLOTS });
+    this.resolved = device.createBuffer({ size: PROFILE_SLOTS * 8, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+  }
+
+  slot(key: string, workgroups: number): GPUComputePassTimestampWrites {
+    const i = this.keys.push(`${key} ×${workgroups}`) - 1;
+    return { querySet: this.querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 };
+  }
+
+  /** Records the resolve into `enc`; the returned function, called after submit, starts the read-back. */
+  resolve(enc: GPUCommandEncoder): (() => void) | undefined {
+    const keys = this.keys;
+    if (keys.length === 0) return undefined;
+    this.keys = [];
+    const bytes = keys.length * 16;
+    const staging = this.device.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    enc.resolveQuerySet(this.querySet, 0, 2 * keys.length, this.resolved, 0);
+    enc.copyBufferToBuffer(this.resolved, 0, staging, 0, bytes);
+    return () => {
+      this.pending.push(staging.mapAsync(GPUMapMode.READ).then(() => {
+        const t = new BigUint64Array(staging.getMappedRange());
+        keys.forEach((k, i) => {
+          const e = this.totals.get(k) ?? { dispatches: 0, ns: 0 };
+          e.dispatches++;
+          e.ns += Number(t[2 * i + 1] - t[2 * i]);
+          this.totals.set(k, e);
+        });
+        staging.destroy();
+      }));
+    };
+  }
+
+  async report(reset: boolean, byGrid: boolean): Promise<KernelTime[]> {
+    await Promise.all(this.pending);
+    this.pending = [];
+    const sums = new Map<string, { dispatches: number; ns: number }>();
+    for (const [label, e] of this.totals) {
+      const kernel = byGrid ? label : label.slice(0, label.lastIndexOf(' ×'));
+      const t = sums.get(kernel) ?? { dispatches: 0, ns: 0 };
+      t.dispatches += e.dispatches; t.ns += e.ns;
+      sums.set(kernel, t);
+    }
+    const out = [...sums].map(([kernel, e]) => ({ kernel, dispatches: e.dispatches, ms: e.ns / 1e6 })).sort((a, b) => b.ms - a.ms);
+    if (reset) this.totals.clear();
+    return out;
   }
 }
 

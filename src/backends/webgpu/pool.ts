@@ -32,16 +32,22 @@ export class BufferPool {
   private freeBytes = 0;
   /** Bytes held by live (handed out) buffers. */
   liveBytes = 0;
+  /** The most bytes ever live at once: the working set of the heaviest step so far. */
+  peakLiveBytes = 0;
 
   constructor(
     private readonly device: GPUDevice,
     private readonly usage: GPUBufferUsageFlags,
     /** Buffers larger than this are never rounded up past it (the device's largest buffer). */
     private readonly maxBytes: number,
-    /** Free buffers beyond this many bytes are destroyed rather than kept. */
+    /**
+     * Free bytes always kept. Beyond that, free buffers are kept while live plus free stays within
+     * the peak live bytes: a training step frees and re-acquires gigabytes of activations, and
+     * destroying them between steps would make every step allocate (and Dawn zero) them again.
+     */
     private readonly keepBytes: number,
-    /** Called after buffers were destroyed (caches that name them must forget them). */
-    private readonly onDestroy: () => void = () => {},
+    /** Called with the ids of destroyed buffers (caches that name them must forget them). */
+    private readonly onDestroy: (ids: Set<number>) => void = () => {},
   ) {}
 
   acquire(bytes: number): PooledBuffer {
@@ -56,6 +62,7 @@ export class BufferPool {
     }
     const buffer = this.device.createBuffer({ size, usage: this.usage });
     this.liveBytes += size;
+    this.peakLiveBytes = Math.max(this.peakLiveBytes, this.liveBytes);
     return { buffer, capacity: size, lastUse: -1, id: nextId++ };
   }
 
@@ -71,19 +78,27 @@ export class BufferPool {
    * Destroys free buffers until at most keepBytes remain. Only call this when no unsubmitted
    * command references them (a destroyed buffer makes a later submit fail).
    */
-  trim(keepBytes = this.keepBytes): void {
+  trim(keepBytes = Math.max(this.keepBytes, this.peakLiveBytes - this.liveBytes)): void {
     if (this.freeBytes <= keepBytes) return;
     // largest first: they free the most memory for the fewest future allocations
-    const sizes = [...this.free.keys()].sort((a, b) => b - a);
+    const sizes = [...this.free.keys()].sort((a, b) => b - a), gone = new Set<number>();
     for (const size of sizes) {
       const list = this.free.get(size)!;
       while (list.length && this.freeBytes > keepBytes) {
-        list.pop()!.buffer.destroy();
+        const b = list.pop()!;
+        b.buffer.destroy();
+        gone.add(b.id);
         this.freeBytes -= size;
       }
       if (!list.length) this.free.delete(size);
     }
-    this.onDestroy();
+    this.onDestroy(gone);
+  }
+
+  /** Destroys every free buffer and forgets the peak: memory goes back to the device. */
+  releaseCached(): void {
+    this.peakLiveBytes = this.liveBytes;
+    this.trim(0);
   }
 
   get pooledBytes(): number {

@@ -86,6 +86,7 @@ test('webgpu attention with keys split over workgroups (flash-decoding) equals t
     const be = new WebGpuBackend(full.device, { attentionSplit: { minKeys, targetWorkgroups: 4096 } });
     await check(be, rng, { B: 2, T: 1, H: 3, Hkv: 1, hs: 16, window: 70, capacity: 70, pos0: [100, 69] });
     await check(be, rng, { B: 2, T: 1, H: 2, Hkv: 2, hs: 130, window: 200, capacity: 200, pos0: [450, 13] });
+    await check(be, rng, { B: 1, T: 1, H: 4, Hkv: 2, hs: 128, window: 300, capacity: 300, pos0: [777] });
     await check(be, rng, { B: 2, T: 4, H: 4, Hkv: 2, hs: 8, window: 6, capacity: 6, pos0: [10, 3] });
     await check(be, rng, { B: 1, T: 150, H: 2, Hkv: 1, hs: 16, window: Infinity, pos0: [0] });
     await check(be, rng, { B: 2, T: 5, H: 4, Hkv: 1, hs: 8, window: Infinity, capacity: 32, pos0: [20, 7] });

@@ -1,0 +1,104 @@
+// Where the GPU time of a decode step, a prefill or a training step goes: every dispatch timed with
+// timestamp queries (ContextOptions.profile) and summed per kernel. Profiling puts each dispatch in
+// its own compute pass, so the wall time printed is inflated; the GPU times are not. The gap between
+// the unprofiled wall time and the GPU total is host work (recording, submits, read-backs).
+//   node dist/bench/profile.js [--sections decode,prefill,train] [--model samba-1.7b] [--weights f32|f16]
+//     [--position 4096] [--prefill 16384] [--train-model samba-421m | --train-config FILE.json]
+//     [--train-seq 4096] [--train-batch 1] [--precision f32|mixed] [--reps 4] [--top 14]
+//     [--by-grid]   (one row per kernel and workgroup count, e.g. to tell the matmul shapes apart)
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import type { KernelTime } from '../src/backends/webgpu/context.js';
+import { Rng } from '../src/core/random.js';
+import { makeConfig, type ModelConfig } from '../src/model/config.js';
+import { SambaModel } from '../src/model/model.js';
+import { getPreset } from '../src/model/presets.js';
+import { createNodeWebGpuBackend } from '../src/node/webgpu.js';
+import { tableLines } from './table.js';
+
+const { values } = parseArgs({
+  options: {
+    sections: { type: 'string', default: 'decode,prefill,train' },
+    model: { type: 'string', default: 'samba-1.7b' },
+    weights: { type: 'string', default: 'f32' },
+    position: { type: 'string', default: '4096' },
+    prefill: { type: 'string', default: '16384' },
+    'train-model': { type: 'string', default: 'samba-421m' },
+    'train-config': { type: 'string' },
+    'train-seq': { type: 'string', default: '4096' },
+    'train-batch': { type: 'string', default: '1' },
+    precision: { type: 'string', default: 'f32' },
+    reps: { type: 'string', default: '4' },
+    top: { type: 'string', default: '14' },
+    'by-grid': { type: 'boolean', default: false },
+  },
+});
+const precision = values.precision === 'mixed' ? 'f16-matmul' as const : 'f32' as const;
+const open = (profile: boolean) => createNodeWebGpuBackend({ requireAdapter: true, profile, precision });
+const reps = Number(values.reps), top = Number(values.top);
+const sections = new Set(values.sections!.split(','));
+
+/** Runs `setup` on an unprofiled and a profiled backend; times `step` on both. */
+async function measure(title: string, setup: (be: NonNullable<Awaited<ReturnType<typeof open>>>) => Promise<() => Promise<void>>): Promise<void> {
+  const wall: number[] = [];
+  let times: KernelTime[] = [];
+  for (const profile of [false, true]) {
+    const be = (await open(profile))!;
+    const step = await setup(be);
+    await step(); // warm-up: pipelines, pools
+    await be.flush();
+    if (profile) await be.ctx.profile(true);
+    const t0 = performance.now();
+    for (let i = 0; i < reps; i++) await step();
+    await be.flush();
+    wall.push((performance.now() - t0) / reps);
+    if (profile) times = await be.ctx.profile(false, values['by-grid']);
+    be.destroy();
+  }
+  const gpu = times.reduce((s, k) => s + k.ms, 0) / reps;
+  console.log(`\n${title}: wall ${wall[0].toFixed(2)} ms per step (${wall[1].toFixed(2)} profiled), GPU busy ${gpu.toFixed(2)} ms ` +
+    `(${((100 * gpu) / wall[0]).toFixed(0)}% of the unprofiled wall time)`);
+  const rows = times.slice(0, top).map((k) => [k.kernel, (k.dispatches / reps).toFixed(0), (k.ms / reps).toFixed(3), `${((100 * k.ms) / reps / gpu).toFixed(1)}%`]);
+  const rest = times.slice(top), restMs = rest.reduce((s, k) => s + k.ms, 0) / reps;
+  if (rest.length) rows.push([`(${rest.length} others)`, (rest.reduce((s, k) => s + k.dispatches, 0) / reps).toFixed(0), restMs.toFixed(3), `${((100 * restMs) / gpu).toFixed(1)}%`]);
+  for (const l of tableLines(['kernel', 'dispatches', 'ms per step', 'share'], rows, (i) => i === 0)) console.log(l);
+}
+
+function modelOn(be: Parameters<Parameters<typeof measure>[1]>[0], cfg: ModelConfig, compact: boolean): SambaModel {
+  const model = SambaModel.random(cfg, be, 1);
+  if (compact) model.compactWeights();
+  return model;
+}
+
+if (sections.has('decode')) {
+  const cfg = getPreset(values.model!), pos = Number(values.position);
+  await measure(`decode b=1, ${values.model} (${values.weights} weights) at position ${pos}`, async (be) => {
+    const model = modelOn(be, cfg, values.weights === 'f16'), st = model.newState(1);
+    return async () => { st.pos.fill(pos); const l = model.forward(Int32Array.of(7), 1, 1, st, { lastOnly: true }); await be.read(l); be.dispose(l); };
+  });
+}
+
+if (sections.has('prefill')) {
+  const cfg = getPreset(values.model!), T = Number(values.prefill);
+  const ids = Int32Array.from({ length: T }, (_, i) => (i * 7) % cfg.vocabSize);
+  await measure(`prefill 1×${T}, ${values.model} (${values.weights} weights)`, async (be) => {
+    const model = modelOn(be, cfg, values.weights === 'f16');
+    return async () => { const l = model.forward(ids, 1, T, undefined, { lastOnly: true }); await be.read(l); be.dispose(l); };
+  });
+}
+
+if (sections.has('train')) {
+  const { Trainer, defaultTrainOptions } = await import('../src/train/trainer.js');
+  const cfg = values['train-config'] ? makeConfig(JSON.parse(readFileSync(values['train-config'], 'utf8'))) : getPreset(values['train-model']!);
+  const T = Number(values['train-seq']), B = Number(values['train-batch']);
+  await measure(`train ${values['train-config'] ?? values['train-model']} ${B}×${T} (${values.precision})`, async (be) => {
+    const model = modelOn(be, cfg, false), rng = new Rng(5);
+    const source = { rng, seqLen: T, batch: B, next: () => {
+      const ids = Int32Array.from({ length: B * T }, () => rng.int(cfg.vocabSize));
+      return { ids, targets: Int32Array.from(ids, (_, i) => ids[(i + 1) % ids.length]) };
+    } };
+    const trainer = new Trainer(model, source, defaultTrainOptions(1000, 1e-4));
+    return async () => { await trainer.trainStep(); };
+  });
+}
+process.exit(0);
