@@ -4,6 +4,7 @@
 // ~4 µs inside a pass, a new pass ~12 µs: ../shared/gpu/README.md), not by memory bandwidth, so it
 // is the number fused kernels must bring down. The counts do not depend on the model's width, so
 // the preset's depth and layout are kept and its width shrunk: this runs anywhere, lavapipe included.
+// It also times the host's recording of a decode token (this machine's CPU, not the adapter's).
 //   node dist/bench/dispatches.js [--presets samba-1.3b,llama-1.3b,mamba-1.4b] [--chunk 64] [--weights f32|f16]
 import { parseArgs } from 'node:util';
 import { makeConfig } from '../src/model/config.js';
@@ -22,7 +23,7 @@ const { values } = parseArgs({
 const be = await createNodeWebGpuBackend({ requireAdapter: true });
 if (!be) throw new Error('no WebGPU adapter');
 const chunk = Number(values.chunk);
-const head = ['preset', 'sub-layers', 'decode: dispatches', 'passes', 'copies', 'submits', `prefill ${chunk}: dispatches/token`];
+const head = ['preset', 'sub-layers', 'decode: dispatches', 'passes', 'copies', 'submits', `prefill ${chunk}: dispatches/token`, 'record ms/token', 'µs/dispatch'];
 const rows: string[][] = [];
 for (const name of values.presets!.split(',')) {
   if (!PRESETS[name]) throw new Error(`unknown preset ${name} (${Object.keys(PRESETS).join(', ')})`);
@@ -41,7 +42,18 @@ for (const name of values.presets!.split(',')) {
   await be.read(model.forward(Int32Array.of(3), 1, 1, state, { lastOnly: true }));
   a = snap();
   await be.read(model.forward(Int32Array.of(5), 1, 1, state, { lastOnly: true }));
-  rows.push([name, String(model.kinds.length), String(c.dispatches - a.dispatches), String(c.passes - a.passes), String(c.copies - a.copies), String(c.submits - a.submits), prefill.toFixed(1)]);
+  const counted = { ...c };
+  // host time to record a token (forward returns once its commands are recorded and submitted),
+  // after ~30 tokens that let the bind-group cache settle; median of 32
+  const recordMs: number[] = [];
+  for (let i = 0; i < 64; i++) {
+    const t0 = performance.now();
+    const l = model.forward(Int32Array.of(5), 1, 1, state, { lastOnly: true });
+    if (i >= 32) recordMs.push(performance.now() - t0);
+    await be.read(l); be.dispose(l);
+  }
+  const ms = recordMs.sort((x, y) => x - y)[recordMs.length >> 1], n = counted.dispatches - a.dispatches;
+  rows.push([name, String(model.kinds.length), String(n), String(counted.passes - a.passes), String(counted.copies - a.copies), String(counted.submits - a.submits), prefill.toFixed(1), ms.toFixed(2), ((1000 * ms) / n).toFixed(1)]);
   state.dispose();
   model.dispose();
 }

@@ -2,15 +2,21 @@
 // printed as one table (docs/PERFORMANCE.md records results). Random weights: speed only.
 //   node dist/bench/throughput.js [--backend webgpu] [--sections ceilings,decode,prefill,batch]
 //     [--model samba-1.7b] [--baseline llama3-1.6b] [--positions 1024,65536,1048576]
-//     [--prefill 4096,16384,65536,131072] [--batch-positions 1024,16384,65536] [--tokens 32]
+//     [--prefill 4096,16384,65536,131072] [--prefill-tokens 131072] [--prefill-chunk 16384 (tokens per pass, all sequences)]
+//     [--batch-positions 1024,16384,65536] [--tokens 32]
 //     [--weights f32|f16]   (f16: matmul weights stored as f16 in the decode, prefill and batch sections)
+//     [--json out.json] [--svg out.svg]   (the measured points, and tokens/s against length for the
+//     prefill and batch sections; both rewritten after every row, so a run cut short keeps its rows)
+import { renameSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { Backend, Tensor } from '../src/core/backend.js';
 import { Rng } from '../src/core/random.js';
 import { countParams, paramSpecs, type ModelConfig } from '../src/model/config.js';
+import { prefill } from '../src/generate/generate.js';
 import { SambaModel } from '../src/model/model.js';
 import { getPreset } from '../src/model/presets.js';
 import { openBackend, type BackendChoice } from '../src/node/load.js';
+import { lineChart } from '../src/eval/plot.js';
 
 const { values } = parseArgs({
   options: {
@@ -24,10 +30,13 @@ const { values } = parseArgs({
     positions: { type: 'string', default: '1024,65536,1048576' },
     prefill: { type: 'string', default: '4096,16384,65536,131072' },
     'prefill-tokens': { type: 'string', default: '131072' },
+    'prefill-chunk': { type: 'string', default: '16384' },
     'batch-positions': { type: 'string', default: '1024,16384,65536' },
     batch: { type: 'string', default: '16' },
     tokens: { type: 'string', default: '32' },
     weights: { type: 'string', default: 'f32' },
+    json: { type: 'string' },
+    svg: { type: 'string' },
   },
 });
 const be = await openBackend(values.backend as BackendChoice);
@@ -35,6 +44,29 @@ const sections = new Set(values.sections!.split(','));
 const ints = (s: string) => s.split(',').filter(Boolean).map(Number);
 const rows: string[][] = [];
 const row = (...r: (string | number)[]) => { rows.push(r.map(String)); console.log(r.join('  |  ')); };
+
+/** One measured rate, for --json and --svg. */
+interface Point { section: string; model: string; batch: number; length: number; tokensPerSecond: number; stateBytes?: number }
+const points: Point[] = [];
+const started = new Date().toISOString();
+function writeAtomic(file: string, text: string): void {
+  writeFileSync(`${file}.tmp`, text);
+  renameSync(`${file}.tmp`, file);
+}
+function record(p: Point): void {
+  points.push(p);
+  if (values.json) writeAtomic(values.json, JSON.stringify({ adapter: be.name, started, argv: process.argv.slice(2), points }, null, 1) + '\n');
+  if (values.svg) {
+    const series = new Map<string, [number, number][]>();
+    for (const q of points) {
+      if (q.section !== 'prefill' && q.section !== 'batch') continue;
+      const name = `${q.section === 'prefill' ? 'prefill' : `decode b=${q.batch}`}: ${q.model}`;
+      series.set(name, [...(series.get(name) ?? []), [q.length, q.tokensPerSecond]]);
+    }
+    writeAtomic(values.svg, lineChart([...series].map(([name, pts]) => ({ name, points: pts, dots: true })),
+      { xLabel: 'prompt length / position (tokens)', yLabel: 'tokens/s', title: `throughput against length (${be.name}, ${values.weights} weights)`, logX: true, logY: true }));
+  }
+}
 
 /** Random weights of a plausible scale, uploaded one tensor at a time. */
 function randomModel(cfg: ModelConfig, seed: number): SambaModel {
@@ -84,7 +116,10 @@ async function decodeRate(model: SambaModel, B: number, pos: number): Promise<{ 
   const st = model.newState(B);
   st.pos.fill(pos); // the cost of a step depends on the position, not on what the cache holds
   const ids = Int32Array.from({ length: B }, (_, i) => (i + 1) % model.config.vocabSize);
-  const s = await time(async () => { const l = model.forward(ids, B, 1, st, { lastOnly: true }); await be.read(l); be.dispose(l); st.pos.fill(pos); }, nTok);
+  const step = async () => { const l = model.forward(ids, B, 1, st, { lastOnly: true }); await be.read(l); be.dispose(l); st.pos.fill(pos); };
+  // ~30 tokens fill the bind-group cache (pooled buffers settle into their roles); time after that
+  for (let i = 0; i < 32; i++) await step();
+  const s = await time(step, nTok, false);
   const stateBytes = st.bytes();
   st.dispose();
   return { tps: B / s, stateBytes };
@@ -95,6 +130,7 @@ if (sections.has('decode')) {
   for (const pos of ints(values.positions!)) {
     const { tps, stateBytes } = await decodeRate(model, 1, pos);
     const roofline = Number.isFinite(bandwidth) ? bandwidth / (weightBytes + stateBytes) : NaN;
+    record({ section: 'decode', model: values.model!, batch: 1, length: pos, tokensPerSecond: tps, stateBytes });
     row('decode b=1', `${values.model} (${values.weights} weights) at position ${pos}`, `${fmt(tps)} tok/s`, `state ${fmt(stateBytes / 2 ** 20)} MiB`, `roofline ${fmt(roofline)} tok/s (${fmt((100 * tps) / roofline)}%)`);
   }
   model.dispose();
@@ -111,9 +147,14 @@ if (sections.has('prefill')) {
     await be.read(warm); be.dispose(warm);
     for (const T of ints(values.prefill!)) {
       const B = Math.max(1, Math.floor(total / T)), ids = prompt(B, T);
+      const rows = Array.from({ length: B }, (_, b) => Array.from(ids.subarray(b * T, (b + 1) * T)));
       try {
-        const s = await time(async () => { const l = model.forward(ids, B, T, undefined, { lastOnly: true }); await be.read(l); be.dispose(l); }, 1, false);
+        // in chunks through the decoding state, as generate() prefills: one pass over 128K tokens
+        // would need activations larger than a binding ([131072, 8192] f32 is 4 GiB)
+        const chunk = Math.max(1, Math.floor(Number(values['prefill-chunk']) / B));
+        const s = await time(async () => { const st = model.newState(B); await prefill(model, st, rows, chunk); st.dispose(); }, 1, false);
         row('prefill', `${name} ${B}×${T}`, `${fmt((B * T) / s, 0)} tok/s`);
+        record({ section: 'prefill', model: name, batch: B, length: T, tokensPerSecond: (B * T) / s });
       } catch (e) {
         row('prefill', `${name} ${B}×${T}`, `failed: ${(e as Error).message.split('\n')[0]}`);
       }
@@ -130,6 +171,7 @@ if (sections.has('batch')) {
       try {
         const { tps, stateBytes } = await decodeRate(model, B, pos);
         row(`decode b=${B}`, `${name} at position ${pos}`, `${fmt(tps)} tok/s`, `state ${fmt(stateBytes / 2 ** 20)} MiB`);
+        record({ section: 'batch', model: name, batch: B, length: pos, tokensPerSecond: tps, stateBytes });
       } catch (e) {
         row(`decode b=${B}`, `${name} at position ${pos}`, `failed: ${(e as Error).message.split('\n')[0]}`);
       }
@@ -150,6 +192,7 @@ if (sections.has('train')) {
     const trainer = new Trainer(model, source, defaultTrainOptions(1000, 1e-4));
     const s = await time(async () => { await trainer.trainStep(); }, 3);
     const tokens = B * T, flops = 6 * countParams(cfg) * tokens; // matmul FLOPs, forward + backward
+    record({ section: 'train', model: values['train-model']!, batch: B, length: T, tokensPerSecond: tokens / s });
     row('train', `${values['train-model']} ${B}×${T}`, `${fmt(tokens / s, 0)} tok/s`, `${fmt(flops / s / 1e12, 2)} TFLOP/s (6·N·tokens)`,
       Number.isFinite(peak) ? `${fmt((100 * flops) / s / peak)}% of the measured matmul peak` : '');
     trainer.optimizer.dispose();
