@@ -86,6 +86,11 @@ export interface Backend {
   add(a: Tensor, b: Tensor): Tensor;
   /** x [M, D], g [D] → x / sqrt(mean(x²) + eps) ⊙ g */
   rmsNorm(x: Tensor, g: Tensor, eps: number): Tensor;
+  /**
+   * The residual stream's step between two sub-layers, in one pass: sum = x + y, normed =
+   * rmsNorm(sum, g, eps). Equal to add then rmsNorm. x, y [M, D], g [D].
+   */
+  addRmsNorm(x: Tensor, y: Tensor, g: Tensor, eps: number): { sum: Tensor; normed: Tensor };
   /** silu(a) ⊙ b, same shape */
   siluMul(a: Tensor, b: Tensor): Tensor;
   /** x [M, N] → x[:, start : start+width] */

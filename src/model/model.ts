@@ -199,40 +199,58 @@ export class SambaModel {
     const idsT = be.ids(ids, [B * T]);
     let x = be.embedding(this.param('embed.weight'), idsT); // [B·T, d]
     const mambaStates: (MambaState | null)[] = [], saved: Saved[] = [], inputs: Tensor[] = [];
-    this.kinds.forEach((kind, j) => {
-      const sublayer = () => {
-        const xn = be.rmsNorm(x, this.param(`layers.${j}.norm.weight`), c.normEps);
-        const p = this.sublayerParams(j, kind);
-        const st = state?.layers[j] ?? null;
-        let y: Tensor, ms: MambaState | null = null, sv: Saved;
-        if (kind === 'mamba') {
-          const r = mamba(be, p, c, xn, B, T, st?.kind === 'mamba' ? st : ssmInit?.[j] ? { ssm: ssmInit[j]! } : null);
-          ms = r.state; y = r.out; sv = { kind: 'mamba', s: r.saved };
-        } else if (kind === 'mlp') {
-          const r = mlp(be, p, xn);
-          y = r.out; sv = { kind: 'mlp', s: r.saved };
-        } else {
-          const window = kind === 'swa' ? c.window : Infinity;
-          const r = attention(be, p, c, xn, { B, T, pos0, rope, window }, st?.kind === 'attn' ? st.cache : null);
-          y = r.out; sv = { kind: 'attn', s: r.saved };
-        }
-        return { x: be.add(x, y), ms, sv };
-      };
-      if (training) {
+    /** f(xn), the sub-layer's output before the residual add; xn [B·T, d] */
+    const body = (j: number, kind: SublayerKind, xn: Tensor) => {
+      const p = this.sublayerParams(j, kind);
+      const st = state?.layers[j] ?? null;
+      if (kind === 'mamba') {
+        const r = mamba(be, p, c, xn, B, T, st?.kind === 'mamba' ? st : ssmInit?.[j] ? { ssm: ssmInit[j]! } : null);
+        return { y: r.out, ms: r.state as MambaState | null, sv: { kind: 'mamba', s: r.saved } as Saved };
+      }
+      if (kind === 'mlp') {
+        const r = mlp(be, p, xn);
+        return { y: r.out, ms: null, sv: { kind: 'mlp', s: r.saved } as Saved };
+      }
+      const window = kind === 'swa' ? c.window : Infinity;
+      const r = attention(be, p, c, xn, { B, T, pos0, rope, window }, st?.kind === 'attn' ? st.cache : null);
+      return { y: r.out, ms: null, sv: { kind: 'attn', s: r.saved } as Saved };
+    };
+    const normW = (j: number) => this.param(j < this.kinds.length ? `layers.${j}.norm.weight` : 'norm_f.weight');
+    let h: Tensor;
+    if (training) {
+      // x_{j+1} = x_j + f_j(norm(x_j)), keeping what the backward pass needs
+      this.kinds.forEach((kind, j) => {
         inputs.push(x);
-        const r = sublayer();
+        const r = body(j, kind, be.rmsNorm(x, normW(j), c.normEps));
         saved.push(r.sv);
         mambaStates[j] = r.ms;
-        x = r.x;
-      } else {
-        const prev = x;
-        const r = be.tidy(() => { const o = sublayer(); return { x: o.x, ms: o.ms }; });
+        x = be.add(x, r.y);
+      });
+      h = be.rmsNorm(x, normW(this.kinds.length), c.normEps); // [B·T, d]
+    } else {
+      // the same sums, with each residual add fused into the next norm (one dispatch instead of
+      // two per sub-layer), and every sub-layer's temporaries freed as soon as it is done
+      let pending: Tensor | null = null; // f_{j-1}(…), not yet added to x
+      const step = (j: number) => {
+        if (!pending) return { x, xn: be.rmsNorm(x, normW(j), c.normEps) };
+        const f = be.addRmsNorm(x, pending, normW(j), c.normEps);
+        return { x: f.sum, xn: f.normed };
+      };
+      this.kinds.forEach((kind, j) => {
+        const prevX = x, prevY = pending;
+        const r = be.tidy(() => {
+          const s = step(j), o = body(j, kind, s.xn);
+          return { x: s.x, y: o.y, ms: o.ms };
+        });
+        if (prevY) { be.dispose(prevX); be.dispose(prevY); }
+        x = r.x; pending = r.y;
         mambaStates[j] = r.ms;
-        x = r.x;
-        be.dispose(prev);
-      }
-    });
-    const h = be.rmsNorm(x, this.param('norm_f.weight'), c.normEps); // [B·T, d]
+      });
+      const last = step(this.kinds.length);
+      if (pending) { if (last.x !== x) be.dispose(x); be.dispose(pending); }
+      x = last.x;
+      h = last.xn; // [B·T, d]
+    }
     return { h, xLast: x, idsT, mambaStates, saved, inputs };
   }
 

@@ -123,6 +123,11 @@ export class CpuBackend extends ScopedBackend implements Backend, GradOps {
     return this.make(x.shape, out);
   }
 
+  addRmsNorm(x: Tensor, y: Tensor, g: Tensor, eps: number): { sum: Tensor; normed: Tensor } {
+    const sum = this.add(x, y);
+    return { sum, normed: this.rmsNorm(sum, g, eps) };
+  }
+
   siluMul(a: Tensor, b: Tensor): Tensor {
     expectShape('siluMul', 'b', b, a.shape);
     const x = f32(a), y = f32(b), out = new Float32Array(x.length);

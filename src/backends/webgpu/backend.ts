@@ -142,7 +142,7 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
   async read(t: Tensor): Promise<Float32Array> {
     this.alive();
     const g = gpu(t, 'read', t.dtype === 'f16w' ? 'f32' : t.dtype); // an f16 weight cannot be read back: gpu() says so
-    const bytes = await this.ctx.readBytes(g.buf!, g.bytes);
+    const bytes = await this.ctx.readBytes(g.buf!, g.bytes, g.offset);
     return g.dtype === 'f32' ? new Float32Array(bytes) : Float32Array.from(new Int32Array(bytes));
   }
 
@@ -159,7 +159,7 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     const g = gpu(t, 'reshape', t.dtype === 'f16w' ? 'f32' : t.dtype);
     if (numel(shape) !== g.size) throw new Error(`reshape: ${shapeStr(g.shape)} has ${g.size} values, ${shapeStr(shape)} needs ${numel(shape)}`);
     g.storage!.refs++;
-    return this.track(new GpuTensor(shape, g.dtype, g.storage, g.hostInts));
+    return this.track(new GpuTensor(shape, g.dtype, g.storage, g.hostInts, g.offset));
   }
 
   async flush(): Promise<void> {
@@ -226,6 +226,16 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     return out;
   }
 
+  addRmsNorm(x: Tensor, y: Tensor, g: Tensor, eps: number): { sum: Tensor; normed: Tensor } {
+    const D = x.shape[x.shape.length - 1];
+    expectShape('addRmsNorm', 'y', y, x.shape);
+    expectShape('addRmsNorm', 'g', g, [D]);
+    const op = 'addRmsNorm', a = gpu(x, op), b = gpu(y, op), w = gpu(g, op);
+    const sum = this.make(x.shape), normed = this.make(x.shape);
+    ew.addRmsNorm(this.ctx, sum, normed, a, b, w, D, eps);
+    return { sum, normed };
+  }
+
   siluMul(a: Tensor, b: Tensor): Tensor {
     expectShape('siluMul', 'b', b, a.shape);
     const x = gpu(a, 'siluMul'), y = gpu(b, 'siluMul');
@@ -239,6 +249,13 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     if (a.shape.length !== 2) throw new Error(`sliceCols: x has shape ${shapeStr(a.shape)}, expected [M, N]`);
     const [M, N] = a.shape;
     if (start < 0 || width < 0 || start + width > N) throw new Error(`sliceCols: columns ${start}..${start + width} outside ${N}`);
+    const offset = a.offset + start * 4;
+    if (M === 1 && width > 0 && offset % this.ctx.storageAlign === 0) {
+      // one row: the columns are contiguous, so a view of them costs no dispatch (decoding slices
+      // every Mamba and attention projection this way)
+      a.storage!.refs++;
+      return this.track(new GpuTensor([1, width], 'f32', a.storage, undefined, offset));
+    }
     const out = this.make([M, width]);
     cp.sliceCols(this.ctx, out, a, N, start, width);
     return out;
@@ -262,7 +279,7 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     const out = this.make([ts.reduce((s, t) => s + t.shape[0], 0), ...rest]);
     let o = 0;
     for (const p of parts) {
-      this.ctx.copy(p.buf!, 0, out.buf!, o, p.bytes);
+      this.ctx.copy(p.buf!, p.offset, out.buf!, o, p.bytes);
       o += p.bytes;
     }
     return out;
@@ -333,7 +350,7 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     const Cm = gpu(cm, op), Dv = gpu(d, op), Z = gpu(z, op), H0 = h0 ? gpu(h0, op) : null;
     const y = this.make(u.shape), h = this.make([B, C, N]);
     // the kernel updates h in place, starting from h0
-    if (H0) this.ctx.copy(H0.buf!, 0, h.buf!, 0, h.bytes);
+    if (H0) this.ctx.copy(H0.buf!, H0.offset, h.buf!, 0, h.bytes);
     else this.ctx.clear(h.buf!, 0, h.bytes);
     mb.selectiveScan(this.ctx, y, h, this.scanParams(bias, Dv, AL, C, N), U, DT, Bm, Cm, Z, B, T, C, N);
     return { y, h };

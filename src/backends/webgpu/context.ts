@@ -103,6 +103,8 @@ export class GpuContext {
   readonly maxBinding: number;
   readonly maxBuffer: number;
   readonly maxWorkgroupsPerDim: number;
+  /** Byte offsets of storage bindings must be multiples of this (views: GpuTensor.offset). */
+  readonly storageAlign: number;
   private readonly maxDispatches: number;
   private readonly pipelines = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
   private readonly bindGroups = new Map<string, GPUBindGroup>();
@@ -131,6 +133,7 @@ export class GpuContext {
   constructor(readonly device: GPUDevice, opts: ContextOptions = {}) {
     const lim = device.limits;
     this.maxBinding = lim.maxStorageBufferBindingSize;
+    this.storageAlign = lim.minStorageBufferOffsetAlignment;
     this.maxBuffer = lim.maxBufferSize;
     this.maxWorkgroupsPerDim = Math.min(opts.maxWorkgroupsPerDim ?? Infinity, lim.maxComputeWorkgroupsPerDimension);
     this.profiler = opts.profile ? new Profiler(device) : null;
@@ -396,10 +399,10 @@ export class GpuContext {
   }
 
   /** Copies a buffer's first bytes to the host once every recorded command has run. */
-  async readBytes(src: PooledBuffer, bytes: number): Promise<ArrayBuffer> {
+  async readBytes(src: PooledBuffer, bytes: number, srcOffset = 0): Promise<ArrayBuffer> {
     const size = Math.max(4, align4(bytes));
     const staging = this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-    this.copy(src, 0, staging, 0, size);
+    this.copy(src, srcOffset, staging, 0, size);
     this.submit();
     try {
       await staging.mapAsync(GPUMapMode.READ);

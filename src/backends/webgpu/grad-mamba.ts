@@ -392,16 +392,16 @@ export function selectiveScanBackward(ctx: GpuContext, g: ScanGradTensors, x: Sc
   const BTN = B * T * N, BTC = B * T * C, f = 4;
   const what = (s: string) => () => `selectiveScanBackward ${s}`;
   const bc = scratch(ctx, 2 * BTN, what(`B and C [2, ${B}, ${T}, ${N}]`));
-  ctx.copy(x.bm.buf!, 0, bc.buf!, 0, BTN * f);
-  ctx.copy(x.cm.buf!, 0, bc.buf!, BTN * f, BTN * f);
+  ctx.copy(x.bm.buf!, x.bm.offset, bc.buf!, 0, BTN * f);
+  ctx.copy(x.cm.buf!, x.cm.offset, bc.buf!, BTN * f, BTN * f);
   const ck0 = 2 * C + C * N;
   const parck = scratch(ctx, ck0 + B * Q * C * N, what(`checkpoints (${B} × ${Q} chunks × ${C} × ${N})`));
-  ctx.copy(x.dtBias.buf!, 0, parck.buf!, 0, C * f);
-  ctx.copy(x.d.buf!, 0, parck.buf!, C * f, C * f);
-  ctx.copy(x.aLog.buf!, 0, parck.buf!, 2 * C * f, C * N * f);
+  ctx.copy(x.dtBias.buf!, x.dtBias.offset, parck.buf!, 0, C * f);
+  ctx.copy(x.d.buf!, x.d.offset, parck.buf!, C * f, C * f);
+  ctx.copy(x.aLog.buf!, x.aLog.offset, parck.buf!, 2 * C * f, C * N * f);
   for (let b = 0; b < B; b++) { // checkpoint (b, 0) = h0[b]: the recurrence starts from it
     const at = (ck0 + b * Q * C * N) * f;
-    if (x.h0) ctx.copy(x.h0.buf!, b * C * N * f, parck.buf!, at, C * N * f);
+    if (x.h0) ctx.copy(x.h0.buf!, x.h0.offset + b * C * N * f, parck.buf!, at, C * N * f);
     else if (N) ctx.clear(parck.buf!, at, C * N * f);
   }
   ctx.dispatch(

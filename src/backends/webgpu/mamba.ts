@@ -138,9 +138,9 @@ const scanKernels = kernelCache();
 
 /** Records the packing of the scan's constant parameters: par = [dtBias (C) | D (C) | aLog (C·N)]. */
 export function packScanParams(ctx: GpuContext, par: PooledBuffer, dtBias: GpuTensor, d: GpuTensor, aLog: GpuTensor, C: number, N: number): void {
-  ctx.copy(dtBias.buf!, 0, par, 0, C * 4);
-  ctx.copy(d.buf!, 0, par, C * 4, C * 4);
-  ctx.copy(aLog.buf!, 0, par, 2 * C * 4, C * N * 4);
+  ctx.copy(dtBias.buf!, dtBias.offset, par, 0, C * 4);
+  ctx.copy(d.buf!, d.offset, par, C * 4, C * 4);
+  ctx.copy(aLog.buf!, aLog.offset, par, 2 * C * 4, C * N * 4);
 }
 
 /** par: the packed parameters (packScanParams) of 2C + C·N floats; hOut: already holds h0 (or zeros). */

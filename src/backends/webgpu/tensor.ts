@@ -24,6 +24,12 @@ export class GpuTensor implements Tensor {
     public storage: Storage | null,
     /** Host copy of an ids tensor, kept so ops can validate ids without reading the GPU back. */
     readonly hostInts?: Int32Array,
+    /**
+     * Where the values start in the storage's buffer, in bytes: non-zero for a view of a part of
+     * another tensor (WebGpuBackend.sliceCols of one row); a multiple of the device's storage
+     * offset alignment.
+     */
+    readonly offset = 0,
   ) {
     this.size = numel(shape);
   }
@@ -60,5 +66,5 @@ export function gpu(t: Tensor, op: string, dtype: DType = 'f32'): GpuTensor {
 /** The whole tensor as a storage binding. */
 export function bind(t: GpuTensor): Binding {
   if (!t.buf) throw new Error(`tensor ${shapeStr(t.shape)} was disposed`);
-  return { buf: t.buf, size: t.bytes };
+  return { buf: t.buf, offset: t.offset, size: t.bytes };
 }

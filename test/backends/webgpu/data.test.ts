@@ -218,3 +218,31 @@ test('webgpu: every op is unchanged when its grid is folded (at most 8 workgroup
   await same('selectiveScan h', gscan.h, cscan.h);
   be.destroy(); // frees its pool; the device belongs to the shared backend
 });
+
+test('webgpu sliceCols of one row is a view: no dispatch, right values, and it outlives its parent', async (t) => {
+  const be = await gpuBackendOrSkip(t);
+  if (!be) return;
+  const align = be.ctx.storageAlign / 4; // columns per alignment step
+  const N = 3 * align + 5, row = Float32Array.from({ length: N }, (_, i) => i * 0.5 - 7);
+  const x = be.tensor(row, [1, N]);
+  const before = be.ctx.counts.dispatches;
+  const v = be.sliceCols(x, align, align + 3);         // aligned start: a view
+  const vv = be.sliceCols(v, align, 3);                // a view of a view: offset 2·align
+  assert.equal(be.ctx.counts.dispatches, before, 'aligned one-row slices record no dispatch');
+  const odd = be.sliceCols(x, 1, 4);                   // unaligned start: the kernel
+  assert.equal(be.ctx.counts.dispatches, before + 1);
+  be.dispose(x); // the views keep the storage alive
+  assert.deepEqual(await be.read(v), row.slice(align, 2 * align + 3));
+  assert.deepEqual(await be.read(vv), row.slice(2 * align, 2 * align + 3));
+  assert.deepEqual(await be.read(odd), row.slice(1, 5));
+  // views feed kernels (bound at their offset), copies (concat) and reshapes
+  const sum = await be.read(be.add(vv, be.tensor(Float32Array.of(1, 2, 3), [1, 3])));
+  assert.deepEqual(sum, Float32Array.from(row.slice(2 * align, 2 * align + 3), (a, i) => a + i + 1));
+  assert.deepEqual(await be.read(be.concat([be.reshape(vv, [3, 1]), be.reshape(odd, [4, 1])])), Float32Array.from([...row.slice(2 * align, 2 * align + 3), ...row.slice(1, 5)]));
+  // several rows are not contiguous: the kernel, whatever the alignment
+  const m = be.tensor(Float32Array.from({ length: 2 * N }, (_, i) => i), [2, N]);
+  const d0 = be.ctx.counts.dispatches;
+  const s = be.sliceCols(m, align, 2);
+  assert.equal(be.ctx.counts.dispatches, d0 + 1);
+  assert.deepEqual(await be.read(s), Float32Array.of(align, align + 1, N + align, N + align + 1));
+});
