@@ -111,6 +111,7 @@ export class GpuContext {
 
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
+  private passPipeline: GPUComputePipeline | null = null;
   private dispatches = 0;
   /**
    * Work recorded since the context was made: kernel dispatches, compute passes (a copy or clear
@@ -214,6 +215,7 @@ export class GpuContext {
   private endPass(): void {
     this.pass?.end();
     this.pass = null;
+    this.passPipeline = null;
   }
 
   /** Copies bytes between buffers, in batch order. */
@@ -263,51 +265,56 @@ export class GpuContext {
     if (this.arenaUsed + need > ARENA_BYTES) this.submit();
 
     const paramOffset = this.arenaAlloc(paramBytes);
-    params.values.forEach((v, i) => {
-      const o = paramOffset + 4 * i, k = params.kinds[i];
+    for (let i = 0; i < params.values.length; i++) {
+      const o = paramOffset + 4 * i, k = params.kinds[i], v = params.values[i];
       if (k === 'f') this.arenaView.setFloat32(o, v, true);
       else if (k === 'i') this.arenaView.setInt32(o, v, true);
       else this.arenaView.setUint32(o, v, true);
-    });
+    }
 
     // The bind group names buffers and ranges only; the arena offsets of this dispatch's
-    // parameters and ints are dynamic, so equal bindings reuse one bind group.
+    // parameters and ints are dynamic, so equal bindings reuse one bind group. Its entries are
+    // only built when the cache misses: recording cost per dispatch is what bounds decoding.
     const offsets = [paramOffset];
-    const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: this.arena, offset: 0, size: paramBytes } }];
     let key: string | null = `${kernel.key}|${paramBytes}`;
-    bindings.forEach((b, i) => {
-      const access = kernel.bindings[i];
-      if ((access === 'ints') !== (b instanceof Int32Array)) {
-        throw new Error(`webgpu: kernel ${kernel.key} binding ${i + 1} takes ${access === 'ints' ? 'host ints' : 'a tensor'}`);
+    let oneOff: GPUBuffer[] | null = null; // int arrays too long for the arena, in binding order
+    for (let i = 0; i < bindings.length; i++) {
+      const b = bindings[i];
+      if ((kernel.bindings[i] === 'ints') !== (b instanceof Int32Array)) {
+        throw new Error(`webgpu: kernel ${kernel.key} binding ${i + 1} takes ${kernel.bindings[i] === 'ints' ? 'host ints' : 'a tensor'}`);
       }
-      let resource: GPUBufferBinding;
       if (b instanceof Int32Array) {
         if (b.byteLength <= ARENA_MAX_ARRAY) {
           const offset = this.arenaAlloc(Math.max(16, b.byteLength));
           new Int32Array(this.arenaCpu, offset, b.length).set(b);
-          resource = { buffer: this.arena, offset: 0, size: ARENA_MAX_ARRAY };
           offsets.push(offset);
-          key += '|a';
+          if (key !== null) key += '|a';
         } else {
-          const size = align16(b.byteLength);
-          const buffer = this.device.createBuffer({ size, usage: GPUBufferUsage.STORAGE, mappedAtCreation: true });
+          const buffer = this.device.createBuffer({ size: align16(b.byteLength), usage: GPUBufferUsage.STORAGE, mappedAtCreation: true });
           new Int32Array(buffer.getMappedRange()).set(b);
           buffer.unmap();
           this.temps.push(buffer);
-          resource = { buffer, offset: 0, size };
+          (oneOff ??= []).push(buffer);
           offsets.push(0);
           key = null; // a one-off buffer: not worth caching
         }
       } else {
-        const offset = b.offset ?? 0, size = Math.max(4, align4(b.size));
-        resource = { buffer: this.use(b.buf), offset, size };
-        if (key !== null) key += `|${b.buf.id}:${offset}:${size}`;
+        b.buf.lastUse = this.batch;
+        if (key !== null) key += `|${b.buf.id}:${b.offset ?? 0}:${Math.max(4, align4(b.size))}`;
       }
-      entries.push({ binding: i + 1, resource });
-    });
+    }
 
     let group = key === null ? undefined : this.bindGroups.get(key);
     if (!group) {
+      const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: this.arena, offset: 0, size: paramBytes } }];
+      let next = 0;
+      bindings.forEach((b, i) => {
+        let resource: GPUBufferBinding;
+        if (!(b instanceof Int32Array)) resource = { buffer: b.buf.buffer, offset: b.offset ?? 0, size: Math.max(4, align4(b.size)) };
+        else if (b.byteLength <= ARENA_MAX_ARRAY) resource = { buffer: this.arena, offset: 0, size: ARENA_MAX_ARRAY };
+        else resource = { buffer: oneOff![next++], offset: 0, size: align16(b.byteLength) };
+        entries.push({ binding: i + 1, resource });
+      });
       group = this.device.createBindGroup({ layout, entries });
       if (key !== null) {
         if (this.bindGroups.size >= MAX_BIND_GROUPS) this.bindGroups.clear();
@@ -320,7 +327,8 @@ export class GpuContext {
       this.counts.passes++;
     } else if (!this.pass) { this.pass = this.enc().beginComputePass(); this.counts.passes++; }
     this.counts.dispatches++;
-    this.pass.setPipeline(pipeline);
+    if (this.passPipeline !== pipeline || this.profiler) this.pass.setPipeline(pipeline); // a pass keeps its pipeline
+    this.passPipeline = pipeline;
     this.pass.setBindGroup(0, group, offsets);
     this.pass.dispatchWorkgroups(gx, gy);
     if (this.profiler) this.endPass();
