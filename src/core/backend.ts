@@ -93,6 +93,8 @@ export interface Backend {
   addRmsNorm(x: Tensor, y: Tensor, g: Tensor, eps: number): { sum: Tensor; normed: Tensor };
   /** silu(a) ⊙ b, same shape */
   siluMul(a: Tensor, b: Tensor): Tensor;
+  /** x [M, K], w1 and w2 [N, K] → silu(x·w1ᵀ) ⊙ (x·w2ᵀ) [M, N]: a SwiGLU MLP's hidden layer; equal to matmul, matmul, siluMul. */
+  swiglu(x: Tensor, w1: Tensor, w2: Tensor): Tensor;
   /** x [M, N] → x[:, start : start+width] */
   sliceCols(x: Tensor, start: number, width: number): Tensor;
   /** x [M, N] → x[rows] [R, N] */

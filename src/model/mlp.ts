@@ -15,6 +15,11 @@ export function mlp(be: Backend, p: Params, x: Tensor): { out: Tensor; saved: Ml
   return { out: be.matmul(act, p('w3.weight')), saved: { x, gate, up, act } }; // [B·T, d]
 }
 
+/** The same function when nothing is kept for a backward pass, so the backend may fuse W1, W2 and the gate (Backend.swiglu). */
+export function mlpInference(be: Backend, p: Params, x: Tensor): Tensor {
+  return be.matmul(be.swiglu(x, p('w1.weight'), p('w2.weight')), p('w3.weight')); // [B·T, d]
+}
+
 export function mlpBackward(be: TrainBackend, p: Params, s: MlpSaved, dOut: Tensor): { dx: Tensor; grads: Grads } {
   const dAct = be.matmulNN(dOut, p('w3.weight')); // [B·T, d_p]
   const { da: dGate, db: dUp } = be.siluMulBackward(s.gate, s.up, dAct);

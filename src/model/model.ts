@@ -9,7 +9,7 @@ import type { Backend, Tensor } from '../core/backend.js';
 import { dInner, layout, paramSpecs, type ModelConfig, type SublayerKind } from './config.js';
 import { attention, attentionBackward, type AttentionCall, type AttentionSaved } from './attention.js';
 import { mamba, mambaBackward, type MambaSaved, type MambaState } from './mamba.js';
-import { mlp, mlpBackward, type Grads, type MlpSaved, type Params, type TrainBackend } from './mlp.js';
+import { mlp, mlpBackward, mlpInference, type Grads, type MlpSaved, type Params, type TrainBackend } from './mlp.js';
 import { ropeTables } from './rope.js';
 import { initParams } from './init.js';
 import { DecodeState, type SublayerState } from './state.js';
@@ -205,9 +205,10 @@ export class SambaModel {
       const st = state?.layers[j] ?? null;
       if (kind === 'mamba') {
         const r = mamba(be, p, c, xn, B, T, st?.kind === 'mamba' ? st : ssmInit?.[j] ? { ssm: ssmInit[j]! } : null);
-        return { y: r.out, ms: r.state as MambaState | null, sv: { kind: 'mamba', s: r.saved } as Saved };
+        return { y: r.out, ms: r.state as MambaState | null, sv: { kind: 'mamba', s: r.saved } as Saved | null };
       }
       if (kind === 'mlp') {
+        if (!training) return { y: mlpInference(be, p, xn), ms: null, sv: null }; // nothing to save: the fused path
         const r = mlp(be, p, xn);
         return { y: r.out, ms: null, sv: { kind: 'mlp', s: r.saved } as Saved };
       }
@@ -222,7 +223,7 @@ export class SambaModel {
       this.kinds.forEach((kind, j) => {
         inputs.push(x);
         const r = body(j, kind, be.rmsNorm(x, normW(j), c.normEps));
-        saved.push(r.sv);
+        saved.push(r.sv!);
         mambaStates[j] = r.ms;
         x = be.add(x, r.y);
       });

@@ -128,6 +128,10 @@ export class CpuBackend extends ScopedBackend implements Backend, GradOps {
     return { sum, normed: this.rmsNorm(sum, g, eps) };
   }
 
+  swiglu(x: Tensor, w1: Tensor, w2: Tensor): Tensor {
+    return this.siluMul(this.matmul(x, w1), this.matmul(x, w2));
+  }
+
   siluMul(a: Tensor, b: Tensor): Tensor {
     expectShape('siluMul', 'b', b, a.shape);
     const x = f32(a), y = f32(b), out = new Float32Array(x.length);

@@ -18,7 +18,7 @@ import * as gm from './grad-misc.js';
 import * as gr from './grad-reduce.js';
 import * as mb from './mamba.js';
 import { matmul, matmulPackedF16 } from './matmul.js';
-import { type F16Caps, checkSubgroupMatrix, detectF16, packF16 } from './matmul-f16.js';
+import { type F16Caps, checkSubgroupMatrix, detectF16, packF16, swigluF16Gemv } from './matmul-f16.js';
 import { F16WeightTensor, GpuTensor, Storage, gpu } from './tensor.js';
 
 export { GpuTensor } from './tensor.js';
@@ -234,6 +234,18 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     const sum = this.make(x.shape), normed = this.make(x.shape);
     ew.addRmsNorm(this.ctx, sum, normed, a, b, w, D, eps);
     return { sum, normed };
+  }
+
+  swiglu(x: Tensor, w1: Tensor, w2: Tensor): Tensor {
+    const a = gpu(x, 'swiglu');
+    if (a.shape.length === 2 && a.shape[0] === 1 && w1 instanceof F16WeightTensor && w2 instanceof F16WeightTensor &&
+        w1.storage && w2.storage && w1.shape[0] === w2.shape[0] && w1.shape[1] === a.shape[1] && w2.shape[1] === a.shape[1]) {
+      // decoding one sequence with f16 weights: gate, up and product in one dispatch
+      const [N, K] = w1.shape, out = this.make([1, N]);
+      swigluF16Gemv(this.ctx, out, a, w1.packed, w2.packed, N, K);
+      return out;
+    }
+    return this.tidy(() => this.siluMul(this.matmul(x, w1), this.matmul(x, w2)));
   }
 
   siluMul(a: Tensor, b: Tensor): Tensor {

@@ -32,7 +32,7 @@
 import { GpuContext, type Kernel, Params, kernelCache } from './context.js';
 import type { PooledBuffer } from './pool.js';
 import { GpuTensor, Storage, bind } from './tensor.js';
-import { BUILTINS, WG_INDEX } from './wgsl.js';
+import { BUILTINS, MATH, WG_INDEX } from './wgsl.js';
 
 /** The largest finite f16; conversions saturate here (WGSL leaves out-of-range conversions undefined). */
 export const F16_MAX = 65504;
@@ -300,8 +300,10 @@ const GV_COLS = 8;
  * values of every row; partial sums are then reduced across the workgroup. Padded rows and K of
  * the packed weight are zeros, so the loop has no bounds checks on w.
  */
-function gemvKernel(rows: number, vec: boolean): Kernel {
-  const A = rows * GV_COLS;
+function gemvKernel(rows: number, vec: boolean, swiglu = false): Kernel {
+  // swiglu: a second weight W2 over the same x, and y = silu(x·Wᵀ) ⊙ (x·W2ᵀ): an MLP's gate, up and
+  // product in one dispatch. Each product is summed exactly as the plain kernel sums it.
+  const A = rows * GV_COLS, AA = swiglu ? 2 * A : A;
   const xs: string[] = [];
   for (let m = 0; m < rows; m++) {
     xs.push(vec
@@ -309,22 +311,26 @@ function gemvKernel(rows: number, vec: boolean): Kernel {
       : `let x${m}l = rx1(k, ${m}u * p.K + k); let x${m}h = rx1(k + 4u, ${m}u * p.K + k + 4u);`);
   }
   const body: string[] = [];
-  for (let c = 0; c < GV_COLS; c++) {
-    body.push(`{ let w = W[(n0 + ${c}u) * p.K8 + q];`);
-    body.push(`  let wl = vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)); let wh = vec4<f32>(unpack2x16float(w.z), unpack2x16float(w.w));`);
-    for (let m = 0; m < rows; m++) body.push(`  acc[${m * GV_COLS + c}] += dot(x${m}l, wl) + dot(x${m}h, wh);`);
-    body.push('}');
+  for (const [W, base] of swiglu ? [['W', 0], ['W2', A]] as const : [['W', 0]] as const) {
+    for (let c = 0; c < GV_COLS; c++) {
+      body.push(`{ let w = ${W}[(n0 + ${c}u) * p.K8 + q];`);
+      body.push(`  let wl = vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)); let wh = vec4<f32>(unpack2x16float(w.z), unpack2x16float(w.w));`);
+      for (let m = 0; m < rows; m++) body.push(`  acc[${base + m * GV_COLS + c}] += dot(x${m}l, wl) + dot(x${m}h, wh);`);
+      body.push('}');
+    }
   }
   return {
-    key: `matmul_f16_gemv_${rows}_${vec ? 'v' : 's'}`,
-    bindings: ['read', 'read', 'write'],
+    key: `matmul_f16_gemv_${rows}_${vec ? 'v' : 's'}${swiglu ? '_swiglu' : ''}`,
+    bindings: swiglu ? ['read', 'read', 'read', 'write'] : ['read', 'read', 'write'],
     code: () => /* wgsl */ `${ROUND_F16}
 struct P { M: u32, N: u32, K: u32, K8: u32, groups: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> X: ${vec ? 'array<vec4<f32>>' : 'array<f32>'};
 @group(0) @binding(2) var<storage, read> W: array<vec4<u32>>;
-@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
-var<workgroup> part: array<f32, ${GV_WG * A}>;
+${swiglu ? `@group(0) @binding(3) var<storage, read> W2: array<vec4<u32>>;
+@group(0) @binding(4) var<storage, read_write> Y: array<f32>;
+${MATH}` : '@group(0) @binding(3) var<storage, read_write> Y: array<f32>;'}
+var<workgroup> part: array<f32, ${GV_WG * AA}>;
 fn r4(v: vec4<f32>) -> vec4<f32> { return round_f16v(v); }
 ${vec
   ? `/** x[i .. i+3] (k .. k+3 of a row; K % 4 == 0, so all or none are in range), rounded to f16 */
@@ -340,28 +346,41 @@ fn main(${BUILTINS}) {
   ${WG_INDEX}
   if (wg >= p.groups) { return; }
   let n0 = wg * ${GV_COLS}u;
-  var acc: array<f32, ${A}>;
+  var acc: array<f32, ${AA}>;
   for (var q = li; q < p.K8; q += ${GV_WG}u) {
     let k = q * 8u;
     ${xs.join('\n    ')}
     ${body.join('\n    ')}
   }
-  for (var a = 0u; a < ${A}u; a++) { part[a * ${GV_WG}u + li] = acc[a]; }
+  for (var a = 0u; a < ${AA}u; a++) { part[a * ${GV_WG}u + li] = acc[a]; }
   workgroupBarrier();
   for (var s = ${GV_WG / 2}u; s > 0u; s >>= 1u) {
     if (li < s) {
-      for (var a = 0u; a < ${A}u; a++) { part[a * ${GV_WG}u + li] += part[a * ${GV_WG}u + li + s]; }
+      for (var a = 0u; a < ${AA}u; a++) { part[a * ${GV_WG}u + li] += part[a * ${GV_WG}u + li + s]; }
     }
     workgroupBarrier();
   }
   if (li < ${A}u) {
     let m = li / ${GV_COLS}u;
     let n = n0 + li % ${GV_COLS}u;
-    if (n < p.N) { Y[m * p.N + n] = part[li * ${GV_WG}u]; }
+    if (n < p.N) { Y[m * p.N + n] = ${swiglu ? `silu(part[li * ${GV_WG}u]) * part[(li + ${A}u) * ${GV_WG}u]` : `part[li * ${GV_WG}u]`}; }
   }
 }`,
   };
 }
+
+/**
+ * silu(x · w1ᵀ) ⊙ (x · w2ᵀ) for one row of x and two packed f16 weights of one shape: a SwiGLU
+ * MLP's gate, up and product in one dispatch when decoding one sequence.
+ */
+export function swigluF16Gemv(ctx: GpuContext, out: GpuTensor, x: GpuTensor, w1: F16Matrix, w2: F16Matrix, N: number, K: number): void {
+  checkPacked(w1, N, K); checkPacked(w2, N, K);
+  if (w1.rowsP % GV_COLS !== 0) throw new Error(`swigluF16Gemv: packed rows ${w1.rowsP} are not a multiple of ${GV_COLS}`);
+  const groups = Math.ceil(N / GV_COLS), vec = K % 4 === 0;
+  const kernel = swigluKernels[vec ? 1 : 0];
+  ctx.dispatch(kernel, new Params().u32(1, N, K, w1.colsP / 8, groups), [bind(x), bindF16(w1), bindF16(w2), bind(out)], groups);
+}
+const swigluKernels = [false, true].map((vec) => gemvKernel(1, vec, true));
 
 /** Rows of x up to which the packed gemv is used. */
 export const F16_GEMV_MAX_ROWS = 4;

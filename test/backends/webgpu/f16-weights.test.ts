@@ -24,6 +24,30 @@ class F16OperandCpu extends CpuBackend {
 }
 const rand = (rng: Rng, n: number) => Float32Array.from({ length: n }, () => rng.uniform(-1, 1));
 
+test('webgpu swiglu with f16 weights: one dispatch for one row, bit-identical to matmul, matmul, siluMul, and near the CPU', async (t) => {
+  const be = await gpuBackendOrSkip(t);
+  if (!be) return;
+  if (!be.f16Caps.shaderF16) { t.skip('no shader-f16 on this adapter'); return; }
+  const rng = new Rng(22);
+  for (const [M, N, K] of [[1, 70, 17], [1, 130, 64], [1, 9, 260], [3, 40, 33]]) {
+    const x = rand(rng, M * K), w1 = rand(rng, N * K), w2 = rand(rng, N * K);
+    const gx = be.tensor(x, [M, K]), g1 = be.compactWeight(be.tensor(w1, [N, K])), g2 = be.compactWeight(be.tensor(w2, [N, K]));
+    const d0: number = be.ctx.counts.dispatches;
+    const fused = await be.read(be.swiglu(gx, g1, g2));
+    if (M === 1) assert.equal(be.ctx.counts.dispatches - d0, 1, 'one row: one dispatch');
+    const composed = await be.read(be.siluMul(be.matmul(gx, g1), be.matmul(gx, g2)));
+    assert.deepEqual(fused, composed, `M=${M} N=${N} K=${K}: the fused kernel sums exactly as the gemv does`);
+    const want = await cpu.read(cpu.swiglu(cpu.tensor(roundF16(x), [M, K]), cpu.tensor(roundF16(w1), [N, K]), cpu.tensor(roundF16(w2), [N, K])));
+    const err = relErr(fused, want);
+    assert.ok(err <= 1e-5, `M=${M} N=${N} K=${K}: max |Δ| / max |ref| = ${err}`);
+  }
+  // f32 weights: the composition, equal to the CPU
+  const x = rand(rng, 2 * 12), w1 = rand(rng, 5 * 12), w2 = rand(rng, 5 * 12);
+  const got = await be.read(be.swiglu(be.tensor(x, [2, 12]), be.tensor(w1, [5, 12]), be.tensor(w2, [5, 12])));
+  const want = await cpu.read(cpu.swiglu(cpu.tensor(x, [2, 12]), cpu.tensor(w1, [5, 12]), cpu.tensor(w2, [5, 12])));
+  assert.ok(relErr(got, want) <= 1e-6);
+});
+
 test('webgpu compactWeight: x·wᵀ with f16 weights equals the CPU product with f16-rounded weights', async (t) => {
   const be = await gpuBackendOrSkip(t);
   if (!be) return;
