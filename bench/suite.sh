@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Issue 4's GPU measurements, one part per device call (each fits the 10-minute limit). Rows are
+# printed as they are measured and written to ${OUT:-bench-out}/<part>.{json,svg,log} after each
+# one, so a call cut off at its limit still returns what it measured. From the repository root:
+#
+#   source .gpu/enter.sh && bash bench/suite.sh kernels   # ceilings, matmul, attention (~4 min)
+#   source .gpu/enter.sh && bash bench/suite.sh decode    # batch-1 decode at 1K/64K/1M + its profile (~4 min)
+#   source .gpu/enter.sh && bash bench/suite.sh prefill   # samba vs llama prompts of 4K–128K (~8 min)
+#   source .gpu/enter.sh && bash bench/suite.sh batch     # decode at batch 16, 1K–32K (~3 min)
+#   source .gpu/enter.sh && bash bench/suite.sh train     # training rate + profile, samba-421m and the replication's samba (~4 min)
+#
+# Do not pipe it through tail or anything that buffers: output that has not reached the call's
+# log when the limit strikes is lost.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+part=${1:?part: kernels, decode, prefill, batch or train}
+out=${OUT:-bench-out}; mkdir -p "$out"
+T="node dist/bench/throughput.js --backend webgpu"
+run() { echo "\$ $*"; "$@" 2>&1 | grep --line-buffered -v '^Warning: maxDynamic' | tee -a "$out/$part.log"; }
+case $part in
+  kernels)
+    run $T --sections ceilings
+    run node dist/bench/matmul.js --log "$out/matmul.txt"
+    run node dist/bench/attention.js --backward ;;
+  decode)
+    run $T --sections ceilings,decode --weights f16 --tokens 16 --json "$out/decode.json"
+    run node dist/bench/profile.js --sections decode --model samba-1.3b --weights f16 --by-grid --reps 3 ;;
+  prefill)
+    run $T --sections prefill --weights f16 --prefill 4096,16384,65536,131072 --prefill-tokens 65536 --json "$out/prefill.json" --svg "$out/prefill.svg" ;;
+  batch)
+    run $T --sections batch --weights f16 --batch-positions 1024,16384,32768 --tokens 8 --json "$out/batch.json" --svg "$out/batch.svg" ;;
+  train)
+    run $T --sections ceilings,train --json "$out/train.json"
+    run node dist/bench/profile.js --sections train --train-config experiments/replicate/configs/samba.json --train-seq 512 --train-batch 16 --reps 3 ;;
+  *) echo "bench/suite.sh: unknown part $part" >&2; exit 2 ;;
+esac
