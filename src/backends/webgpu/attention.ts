@@ -153,7 +153,9 @@ fn main(${BUILTINS}) {
   };
 }
 
-// One workgroup per query row: rescale each split's partial sums to the common max and add.
+// One workgroup per query row: rescale each split's partial sums to the common max and add. The
+// splits' maxima and denominators are reduced in parallel (one split per invocation, at most 64),
+// so each output value is one pass over the splits with the weights in workgroup memory.
 const COMBINE: Kernel = {
   key: 'attention_combine',
   bindings: ['read', 'write'],
@@ -162,25 +164,39 @@ struct P { rows: u32, hs: u32, splits: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> PART: array<f32>;
 @group(0) @binding(2) var<storage, read_write> Y: array<f32>;
+var<workgroup> red: array<f32, ${WG}>;
+var<workgroup> weight: array<f32, ${WG}>;
 @compute @workgroup_size(${WG})
 fn main(${BUILTINS}) {
   ${WG_INDEX}
   if (wg >= p.rows) { return; }
   let stride = p.hs + 2u;
   let base = wg * p.splits * stride;
-  var m = ${NEG_BIG};
-  for (var s = 0u; s < p.splits; s++) { m = max(m, PART[base + s * stride + p.hs]); }
-  var l = 0.0;
-  for (var s = 0u; s < p.splits; s++) {
-    let o = base + s * stride;
-    l += PART[o + p.hs + 1u] * exp(PART[o + p.hs] - m);
+  var ms = ${NEG_BIG};
+  if (li < p.splits) { ms = PART[base + li * stride + p.hs]; }
+  red[li] = ms;
+  workgroupBarrier();
+  for (var w = ${WG / 2}u; w > 0u; w >>= 1u) {
+    if (li < w) { red[li] = max(red[li], red[li + w]); }
+    workgroupBarrier();
   }
+  let m = red[0];
+  workgroupBarrier();
+  var ws = 0.0;
+  if (li < p.splits) { ws = exp(ms - m); }
+  weight[li] = ws;
+  var ls = 0.0;
+  if (li < p.splits) { ls = PART[base + li * stride + p.hs + 1u] * ws; }
+  red[li] = ls;
+  workgroupBarrier();
+  for (var w = ${WG / 2}u; w > 0u; w >>= 1u) {
+    if (li < w) { red[li] += red[li + w]; }
+    workgroupBarrier();
+  }
+  let l = red[0];
   for (var e = li; e < p.hs; e += ${WG}u) {
     var v = 0.0;
-    for (var s = 0u; s < p.splits; s++) {
-      let o = base + s * stride;
-      v += PART[o + e] * exp(PART[o + p.hs] - m);
-    }
+    for (var s = 0u; s < p.splits; s++) { v += PART[base + s * stride + e] * weight[s]; }
     Y[wg * p.hs + e] = v / l;
   }
 }`,
@@ -226,7 +242,8 @@ export function attention(
   // positions stay far below 2^30, so a clamped window behaves as an infinite one
   const window = Math.min(d.window, 2 ** 30);
   const maxKeys = Math.min(window, d.C + d.T);
-  const splits = Math.max(1, Math.min(64, Math.floor(maxKeys / policy.minKeys), Math.ceil(policy.targetWorkgroups / rows)));
+  // at most 64 = WG splits: COMBINE reduces them one per invocation
+  const splits = Math.max(1, Math.min(WG, Math.floor(maxKeys / policy.minKeys), Math.ceil(policy.targetWorkgroups / rows)));
   const params = (total: number) => new Params()
     .u32(d.T, d.H, d.hs, d.C, d.Hkv * d.hs, d.H / d.Hkv).i32(window).u32(total).f32(1 / Math.sqrt(d.hs)).u32(splits);
   const inputs = [pos0, bind(q), bind(k), bind(v), bind(kc), bind(vc)];
