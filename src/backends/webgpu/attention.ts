@@ -16,7 +16,7 @@
 // queries rather than once per query.
 import { type GpuContext, type Kernel, Params, kernelCache } from './context.js';
 import { GpuTensor, Storage, bind } from './tensor.js';
-import { BUILTINS, NEG_BIG, WG_INDEX } from './wgsl.js';
+import { BUILTINS, NEG_BIG, WG_INDEX, workgroupReduce } from './wgsl.js';
 import { type FlashTile, flashAttention, pickTile } from './flash-attention.js';
 
 const WG = 64;
@@ -95,22 +95,12 @@ fn main(${BUILTINS}) {
       }
       s = ${v4 ? 'dot.x + dot.y + dot.z + dot.w' : 'dot'};
     }
-    redMax[li] = s;
-    workgroupBarrier();
-    for (var w = ${WG / 2}u; w > 0u; w >>= 1u) {
-      if (li < w) { redMax[li] = max(redMax[li], redMax[li + w]); }
-      workgroupBarrier();
-    }
+    ${workgroupReduce('redMax', WG, 's', 'max')}
     let mNew = max(mRun, redMax[0]);
     var pj = 0.0;
     if (j <= hi) { pj = exp(s - mNew); }
     probs[li] = pj;
-    redSum[li] = pj;
-    workgroupBarrier();
-    for (var w = ${WG / 2}u; w > 0u; w >>= 1u) {
-      if (li < w) { redSum[li] += redSum[li + w]; }
-      workgroupBarrier();
-    }
+    ${workgroupReduce('redSum', WG, 'pj', '+')}
     // rescale what was summed under the old max (exp underflows to 0 on the first chunk)
     let corr = exp(mRun - mNew);
     lRun = lRun * corr + redSum[0];
@@ -174,12 +164,7 @@ fn main(${BUILTINS}) {
   let base = wg * p.splits * stride;
   var ms = ${NEG_BIG};
   if (li < p.splits) { ms = PART[base + li * stride + p.hs]; }
-  red[li] = ms;
-  workgroupBarrier();
-  for (var w = ${WG / 2}u; w > 0u; w >>= 1u) {
-    if (li < w) { red[li] = max(red[li], red[li + w]); }
-    workgroupBarrier();
-  }
+  ${workgroupReduce('red', WG, 'ms', 'max')}
   let m = red[0];
   workgroupBarrier();
   var ws = 0.0;
@@ -187,12 +172,7 @@ fn main(${BUILTINS}) {
   weight[li] = ws;
   var ls = 0.0;
   if (li < p.splits) { ls = PART[base + li * stride + p.hs + 1u] * ws; }
-  red[li] = ls;
-  workgroupBarrier();
-  for (var w = ${WG / 2}u; w > 0u; w >>= 1u) {
-    if (li < w) { red[li] += red[li + w]; }
-    workgroupBarrier();
-  }
+  ${workgroupReduce('red', WG, 'ls', '+')}
   let l = red[0];
   for (var e = li; e < p.hs; e += ${WG}u) {
     var v = 0.0;

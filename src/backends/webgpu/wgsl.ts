@@ -35,5 +35,16 @@ fn softplus(x: f32) -> f32 {
 /** n generated lines f(0) … f(n − 1): unrolled WGSL. */
 export const lines = (n: number, f: (i: number) => string): string => Array.from({ length: n }, (_, i) => f(i)).join('\n');
 
+/**
+ * WGSL that stores `value` at arr[li] and reduces arr over a workgroup of `size` invocations (a
+ * power of two) with max or +, leaving the result in arr[0]; it ends after a barrier.
+ */
+export const workgroupReduce = (arr: string, size: number, value: string, op: 'max' | '+'): string => `${arr}[li] = ${value};
+  workgroupBarrier();
+  for (var w = ${size / 2}u; w > 0u; w >>= 1u) {
+    if (li < w) { ${op === 'max' ? `${arr}[li] = max(${arr}[li], ${arr}[li + w]);` : `${arr}[li] += ${arr}[li + w];`} }
+    workgroupBarrier();
+  }`;
+
 /** A large negative stand-in for -inf (a running max that no real score is below). */
 export const NEG_BIG = '-3.0e38';
