@@ -248,7 +248,7 @@ export class SambaModel {
         mambaStates[j] = r.ms;
       });
       const last = step(this.kinds.length);
-      if (pending) { if (last.x !== x) be.dispose(x); be.dispose(pending); }
+      if (pending) { be.dispose(x); be.dispose(pending); } // last.x is their sum
       x = last.x;
       h = last.xn; // [B·T, d]
     }

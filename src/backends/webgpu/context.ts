@@ -299,7 +299,7 @@ export class GpuContext {
           key = null; // a one-off buffer: not worth caching
         }
       } else {
-        b.buf.lastUse = this.batch;
+        this.use(b.buf);
         if (key !== null) key += `|${b.buf.id}:${b.offset ?? 0}:${Math.max(4, align4(b.size))}`;
       }
     }
@@ -327,7 +327,7 @@ export class GpuContext {
       this.counts.passes++;
     } else if (!this.pass) { this.pass = this.enc().beginComputePass(); this.counts.passes++; }
     this.counts.dispatches++;
-    if (this.passPipeline !== pipeline || this.profiler) this.pass.setPipeline(pipeline); // a pass keeps its pipeline
+    if (this.passPipeline !== pipeline) this.pass.setPipeline(pipeline); // a pass keeps its pipeline (endPass forgets it)
     this.passPipeline = pipeline;
     this.pass.setBindGroup(0, group, offsets);
     this.pass.dispatchWorkgroups(gx, gy);
