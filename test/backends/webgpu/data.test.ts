@@ -246,3 +246,23 @@ test('webgpu sliceCols of one row is a view: no dispatch, right values, and it o
   assert.equal(be.ctx.counts.dispatches, d0 + 1);
   assert.deepEqual(await be.read(s), Float32Array.of(align, align + 1, N + align, N + align + 1));
 });
+
+test('webgpu profile: every dispatch is timed and summed per kernel, and per grid on request', async (t) => {
+  const shared = await gpuBackendOrSkip(t);
+  if (!shared) return;
+  await assert.rejects(shared.ctx.profile(), /does not profile/);
+  const be = new WebGpuBackend(shared.ctx.device, { profile: true });
+  const a = be.tensor(new Float32Array(1000).fill(1), [1000]), b = be.tensor(new Float32Array(1000).fill(2), [1000]);
+  await be.flush();
+  await be.ctx.profile(true); // start from here
+  for (let i = 0; i < 3; i++) be.add(a, b);
+  be.siluMul(be.tensor(new Float32Array(300).fill(1), [300]), be.tensor(new Float32Array(300).fill(1), [300]));
+  const times = await be.ctx.profile();
+  const add = times.find((k) => k.kernel === 'binary_add'), sm = times.find((k) => k.kernel === 'binary_silu_mul');
+  assert.equal(add?.dispatches, 3);
+  assert.equal(sm?.dispatches, 1);
+  assert.ok(times.every((k) => Number.isFinite(k.ms) && k.ms >= 0));
+  const byGrid = await be.ctx.profile(false, true);
+  assert.deepEqual(byGrid.map((k) => k.kernel).sort(), ['binary_add ×4', 'binary_silu_mul ×2']);
+  be.destroy();
+});
