@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # One call of the device tool: run.sh until a deadline, then stop it, which loses at most
 # SAVE_EVERY steps per model (run.sh resumes from the checkpoints on the next call if the machine is
-# still warm). Logs, JSON, SVG and the summary, without weights, are copied to $OUT.
+# still warm). Logs, JSON, SVG and the summary, without weights, come back as $OUT/runs.tgz.
+#
+# The runs go to experiments/replicate/gpu-runs/ (git-ignored), not runs/: each call gets a fresh
+# copy of the working tree, which drops the files git would track that the caller does not have
+# (a first call's train.jsonl and logs), while ignored folders stay. Unpack runs.tgz into the
+# checkout and move what you keep to a committed folder.
 # From the repository root on the GPU host, carrying .gpu, dist and data/corpus-pack:
 #
 #   source .gpu/enter.sh && bash experiments/replicate/gpu-call.sh 540 --steps 600
@@ -12,7 +17,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 DEADLINE=${1:?deadline in seconds}; shift
-: "${SAVE_EVERY:=50}"; export SAVE_EVERY
+: "${SAVE_EVERY:=50}" "${RUNS:=experiments/replicate/gpu-runs}"; export SAVE_EVERY RUNS # another folder: RUNS=…, not --runs
 set -m # run.sh and every job it starts get their own process group, so the deadline stops them all
 bash experiments/replicate/run.sh "$@" &
 pid=$!
@@ -20,10 +25,9 @@ pid=$!
 killer=$!
 wait "$pid"; rc=$?
 kill "$killer" 2>/dev/null
-RUNS_DIR=${RUNS:-experiments/replicate/runs} # pass another output folder as RUNS=…, not --runs
-if [[ -n ${OUT:-} && -d $RUNS_DIR ]]; then
-  tar -C "$(dirname "$RUNS_DIR")" --exclude=checkpoint --exclude=data -cf - "$(basename "$RUNS_DIR")" | tar -C "$OUT" -xf - &&
-    echo "results copied to \$OUT/$(basename "$RUNS_DIR")"
+if [[ -n ${OUT:-} && -d $RUNS ]]; then # one file: the device tool brings back only a few
+  tar -C "$(dirname "$RUNS")" --exclude=checkpoint --exclude=checkpoint.tmp --exclude=checkpoint.old --exclude=data \
+    -czf "$OUT/runs.tgz" "$(basename "$RUNS")" && echo "results packed into \$OUT/runs.tgz ($(basename "$RUNS")/…)"
 fi
 nvidia-smi --query-gpu=memory.used --format=csv,noheader 2>/dev/null | sed 's/^/GPU memory in use now: /'
 exit "$rc"

@@ -44,7 +44,8 @@ say(`| model | parameters | steps | train loss (last 10%) | val loss (in-run) | 
 say(`|---|---:|---:|---:|---:|---:|${lengths.map(() => '---:').join('|')}|`);
 for (const r of rows) {
   const p = (L) => { const x = r.ppl?.find((q) => q.length === L); return x ? x.ppl.toFixed(3) : 'pending'; };
-  say(`| ${LABEL[r.m]} | ${r.params.toLocaleString('en-US')} | ${r.steps} | ${r.trainLoss.toFixed(4)} | ${r.valLoss.toFixed(4)} | ${Number.isFinite(r.tokS) ? r.tokS.toFixed(0) : '-'} | ${lengths.map(p).join(' | ')} |`);
+  const f4 = (x) => (Number.isFinite(x) ? x.toFixed(4) : '-'); // '-': no training log
+  say(`| ${LABEL[r.m]} | ${r.params.toLocaleString('en-US')} | ${r.steps || '-'} | ${f4(r.trainLoss)} | ${f4(r.valLoss)} | ${Number.isFinite(r.tokS) ? r.tokS.toFixed(0) : '-'} | ${lengths.map(p).join(' | ')} |`);
 }
 say();
 

@@ -5,8 +5,9 @@
 //   I will quiz you about the important information there.
 //   <filler> … The pass key is 12345. Remember it. 12345 is the pass key. <filler> …
 //   What is the pass key? The pass key is
-// The filler sentence repeats to make the prompt L tokens long; the needle sits after a fraction
-// `depth` of the filler. The answer is right when the first five digits generated (greedy) are the key.
+// The filler unit repeats to make the prompt L tokens long, ending whole before the question (the
+// first one is cut to fit); the needle sits between units, after a fraction `depth` of the filler.
+// The answer is right when the first five digits generated (greedy) are the key.
 //
 // The same template makes the training documents of `samba-lm train --task passkey` (the paper
 // fine-tunes on such documents, §3.4): TextPasskeyTask below, a SyntheticTask whose documents are
@@ -56,34 +57,41 @@ export class PasskeyTemplateTokens {
     return this.piece(PASSKEY_TEMPLATE.answer(key));
   }
 
+  /** Whole filler units in `fillerTokens` tokens of filler: the places a needle can go, less one. */
+  units(fillerTokens: number): number { return Math.floor(fillerTokens / this.filler.length); }
+
   /**
    * intro, `fillerTokens` tokens of the repeated filler with the needle after `before` whole filler
-   * sentences (the filler stream continues after it; its last repetition may be cut short), question.
+   * units, question. The filler is aligned to its end: the last unit before the question is whole,
+   * the first after the intro is cut to fit. So every prompt, whatever its length, reads the same
+   * before the question; a model fine-tuned at one length cannot learn one length's cut as part of
+   * the question. (With the cut at the end, a Samba fine-tuned on 512-token documents found 97% of
+   * the keys of its own kind of document and none of the eval's, which ended differently.)
    */
   prompt(key: string, fillerTokens: number, before: number): number[] {
-    const f = this.filler, ids = [...this.intro];
-    const at = Math.min(before * f.length, fillerTokens);
-    for (let i = 0; i < at; i++) ids.push(f[i % f.length]);
+    const f = this.filler, head = fillerTokens % f.length, ids = [...this.intro];
+    const filler = (i: number) => f[(i + f.length - head) % f.length]; // unit boundaries at head + k·|f|
+    const at = Math.min(head + before * f.length, fillerTokens);
+    for (let i = 0; i < at; i++) ids.push(filler(i));
     ids.push(...this.needle(key));
-    for (let i = at; i < fillerTokens; i++) ids.push(f[i % f.length]);
+    for (let i = at; i < fillerTokens; i++) ids.push(filler(i));
     ids.push(...this.question);
     return ids;
   }
 }
 
-/** Token ids of a passkey prompt of about `length` tokens (whole filler sentences) with the needle at `depth` ∈ [0, 1]. */
+/** Token ids of a passkey prompt of `length` tokens (at least the template's) with the needle at `depth` ∈ [0, 1]. */
 export function passkeyPrompt(tok: TextTokenizer, length: number, depth: number, key: string): number[] {
   const t = new PasskeyTemplateTokens(tok);
-  const fixed = t.intro.length + t.needle(key).length + t.question.length;
-  const reps = Math.max(0, Math.round((length - fixed) / t.filler.length));
-  return t.prompt(key, reps * t.filler.length, Math.round(depth * reps));
+  const fillerTokens = Math.max(0, length - t.intro.length - t.needle(key).length - t.question.length);
+  return t.prompt(key, fillerTokens, Math.round(depth * t.units(fillerTokens)));
 }
 
 /**
  * Text passkey documents for training (and streaming evaluation) at an exact length: prompt + answer
  * = L + 1 tokens, so that a training sample of L positions ends with the key's tokens as the only
- * scored targets. The filler fills whatever the fixed pieces leave; the needle goes between whole
- * filler sentences at a uniformly random depth (or `depth`); each document gets a fresh random key.
+ * scored targets: the eval's prompt of L + 1 − |answer| tokens. The needle goes between whole filler
+ * units at a uniformly random depth (or `depth`); each document gets a fresh random key.
  */
 export class TextPasskeyTask implements SyntheticTask {
   readonly name = 'passkey';
@@ -112,7 +120,7 @@ export class TextPasskeyTask implements SyntheticTask {
     const answer = this.t.answer(key), needle = this.t.needle(key);
     const fillerTokens = length + 1 - answer.length - this.t.intro.length - needle.length - this.t.question.length;
     if (fillerTokens < 0) throw new Error(`passkey: length ${length} is too short for the template with key ${key}`);
-    const sentences = Math.floor(fillerTokens / this.t.filler.length);
+    const sentences = this.t.units(fillerTokens);
     let before: number;
     if (opts.depth === undefined) before = rng.int(sentences + 1);
     else {

@@ -38,12 +38,14 @@ test('sliding window: L ≥ N is the plain perplexity; L = 2 scores each token w
   assert.equal(s.tokens, ids.length - 1, 'every token scored exactly once');
 });
 
-test('passkey prompts: about the asked length, the needle at the asked depth', () => {
+test('passkey prompts: the asked length, the needle at the asked depth, the same words before the question', () => {
   const tok = new ByteTokenizer();
-  for (const depth of [0, 0.5, 1]) {
-    const p = tok.decode(passkeyPrompt(tok, 2000, depth, '31415'));
-    assert.ok(Math.abs(p.length - 2000) < PASSKEY_TEMPLATE.filler.length);
+  for (const depth of [0, 0.5, 1]) for (const L of [2000, 2001, 2037]) {
+    const p = tok.decode(passkeyPrompt(tok, L, depth, '31415'));
+    assert.equal(p.length, L);
     assert.ok(p.startsWith(PASSKEY_TEMPLATE.intro) && p.endsWith(PASSKEY_TEMPLATE.question));
+    const before = depth === 1 ? PASSKEY_TEMPLATE.needle('31415') : PASSKEY_TEMPLATE.filler;
+    assert.ok(p.endsWith(before + PASSKEY_TEMPLATE.question), p.slice(-150));
     const at = p.indexOf('The pass key is 31415') / p.length;
     assert.ok(Math.abs(at - depth) < 0.12, `depth ${depth}: needle at ${at.toFixed(2)}`);
   }

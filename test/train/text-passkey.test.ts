@@ -29,18 +29,20 @@ test('byte-level passkey documents: the template, exactly L + 1 tokens, the key 
       assert.ok(text.startsWith(intro), text.slice(0, 40));
       assert.ok(text.endsWith(question));
       assert.ok(text.includes(PASSKEY_TEMPLATE.needle(key.trim())), 'the needle holds the answer key');
-      // the rest is the filler stream, in order, cut wherever the length requires
+      // the rest is the filler stream, in order, ending on a whole unit before the question (the
+      // first unit cut to fit), so that documents of every length end alike
       const rest = text.slice(intro.length, -question.length).replace(PASSKEY_TEMPLATE.needle(key.trim()), '');
-      assert.equal(rest, filler.repeat(Math.ceil(rest.length / filler.length) + 1).slice(0, rest.length));
+      assert.equal(rest, filler.repeat(Math.ceil(rest.length / filler.length) + 1).slice(-rest.length || Infinity));
       if (L === 1000) depths.add(text.indexOf(' The pass key is'));
     }
   }
   assert.ok(depths.size >= 5, `random depths: ${[...depths]}`);
-  // depth 0 and 1: right after the intro, right before the filler's cut tail
-  const L = 700, s0 = tok.decode(task.sample(rng, L, { depth: 0 }).prompt), s1 = tok.decode(task.sample(rng, L, { depth: 1 }).prompt);
-  assert.ok(s0.startsWith(intro + ' The pass key is'));
-  const tail = /is the pass key\.([^]*) What is the pass key\? The pass key is$/.exec(s1);
-  assert.ok(tail && tail[1].length < filler.length && filler.startsWith(tail[1]), s1.slice(-200));
+  // depth 0: after the intro and the cut unit; depth 1: right before the question
+  const L = 700, p0 = task.sample(rng, L, { depth: 0 }), p1 = task.sample(rng, L, { depth: 1 });
+  const s0 = tok.decode(p0.prompt), s1 = tok.decode(p1.prompt);
+  const head = s0.slice(intro.length, s0.indexOf(' The pass key is'));
+  assert.ok(head.length < filler.length && filler.endsWith(head), JSON.stringify(head));
+  assert.ok(s1.endsWith(PASSKEY_TEMPLATE.needle(tok.decode(p1.answer).trim()) + question), s1.slice(-200));
   assert.throws(() => task.sample(rng, task.minLength - 1), /passkey: length must be an integer ≥ 248/);
 });
 
