@@ -50,6 +50,16 @@ export interface ConvResult {
   state: Tensor; // [B, C, K-1] the last K-1 inputs, oldest first
 }
 
+/** Sampling of Backend.sampleRows: see there. */
+export interface SampleRowsOptions {
+  /** 0: argmax. */
+  temperature: number;
+  /** One uniform in [0, 1) per row; needed when temperature > 0. */
+  uniforms?: Float32Array;
+  /** Repetition penalty (CTRL): per row, the ids whose logit x becomes x / factor where x > 0, else x · factor. */
+  penalty?: { factor: number; ids: readonly Int32Array[] };
+}
+
 export interface Backend {
   readonly name: 'cpu' | 'webgpu';
 
@@ -117,6 +127,15 @@ export interface Backend {
   writeKv(cache: Tensor, kNew: Tensor, pos0: Int32Array): void;
   /** [B, C, F] → [B, newC, F], rows 0..min(C,newC)-1 copied, the rest zero. */
   resizeRows(t: Tensor, newC: number): Tensor;
+  /**
+   * One token id per row of logits [B, V], as exact f32 values [B] (vocabularies below 2^24), so
+   * that decoding reads back B numbers instead of B·V. Per row: the repetition penalty on its ids;
+   * then with temperature 0 the argmax (the first of equal maxima), else the draw from
+   * softmax(x / temperature) by the inverse CDF in id order at the row's uniform u: the first id
+   * whose running sum of weights exceeds u · Σ weights (the last id of nonzero weight if rounding
+   * leaves none).
+   */
+  sampleRows(logits: Tensor, opts: SampleRowsOptions): Tensor;
   /**
    * Causal depthwise conv1d then SiLU: y[t,c] = silu(b[c] + Σ_k w[c,k]·x[t-(K-1)+k, c]), where
    * inputs before t=0 come from state [B, C, K-1] (zeros when null).

@@ -1,6 +1,6 @@
 // Argument checks shared by every backend: an op called with shapes that do not fit fails with
 // the same readable message on the CPU and on WebGPU, and each backend states its checks once.
-import { type AttentionArgs, type KvCache, type Tensor, expectShape } from './backend.js';
+import { type AttentionArgs, type KvCache, type SampleRowsOptions, type Tensor, expectShape } from './backend.js';
 
 /** q [B, T, H·hs], k/v [B, T, Hkv·hs], optional dOut like q and a cache [B, C, Hkv·hs]. */
 export function checkAttention(op: string, q: Tensor, k: Tensor, v: Tensor, args: AttentionArgs, extra: { dOut?: Tensor; cache?: KvCache | null } = {}): { B: number; T: number } {
@@ -46,4 +46,30 @@ export function checkScan(
   expectShape(op, 'D', d, [C]);
   if (extra.h0) expectShape(op, 'h0', extra.h0, [B, C, N]);
   return { B, T, C, N };
+}
+
+/** logits [B, V] with V < 2^24 (ids come back as exact floats); uniforms and penalty lists per row. */
+export function checkSampleRows(logits: Tensor, o: SampleRowsOptions): { B: number; V: number } {
+  if (logits.shape.length !== 2) throw new Error(`sampleRows: logits have shape [${logits.shape.join(', ')}], expected [B, V]`);
+  const [B, V] = logits.shape;
+  if (V >= 2 ** 24) throw new Error(`sampleRows: a vocabulary of ${V} ids does not fit exact f32 ids (< 2^24)`);
+  if (!(o.temperature >= 0 && Number.isFinite(o.temperature))) throw new Error(`sampleRows: temperature must be ≥ 0, got ${o.temperature}`);
+  if (o.temperature > 0) {
+    if (!o.uniforms || o.uniforms.length !== B) throw new Error(`sampleRows: temperature ${o.temperature} needs one uniform per row (${B}), got ${o.uniforms?.length ?? 'none'}`);
+    for (const u of o.uniforms) if (!(u >= 0 && u < 1)) throw new Error(`sampleRows: uniforms must lie in [0, 1), got ${u}`);
+  }
+  if (o.penalty) {
+    const { factor, ids } = o.penalty;
+    if (!(factor > 0 && Number.isFinite(factor))) throw new Error(`sampleRows: the repetition penalty must be > 0, got ${factor}`);
+    if (ids.length !== B) throw new Error(`sampleRows: penalty ids for ${ids.length} rows, the logits have ${B}`);
+    for (const row of ids) {
+      const seen = new Set<number>();
+      for (const id of row) {
+        if (!(id >= 0 && id < V)) throw new Error(`sampleRows: penalised id ${id} outside the vocabulary [0, ${V})`);
+        if (seen.has(id)) throw new Error(`sampleRows: penalised id ${id} listed twice in one row`);
+        seen.add(id);
+      }
+    }
+  }
+  return { B, V };
 }

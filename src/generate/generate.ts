@@ -1,5 +1,6 @@
 // Text generation: prefill the prompt (in chunks, through the same streaming state), then decode
 // one token at a time in constant memory. Async iterators stream tokens (and text) as they come.
+import type { Tensor } from '../core/backend.js';
 import type { SambaModel } from '../model/model.js';
 import { DecodeState } from '../model/state.js';
 import { Sampler, type SamplingOptions } from './sampling.js';
@@ -27,20 +28,24 @@ function checkAbort(signal?: AbortSignal): void {
 
 /** Feeds ids [B, T] into the state in chunks and returns the last position's logits [B, V]. */
 export async function prefill(model: SambaModel, state: DecodeState, ids: number[][], chunk = 512, signal?: AbortSignal): Promise<Float32Array> {
+  const out = await prefillToLogits(model, state, ids, chunk, signal);
+  try { return await model.backend.read(out); } finally { model.backend.dispose(out); }
+}
+
+/** prefill, leaving the logits [B, V] on the backend (for sampling there). */
+export async function prefillToLogits(model: SambaModel, state: DecodeState, ids: number[][], chunk = 512, signal?: AbortSignal): Promise<Tensor> {
   const B = ids.length, T = ids[0].length;
   if (T === 0) throw new Error('the prompt is empty: at least one token is needed');
   if (ids.some((r) => r.length !== T)) throw new Error('prefill: prompts of one batch must have equal length');
-  let logits: Float32Array | null = null;
-  for (let t0 = 0; t0 < T; t0 += chunk) {
+  for (let t0 = 0; ; t0 += chunk) {
     checkAbort(signal);
     const t1 = Math.min(T, t0 + chunk);
     const flat = Int32Array.from(ids.flatMap((r) => r.slice(t0, t1)));
     const out = model.forward(flat, B, t1 - t0, state, { lastOnly: true });
-    if (t1 === T) logits = await model.backend.read(out);
+    if (t1 === T) return out;
     model.backend.dispose(out);
-    if (t1 < T) await model.backend.flush();
+    await model.backend.flush();
   }
-  return logits!;
 }
 
 /** Streams generated token ids for one prompt. */
@@ -65,41 +70,56 @@ export async function* generateBatchStream(model: SambaModel, prompts: number[][
   const { maxTokens = 128, stopTokens = [], signal, prefillChunk = 512 } = opts;
   if (prompts.length === 0) return;
   if (!(Number.isInteger(maxTokens) && maxTokens >= 0)) throw new Error(`maxTokens must be a non-negative integer, got ${maxTokens}`);
-  const sampler = new Sampler(opts), V = model.config.vocabSize, B = prompts.length;
-  const states: DecodeState[] = [], firstLogits: Float32Array[] = [];
+  const be = model.backend, sampler = new Sampler(opts), V = model.config.vocabSize, B = prompts.length;
+  const states: DecodeState[] = [], firstLogits: Tensor[] = [];
   try {
     for (const p of prompts) {
       const st = model.newState(1);
       states.push(st);
-      firstLogits.push(await prefill(model, st, [p], prefillChunk, signal));
+      firstLogits.push(await prefillToLogits(model, st, [p], prefillChunk, signal));
     }
   } catch (e) {
     for (const s of states) s.dispose();
+    for (const l of firstLogits) be.dispose(l);
     throw e;
   }
   const state = B === 1 ? states[0] : DecodeState.stack(states);
   const context = prompts.map((p) => [...p]);
+  const seen = sampler.penalizes ? context.map((c) => new Set(c)) : [];
   const done = new Array<boolean>(B).fill(maxTokens === 0);
-  let logits: Float32Array = new Float32Array(B * V);
-  firstLogits.forEach((l, b) => logits.set(l, b * V));
+  let logits: Tensor | null = B === 1 ? firstLogits[0] : be.concat(firstLogits);
+  if (B > 1) for (const l of firstLogits) be.dispose(l);
   try {
     for (let step = 0; step < maxTokens && done.some((d) => !d); step++) {
       checkAbort(signal);
+      // Sampling runs where the logits are, so that only B ids come back; top-k and top-p sort
+      // the row, which only the host does.
+      let sampled: ArrayLike<number>;
+      if (sampler.onDevice) {
+        const ids = be.sampleRows(logits!, sampler.rowOptions(B, seen));
+        sampled = await be.read(ids);
+        be.dispose(ids);
+      } else {
+        const host = await be.read(logits!);
+        sampled = Array.from({ length: B }, (_, b) => (done[b] ? -1 : sampler.sample(host.subarray(b * V, (b + 1) * V), context[b])));
+      }
+      be.dispose(logits!);
+      logits = null;
       const next = new Int32Array(B);
       for (let b = 0; b < B; b++) {
         if (done[b]) { next[b] = context[b][context[b].length - 1]; continue; } // keeps the batch shape
-        const id = sampler.sample(logits.subarray(b * V, (b + 1) * V), context[b]);
+        const id = sampled[b];
         next[b] = id;
         context[b].push(id);
+        seen[b]?.add(id);
         yield { index: b, id };
         if (stopTokens.includes(id) || context[b].length - prompts[b].length >= maxTokens) done[b] = true;
       }
       if (done.every((d) => d)) break;
-      const out = model.forward(next, B, 1, state, { lastOnly: true });
-      logits = await model.backend.read(out);
-      model.backend.dispose(out);
+      logits = model.forward(next, B, 1, state, { lastOnly: true });
     }
   } finally {
+    if (logits) be.dispose(logits);
     state.dispose();
   }
 }

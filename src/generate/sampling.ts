@@ -1,5 +1,9 @@
 // Picking the next token from logits: repetition penalty, then temperature, then top-k and top-p
 // (nucleus) filtering, then a draw from the seeded generator. Temperature 0 is greedy (argmax).
+// Without top-k and top-p, generation samples on the backend instead (Backend.sampleRows, the
+// inverse CDF in id order) and reads back only the ids; rowOptions() gives it this sampler's
+// settings and draws.
+import type { SampleRowsOptions } from '../core/backend.js';
 import { Rng } from '../core/random.js';
 
 export interface SamplingOptions {
@@ -30,6 +34,24 @@ export class Sampler {
   constructor(private opts: SamplingOptions = {}) {
     validateSampling(opts);
     this.rng = new Rng(opts.seed ?? Math.floor(Math.random() * 2 ** 32));
+  }
+
+  /** Whether Backend.sampleRows can draw for these settings (it neither sorts nor truncates). */
+  get onDevice(): boolean {
+    const { topK = 0, topP = 1 } = this.opts;
+    return topK === 0 && topP === 1;
+  }
+
+  get penalizes(): boolean { return (this.opts.repetitionPenalty ?? 1) !== 1; }
+
+  /** Backend.sampleRows options for B rows: one fresh uniform per row, the penalty on `seen[b]`. */
+  rowOptions(B: number, seen: readonly ReadonlySet<number>[] = []): SampleRowsOptions {
+    const { temperature = 1, repetitionPenalty = 1 } = this.opts;
+    const o: SampleRowsOptions = { temperature };
+    // f32 uniforms below 1 (the largest f32 under 1 is 1 − 2⁻²⁴)
+    if (temperature > 0) o.uniforms = Float32Array.from({ length: B }, () => Math.min(Math.fround(this.rng.next()), 1 - 2 ** -24));
+    if (repetitionPenalty !== 1) o.penalty = { factor: repetitionPenalty, ids: Array.from({ length: B }, (_, b) => Int32Array.from(seen[b] ?? [])) };
+    return o;
   }
 
   /** logits [V] of one sequence; context = the ids seen so far (for the repetition penalty). */

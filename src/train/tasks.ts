@@ -292,12 +292,6 @@ export interface EvalResult {
   stateBytesPerSequence: number;
 }
 
-function argmax(a: Float32Array, off: number, n: number): number {
-  let best = 0, bv = -Infinity;
-  for (let i = 0; i < n; i++) if (a[off + i] > bv) { bv = a[off + i]; best = i; }
-  return best;
-}
-
 /**
  * Accuracy of greedy decoding on `trials` fresh documents of `task` at `length`: each prompt is
  * prefilled through a new streaming state (in chunks), then the answer is decoded one token at a
@@ -331,23 +325,27 @@ export async function evaluateTask<S extends { dispose(): void; bytes?(): number
     const B = group.length, P = group[0].prompt.length, A = group[0].answer.length;
     const state = model.newState(B);
     try {
-      let logits: Float32Array | null = null;
+      // greedy ids are picked on the backend (sampleRows), so only B numbers come back per step
+      const greedy = async (logits: Tensor) => {
+        const ids = be.sampleRows(logits, { temperature: 0 });
+        be.dispose(logits);
+        const out = Int32Array.from(await be.read(ids));
+        be.dispose(ids);
+        return out;
+      };
+      let next: Int32Array | null = null;
       for (let t0 = 0; t0 < P; t0 += chunk) {
         const t1 = Math.min(P, t0 + chunk), ids = new Int32Array(B * (t1 - t0));
         group.forEach((s, b) => { for (let t = t0; t < t1; t++) ids[b * (t1 - t0) + t - t0] = s.prompt[t]; });
         const out = model.forward(ids, B, t1 - t0, state, { lastOnly: true });
-        if (t1 === P) logits = await be.read(out);
-        be.dispose(out);
-        if (t1 < P) await be.flush();
+        if (t1 === P) next = await greedy(out);
+        else { be.dispose(out); await be.flush(); }
       }
       const decoded = group.map(() => [] as number[]);
       for (let k = 0; k < A; k++) {
-        const next = new Int32Array(B);
-        for (let b = 0; b < B; b++) { next[b] = argmax(logits!, b * V, V); decoded[b].push(next[b]); }
+        for (let b = 0; b < B; b++) decoded[b].push(next![b]);
         if (k === A - 1) break;
-        const out = model.forward(next, B, 1, state, { lastOnly: true });
-        logits = await be.read(out);
-        be.dispose(out);
+        next = await greedy(model.forward(next!, B, 1, state, { lastOnly: true }));
       }
       group.forEach((s, b) => {
         let ok = 0;

@@ -6,6 +6,7 @@ import { argmax } from '../../src/generate/sampling.js';
 import { generateBatch, generateIds, generateText } from '../../src/generate/generate.js';
 import { ByteTokenizer } from '../../src/tokenizer/bytes.js';
 import { randomIds, randomModel, tinyConfig } from '../helpers/models.js';
+import { testBackends } from '../helpers/backends.js';
 
 const be = new CpuBackend();
 
@@ -65,4 +66,30 @@ test('text streaming through a byte tokenizer reassembles multi-byte characters'
     if (t.id >= 0) ids.push(t.id);
   }
   assert.equal(text, tok.decode(ids));
+});
+
+test('sampling runs on the backend without top-k/top-p: only the ids are read back', async () => {
+  const reads: number[] = [];
+  const spy = Object.create(be) as CpuBackend; // the CPU backend, its reads recorded
+  spy.read = (t) => { reads.push(t.size); return be.read(t); };
+  const model = randomModel(spy, tinyConfig('samba'), 7), V = model.config.vocabSize;
+  await generateBatch(model, [[1, 2, 3], [4, 5]], { maxTokens: 6, temperature: 0.8, repetitionPenalty: 1.3, seed: 2 });
+  assert.deepEqual(reads, new Array(6).fill(2), 'one read of B = 2 ids per step');
+  reads.length = 0;
+  await generateBatch(model, [[1, 2, 3]], { maxTokens: 3, seed: 2, topK: 5 });
+  assert.deepEqual(reads, [V, V, V], 'top-k sorts on the host: the logits come back');
+});
+
+test('seeded sampling with a repetition penalty gives the same tokens on every backend', async (t) => {
+  for (const tb of testBackends()) {
+    const other = await tb.get(t);
+    if (!other) continue;
+    const prompts = [[5, 6, 7, 8], [9, 10]];
+    const ref = await generateBatch(randomModel(be, tinyConfig('samba'), 8), prompts, { maxTokens: 10, temperature: 0.9, repetitionPenalty: 1.2, seed: 11 });
+    const got = await generateBatch(randomModel(other, tinyConfig('samba'), 8), prompts, { maxTokens: 10, temperature: 0.9, repetitionPenalty: 1.2, seed: 11 });
+    assert.deepEqual(got, ref, tb.name);
+    // and the draws depend on the seed
+    const reseeded = await generateBatch(randomModel(other, tinyConfig('samba'), 8), prompts, { maxTokens: 10, temperature: 0.9, repetitionPenalty: 1.2, seed: 12 });
+    assert.notDeepEqual(reseeded, ref, tb.name);
+  }
 });

@@ -3,9 +3,9 @@
 // (JavaScript numbers) and stored as float32.
 import {
   type AdamWStep, type AttentionArgs, type Backend, type ConvResult, type GradOps, type KvCache, type ScanGrads,
-  type ScanResult, type Tensor, ScopedBackend, expectShape, numel, shapeStr,
+  type SampleRowsOptions, type ScanResult, type Tensor, ScopedBackend, expectShape, numel, shapeStr,
 } from '../../core/backend.js';
-import { checkAttention, checkConv, checkScan } from '../../core/checks.js';
+import { checkAttention, checkConv, checkSampleRows, checkScan } from '../../core/checks.js';
 
 export class CpuTensor implements Tensor {
   readonly size: number;
@@ -505,6 +505,28 @@ export class CpuBackend extends ScopedBackend implements Backend, GradOps {
       ddtBias: this.make([C], Float32Array.from(ddtBias)), daLog: this.make([C, N], Float32Array.from(daLog)),
       dbm: this.make(bm.shape, Float32Array.from(dbm)), dcm: this.make(cm.shape, Float32Array.from(dcm)), dd: this.make([C], Float32Array.from(dd)),
     };
+  }
+
+  sampleRows(logits: Tensor, o: SampleRowsOptions): Tensor {
+    const { B, V } = checkSampleRows(logits, o), L = f32(logits), out = new Float32Array(B);
+    for (let b = 0; b < B; b++) {
+      const x = Float64Array.from(L.subarray(b * V, (b + 1) * V));
+      if (o.penalty) for (const id of o.penalty.ids[b]) x[id] = x[id] > 0 ? x[id] / o.penalty.factor : x[id] * o.penalty.factor;
+      let best = 0;
+      for (let i = 1; i < V; i++) if (x[i] > x[best]) best = i;
+      if (o.temperature > 0) {
+        const w = x.map((v) => Math.exp((v - x[best]) / o.temperature));
+        let r = o.uniforms![b] * w.reduce((s, v) => s + v, 0), last = best;
+        best = -1;
+        for (let i = 0; i < V && best < 0; i++) {
+          if (w[i] > 0) last = i;
+          if ((r -= w[i]) < 0) best = i;
+        }
+        if (best < 0) best = last;
+      }
+      out[b] = best;
+    }
+    return this.make([B], out);
   }
 
   crossEntropy(logits: Tensor, targets: Tensor, scale: number): { loss: Tensor; dlogits: Tensor } {

@@ -4,9 +4,9 @@
 import type { PooledBuffer } from './pool.js';
 import {
   type AdamWStep, type AttentionArgs, type Backend, type ConvResult, type DType, type GradOps, type KvCache,
-  type ScanGrads, type ScanResult, type Tensor, ScopedBackend, expectShape, numel, shapeStr,
+  type SampleRowsOptions, type ScanGrads, type ScanResult, type Tensor, ScopedBackend, expectShape, numel, shapeStr,
 } from '../../core/backend.js';
-import { checkAttention, checkConv, checkScan } from '../../core/checks.js';
+import { checkAttention, checkConv, checkSampleRows, checkScan } from '../../core/checks.js';
 import * as att from './attention.js';
 import { type ContextOptions, GpuContext } from './context.js';
 import * as cp from './copy.js';
@@ -17,6 +17,7 @@ import * as gmm from './grad-matmul.js';
 import * as gm from './grad-misc.js';
 import * as gr from './grad-reduce.js';
 import * as mb from './mamba.js';
+import * as sm from './sample.js';
 import { matmul, matmulPackedF16 } from './matmul.js';
 import { type F16Caps, checkSubgroupMatrix, detectF16, packF16, swigluF16Gemv } from './matmul-f16.js';
 import { F16WeightTensor, GpuTensor, Storage, gpu } from './tensor.js';
@@ -340,6 +341,24 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     const [B, C, F] = a.shape;
     const out = this.make([B, newC, F]);
     cp.resizeRows(this.ctx, out, a, C, newC, F);
+    return out;
+  }
+
+  sampleRows(logits: Tensor, o: SampleRowsOptions): Tensor {
+    const { B, V } = checkSampleRows(logits, o);
+    let x = gpu(logits, 'sampleRows'), penalized: GpuTensor | null = null;
+    if (o.penalty && o.penalty.factor !== 1 && o.penalty.ids.some((row) => row.length > 0)) {
+      penalized = this.make([B, V]); // the logits stay as they are: ops do not mutate their inputs
+      this.ctx.copy(x.buf!, x.offset, penalized.buf!, 0, x.bytes);
+      const at = new Int32Array(o.penalty.ids.reduce((n, row) => n + row.length, 0));
+      let k = 0;
+      o.penalty.ids.forEach((row, b) => { for (const id of row) at[k++] = b * V + id; });
+      sm.repetitionPenalty(this.ctx, penalized, at, o.penalty.factor);
+      x = penalized;
+    }
+    const out = this.make([B]);
+    sm.sampleRows(this.ctx, out, x, B, V, o.temperature, new Int32Array(Float32Array.from(o.uniforms ?? new Float32Array(B)).buffer));
+    if (penalized) this.dispose(penalized); // its buffer returns to the pool; later work runs after this
     return out;
   }
 
