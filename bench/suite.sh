@@ -6,7 +6,7 @@
 #   source .gpu/enter.sh && bash bench/suite.sh kernels   # ceilings, matmul, attention (~4 min)
 #   source .gpu/enter.sh && bash bench/suite.sh decode    # batch-1 decode at 1K/64K/1M + its profile (~4 min)
 #   source .gpu/enter.sh && bash bench/suite.sh prefill   # samba vs llama prompts of 4K–128K (~8 min)
-#   source .gpu/enter.sh && bash bench/suite.sh batch     # decode at batch 16, 1K–32K (~3 min)
+#   source .gpu/enter.sh && bash bench/suite.sh batch     # decode at batch 16, 1K–64K, f16 KV caches (~4 min)
 #   source .gpu/enter.sh && bash bench/suite.sh train     # training rate + profile, samba-421m and the replication's samba (~4 min)
 #
 # Do not pipe it through tail or anything that buffers: output that has not reached the call's
@@ -28,7 +28,8 @@ case $part in
   prefill)
     run $T --sections prefill --weights f16 --prefill 4096,16384,65536,131072 --prefill-tokens 65536 --json "$out/prefill.json" --svg "$out/prefill.svg" ;;
   batch)
-    run $T --sections batch --weights f16 --batch-positions 1024,16384,32768 --tokens 8 --json "$out/batch.json" --svg "$out/batch.svg" ;;
+    # f16 KV caches: the llama's at 64K (48 GiB at batch 16) fits an 80 GB card only as halves
+    run $T --sections batch --weights f16 --kv-cache f16 --batch-positions 1024,16384,32768,65536 --tokens 8 --json "$out/batch.json" --svg "$out/batch.svg" ;;
   train)
     run $T --sections ceilings,train --json "$out/train.json"
     run node dist/bench/profile.js --sections train --train-config experiments/replicate/configs/samba.json --train-seq 512 --train-batch 16 --reps 3 ;;

@@ -5,6 +5,7 @@
 //     [--prefill 4096,16384,65536,131072] [--prefill-tokens 131072] [--prefill-chunk 16384 (tokens per pass, all sequences)]
 //     [--batch-positions 1024,16384,65536] [--tokens 32]
 //     [--weights f32|f16]   (f16: matmul weights stored as f16 in the decode, prefill and batch sections)
+//     [--kv-cache f32|f16]  (f16: attention keys and values stored as halves in those sections)
 //     [--json out.json] [--svg out.svg]   (the measured points, and tokens/s against length for the
 //     prefill and batch sections; both rewritten after every row, so a run cut short keeps its rows)
 import { renameSync, writeFileSync } from 'node:fs';
@@ -35,12 +36,14 @@ const { values } = parseArgs({
     batch: { type: 'string', default: '16' },
     tokens: { type: 'string', default: '32' },
     weights: { type: 'string', default: 'f32' },
+    'kv-cache': { type: 'string', default: 'f32' },
     json: { type: 'string' },
     svg: { type: 'string' },
   },
 });
 const be = await openBackend(values.backend as BackendChoice);
 const sections = new Set(values.sections!.split(','));
+for (const o of ['weights', 'kv-cache'] as const) if (values[o] !== 'f32' && values[o] !== 'f16') throw new Error(`--${o} must be f32 or f16, got ${values[o]}`);
 const ints = (s: string) => s.split(',').filter(Boolean).map(Number);
 const rows: string[][] = [];
 const row = (...r: (string | number)[]) => { rows.push(r.map(String)); console.log(r.join('  |  ')); };
@@ -84,6 +87,7 @@ function randomModel(cfg: ModelConfig, seed: number): SambaModel {
 function inferenceModel(cfg: ModelConfig, seed: number): { model: SambaModel; weightBytes: number } {
   const model = randomModel(cfg, seed);
   const saved = values.weights === 'f16' ? model.compactWeights() : 0;
+  model.kvCache = values['kv-cache'] === 'f16' ? 'f16' : 'f32';
   return { model, weightBytes: countParams(cfg) * 4 - saved };
 }
 
@@ -116,7 +120,12 @@ async function decodeRate(model: SambaModel, B: number, pos: number): Promise<{ 
   const st = model.newState(B);
   st.pos.fill(pos); // the cost of a step depends on the position, not on what the cache holds
   const ids = Int32Array.from({ length: B }, (_, i) => (i + 1) % model.config.vocabSize);
-  const step = async () => { const l = model.forward(ids, B, 1, st, { lastOnly: true }); await be.read(l); be.dispose(l); st.pos.fill(pos); };
+  // as generation decodes: the next ids are picked on the device and only they come back
+  const step = async () => {
+    const l = model.forward(ids, B, 1, st, { lastOnly: true }), next = be.sampleRows(l, { temperature: 0 });
+    await be.read(next);
+    be.dispose(l); be.dispose(next); st.pos.fill(pos);
+  };
   // ~30 tokens fill the bind-group cache (pooled buffers settle into their roles); time after that
   for (let i = 0; i < 32; i++) await step();
   const s = await time(step, nTok, false);

@@ -107,8 +107,11 @@ async function withModel<T>(v: CliValues, cmd: string, fn: (m: Awaited<ReturnTyp
   const dir = need(v, 'model', cmd);
   const weights = v.weights ?? 'f32';
   if (weights !== 'f32' && weights !== 'f16') throw new UsageError(`--weights must be f32 or f16, got "${weights}"`);
+  const kvCache = v['kv-cache'] ?? 'f32';
+  if (kvCache !== 'f32' && kvCache !== 'f16') throw new UsageError(`--kv-cache must be f32 or f16, got "${kvCache}"`);
   const be = await openBackend(backendChoice(v));
   const loaded = await loadModel(dir, be, { weights });
+  loaded.model.kvCache = kvCache;
   try {
     return await fn(loaded, be);
   } finally {

@@ -82,6 +82,7 @@ export const OPTIONS = {
   'loss-scale': { type: 'string' },
   'carry-state': { type: 'string' },
   weights: { type: 'string' },
+  'kv-cache': { type: 'string' },
   format: { type: 'string' },
   lengths: { type: 'string' },
   depths: { type: 'string' },

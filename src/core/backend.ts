@@ -14,8 +14,13 @@
 /**
  * 'f16w': a weight matrix stored as f16 for `matmul(x, w)` only (Backend.compactWeight): no other
  * op takes it and it cannot be read back.
+ * 'f16': values stored as halves (half the bytes), for decoding caches: made by zeros(shape, 'f16'),
+ * taken by writeKv (which rounds), attention (as a cache), concat, resizeRows and read.
  */
-export type DType = 'f32' | 'i32' | 'f16w';
+export type DType = 'f32' | 'i32' | 'f16w' | 'f16';
+
+/** Bytes a tensor of `size` values of `dtype` holds: halves pack two to a 32-bit word. */
+export const tensorBytes = (size: number, dtype: DType): number => (dtype === 'f16' ? 4 * Math.ceil(size / 2) : 4 * size);
 
 export interface Tensor {
   readonly shape: readonly number[];
@@ -66,7 +71,8 @@ export interface Backend {
   // ---- data ----
   tensor(data: Float32Array, shape: readonly number[]): Tensor;
   ids(data: Int32Array, shape: readonly number[]): Tensor;
-  zeros(shape: readonly number[]): Tensor;
+  /** dtype 'f16': a decoding cache stored as halves (see DType). */
+  zeros(shape: readonly number[], dtype?: 'f32' | 'f16'): Tensor;
   /**
    * Optional: the weight matrix w [N, K] in a compact form that `matmul(x, w)` still takes (WebGPU:
    * f16, half the memory and bandwidth; the product then takes x as f16 too and sums in f32) — for
@@ -123,7 +129,10 @@ export interface Backend {
    * h / (H/Hkv). Query at position i sees keys j with max(0, i-window+1) ≤ j ≤ i.
    */
   attention(q: Tensor, k: Tensor, v: Tensor, cache: KvCache | null, args: AttentionArgs): Tensor;
-  /** Writes the new keys/values [B, T, F] into the cache [B, capacity, F] at slots (pos0+t) mod capacity. */
+  /**
+   * Writes the new keys/values [B, T, F] into the cache [B, capacity, F] at slots (pos0+t) mod
+   * capacity; an f16 cache (F even) stores them rounded to the nearest half.
+   */
   writeKv(cache: Tensor, kNew: Tensor, pos0: Int32Array): void;
   /** [B, C, F] → [B, newC, F], rows 0..min(C,newC)-1 copied, the rest zero. */
   resizeRows(t: Tensor, newC: number): Tensor;

@@ -67,6 +67,12 @@ export class SambaModel {
   readonly kinds: SublayerKind[];
   /** 'f16': the matmul weights are compact f16 copies (compactWeights): inference only. */
   weights: 'f32' | 'f16' = 'f32';
+  /**
+   * How new decoding states store attention keys and values: 'f16' halves the cache (a full-
+   * attention model's memory at long context) and the bytes each decoded token reads from it, at
+   * the cost of rounding them to halves. Mamba states stay f32.
+   */
+  kvCache: 'f32' | 'f16' = 'f32';
 
   constructor(
     readonly config: ModelConfig,
@@ -140,7 +146,8 @@ export class SambaModel {
       if (kind === 'mlp') return null;
       const capacity = kind === 'swa' ? c.window : FULL_ATTENTION_START;
       const F = c.nKvHeads * c.headDim;
-      return { kind: 'attn', growable: kind === 'attn', cache: { k: be.keep(be.zeros([B, capacity, F])), v: be.keep(be.zeros([B, capacity, F])), capacity } };
+      const zeros = () => be.keep(be.zeros([B, capacity, F], this.kvCache));
+      return { kind: 'attn', growable: kind === 'attn', cache: { k: zeros(), v: zeros(), capacity } };
     });
     return new DecodeState(be, new Int32Array(B), layers);
   }

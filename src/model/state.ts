@@ -1,7 +1,7 @@
 // What a model remembers between calls when it streams: per Mamba sub-layer its conv window and
 // SSM state, per attention sub-layer a ring buffer of post-RoPE keys and values. For Mamba and SWA
 // its size is fixed at creation; only full-attention caches grow, as they must.
-import type { Backend, KvCache, Tensor } from '../core/backend.js';
+import { type Backend, type KvCache, type Tensor, tensorBytes } from '../core/backend.js';
 
 export type SublayerState =
   | { kind: 'mamba'; conv: Tensor; ssm: Tensor } // conv [B, d_inner, K-1], ssm [B, d_inner, N]
@@ -20,14 +20,14 @@ export class DecodeState {
     return this.pos.length;
   }
 
-  /** Bytes held on the backend (float32). */
+  /** Bytes held on the backend. */
   bytes(): number {
     let n = 0;
     for (const l of this.layers) {
-      if (l?.kind === 'mamba') n += l.conv.size + l.ssm.size;
-      else if (l?.kind === 'attn') n += l.cache.k.size + l.cache.v.size;
+      if (l?.kind === 'mamba') n += tensorBytes(l.conv.size, l.conv.dtype) + tensorBytes(l.ssm.size, l.ssm.dtype);
+      else if (l?.kind === 'attn') n += tensorBytes(l.cache.k.size, l.cache.k.dtype) + tensorBytes(l.cache.v.size, l.cache.v.dtype);
     }
-    return 4 * n;
+    return n;
   }
 
   dispose(): void {

@@ -1,4 +1,4 @@
-// `--weights f16` through the CLI: logits on WebGPU close to the f32 ones (f16 operands, f32 sums),
+// `--weights f16` and `--kv-cache f16` through the CLI: logits on WebGPU close to the f32 ones (f16 operands, f32 sums),
 // and one clear line for a backend or value that cannot do it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -35,4 +35,20 @@ test('--weights errors are one line', async () => {
   const bad = await runCli(['logits', '--model', model, '--ids', ids, '--out', path.join(tmp, 'x.safetensors'), '--weights', 'f8']);
   assert.notEqual(bad.code, 0);
   assert.match(errorLines(bad.stderr).join('\n'), /--weights must be f32 or f16, got "f8"/);
+});
+
+test('generate --kv-cache f16 decodes a golden model like the f32 cache; a bad value is one line', async () => {
+  const prompt = path.join(tmp, 'prompt.json');
+  await writeFile(prompt, JSON.stringify(Array.from({ length: 30 }, (_, t) => (t * 5 + 1) % 50)));
+  const run = async (kv: string) => {
+    const r = await runCli(['generate', '--model', path.join(GOLDEN, 'llama-tiny'), '--ids', prompt, '--max-tokens', '16', '--temperature', '0', '--output-ids', '--backend', 'cpu', '--kv-cache', kv]);
+    assert.equal(r.code, 0, errorLines(r.stderr).join('\n'));
+    return JSON.parse(r.stdout) as number[];
+  };
+  const f32 = await run('f32'), f16 = await run('f16');
+  assert.equal(f16.length, 16);
+  assert.deepEqual(f16, f32, 'greedy tokens survive rounding the cache to halves');
+  const bad = await runCli(['generate', '--model', model, '--ids', prompt, '--kv-cache', 'f8']);
+  assert.notEqual(bad.code, 0);
+  assert.deepEqual(errorLines(bad.stderr), ['samba-lm: --kv-cache must be f32 or f16, got "f8"']);
 });

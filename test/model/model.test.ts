@@ -92,6 +92,51 @@ for (const { name: beName, get } of testBackends()) {
     }
   });
 
+  test(`${beName}: an f16 KV cache decodes like the full forward up to half rounding, in half the bytes`, async (t) => {
+    const be = await get(t);
+    if (!be) return;
+    for (const arch of ['samba', 'llama', 'swa'] as const) {
+      const cfg = tinyConfig(arch), model = randomModel(be, cfg, 13), rng = new Rng(3), V = cfg.vocabSize;
+      const B = 2, T = 3 * cfg.window + 5, ids = randomIds(rng, B * T, V);
+      const full = await be.read(model.forward(ids, B, T));
+      model.kvCache = 'f16';
+      // a prompt chunk (the llama's cache grows through it), then token by token
+      const st = model.newState(B), P = cfg.window + 3;
+      const prompt = Int32Array.from({ length: B * P }, (_, i) => ids[Math.floor(i / P) * T + (i % P)]);
+      const first = await be.read(model.forward(prompt, B, P, st));
+      const steps = new Float32Array(B * T * V);
+      for (let b = 0; b < B; b++) steps.set(first.subarray(b * P * V, (b + 1) * P * V), b * T * V);
+      for (let t0 = P; t0 < T; t0++) {
+        const step = await be.read(model.forward(Int32Array.from({ length: B }, (_, b) => ids[b * T + t0]), B, 1, st));
+        for (let b = 0; b < B; b++) steps.set(step.subarray(b * V, (b + 1) * V), (b * T + t0) * V);
+      }
+      const err = maxRelErr(steps, full);
+      assert.ok(err <= 1e-3, `${arch}: f16-cache decode vs full: ${err}`);
+      assert.ok(err > 3e-6, `${arch}: the cache rounds to halves, so decoding cannot match the f32 pass exactly (${err})`);
+      t.diagnostic(`${arch}: f16-cache decode vs full forward ${err.toExponential(2)}`);
+      // stacking f16 states (the llama's of different capacities) decodes like each alone
+      const prompts = [randomIds(rng, 5, V), randomIds(rng, 40, V)], next = randomIds(rng, 2, V), alone: Float32Array[] = [];
+      const states = prompts.map((p) => { const s0 = model.newState(1); model.backend.dispose(model.forward(p, 1, p.length, s0)); return s0; });
+      for (let b = 0; b < 2; b++) {
+        const s0 = model.newState(1);
+        model.backend.dispose(model.forward(prompts[b], 1, prompts[b].length, s0));
+        alone.push(await be.read(model.forward(next.subarray(b, b + 1), 1, 1, s0)));
+        s0.dispose();
+      }
+      const stacked = DecodeState.stack(states), together = await be.read(model.forward(next, 2, 1, stacked));
+      for (let b = 0; b < 2; b++) assert.ok(maxRelErr(together.subarray(b * V, (b + 1) * V), alone[b]) <= TOL, `${arch}: stacked f16 state ${b}`);
+      stacked.dispose();
+      if (arch === 'swa') {
+        // only attention holds state here: exactly half the bytes
+        const f16 = model.newState(1).bytes();
+        model.kvCache = 'f32';
+        assert.equal(2 * f16, model.newState(1).bytes());
+      }
+      st.dispose();
+      model.dispose();
+    }
+  });
+
   test(`${beName}: out-of-range ids are refused with a clear message`, async (t) => {
     const be = await get(t);
     if (!be) return;

@@ -6,13 +6,15 @@ import {
   type SampleRowsOptions, type ScanResult, type Tensor, ScopedBackend, expectShape, numel, shapeStr,
 } from '../../core/backend.js';
 import { checkAttention, checkConv, checkSampleRows, checkScan } from '../../core/checks.js';
+import { f16BitsToF32, f32ToF16Bits } from '../../io/half.js';
 
 export class CpuTensor implements Tensor {
   readonly size: number;
   constructor(
     readonly shape: readonly number[],
     readonly data: Float32Array | Int32Array,
-    readonly dtype: 'f32' | 'i32' = data instanceof Int32Array ? 'i32' : 'f32',
+    /** 'f16': a decoding cache; its values are f32 numbers that are exact halves (writeKv rounds). */
+    readonly dtype: 'f32' | 'i32' | 'f16' = data instanceof Int32Array ? 'i32' : 'f32',
   ) {
     this.size = numel(shape);
     if (data.length !== this.size) throw new Error(`tensor data has ${data.length} values, shape ${shapeStr(shape)} needs ${this.size}`);
@@ -39,8 +41,8 @@ export { sigmoid, silu };
 export class CpuBackend extends ScopedBackend implements Backend, GradOps {
   readonly name = 'cpu' as const;
 
-  private make(shape: readonly number[], data?: Float32Array): CpuTensor {
-    return this.track(new CpuTensor(shape, data ?? new Float32Array(numel(shape))));
+  private make(shape: readonly number[], data?: Float32Array, dtype: 'f32' | 'f16' = 'f32'): CpuTensor {
+    return this.track(new CpuTensor(shape, data ?? new Float32Array(numel(shape)), dtype));
   }
 
   tensor(data: Float32Array, shape: readonly number[]): Tensor {
@@ -49,8 +51,8 @@ export class CpuBackend extends ScopedBackend implements Backend, GradOps {
   ids(data: Int32Array, shape: readonly number[]): Tensor {
     return this.track(new CpuTensor(shape, data));
   }
-  zeros(shape: readonly number[]): Tensor {
-    return this.make(shape);
+  zeros(shape: readonly number[], dtype: 'f32' | 'f16' = 'f32'): Tensor {
+    return this.make(shape, undefined, dtype);
   }
   async read(t: Tensor): Promise<Float32Array> {
     return Float32Array.from(f32(t));
@@ -58,7 +60,7 @@ export class CpuBackend extends ScopedBackend implements Backend, GradOps {
   dispose(_t: Tensor): void { /* garbage collected */ }
   reshape(t: Tensor, shape: readonly number[]): Tensor {
     if (numel(shape) !== t.size) throw new Error(`reshape: ${shapeStr(t.shape)} has ${t.size} values, ${shapeStr(shape)} needs ${numel(shape)}`);
-    return this.track(new CpuTensor(shape, (t as CpuTensor).data));
+    return this.track(new CpuTensor(shape, (t as CpuTensor).data, (t as CpuTensor).dtype));
   }
   async flush(): Promise<void> {}
 
@@ -160,10 +162,12 @@ export class CpuBackend extends ScopedBackend implements Backend, GradOps {
   concat(ts: Tensor[]): Tensor {
     const rest = ts[0].shape.slice(1);
     for (const t of ts) expectShape('concat', 'part', t, [t.shape[0], ...rest]);
+    const dtype = ts[0].dtype === 'f16' ? 'f16' : 'f32';
+    if (ts.some((t) => (t.dtype === 'f16') !== (dtype === 'f16'))) throw new Error('concat: f16 and float32 parts do not mix');
     const out = new Float32Array(ts.reduce((s, t) => s + t.size, 0));
     let o = 0;
     for (const t of ts) { out.set(f32(t), o); o += t.size; }
-    return this.make([ts.reduce((s, t) => s + t.shape[0], 0), ...rest], out);
+    return this.make([ts.reduce((s, t) => s + t.shape[0], 0), ...rest], out, dtype);
   }
 
   rope(x: Tensor, cos: Tensor, sin: Tensor, nHeads: number): Tensor {
@@ -232,11 +236,12 @@ export class CpuBackend extends ScopedBackend implements Backend, GradOps {
   writeKv(cache: Tensor, kNew: Tensor, pos0: Int32Array): void {
     const [B, C, F] = cache.shape, T = kNew.shape[1];
     expectShape('writeKv', 'new rows', kNew, [B, T, F]);
-    const c = f32(cache), n = f32(kNew);
+    const c = f32(cache), n = f32(kNew), half = cache.dtype === 'f16';
+    if (half && F % 2) throw new Error(`writeKv: an f16 cache needs an even row width, got ${F}`);
     for (let b = 0; b < B; b++) {
       for (let t = Math.max(0, T - C); t < T; t++) {
-        const slot = (pos0[b] + t) % C;
-        c.set(n.subarray((b * T + t) * F, (b * T + t + 1) * F), (b * C + slot) * F);
+        const slot = (pos0[b] + t) % C, row = n.subarray((b * T + t) * F, (b * T + t + 1) * F);
+        c.set(half ? row.map((x) => f16BitsToF32(f32ToF16Bits(x))) : row, (b * C + slot) * F);
       }
     }
   }
@@ -245,7 +250,7 @@ export class CpuBackend extends ScopedBackend implements Backend, GradOps {
     const [B, C, F] = t.shape, a = f32(t), out = new Float32Array(B * newC * F);
     const keep = Math.min(C, newC);
     for (let b = 0; b < B; b++) out.set(a.subarray(b * C * F, (b * C + keep) * F), b * newC * F);
-    return this.make([B, newC, F], out);
+    return this.make([B, newC, F], out, t.dtype === 'f16' ? 'f16' : 'f32');
   }
 
   conv1dSilu(x: Tensor, w: Tensor, bias: Tensor, state: Tensor | null): ConvResult {

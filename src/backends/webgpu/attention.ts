@@ -16,7 +16,7 @@
 // queries rather than once per query.
 import { type GpuContext, type Kernel, Params, kernelCache } from './context.js';
 import { GpuTensor, Storage, bind } from './tensor.js';
-import { BUILTINS, NEG_BIG, WG_INDEX, workgroupReduce } from './wgsl.js';
+import { BUILTINS, NEG_BIG, WG_INDEX, cacheReaders, workgroupReduce } from './wgsl.js';
 import { type FlashTile, flashAttention, pickTile } from './flash-attention.js';
 
 const WG = 64;
@@ -27,11 +27,11 @@ const WG = 64;
  * back to back instead of one per loop turn (decoding is bound by that latency, not by bandwidth).
  * With hs % 4 == 0, keys and values are read as vec4.
  */
-function attentionKernel(hs: number): Kernel {
+function attentionKernel(hs: number, kvF16: boolean): Kernel {
   const D = Math.ceil(hs / WG), v4 = hs % 4 === 0, L = v4 ? 4 : 1, HL = hs / L;
   const vt = v4 ? 'vec4<f32>' : 'f32';
   return {
-    key: `attention_hs${hs}`,
+    key: `attention_hs${hs}${kvF16 ? '_kvf16' : ''}`,
     bindings: ['ints', 'read', 'read', 'read', 'read', 'read', 'write'],
     code: () => /* wgsl */ `
 struct P {
@@ -43,8 +43,7 @@ struct P {
 @group(0) @binding(2) var<storage, read> Q: array<f32>;
 @group(0) @binding(3) var<storage, read> K: array<${vt}>;
 @group(0) @binding(4) var<storage, read> V: array<f32>;
-@group(0) @binding(5) var<storage, read> KC: array<${vt}>;
-@group(0) @binding(6) var<storage, read> VC: array<f32>;
+${cacheReaders(kvF16, v4)}
 // the output [B, T, H, hs], or with splits > 1 the partials [B·T·H, splits, hs + 2]
 @group(0) @binding(7) var<storage, read_write> Y: array<f32>;
 const HS = ${hs}u;
@@ -88,7 +87,7 @@ fn main(${BUILTINS}) {
       var dot = ${vt}(0.0);
       if (j < p0) {
         let o = ((b * p.C + u32(j) % p.C) * p.F + kvOff) / ${L}u;
-        for (var e = 0u; e < ${HL}u; e++) { dot = fma(qs[e], KC[o + e], dot); }
+        for (var e = 0u; e < ${HL}u; e++) { dot = fma(qs[e], kc(o + e), dot); }
       } else {
         let o = ((b * p.T + u32(j - p0)) * p.F + kvOff) / ${L}u;
         for (var e = 0u; e < ${HL}u; e++) { dot = fma(qs[e], K[o + e], dot); }
@@ -113,7 +112,7 @@ fn main(${BUILTINS}) {
         for (var jj = 0; jj < ${WG}; jj++) {
           let jk = min(c0 + jj, hi);
           if (jk < p0) {
-            a = fma(probs[jj], VC[(b * p.C + u32(jk) % p.C) * p.F + kvOff + e], a);
+            a = fma(probs[jj], vc((b * p.C + u32(jk) % p.C) * p.F + kvOff + e), a);
           } else {
             a = fma(probs[jj], V[(b * p.T + u32(jk - p0)) * p.F + kvOff + e], a);
           }
@@ -218,7 +217,8 @@ export function attention(
     flashAttention(ctx, out, q, k, v, kc, vc, pos0, d, policy.flashTile ?? pickTile(ctx.device));
     return;
   }
-  const kernel = kernels(d.hs, () => attentionKernel(d.hs));
+  const kvF16 = kc.dtype === 'f16';
+  const kernel = kernels(`${d.hs}${kvF16 ? 'h' : ''}`, () => attentionKernel(d.hs, kvF16));
   // positions stay far below 2^30, so a clamped window behaves as an infinite one
   const window = Math.min(d.window, 2 ** 30);
   const maxKeys = Math.min(window, d.C + d.T);

@@ -4,7 +4,7 @@
 import type { PooledBuffer } from './pool.js';
 import {
   type AdamWStep, type AttentionArgs, type Backend, type ConvResult, type DType, type GradOps, type KvCache,
-  type SampleRowsOptions, type ScanGrads, type ScanResult, type Tensor, ScopedBackend, expectShape, numel, shapeStr,
+  type SampleRowsOptions, type ScanGrads, type ScanResult, type Tensor, ScopedBackend, expectShape, numel, shapeStr, tensorBytes,
 } from '../../core/backend.js';
 import { checkAttention, checkConv, checkSampleRows, checkScan } from '../../core/checks.js';
 import * as att from './attention.js';
@@ -18,6 +18,7 @@ import * as gm from './grad-misc.js';
 import * as gr from './grad-reduce.js';
 import * as mb from './mamba.js';
 import * as sm from './sample.js';
+import { f16ArrayToF32 } from '../../io/half.js';
 import { matmul, matmulPackedF16 } from './matmul.js';
 import { type F16Caps, checkSubgroupMatrix, detectF16, packF16, swigluF16Gemv } from './matmul-f16.js';
 import { F16WeightTensor, GpuTensor, Storage, gpu } from './tensor.js';
@@ -114,8 +115,7 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
 
   private make(shape: readonly number[], dtype: DType = 'f32', hostInts?: Int32Array): GpuTensor {
     this.alive();
-    const n = numel(shape);
-    const buf = this.ctx.alloc(n * 4, () => `tensor ${shapeStr(shape)}`);
+    const buf = this.ctx.alloc(tensorBytes(numel(shape), dtype), () => `tensor ${shapeStr(shape)}`);
     return this.track(new GpuTensor(shape, dtype, new Storage(buf), hostInts));
   }
 
@@ -133,8 +133,8 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     return t;
   }
 
-  zeros(shape: readonly number[]): Tensor {
-    const t = this.make(shape);
+  zeros(shape: readonly number[], dtype: 'f32' | 'f16' = 'f32'): Tensor {
+    const t = this.make(shape, dtype);
     this.ctx.clear(t.buf!, 0, t.bytes);
     return t;
   }
@@ -144,6 +144,7 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     this.alive();
     const g = gpu(t, 'read', t.dtype === 'f16w' ? 'f32' : t.dtype); // an f16 weight cannot be read back: gpu() says so
     const bytes = await this.ctx.readBytes(g.buf!, g.bytes, g.offset);
+    if (g.dtype === 'f16') return f16ArrayToF32(new Uint16Array(bytes, 0, g.size));
     return g.dtype === 'f32' ? new Float32Array(bytes) : Float32Array.from(new Int32Array(bytes));
   }
 
@@ -288,8 +289,10 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     if (ts.length === 0) throw new Error('concat: no tensors');
     const rest = ts[0].shape.slice(1);
     for (const t of ts) expectShape('concat', 'part', t, [t.shape[0], ...rest]);
-    const parts = ts.map((t) => gpu(t, 'concat'));
-    const out = this.make([ts.reduce((s, t) => s + t.shape[0], 0), ...rest]);
+    const dtype = ts[0].dtype === 'f16' ? 'f16' : 'f32', parts = ts.map((t) => gpu(t, 'concat', dtype));
+    // parts of halves are copied as bytes: each must fill whole words
+    if (dtype === 'f16' && parts.some((p) => p.size % 2)) throw new Error('concat: f16 parts must hold an even number of values');
+    const out = this.make([ts.reduce((s, t) => s + t.shape[0], 0), ...rest], dtype);
     let o = 0;
     for (const p of parts) {
       this.ctx.copy(p.buf!, p.offset, out.buf!, o, p.bytes);
@@ -319,8 +322,9 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     const C = cache?.capacity ?? 0;
     let Kc = Kn, Vc = Vn; // unread stand-ins when there is no cache
     if (cache && C > 0) {
-      Kc = gpu(cache.k, 'attention');
-      Vc = gpu(cache.v, 'attention');
+      const dtype = cache.k.dtype === 'f16' ? 'f16' : 'f32';
+      Kc = gpu(cache.k, 'attention', dtype);
+      Vc = gpu(cache.v, 'attention', dtype);
     }
     const out = this.make(q.shape);
     att.attention(this.ctx, out, Q, Kn, Vn, Kc, Vc, p0, { B, T, H, Hkv, hs, C, window }, this.split);
@@ -331,15 +335,17 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     this.alive();
     const [B, C, F] = cache.shape, T = kNew.shape[1];
     expectShape('writeKv', 'new rows', kNew, [B, T, F]);
-    const c = gpu(cache, 'writeKv'), n = gpu(kNew, 'writeKv');
+    const c = gpu(cache, 'writeKv', cache.dtype === 'f16' ? 'f16' : 'f32'), n = gpu(kNew, 'writeKv');
+    if (c.dtype === 'f16' && F % 2) throw new Error(`writeKv: an f16 cache needs an even row width, got ${F}`);
     cp.writeKv(this.ctx, c, n, checkPos0('writeKv', pos0, B), B, C, T, F);
   }
 
   resizeRows(t: Tensor, newC: number): Tensor {
-    const a = gpu(t, 'resizeRows');
+    const a = gpu(t, 'resizeRows', t.dtype === 'f16' ? 'f16' : 'f32');
     if (a.shape.length !== 3) throw new Error(`resizeRows: tensor has shape ${shapeStr(a.shape)}, expected [B, C, F]`);
     const [B, C, F] = a.shape;
-    const out = this.make([B, newC, F]);
+    if (a.dtype === 'f16' && F % 2) throw new Error(`resizeRows: an f16 tensor needs an even row width, got ${F}`);
+    const out = this.make([B, newC, F], a.dtype);
     cp.resizeRows(this.ctx, out, a, C, newC, F);
     return out;
   }

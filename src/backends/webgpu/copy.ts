@@ -10,8 +10,8 @@ const WG = 256;
  * A one-value-per-invocation kernel: `body` maps output index i (< p.n) to its value. Sources named
  * IDS are int tensors, ROWS host ints; the rest float tensors.
  */
-function gatherKernel(key: string, fields: string, srcs: string[], body: string): Kernel {
-  const decl = srcs.map((s, i) => `@group(0) @binding(${i + 1}) var<storage, read> ${s}: array<${s === 'IDS' || s === 'ROWS' ? 'i32' : 'f32'}>;`).join('\n');
+function gatherKernel(key: string, fields: string, srcs: string[], body: string, word = 'f32'): Kernel {
+  const decl = srcs.map((s, i) => `@group(0) @binding(${i + 1}) var<storage, read> ${s}: array<${s === 'IDS' || s === 'ROWS' ? 'i32' : word}>;`).join('\n');
   return {
     key,
     bindings: [...srcs.map((s) => (s === 'ROWS' ? 'ints' as const : 'read' as const)), 'write'],
@@ -19,7 +19,7 @@ function gatherKernel(key: string, fields: string, srcs: string[], body: string)
 struct P { n: u32, ${fields} }
 @group(0) @binding(0) var<uniform> p: P;
 ${decl}
-@group(0) @binding(${srcs.length + 1}) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(${srcs.length + 1}) var<storage, read_write> Y: array<${word}>;
 @compute @workgroup_size(${WG})
 fn main(${BUILTINS}) {
   ${WG_INDEX}
@@ -71,7 +71,23 @@ const RESIZE_ROWS = gatherKernel('resize_rows', 'C: u32, newC: u32, F: u32', ['X
   if (c < p.C) { v = X[(b * p.C + c) * p.F + f]; }
   Y[i] = v;`);
 
+// f16 caches move as 32-bit words of two halves, copied as bits (a float copy could flush the
+// subnormal pattern a pair of small halves makes)
+const RESIZE_ROWS_WORDS = gatherKernel('resize_rows_u32', 'C: u32, newC: u32, F: u32', ['X'], `
+  let f = i % p.F;
+  let c = (i / p.F) % p.newC;
+  let b = i / (p.F * p.newC);
+  var v = 0u;
+  if (c < p.C) { v = X[(b * p.C + c) * p.F + f]; }
+  Y[i] = v;`, 'u32');
+
+/** F counts values; an f16 tensor (F even) moves F / 2 words per row. */
 export function resizeRows(ctx: GpuContext, out: GpuTensor, x: GpuTensor, C: number, newC: number, F: number): void {
+  if (x.dtype === 'f16') {
+    const n = out.size / 2;
+    run(ctx, RESIZE_ROWS_WORDS, n, new Params().u32(n, C, newC, F / 2), [x], out);
+    return;
+  }
   run(ctx, RESIZE_ROWS, out.size, new Params().u32(out.size, C, newC, F), [x], out);
 }
 
@@ -100,8 +116,33 @@ fn main(${BUILTINS}) {
 }`,
 };
 
+// The same into an f16 cache: one invocation per pair of values, rounded to halves and packed
+// into one word (F is even, so a pair never straddles two rows)
+const WRITE_KV_F16: Kernel = {
+  key: 'write_kv_f16',
+  bindings: ['ints', 'read', 'write'],
+  code: () => /* wgsl */ `
+struct P { n: u32, T: u32, C: u32, F2: u32, t0: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> POS0: array<i32>;
+@group(0) @binding(2) var<storage, read> NEW: array<vec2<f32>>;
+@group(0) @binding(3) var<storage, read_write> CACHE: array<u32>;
+@compute @workgroup_size(${WG})
+fn main(${BUILTINS}) {
+  ${WG_INDEX}
+  let i = wg * ${WG}u + li;
+  if (i >= p.n) { return; }
+  let rows = p.T - p.t0;
+  let f = i % p.F2;
+  let t = p.t0 + (i / p.F2) % rows;
+  let b = i / (p.F2 * rows);
+  let slot = (u32(POS0[b]) + t) % p.C;
+  CACHE[(b * p.C + slot) * p.F2 + f] = pack2x16float(NEW[(b * p.T + t) * p.F2 + f]);
+}`,
+};
+
 export function writeKv(ctx: GpuContext, cache: GpuTensor, kNew: GpuTensor, pos0: Int32Array, B: number, C: number, T: number, F: number): void {
-  const t0 = Math.max(0, T - C), n = B * (T - t0) * F;
+  const t0 = Math.max(0, T - C), f16 = cache.dtype === 'f16', n = B * (T - t0) * (f16 ? F / 2 : F);
   if (n === 0) return;
-  ctx.dispatch(WRITE_KV, new Params().u32(n, T, C, F, t0), [pos0, bind(kNew), bind(cache)], Math.ceil(n / WG));
+  ctx.dispatch(f16 ? WRITE_KV_F16 : WRITE_KV, new Params().u32(n, T, C, f16 ? F / 2 : F, t0), [pos0, bind(kNew), bind(cache)], Math.ceil(n / WG));
 }

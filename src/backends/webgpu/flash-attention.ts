@@ -18,7 +18,7 @@
 // array serving both stages. The per-row softmax step runs on BQ invocations.
 import { type GpuContext, type Kernel, Params, kernelCache } from './context.js';
 import { type GpuTensor, bind } from './tensor.js';
-import { BUILTINS, NEG_BIG, WG_INDEX, lines } from './wgsl.js';
+import { BUILTINS, NEG_BIG, WG_INDEX, cacheReaders, lines } from './wgsl.js';
 
 /** A tile shape; workgroup memory ≈ 4·(BQ·(BK+1) + max(DC·(BQ+BK+2), BK·VC) + 4·BQ) bytes. */
 export interface FlashTile {
@@ -91,14 +91,14 @@ ${lines(RI, (i) => js.map((j) => `      ${acc}[${i * EJ + j}] = fma(p${i}, v${j}
  * stats: also take dO and write, per query row (b, t, h), L = m + log l (the log-sum-exp of its
  * scaled scores) and δ = dO·o to LD [B·T·H, 2], which the tiled backward needs.
  */
-function flashKernel(tile: FlashTile, hs: number, stats: boolean): Kernel {
+function flashKernel(tile: FlashTile, hs: number, stats: boolean, kvF16: boolean): Kernel {
   const { BQ, BK, DC, VC } = tile;
   const RI = BQ / TX, CJ = BK / TX, EJ = Math.ceil(hs / TX);
   const QST = BQ + 1, KST = BK + 1, PST = BK + 1; // +1: transposed stores hit distinct banks
   const KOFF = DC * QST; // Ks after Qs in the stage
 
   return {
-    key: `flash_attention_${BQ}_${BK}_${DC}_${VC}_${hs}${stats ? '_stats' : ''}`,
+    key: `flash_attention_${BQ}_${BK}_${DC}_${VC}_${hs}${stats ? '_stats' : ''}${kvF16 ? '_kvf16' : ''}`,
     // stats mode has no cache (whole sequences from 0): no KC/VC, which keeps it within the 8
     // storage buffers every device offers
     bindings: stats ? ['ints', 'read', 'read', 'read', 'write', 'read', 'write'] : ['ints', 'read', 'read', 'read', 'read', 'read', 'write'],
@@ -114,8 +114,7 @@ struct P {
 @group(0) @binding(4) var<storage, read> V: array<f32>;
 ${stats ? `@group(0) @binding(5) var<storage, read_write> Y: array<f32>;
 @group(0) @binding(6) var<storage, read> DO: array<f32>;
-@group(0) @binding(7) var<storage, read_write> LD: array<f32>;` : `@group(0) @binding(5) var<storage, read> KC: array<f32>;
-@group(0) @binding(6) var<storage, read> VC: array<f32>;
+@group(0) @binding(7) var<storage, read_write> LD: array<f32>;` : `${cacheReaders(kvF16, false)}
 @group(0) @binding(7) var<storage, read_write> Y: array<f32>;`}
 // scores, then probabilities, of the current key tile [BQ, BK+1]
 var<workgroup> PS: array<f32, ${BQ * PST}>;
@@ -193,7 +192,7 @@ fn main(${BUILTINS}) {
         let j = kt0 + i32(c);
         var val = 0.0;
         if (j <= jEnd && d < p.hs) {
-          ${stats ? 'val = K[keyAt(b, j, p0, kvOff) + d];' : 'if (j < p0) { val = KC[keyAt(b, j, p0, kvOff) + d]; } else { val = K[keyAt(b, j, p0, kvOff) + d]; }'}
+          ${stats ? 'val = K[keyAt(b, j, p0, kvOff) + d];' : 'if (j < p0) { val = kc(keyAt(b, j, p0, kvOff) + d); } else { val = K[keyAt(b, j, p0, kvOff) + d]; }'}
         }
         ST[${KOFF}u + (x % ${DC}u) * ${KST}u + c] = val;
       }
@@ -241,7 +240,7 @@ ${lines(RI, (i) => lines(CJ, (j) => `        s[${i * CJ + j}] = fma(a${i}, k${j}
     }
 ${pvProduct(tile, hs, 'acc', `let j = kt0 + i32(c);
       if (j <= jEnd && e < p.hs) {
-        ${stats ? 'val = V[keyAt(b, j, p0, kvOff) + e];' : 'if (j < p0) { val = VC[keyAt(b, j, p0, kvOff) + e]; } else { val = V[keyAt(b, j, p0, kvOff) + e]; }'}
+        ${stats ? 'val = V[keyAt(b, j, p0, kvOff) + e];' : 'if (j < p0) { val = vc(keyAt(b, j, p0, kvOff) + e); } else { val = V[keyAt(b, j, p0, kvOff) + e]; }'}
       }`)}
   }
   workgroupBarrier();
@@ -295,8 +294,9 @@ export function flashAttention(
   stats?: { dO: GpuTensor; ld: GpuTensor },
 ): void {
   if (d.B * d.T * d.H === 0 || d.hs === 0) return;
-  const key = `${tile.BQ}_${tile.BK}_${tile.DC}_${tile.VC}_${d.hs}${stats ? '_stats' : ''}`;
-  const kernel = cached(key, () => flashKernel(tile, d.hs, !!stats));
+  const kvF16 = !stats && kc.dtype === 'f16';
+  const key = `${tile.BQ}_${tile.BK}_${tile.DC}_${tile.VC}_${d.hs}${stats ? '_stats' : ''}${kvF16 ? '_kvf16' : ''}`;
+  const kernel = cached(key, () => flashKernel(tile, d.hs, !!stats, kvF16));
   const window = Math.min(d.window, 2 ** 30); // beyond any position: as infinite
   const nTiles = flashTiles(d, tile), total = d.B * d.Hkv * nTiles;
   const params = new Params()

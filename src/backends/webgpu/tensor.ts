@@ -1,4 +1,4 @@
-import { type DType, type Tensor, numel, shapeStr } from '../../core/backend.js';
+import { type DType, type Tensor, numel, shapeStr, tensorBytes } from '../../core/backend.js';
 import type { Binding } from './context.js';
 import type { PooledBuffer } from './pool.js';
 import type { F16Matrix } from './matmul-f16.js';
@@ -39,7 +39,7 @@ export class GpuTensor implements Tensor {
   }
 
   get bytes(): number {
-    return this.size * 4;
+    return tensorBytes(this.size, this.dtype);
   }
 }
 
@@ -54,12 +54,14 @@ export class F16WeightTensor extends GpuTensor {
   }
 }
 
+const DTYPE_NAMES: Record<DType, string> = { f32: 'float32', i32: 'int32', f16w: 'f16 weight', f16: 'f16 cache' };
+
 /** The tensor as a GpuTensor, with a readable error for a foreign or disposed one. */
 export function gpu(t: Tensor, op: string, dtype: DType = 'f32'): GpuTensor {
   if (!(t instanceof GpuTensor)) throw new Error(`${op}: tensor belongs to another backend`);
   if (!t.buf) throw new Error(`${op}: tensor ${shapeStr(t.shape)} was disposed`);
   if (t.dtype === 'f16w' && dtype !== 'f16w') throw new Error(`${op}: tensor ${shapeStr(t.shape)} is a weight stored as f16 for matmul only (load the model with f32 weights for this)`);
-  if (t.dtype !== dtype) throw new Error(`${op}: expected a ${dtype === 'f32' ? 'float32' : 'int32'} tensor, got ${t.dtype}`);
+  if (t.dtype !== dtype) throw new Error(`${op}: expected a ${DTYPE_NAMES[dtype]} tensor, got ${DTYPE_NAMES[t.dtype]}`);
   return t;
 }
 

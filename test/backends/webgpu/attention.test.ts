@@ -108,3 +108,48 @@ test('webgpu writeKv (in place) and resizeRows of a cache', async (t) => {
   }
   assert.throws(() => be.writeKv(be.zeros([1, 4, 2]), be.zeros([1, 2, 2]), Int32Array.of(-1)), /negative position/);
 });
+
+test('webgpu f16 KV caches: writeKv rounds to halves, resize and concat keep them, attention reads them like the CPU', async (t) => {
+  const be = await gpuBackendOrSkip(t);
+  if (!be) return;
+  const rng = new Rng(12);
+  // hs 16: vec4 key reads; hs 6: scalar reads of an even row; decode (splits) and a prefill chunk
+  // long enough for the tiled kernel (T·H/Hkv ≥ 64 rows)
+  for (const c of [
+    { B: 2, T: 1, H: 4, Hkv: 2, hs: 16, window: 70, capacity: 70, pos0: [100, 69] },
+    { B: 1, T: 1, H: 2, Hkv: 1, hs: 6, window: 9, capacity: 9, pos0: [30] },
+    { B: 2, T: 40, H: 4, Hkv: 1, hs: 16, window: 50, capacity: 50, pos0: [75, 12] },
+  ]) {
+    {
+      const { B, T, H, Hkv, hs, window, capacity } = c, F = Hkv * hs;
+      const caches = ([be, cpu] as Backend[]).map((b) => ({ k: b.zeros([B, capacity, F], 'f16'), v: b.zeros([B, capacity, F], 'f16'), capacity }));
+      // fill every slot: capacity rows written from position 0
+      for (const which of ['k', 'v'] as const) {
+        const [g, h] = twin(be, rng, [B, capacity, F], 2);
+        be.writeKv(caches[0][which], g, new Int32Array(B));
+        cpu.writeKv(caches[1][which], h, new Int32Array(B));
+        const got = await be.read(caches[0][which]), want = await cpu.read(caches[1][which]), raw = await cpu.read(h);
+        for (let i = 0; i < want.length; i++) {
+          assert.ok(Math.abs(want[i] - raw[i]) <= Math.abs(raw[i]) * 2 ** -11 + 2 ** -25, `CPU rounding at ${i}: ${raw[i]} → ${want[i]}`);
+          assert.ok(Math.abs(got[i] - want[i]) <= Math.abs(want[i]) * 2 ** -10, `webgpu half at ${i}: ${got[i]} vs ${want[i]}`);
+        }
+      }
+      const [gq, cq] = twin(be, rng, [B, T, H * hs], 2), [gk, ck] = twin(be, rng, [B, T, F], 2), [gv, cv] = twin(be, rng, [B, T, F]);
+      const args: AttentionArgs = { nHeads: H, nKvHeads: Hkv, headDim: hs, window, pos0: Int32Array.from(c.pos0) };
+      await assertParity(`f16-cache attention ${JSON.stringify(c)}`, be, be.attention(gq, gk, gv, caches[0], args), cpu, cpu.attention(cq, ck, cv, caches[1], args), 2e-3);
+      // growing (and shrinking) and stacking keep the halves as they are
+      const halves = await be.read(caches[0].k);
+      for (const newC of [capacity + 3, capacity - 1]) {
+        const grown = be.resizeRows(caches[0].k, newC), want = new Float32Array(B * newC * F);
+        for (let b = 0; b < B; b++) for (let r = 0; r < Math.min(capacity, newC); r++) for (let f = 0; f < F; f++) want[(b * newC + r) * F + f] = halves[(b * capacity + r) * F + f];
+        assert.equal(grown.dtype, 'f16');
+        assert.deepEqual(await be.read(grown), want, `resizeRows to ${newC}`);
+      }
+      const both = be.concat([caches[0].k, caches[0].v]);
+      assert.equal(both.dtype, 'f16');
+      const rk = await be.read(caches[0].k), rv = await be.read(caches[0].v), rb = await be.read(both);
+      assert.deepEqual(rb, Float32Array.from([...rk, ...rv]));
+    }
+  }
+  assert.throws(() => be.writeKv(be.zeros([1, 4, 3], 'f16'), be.zeros([1, 1, 3]), Int32Array.of(0)), /an f16 cache needs an even row width, got 3/);
+});
