@@ -353,6 +353,11 @@ export async function runTraining(job: TrainJob): Promise<{ model: SambaModel; l
     }
   }
   if (tty) say('\n');
+  if (trainer.step === startStep) { // resumed at its last step: nothing to train
+    say(`done: ${path.join(job.out, CKPT)} was already trained to step ${trainer.step}\n`);
+    trainer.optimizer.dispose();
+    return { model, lastLoss, valLoss, valAccuracy };
+  }
   say(`done: ${path.join(job.out, CKPT)} (loss ${lastLoss.toFixed(4)}${valLoss !== null ? `, validation ${valLoss.toFixed(4)}` : ''}${valAccuracy !== null ? `, held-out accuracy ${(100 * valAccuracy).toFixed(1)}%` : ''}); curve in ${svgFile}\n`);
   trainer.optimizer.dispose();
   return { model, lastLoss, valLoss, valAccuracy };

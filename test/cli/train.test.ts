@@ -35,6 +35,11 @@ test('SIGKILL then --resume reproduces the uninterrupted loss curve exactly', as
   assert.equal(resumed.code, 0, errorLines(resumed.stderr).join('\n'));
   assert.match(resumed.stderr, /resuming at step (8|12)/); // at most one save interval (4 steps) lost
   assert.deepEqual(await losses(killed), await losses(straight));
+  // resuming a finished run trains nothing and says so
+  const again = await runCli(['train', '--resume', killed, '--backend', 'cpu']);
+  assert.equal(again.code, 0, errorLines(again.stderr).join('\n'));
+  assert.match(again.stderr, /was already trained to step 24/);
+  assert.deepEqual(await losses(killed), await losses(straight));
 
   // the checkpoint is a model folder
   const g = await runCli(['generate', '--model', path.join(killed, 'checkpoint'), '--prompt', 'the state', '--max-tokens', '8', '--seed', '1', '--backend', 'cpu']);
