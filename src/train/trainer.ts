@@ -88,17 +88,17 @@ export class Trainer {
   }
 
   /** The carried states for the next window, with the rows drawn for a reset zeroed. */
-  private async carryIn(): Promise<(Tensor | null)[] | undefined> {
+  private carryIn(): (Tensor | null)[] | undefined {
     if (!this.carryRng) return undefined;
     const B = this.data.batch, p = this.opts.carryState!.resetProbability;
     const reset = Array.from({ length: B }, () => this.carryRng!.uniform(0, 1) < p);
     if (!this.carried || !reset.some((r) => r)) return this.carried ?? [];
-    const be = this.be, out: (Tensor | null)[] = [];
+    // on the device: each row gathered from itself, or from a zero row appended after the last
+    const be = this.be, out: (Tensor | null)[] = [], pick = Int32Array.from(reset, (r, b) => (r ? B : b));
     for (const h of this.carried) {
       if (!h) { out.push(null); continue; }
-      const data = await be.read(h), row = data.length / B;
-      reset.forEach((r, b) => { if (r) data.fill(0, b * row, (b + 1) * row); });
-      out.push(be.keep(be.tensor(data, h.shape)));
+      const row = h.size / B;
+      out.push(be.keep(be.tidy(() => be.reshape(be.gatherRows(be.concat([be.reshape(h, [B, row]), be.zeros([1, row])]), pick), h.shape))));
       be.dispose(h);
     }
     return (this.carried = out);
@@ -111,7 +111,7 @@ export class Trainer {
     let sum: Map<string, Tensor> | null = null, lossSum = 0, tokens = 0;
     for (let a = 0; a < accum; a++) {
       const batch = this.data.next();
-      const ssmStates = await this.carryIn();
+      const ssmStates = this.carryIn();
       const r = await this.model.lossAndGrads(batch.ids, batch.targets, this.data.batch, this.data.seqLen, { lossScale: this.lossScale, ssmStates });
       if (ssmStates) {
         for (const h of this.carried ?? []) if (h) be.dispose(h);

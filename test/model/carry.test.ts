@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CpuBackend } from '../../src/backends/cpu/cpu.js';
-import type { Tensor } from '../../src/core/backend.js';
+import type { Backend, Tensor } from '../../src/core/backend.js';
 import { Rng } from '../../src/core/random.js';
 import { dInner } from '../../src/model/config.js';
 import { TokenArray, WindowSampler } from '../../src/train/data.js';
@@ -122,4 +122,22 @@ test('Trainer with carryState: the loss falls, and a resumed run equals an unint
   for (let s = 0; s < 3; s++) p.push((await plain.trainStep()).loss);
   assert.equal(p[0], straight[0], 'the first window starts from zeros either way');
   assert.notEqual(p[2], straight[2]);
+});
+
+test('webgpu Trainer with carryState: rows reset on the device, the losses follow the CPU\'s', async (t) => {
+  const gpu = await gpuBackendOrSkip(t);
+  if (!gpu) return;
+  const r = new Rng(4);
+  const tokens = new TokenArray(Int32Array.from({ length: 2000 }, () => r.int(16)));
+  // resets drawn often, so that several steps zero some rows and keep others
+  const opts = { ...defaultTrainOptions(6, 3e-3), carryState: { resetProbability: 0.5, seed: 3 } };
+  const cfg = tinyConfig('samba', { vocabSize: 16 });
+  const losses = async (be: Backend) => {
+    const trainer = new Trainer(randomModel(be, cfg, 5), new WindowSampler(tokens, 16, 4, 11), opts), out: number[] = [];
+    for (let s = 0; s < 6; s++) out.push((await trainer.trainStep()).loss);
+    trainer.dispose();
+    return out;
+  };
+  const want = await losses(cpu), got = await losses(gpu);
+  for (let s = 0; s < 6; s++) assert.ok(Math.abs(got[s] - want[s]) <= 1e-4 * Math.abs(want[s]), `step ${s}: ${got[s]} vs ${want[s]}`);
 });
