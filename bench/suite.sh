@@ -24,6 +24,9 @@ case $part in
     run node dist/bench/attention.js --backward ;;
   decode)
     run $T --sections ceilings,decode --weights f16 --tokens 16 --json "$out/decode.json"
+    # the same with a submit every 32 dispatches: the GPU starts on a token's first layers while
+    # the host records the rest
+    run $T --sections ceilings,decode --weights f16 --tokens 16 --submit-every 32 --json "$out/decode-submit32.json"
     run node dist/bench/profile.js --sections decode --model samba-1.3b --weights f16 --by-grid --reps 3 ;;
   prefill)
     run $T --sections prefill --weights f16 --prefill 4096,16384,65536,131072 --prefill-tokens 65536 --json "$out/prefill.json" --svg "$out/prefill.svg" ;;

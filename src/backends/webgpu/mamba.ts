@@ -67,12 +67,52 @@ fn main(${BUILTINS}) {
 }`,
 };
 
+// Decoding (a few new tokens): one invocation per channel (b, c) computes its T outputs and its
+// next state together, one dispatch instead of two. Longer inputs keep the two kernels above,
+// which spread the work over every (b, t, c).
+const CONV_STEP_MAX_T = 8;
+const CONV_STEP: Kernel = {
+  key: 'conv1d_silu_step',
+  bindings: ['read', 'read', 'read', 'read', 'write', 'write'],
+  code: () => /* wgsl */ `
+${MATH}
+${CONV_HEAD}
+@group(0) @binding(3) var<storage, read> W: array<f32>;
+@group(0) @binding(4) var<storage, read> BIAS: array<f32>;
+@group(0) @binding(5) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(6) var<storage, read_write> NEXT: array<f32>;
+${CONV_INPUT}
+@compute @workgroup_size(${WG})
+fn main(${BUILTINS}) {
+  ${WG_INDEX}
+  let i = wg * ${WG}u + li;
+  if (i >= p.n) { return; }
+  let c = i % p.C;
+  let b = i / p.C;
+  for (var t = 0u; t < p.T; t++) {
+    var s = BIAS[c];
+    for (var k = 0u; k < p.K; k++) {
+      s = fma(W[c * p.K + k], input(b, i32(t) - i32(p.H) + i32(k), c), s);
+    }
+    Y[(b * p.T + t) * p.C + c] = silu(s);
+  }
+  for (var k = 0u; k < p.H; k++) {
+    NEXT[i * p.H + k] = input(b, i32(p.T) - i32(p.H) + i32(k), c);
+  }
+}`,
+};
+
 /** state: the incoming state, or any buffer (unread) when there is none. */
 export function conv1dSilu(
   ctx: GpuContext, y: GpuTensor, next: GpuTensor, x: GpuTensor, w: GpuTensor, bias: GpuTensor,
   state: GpuTensor, hasState: boolean, B: number, T: number, C: number, K: number,
 ): void {
   const H = K - 1, flag = hasState ? 1 : 0;
+  if (T <= CONV_STEP_MAX_T && y.size && next.size) {
+    const n = B * C;
+    ctx.dispatch(CONV_STEP, new Params().u32(n, T, C, K, H, flag), [bind(x), bind(state), bind(w), bind(bias), bind(y), bind(next)], Math.ceil(n / WG));
+    return;
+  }
   if (y.size) {
     ctx.dispatch(CONV, new Params().u32(y.size, T, C, K, H, flag), [bind(x), bind(state), bind(w), bind(bias), bind(y)], Math.ceil(y.size / WG));
   }

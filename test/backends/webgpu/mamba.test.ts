@@ -14,11 +14,11 @@ function twin(be: Backend, shape: number[], data: Float32Array): [Tensor, Tensor
 const rand = (rng: Rng, shape: number[], lo = -1, hi = 1) =>
   Float32Array.from({ length: numel(shape) }, () => rng.uniform(lo, hi));
 
-test('webgpu conv1dSilu: with and without state, T below and above K-1', async (t) => {
+test('webgpu conv1dSilu: with and without state, T below and above K-1, the decoding kernel (T ≤ 8) and the general pair', async (t) => {
   const be = await gpuBackendOrSkip(t);
   if (!be) return;
   const rng = new Rng(11);
-  for (const [B, T, C, K] of [[2, 1, 3, 4], [2, 2, 70, 4], [1, 37, 300, 4], [3, 5, 9, 2], [2, 6, 5, 1]]) {
+  for (const [B, T, C, K] of [[2, 1, 3, 4], [2, 2, 70, 4], [1, 37, 300, 4], [3, 5, 9, 2], [2, 6, 5, 1], [2, 1, 300, 4], [1, 8, 300, 4], [2, 9, 33, 4]]) {
     const [gx, cx] = twin(be, [B, T, C], rand(rng, [B, T, C], -3, 3));
     const [gw, cw] = twin(be, [C, K], rand(rng, [C, K]));
     const [gb, cb] = twin(be, [C], rand(rng, [C]));
