@@ -130,10 +130,11 @@ export interface Backend {
    */
   attention(q: Tensor, k: Tensor, v: Tensor, cache: KvCache | null, args: AttentionArgs): Tensor;
   /**
-   * Writes the new keys/values [B, T, F] into the cache [B, capacity, F] at slots (pos0+t) mod
-   * capacity; an f16 cache (F even) stores them rounded to the nearest half.
+   * Writes the new keys k and values v [B, T, F] into the cache's ring buffers [B, capacity, F] at
+   * slots (pos0+t) mod capacity, both in one op; an f16 cache (F even) stores them rounded to the
+   * nearest half.
    */
-  writeKv(cache: Tensor, kNew: Tensor, pos0: Int32Array): void;
+  writeKv(cache: KvCache, k: Tensor, v: Tensor, pos0: Int32Array): void;
   /** [B, C, F] → [B, newC, F], rows 0..min(C,newC)-1 copied, the rest zero. */
   resizeRows(t: Tensor, newC: number): Tensor;
   /**
@@ -156,10 +157,13 @@ export interface Backend {
    *   Δ = softplus(dt + dtBias);  h_t = exp(Δ_t A) ⊙ h_{t-1} + (Δ_t u_t) ⊗ B_t;  A = -exp(aLog)
    *   y_t = (h_t · C_t + D ⊙ u_t) ⊙ silu(z_t)
    * u, dt, z [B, T, C]; bm, cm [B, T, N]; dtBias, d [C]; aLog [C, N]; h0 [B, C, N] or null.
+   * donateH0: the caller never reads h0 again, so the new state may be written over it (the one
+   * exception to "ops never mutate their inputs"; WebGPU saves a copy, which would also end the
+   * compute pass, per Mamba layer of a decoded token).
    */
   selectiveScan(
     u: Tensor, dt: Tensor, dtBias: Tensor, aLog: Tensor,
-    bm: Tensor, cm: Tensor, d: Tensor, z: Tensor, h0: Tensor | null,
+    bm: Tensor, cm: Tensor, d: Tensor, z: Tensor, h0: Tensor | null, opts?: { donateH0?: boolean },
   ): ScanResult;
 }
 

@@ -73,3 +73,16 @@ export function checkSampleRows(logits: Tensor, o: SampleRowsOptions): { B: numb
   }
   return { B, V };
 }
+
+/** cache k/v [B, C, F] of one dtype, new k/v [B, T, F], pos0 [B] of non-negative positions. */
+export function checkWriteKv(cache: KvCache, k: Tensor, v: Tensor, pos0: Int32Array): { B: number; T: number; C: number; F: number } {
+  const [B, C, F] = cache.k.shape, T = k.shape[1];
+  expectShape('writeKv', 'cache.v', cache.v, [B, C, F]);
+  if (cache.k.dtype !== cache.v.dtype) throw new Error(`writeKv: the cache's keys are ${cache.k.dtype} and its values ${cache.v.dtype}`);
+  expectShape('writeKv', 'new keys', k, [B, T, F]);
+  expectShape('writeKv', 'new values', v, [B, T, F]);
+  if (pos0.length !== B) throw new Error(`writeKv: ${pos0.length} start positions for a batch of ${B}`);
+  for (const p of pos0) if (!(Number.isInteger(p) && p >= 0)) throw new Error(`writeKv: negative position ${p}`);
+  if (cache.k.dtype === 'f16' && F % 2) throw new Error(`writeKv: an f16 cache needs an even row width, got ${F}`);
+  return { B, T, C, F };
+}

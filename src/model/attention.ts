@@ -19,20 +19,14 @@ export interface AttentionSaved { x: Tensor; q: Tensor; k: Tensor; v: Tensor; o:
 export function attention(be: Backend, p: Params, cfg: ModelConfig, x: Tensor, call: AttentionCall, cache: KvCache | null): { out: Tensor; saved: AttentionSaved } {
   const { nHeads: H, nKvHeads: Hkv, headDim: hs } = cfg, { B, T } = call;
   const qkv = be.matmul(x, p('qkv.weight')); // [B·T, (H + 2·Hkv)·hs]
-  let q = be.sliceCols(qkv, 0, H * hs);
-  let k = be.sliceCols(qkv, H * hs, Hkv * hs);
+  // RoPE turns every head of a position by the same angles, q's and k's alike: one call rotates both
+  const qk = call.rope ? be.rope(be.sliceCols(qkv, 0, (H + Hkv) * hs), call.rope.cos, call.rope.sin, H + Hkv) : qkv;
+  const q = be.sliceCols(qk, 0, H * hs), k = be.sliceCols(qk, H * hs, Hkv * hs);
   const v = be.reshape(be.sliceCols(qkv, (H + Hkv) * hs, Hkv * hs), [B, T, Hkv * hs]);
-  if (call.rope) {
-    q = be.rope(q, call.rope.cos, call.rope.sin, H);
-    k = be.rope(k, call.rope.cos, call.rope.sin, Hkv);
-  }
   const q3 = be.reshape(q, [B, T, H * hs]), k3 = be.reshape(k, [B, T, Hkv * hs]);
   const args = { nHeads: H, nKvHeads: Hkv, headDim: hs, window: call.window, pos0: call.pos0 };
   const o = be.reshape(be.attention(q3, k3, v, cache, args), [B * T, H * hs]);
-  if (cache) {
-    be.writeKv(cache.k, k3, call.pos0);
-    be.writeKv(cache.v, v, call.pos0);
-  }
+  if (cache) be.writeKv(cache, k3, v, call.pos0);
   return { out: be.matmul(o, p('out.weight')), saved: { x, q: q3, k: k3, v, o, args, call } }; // [B·T, d]
 }
 

@@ -26,7 +26,11 @@ export interface MambaSaved {
  * u [B·T, d] (normalised) → { out [B·T, d], state after the last token }. Either part of the state
  * may be missing (zeros); training windows that carry state carry only the SSM part.
  */
-export function mamba(be: Backend, p: Params, cfg: ModelConfig, u: Tensor, B: number, T: number, state: Partial<MambaState> | null): { out: Tensor; state: MambaState; saved: MambaSaved } {
+export function mamba(
+  be: Backend, p: Params, cfg: ModelConfig, u: Tensor, B: number, T: number, state: Partial<MambaState> | null,
+  /** Streaming inference: the caller drops the old state after this step, so its SSM state may be overwritten. */
+  replacesState = false,
+): { out: Tensor; state: MambaState; saved: MambaSaved } {
   const di = dInner(cfg), { dState: N, dtRank: R } = cfg.mamba;
   const xz = be.matmul(u, p('in_proj.weight')); // [B·T, 2·d_inner]
   const x = be.reshape(be.sliceCols(xz, 0, di), [B, T, di]);
@@ -37,7 +41,7 @@ export function mamba(be: Backend, p: Params, cfg: ModelConfig, u: Tensor, B: nu
   const dt = be.reshape(be.matmul(delta, p('dt_proj.weight')), [B, T, di]); // W_dt δ; bias + softplus in the scan
   const bm = be.reshape(be.sliceCols(dbc, R, N), [B, T, N]);
   const cm = be.reshape(be.sliceCols(dbc, R + N, N), [B, T, N]);
-  const scan = be.selectiveScan(conv.y, dt, p('dt_proj.bias'), p('A_log'), bm, cm, p('D'), z, state?.ssm ?? null);
+  const scan = be.selectiveScan(conv.y, dt, p('dt_proj.bias'), p('A_log'), bm, cm, p('D'), z, state?.ssm ?? null, { donateH0: replacesState });
   const y = be.reshape(scan.y, [B * T, di]);
   const out = be.matmul(y, p('out_proj.weight')); // [B·T, d]
   return { out, state: { conv: conv.state, ssm: scan.h }, saved: { u, x, z, xc: conv.y, delta, dt, bm, cm, y, h0: state?.ssm ?? null, B, T } };

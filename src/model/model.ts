@@ -211,7 +211,8 @@ export class SambaModel {
       const p = this.sublayerParams(j, kind);
       const st = state?.layers[j] ?? null;
       if (kind === 'mamba') {
-        const r = mamba(be, p, c, xn, B, T, st?.kind === 'mamba' ? st : ssmInit?.[j] ? { ssm: ssmInit[j]! } : null);
+        // a decoding state's SSM state is replaced after the step (forward()), so the scan may reuse it
+        const r = mamba(be, p, c, xn, B, T, st?.kind === 'mamba' ? st : ssmInit?.[j] ? { ssm: ssmInit[j]! } : null, !training && st?.kind === 'mamba');
         return { y: r.out, ms: r.state as MambaState | null, sv: { kind: 'mamba', s: r.saved } as Saved | null };
       }
       if (kind === 'mlp') {

@@ -5,7 +5,7 @@ import {
   type AdamWStep, type AttentionArgs, type Backend, type ConvResult, type GradOps, type KvCache, type ScanGrads,
   type SampleRowsOptions, type ScanResult, type Tensor, ScopedBackend, expectShape, numel, shapeStr,
 } from '../../core/backend.js';
-import { checkAttention, checkConv, checkSampleRows, checkScan } from '../../core/checks.js';
+import { checkAttention, checkConv, checkSampleRows, checkScan, checkWriteKv } from '../../core/checks.js';
 import { f16BitsToF32, f32ToF16Bits } from '../../io/half.js';
 
 export class CpuTensor implements Tensor {
@@ -233,15 +233,14 @@ export class CpuBackend extends ScopedBackend implements Backend, GradOps {
     return this.make(q.shape, out);
   }
 
-  writeKv(cache: Tensor, kNew: Tensor, pos0: Int32Array): void {
-    const [B, C, F] = cache.shape, T = kNew.shape[1];
-    expectShape('writeKv', 'new rows', kNew, [B, T, F]);
-    const c = f32(cache), n = f32(kNew), half = cache.dtype === 'f16';
-    if (half && F % 2) throw new Error(`writeKv: an f16 cache needs an even row width, got ${F}`);
-    for (let b = 0; b < B; b++) {
-      for (let t = Math.max(0, T - C); t < T; t++) {
-        const slot = (pos0[b] + t) % C, row = n.subarray((b * T + t) * F, (b * T + t + 1) * F);
-        c.set(half ? row.map((x) => f16BitsToF32(f32ToF16Bits(x))) : row, (b * C + slot) * F);
+  writeKv(cache: KvCache, k: Tensor, v: Tensor, pos0: Int32Array): void {
+    const { B, T, C, F } = checkWriteKv(cache, k, v, pos0), half = cache.k.dtype === 'f16';
+    for (const [dst, src] of [[f32(cache.k), f32(k)], [f32(cache.v), f32(v)]]) {
+      for (let b = 0; b < B; b++) {
+        for (let t = Math.max(0, T - C); t < T; t++) {
+          const slot = (pos0[b] + t) % C, row = src.subarray((b * T + t) * F, (b * T + t + 1) * F);
+          dst.set(half ? row.map((x) => f16BitsToF32(f32ToF16Bits(x))) : row, (b * C + slot) * F);
+        }
       }
     }
   }

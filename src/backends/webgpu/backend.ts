@@ -6,7 +6,7 @@ import {
   type AdamWStep, type AttentionArgs, type Backend, type ConvResult, type DType, type GradOps, type KvCache,
   type SampleRowsOptions, type ScanGrads, type ScanResult, type Tensor, ScopedBackend, expectShape, numel, shapeStr, tensorBytes,
 } from '../../core/backend.js';
-import { checkAttention, checkConv, checkSampleRows, checkScan } from '../../core/checks.js';
+import { checkAttention, checkConv, checkSampleRows, checkScan, checkWriteKv } from '../../core/checks.js';
 import * as att from './attention.js';
 import { type ContextOptions, GpuContext } from './context.js';
 import * as cp from './copy.js';
@@ -331,13 +331,11 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     return out;
   }
 
-  writeKv(cache: Tensor, kNew: Tensor, pos0: Int32Array): void {
+  writeKv(cache: KvCache, k: Tensor, v: Tensor, pos0: Int32Array): void {
     this.alive();
-    const [B, C, F] = cache.shape, T = kNew.shape[1];
-    expectShape('writeKv', 'new rows', kNew, [B, T, F]);
-    const c = gpu(cache, 'writeKv', cache.dtype === 'f16' ? 'f16' : 'f32'), n = gpu(kNew, 'writeKv');
-    if (c.dtype === 'f16' && F % 2) throw new Error(`writeKv: an f16 cache needs an even row width, got ${F}`);
-    cp.writeKv(this.ctx, c, n, checkPos0('writeKv', pos0, B), B, C, T, F);
+    const { B, T, C, F } = checkWriteKv(cache, k, v, pos0), dtype = cache.k.dtype === 'f16' ? 'f16' : 'f32';
+    const kc = gpu(cache.k, 'writeKv', dtype), vc = gpu(cache.v, 'writeKv', dtype);
+    cp.writeKv(this.ctx, kc, vc, gpu(k, 'writeKv'), gpu(v, 'writeKv'), checkPos0('writeKv', pos0, B), B, C, T, F);
   }
 
   resizeRows(t: Tensor, newC: number): Tensor {
@@ -379,16 +377,24 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
 
   selectiveScan(
     u: Tensor, dt: Tensor, dtBias: Tensor, aLog: Tensor,
-    bm: Tensor, cm: Tensor, d: Tensor, z: Tensor, h0: Tensor | null,
+    bm: Tensor, cm: Tensor, d: Tensor, z: Tensor, h0: Tensor | null, opts: { donateH0?: boolean } = {},
   ): ScanResult {
     const { B, T, C, N } = checkScan('selectiveScan', u, dt, dtBias, aLog, bm, cm, d, z, { h0 });
     const op = 'selectiveScan';
     const U = gpu(u, op), DT = gpu(dt, op), bias = gpu(dtBias, op), AL = gpu(aLog, op), Bm = gpu(bm, op);
     const Cm = gpu(cm, op), Dv = gpu(d, op), Z = gpu(z, op), H0 = h0 ? gpu(h0, op) : null;
-    const y = this.make(u.shape), h = this.make([B, C, N]);
-    // the kernel updates h in place, starting from h0
-    if (H0) this.ctx.copy(H0.buf!, H0.offset, h.buf!, 0, h.bytes);
-    else this.ctx.clear(h.buf!, 0, h.bytes);
+    const y = this.make(u.shape);
+    // the kernel updates h in place, starting from h0: a donated h0 (whole storage, no other
+    // tensor on it) is that buffer already; otherwise h0 is copied into a fresh one
+    let h: GpuTensor;
+    if (H0 && opts.donateH0 && H0.offset === 0 && H0.storage!.refs === 1) {
+      H0.storage!.refs++;
+      h = this.track(new GpuTensor([B, C, N], 'f32', H0.storage));
+    } else {
+      h = this.make([B, C, N]);
+      if (H0) this.ctx.copy(H0.buf!, H0.offset, h.buf!, 0, h.bytes);
+      else this.ctx.clear(h.buf!, 0, h.bytes);
+    }
     mb.selectiveScan(this.ctx, y, h, this.scanParams(bias, Dv, AL, C, N), U, DT, Bm, Cm, Z, B, T, C, N);
     return { y, h };
   }

@@ -91,17 +91,23 @@ export function resizeRows(ctx: GpuContext, out: GpuTensor, x: GpuTensor, C: num
   run(ctx, RESIZE_ROWS, out.size, new Params().u32(out.size, C, newC, F), [x], out);
 }
 
-// Scatters the last min(T, C) new rows of each sequence into their ring slots; their slots are
-// distinct, so the writes never race.
-const WRITE_KV: Kernel = {
-  key: 'write_kv',
-  bindings: ['ints', 'read', 'write'],
-  code: () => /* wgsl */ `
+// Scatters the last min(T, C) new rows of each sequence, keys and values together, into their
+// ring slots; the slots are distinct, so the writes never race. An f16 cache takes one pair of
+// values per invocation, rounded to halves and packed into one word (F is even, so a pair never
+// straddles two rows).
+function writeKvKernel(f16: boolean): Kernel {
+  const src = f16 ? 'vec2<f32>' : 'f32', dst = f16 ? 'u32' : 'f32', put = (a: string) => (f16 ? `pack2x16float(${a})` : a);
+  return {
+    key: f16 ? 'write_kv_f16' : 'write_kv',
+    bindings: ['ints', 'read', 'read', 'write', 'write'],
+    code: () => /* wgsl */ `
 struct P { n: u32, T: u32, C: u32, F: u32, t0: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> POS0: array<i32>;
-@group(0) @binding(2) var<storage, read> NEW: array<f32>;
-@group(0) @binding(3) var<storage, read_write> CACHE: array<f32>;
+@group(0) @binding(2) var<storage, read> NK: array<${src}>;
+@group(0) @binding(3) var<storage, read> NV: array<${src}>;
+@group(0) @binding(4) var<storage, read_write> KC: array<${dst}>;
+@group(0) @binding(5) var<storage, read_write> VC: array<${dst}>;
 @compute @workgroup_size(${WG})
 fn main(${BUILTINS}) {
   ${WG_INDEX}
@@ -112,37 +118,20 @@ fn main(${BUILTINS}) {
   let t = p.t0 + (i / p.F) % rows;
   let b = i / (p.F * rows);
   let slot = (u32(POS0[b]) + t) % p.C;
-  CACHE[(b * p.C + slot) * p.F + f] = NEW[(b * p.T + t) * p.F + f];
+  let src = (b * p.T + t) * p.F + f;
+  let dst = (b * p.C + slot) * p.F + f;
+  KC[dst] = ${put("NK[src]")};
+  VC[dst] = ${put("NV[src]")};
 }`,
-};
+  };
+}
+const WRITE_KV = writeKvKernel(false), WRITE_KV_F16 = writeKvKernel(true);
 
-// The same into an f16 cache: one invocation per pair of values, rounded to halves and packed
-// into one word (F is even, so a pair never straddles two rows)
-const WRITE_KV_F16: Kernel = {
-  key: 'write_kv_f16',
-  bindings: ['ints', 'read', 'write'],
-  code: () => /* wgsl */ `
-struct P { n: u32, T: u32, C: u32, F2: u32, t0: u32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> POS0: array<i32>;
-@group(0) @binding(2) var<storage, read> NEW: array<vec2<f32>>;
-@group(0) @binding(3) var<storage, read_write> CACHE: array<u32>;
-@compute @workgroup_size(${WG})
-fn main(${BUILTINS}) {
-  ${WG_INDEX}
-  let i = wg * ${WG}u + li;
-  if (i >= p.n) { return; }
-  let rows = p.T - p.t0;
-  let f = i % p.F2;
-  let t = p.t0 + (i / p.F2) % rows;
-  let b = i / (p.F2 * rows);
-  let slot = (u32(POS0[b]) + t) % p.C;
-  CACHE[(b * p.C + slot) * p.F2 + f] = pack2x16float(NEW[(b * p.T + t) * p.F2 + f]);
-}`,
-};
-
-export function writeKv(ctx: GpuContext, cache: GpuTensor, kNew: GpuTensor, pos0: Int32Array, B: number, C: number, T: number, F: number): void {
-  const t0 = Math.max(0, T - C), f16 = cache.dtype === 'f16', n = B * (T - t0) * (f16 ? F / 2 : F);
+/** F counts values; an f16 cache moves F / 2 words per row. */
+export function writeKv(
+  ctx: GpuContext, kc: GpuTensor, vc: GpuTensor, k: GpuTensor, v: GpuTensor, pos0: Int32Array, B: number, C: number, T: number, F: number,
+): void {
+  const f16 = kc.dtype === 'f16', Fw = f16 ? F / 2 : F, t0 = Math.max(0, T - C), n = B * (T - t0) * Fw;
   if (n === 0) return;
-  ctx.dispatch(f16 ? WRITE_KV_F16 : WRITE_KV, new Params().u32(n, T, C, f16 ? F / 2 : F, t0), [pos0, bind(kNew), bind(cache)], Math.ceil(n / WG));
+  ctx.dispatch(f16 ? WRITE_KV_F16 : WRITE_KV, new Params().u32(n, T, C, Fw, t0), [pos0, bind(k), bind(v), bind(kc), bind(vc)], Math.ceil(n / WG));
 }

@@ -94,19 +94,23 @@ test('webgpu attention with keys split over workgroups (flash-decoding) equals t
   }
 });
 
-test('webgpu writeKv (in place) and resizeRows of a cache', async (t) => {
+test('webgpu writeKv (keys and values in place, in one op) and resizeRows of a cache', async (t) => {
   const be = await gpuBackendOrSkip(t);
   if (!be) return;
   const rng = new Rng(10);
   for (const [C, T, pos0] of [[6, 4, [10, 3]], [6, 1, [5, 0]], [4, 11, [9, 2]], [8, 8, [0, 3]]] as [number, number, number[]][]) {
     const B = 2, F = 12;
-    const [gcache, ccache] = twin(be, rng, [B, C, F]), [gn, cn] = twin(be, rng, [B, T, F]);
-    be.writeKv(gcache, gn, Int32Array.from(pos0));
-    cpu.writeKv(ccache, cn, Int32Array.from(pos0));
-    await assertParity(`writeKv C=${C} T=${T} pos0=${pos0}`, be, gcache, cpu, ccache);
-    await assertParity('resizeRows grow', be, be.resizeRows(gcache, C + 5), cpu, cpu.resizeRows(ccache, C + 5));
+    const [gk, ck] = twin(be, rng, [B, C, F]), [gv, cv] = twin(be, rng, [B, C, F]);
+    const [gnk, cnk] = twin(be, rng, [B, T, F]), [gnv, cnv] = twin(be, rng, [B, T, F]);
+    be.writeKv({ k: gk, v: gv, capacity: C }, gnk, gnv, Int32Array.from(pos0));
+    cpu.writeKv({ k: ck, v: cv, capacity: C }, cnk, cnv, Int32Array.from(pos0));
+    await assertParity(`writeKv keys C=${C} T=${T} pos0=${pos0}`, be, gk, cpu, ck);
+    await assertParity(`writeKv values C=${C} T=${T} pos0=${pos0}`, be, gv, cpu, cv);
+    await assertParity('resizeRows grow', be, be.resizeRows(gk, C + 5), cpu, cpu.resizeRows(ck, C + 5));
   }
-  assert.throws(() => be.writeKv(be.zeros([1, 4, 2]), be.zeros([1, 2, 2]), Int32Array.of(-1)), /negative position/);
+  const cache = { k: be.zeros([1, 4, 2]), v: be.zeros([1, 4, 2]), capacity: 4 };
+  assert.throws(() => be.writeKv(cache, be.zeros([1, 2, 2]), be.zeros([1, 2, 2]), Int32Array.of(-1)), /negative position/);
+  assert.throws(() => be.writeKv(cache, be.zeros([1, 2, 2]), be.zeros([1, 3, 2]), Int32Array.of(0)), /writeKv: new values/);
 });
 
 test('webgpu f16 KV caches: writeKv rounds to halves, resize and concat keep them, attention reads them like the CPU', async (t) => {
@@ -124,10 +128,10 @@ test('webgpu f16 KV caches: writeKv rounds to halves, resize and concat keep the
       const { B, T, H, Hkv, hs, window, capacity } = c, F = Hkv * hs;
       const caches = ([be, cpu] as Backend[]).map((b) => ({ k: b.zeros([B, capacity, F], 'f16'), v: b.zeros([B, capacity, F], 'f16'), capacity }));
       // fill every slot: capacity rows written from position 0
-      for (const which of ['k', 'v'] as const) {
-        const [g, h] = twin(be, rng, [B, capacity, F], 2);
-        be.writeKv(caches[0][which], g, new Int32Array(B));
-        cpu.writeKv(caches[1][which], h, new Int32Array(B));
+      const [gk0, ck0] = twin(be, rng, [B, capacity, F], 2), [gv0, cv0] = twin(be, rng, [B, capacity, F], 2);
+      be.writeKv(caches[0], gk0, gv0, new Int32Array(B));
+      cpu.writeKv(caches[1], ck0, cv0, new Int32Array(B));
+      for (const [which, h] of [['k', ck0], ['v', cv0]] as const) {
         const got = await be.read(caches[0][which]), want = await cpu.read(caches[1][which]), raw = await cpu.read(h);
         for (let i = 0; i < want.length; i++) {
           assert.ok(Math.abs(want[i] - raw[i]) <= Math.abs(raw[i]) * 2 ** -11 + 2 ** -25, `CPU rounding at ${i}: ${raw[i]} → ${want[i]}`);
@@ -151,5 +155,6 @@ test('webgpu f16 KV caches: writeKv rounds to halves, resize and concat keep the
       assert.deepEqual(rb, Float32Array.from([...rk, ...rv]));
     }
   }
-  assert.throws(() => be.writeKv(be.zeros([1, 4, 3], 'f16'), be.zeros([1, 1, 3]), Int32Array.of(0)), /an f16 cache needs an even row width, got 3/);
+  const odd = { k: be.zeros([1, 4, 3], 'f16'), v: be.zeros([1, 4, 3], 'f16'), capacity: 4 };
+  assert.throws(() => be.writeKv(odd, be.zeros([1, 1, 3]), be.zeros([1, 1, 3]), Int32Array.of(0)), /an f16 cache needs an even row width, got 3/);
 });

@@ -201,9 +201,10 @@ test('webgpu: every op is unchanged when its grid is folded (at most 8 workgroup
   const gCache: KvCache = { k: gkc, v: gvc, capacity: C }, cCache: KvCache = { k: ckc, v: cvc, capacity: C };
   const args = { nHeads: H, nKvHeads: Hkv, headDim: hs, window: C, pos0: Int32Array.of(7, 2) };
   await same('attention', be.attention(gq, gk, gv, gCache, args), cpu.attention(cq, ck, cv, cCache, args));
-  be.writeKv(gkc, gk, args.pos0);
-  cpu.writeKv(ckc, ck, args.pos0);
-  await same('writeKv', gkc, ckc);
+  be.writeKv(gCache, gk, gv, args.pos0);
+  cpu.writeKv(cCache, ck, cv, args.pos0);
+  await same('writeKv keys', gkc, ckc);
+  await same('writeKv values', gvc, cvc);
   await same('resizeRows', be.resizeRows(gkc, 8), cpu.resizeRows(ckc, 8));
 
   const Cm = 300, N = 16;

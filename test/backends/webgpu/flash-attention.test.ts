@@ -125,8 +125,7 @@ async function chunked(be: Backend, rng: Rng, label: string, c: { B: number; H: 
     const pos0 = new Int32Array(B).fill(pos);
     const gk = slice(k, F), gv = slice(v, F);
     const y = await be.read(be.attention(slice(q, H * hs), gk, gv, cache, { ...noCache, pos0 }));
-    be.writeKv(cache.k, gk, pos0);
-    be.writeKv(cache.v, gv, pos0);
+    be.writeKv(cache, gk, gv, pos0);
     const want = new Float32Array(B * T * H * hs);
     for (let b = 0; b < B; b++) want.set(ref.subarray((b * total + pos) * H * hs, (b * total + pos + T) * H * hs), b * T * H * hs);
     const err = relErr(y, want);

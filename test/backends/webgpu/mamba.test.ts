@@ -1,6 +1,7 @@
 // conv1dSilu and selectiveScan on WebGPU equal the CPU reference, with and without carried state,
 // including sequences shorter than the conv's history and Δ on both sides of softplus's cut at 20.
 import { test } from 'node:test';
+import assert from 'node:assert/strict';
 import { CpuBackend } from '../../../src/backends/cpu/cpu.js';
 import { type Backend, type Tensor, numel } from '../../../src/core/backend.js';
 import { Rng, randomArray } from '../../../src/core/random.js';
@@ -60,6 +61,17 @@ test('webgpu selectiveScan: with and without h0, several N, chained calls', asyn
       const g2 = be.selectiveScan(gu, gdt, gbias, ga, gbm, gcm, gd, gz, g.h);
       const c2 = cpu.selectiveScan(cu, cdt, cbias, ca, cbm, ccm, cd, cz, c.h);
       await assertParity(`${what}: chained y`, be, g2.y, cpu, c2.y);
+      if (!withH0) continue;
+      // a donated h0 becomes the new state's buffer: no copy, the same results; a kept h0 is untouched
+      const before = await be.read(gh);
+      const h0 = be.tensor(before, [B, C, N]), copies: number = be.ctx.counts.copies;
+      const d = be.selectiveScan(gu, gdt, gbias, ga, gbm, gcm, gd, gz, h0, { donateH0: true });
+      assert.equal(be.ctx.counts.copies, copies, `${what}: a donated h0 is not copied`);
+      await assertParity(`${what}: donated h0, y`, be, d.y, cpu, c.y);
+      await assertParity(`${what}: donated h0, h`, be, d.h, cpu, c.h);
+      be.dispose(h0);
+      assert.deepEqual(await be.read(d.h), await be.read(g.h), 'the state outlives the donated tensor');
+      assert.deepEqual(await be.read(gh), before, 'an h0 not donated keeps its values');
     }
   }
 });
