@@ -20,6 +20,19 @@ struct P { n: u32, T: u32, C: u32, K: u32, H: u32, hasState: u32 }
 @group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var<storage, read> S: array<f32>;`;
 
+// The weights, bias and output after CONV_HEAD, and output (b, t, c): silu(bias + Σ_k w · input).
+const CONV_OUT = /* wgsl */ `
+@group(0) @binding(3) var<storage, read> W: array<f32>;
+@group(0) @binding(4) var<storage, read> BIAS: array<f32>;
+@group(0) @binding(5) var<storage, read_write> Y: array<f32>;
+fn convOut(b: u32, t: i32, c: u32) -> f32 {
+  var s = BIAS[c];
+  for (var k = 0u; k < p.K; k++) {
+    s = fma(W[c * p.K + k], input(b, t - i32(p.H) + i32(k), c), s);
+  }
+  return silu(s);
+}`;
+
 // One invocation per output (b, t, c).
 const CONV: Kernel = {
   key: 'conv1d_silu',
@@ -27,10 +40,8 @@ const CONV: Kernel = {
   code: () => /* wgsl */ `
 ${MATH}
 ${CONV_HEAD}
-@group(0) @binding(3) var<storage, read> W: array<f32>;
-@group(0) @binding(4) var<storage, read> BIAS: array<f32>;
-@group(0) @binding(5) var<storage, read_write> Y: array<f32>;
 ${CONV_INPUT}
+${CONV_OUT}
 @compute @workgroup_size(${WG})
 fn main(${BUILTINS}) {
   ${WG_INDEX}
@@ -38,13 +49,7 @@ fn main(${BUILTINS}) {
   if (i >= p.n) { return; }
   let c = i % p.C;
   let bt = i / p.C;
-  let b = bt / p.T;
-  let t = i32(bt % p.T);
-  var s = BIAS[c];
-  for (var k = 0u; k < p.K; k++) {
-    s = fma(W[c * p.K + k], input(b, t - i32(p.H) + i32(k), c), s);
-  }
-  Y[i] = silu(s);
+  Y[i] = convOut(bt / p.T, i32(bt % p.T), c);
 }`,
 };
 
@@ -77,11 +82,9 @@ const CONV_STEP: Kernel = {
   code: () => /* wgsl */ `
 ${MATH}
 ${CONV_HEAD}
-@group(0) @binding(3) var<storage, read> W: array<f32>;
-@group(0) @binding(4) var<storage, read> BIAS: array<f32>;
-@group(0) @binding(5) var<storage, read_write> Y: array<f32>;
-@group(0) @binding(6) var<storage, read_write> NEXT: array<f32>;
 ${CONV_INPUT}
+${CONV_OUT}
+@group(0) @binding(6) var<storage, read_write> NEXT: array<f32>;
 @compute @workgroup_size(${WG})
 fn main(${BUILTINS}) {
   ${WG_INDEX}
@@ -89,16 +92,8 @@ fn main(${BUILTINS}) {
   if (i >= p.n) { return; }
   let c = i % p.C;
   let b = i / p.C;
-  for (var t = 0u; t < p.T; t++) {
-    var s = BIAS[c];
-    for (var k = 0u; k < p.K; k++) {
-      s = fma(W[c * p.K + k], input(b, i32(t) - i32(p.H) + i32(k), c), s);
-    }
-    Y[(b * p.T + t) * p.C + c] = silu(s);
-  }
-  for (var k = 0u; k < p.H; k++) {
-    NEXT[i * p.H + k] = input(b, i32(p.T) - i32(p.H) + i32(k), c);
-  }
+  for (var t = 0u; t < p.T; t++) { Y[(b * p.T + t) * p.C + c] = convOut(b, i32(t), c); }
+  for (var k = 0u; k < p.H; k++) { NEXT[i * p.H + k] = input(b, i32(p.T) - i32(p.H) + i32(k), c); }
 }`,
 };
 
