@@ -104,7 +104,7 @@ function compactLayout(kinds: string[]): string {
 }
 
 async function withModel<T>(v: CliValues, cmd: string, fn: (m: Awaited<ReturnType<typeof loadModel>>, be: Backend) => Promise<T>): Promise<T> {
-  const dir = need(v, 'model', cmd);
+  const dir = await resolveModelDir(need(v, 'model', cmd)); // a training run's folder stands for its checkpoint
   const weights = v.weights ?? 'f32';
   if (weights !== 'f32' && weights !== 'f16') throw new UsageError(`--weights must be f32 or f16, got "${weights}"`);
   const kvCache = v['kv-cache'] ?? 'f32';

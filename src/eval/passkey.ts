@@ -135,7 +135,11 @@ export class TextPasskeyTask implements SyntheticTask {
   }
 }
 
-export interface PasskeyCell { length: number; depth: number; correct: number; trials: number }
+export interface PasskeyCell {
+  length: number; depth: number; correct: number; trials: number;
+  /** Per trial, the key and the text the model generated (so a failure shows what came instead). */
+  answers: { key: string; generated: string }[];
+}
 
 export async function passkeyEval(
   model: SambaModel, tok: TextTokenizer, lengths: number[], depths: number[], trials: number, seed = 1,
@@ -145,14 +149,16 @@ export async function passkeyEval(
   for (const length of lengths) {
     for (const depth of depths) {
       let correct = 0;
+      const answers: PasskeyCell['answers'] = [];
       for (let i = 0; i < trials; i++) {
         const key = randomPasskey(rng);
         const out: number[] = [];
         for await (const id of generateIds(model, passkeyPrompt(tok, length, depth, key), { maxTokens: 8, temperature: 0, prefillChunk: 2048 })) out.push(id);
-        const digits = tok.decode(out).replace(/\D/g, '').slice(0, 5);
-        if (digits === key) correct++;
+        const generated = tok.decode(out);
+        if (generated.replace(/\D/g, '').slice(0, 5) === key) correct++;
+        answers.push({ key, generated });
       }
-      const cell = { length, depth, correct, trials };
+      const cell = { length, depth, correct, trials, answers };
       cells.push(cell);
       onCell?.(cell);
     }

@@ -90,6 +90,16 @@ test('finetune --init (a byte-level text model) --task passkey: documents in its
   const e = await runCli(['eval', 'task', '--model', ft, '--lengths', '260', '--trials', '2', '--backend', 'cpu']);
   ok(e);
   assert.match(e.stdout, /^260\s+\d/m);
+  // eval passkey records, per trial, the key and what the model generated instead
+  const pj = path.join(tmp, 'passkey.json');
+  ok(await runCli(['eval', 'passkey', '--model', ft, '--lengths', '260,300', '--depths', '0,1', '--trials', '2', '--json', pj, '--backend', 'cpu']));
+  const cells = JSON.parse(await readFile(pj, 'utf8')).cells as { length: number; correct: number; trials: number; answers: { key: string; generated: string }[] }[];
+  assert.deepEqual(cells.map((c) => c.length), [260, 260, 300, 300]);
+  for (const c of cells) {
+    assert.equal(c.answers.length, c.trials);
+    for (const a of c.answers) { assert.match(a.key, /^[1-9]\d{4}$/); assert.equal(typeof a.generated, 'string'); }
+    assert.equal(c.correct, c.answers.filter((a) => a.generated.replace(/\D/g, '').slice(0, 5) === a.key).length);
+  }
   // too short for the template: one line
   const short = await runCli(['finetune', '--init', path.join(base, 'checkpoint'), '--task', 'passkey', '--seq-len', '100', '--steps', '1', '--out', path.join(tmp, 'x'), '--backend', 'cpu']);
   assert.equal(short.code, 1);
