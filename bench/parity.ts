@@ -36,8 +36,8 @@ const cpu = new CpuBackend();
 
 /** Logits [T, V] of the full sequence. */
 async function full(be: Backend, model: SambaModel): Promise<Float32Array> {
-  const st = model.newState(1);
-  try { return await be.read(model.forward(ids, 1, T, st)); } finally { st.dispose(); }
+  const st = model.newState(1), logits = model.forward(ids, 1, T, st);
+  try { return await be.read(logits); } finally { be.dispose(logits); st.dispose(); }
 }
 
 /** Logits of positions P-1 … T-1 ([K+1, V] per sequence, batch copies of the same ids): prefill P in chunks, then one token at a time. */

@@ -132,7 +132,7 @@ export interface Backend {
   /**
    * Writes the new keys k and values v [B, T, F] into the cache's ring buffers [B, capacity, F] at
    * slots (pos0+t) mod capacity, both in one op; an f16 cache (F even) stores them rounded to the
-   * nearest half.
+   * nearest half, clamped to ±65504.
    */
   writeKv(cache: KvCache, k: Tensor, v: Tensor, pos0: Int32Array): void;
   /** [B, C, F] → [B, newC, F], rows 0..min(C,newC)-1 copied, the rest zero. */

@@ -72,23 +72,24 @@ export async function* generateBatchStream(model: SambaModel, prompts: number[][
   if (!(Number.isInteger(maxTokens) && maxTokens >= 0)) throw new Error(`maxTokens must be a non-negative integer, got ${maxTokens}`);
   const be = model.backend, sampler = new Sampler(opts), V = model.config.vocabSize, B = prompts.length;
   const states: DecodeState[] = [], firstLogits: Tensor[] = [];
+  let state: DecodeState, logits: Tensor | null;
   try {
     for (const p of prompts) {
       const st = model.newState(1);
       states.push(st);
       firstLogits.push(await prefillToLogits(model, st, [p], prefillChunk, signal));
     }
+    state = B === 1 ? states[0] : DecodeState.stack(states); // stack disposes the parts
+    logits = B === 1 ? firstLogits[0] : be.concat(firstLogits);
   } catch (e) {
-    for (const s of states) s.dispose();
+    for (const s of states) s.dispose(); // disposing twice is harmless
     for (const l of firstLogits) be.dispose(l);
     throw e;
   }
-  const state = B === 1 ? states[0] : DecodeState.stack(states);
+  if (B > 1) for (const l of firstLogits) be.dispose(l);
   const context = prompts.map((p) => [...p]);
   const seen = sampler.penalizes ? context.map((c) => new Set(c)) : [];
   const done = new Array<boolean>(B).fill(maxTokens === 0);
-  let logits: Tensor | null = B === 1 ? firstLogits[0] : be.concat(firstLogits);
-  if (B > 1) for (const l of firstLogits) be.dispose(l);
   try {
     for (let step = 0; step < maxTokens && done.some((d) => !d); step++) {
       checkAbort(signal);
@@ -97,8 +98,7 @@ export async function* generateBatchStream(model: SambaModel, prompts: number[][
       let sampled: ArrayLike<number>;
       if (sampler.onDevice) {
         const ids = be.sampleRows(logits!, sampler.rowOptions(B, seen));
-        sampled = await be.read(ids);
-        be.dispose(ids);
+        try { sampled = await be.read(ids); } finally { be.dispose(ids); }
       } else {
         const host = await be.read(logits!);
         sampled = Array.from({ length: B }, (_, b) => (done[b] ? -1 : sampler.sample(host.subarray(b * V, (b + 1) * V), context[b])));

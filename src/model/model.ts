@@ -154,7 +154,8 @@ export class SambaModel {
 
   /**
    * ids [B·T] (row-major [B, T]) → logits [B·T, V] (or [B, V] with lastOnly). With a state, the
-   * tokens continue each sequence from state.pos and the state advances by T.
+   * tokens continue each sequence from state.pos and the state advances by T. The state is updated
+   * in place (KV caches; SSM states the scan takes over), so if forward throws, discard the state.
    */
   forward(ids: Int32Array, B: number, T: number, state?: DecodeState, opts: ForwardOptions = {}): Tensor {
     const be = this.backend, c = this.config;

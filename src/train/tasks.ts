@@ -303,7 +303,7 @@ export async function evaluateTask<S extends { dispose(): void; bytes?(): number
   checkLength(task, length);
   if (model.config.vocabSize < task.vocabSize) throw new Error(`${task.name} needs a vocabulary of ${task.vocabSize}, the model has ${model.config.vocabSize}`);
   if (!(Number.isInteger(trials) && trials >= 1)) throw new Error(`trials must be a positive integer, got ${trials}`);
-  const be = model.backend, V = model.config.vocabSize;
+  const be = model.backend;
   const chunk = opts.prefillChunk ?? 512, maxB = opts.batch ?? 16;
   const samples: TaskSample[] = [];
   for (let i = 0; i < trials; i++) {
@@ -329,9 +329,7 @@ export async function evaluateTask<S extends { dispose(): void; bytes?(): number
       const greedy = async (logits: Tensor) => {
         const ids = be.sampleRows(logits, { temperature: 0 });
         be.dispose(logits);
-        const out = Int32Array.from(await be.read(ids));
-        be.dispose(ids);
-        return out;
+        try { return Int32Array.from(await be.read(ids)); } finally { be.dispose(ids); }
       };
       let next: Int32Array | null = null;
       for (let t0 = 0; t0 < P; t0 += chunk) {

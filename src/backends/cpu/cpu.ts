@@ -8,6 +8,9 @@ import {
 import { checkAttention, checkConv, checkSampleRows, checkScan, checkWriteKv } from '../../core/checks.js';
 import { f16BitsToF32, f32ToF16Bits } from '../../io/half.js';
 
+/** The largest finite half: f16 caches clamp to it (WGSL leaves packing a larger value undefined). */
+const F16_MAX = 65504;
+
 export class CpuTensor implements Tensor {
   readonly size: number;
   constructor(
@@ -239,7 +242,7 @@ export class CpuBackend extends ScopedBackend implements Backend, GradOps {
       for (let b = 0; b < B; b++) {
         for (let t = Math.max(0, T - C); t < T; t++) {
           const slot = (pos0[b] + t) % C, row = src.subarray((b * T + t) * F, (b * T + t + 1) * F);
-          dst.set(half ? row.map((x) => f16BitsToF32(f32ToF16Bits(x))) : row, (b * C + slot) * F);
+          dst.set(half ? row.map((x) => f16BitsToF32(f32ToF16Bits(Math.min(F16_MAX, Math.max(-F16_MAX, x))))) : row, (b * C + slot) * F);
         }
       }
     }
@@ -515,7 +518,8 @@ export class CpuBackend extends ScopedBackend implements Backend, GradOps {
     const { B, V } = checkSampleRows(logits, o), L = f32(logits), out = new Float32Array(B);
     for (let b = 0; b < B; b++) {
       const x = Float64Array.from(L.subarray(b * V, (b + 1) * V));
-      if (o.penalty) for (const id of o.penalty.ids[b]) x[id] = x[id] > 0 ? x[id] / o.penalty.factor : x[id] * o.penalty.factor;
+      // penalised logits rounded to f32 as the kernel holds them, so that ties break alike
+      if (o.penalty) for (const id of o.penalty.ids[b]) x[id] = Math.fround(x[id] > 0 ? x[id] / o.penalty.factor : x[id] * o.penalty.factor);
       let best = 0;
       for (let i = 1; i < V; i++) if (x[i] > x[best]) best = i;
       if (o.temperature > 0) {

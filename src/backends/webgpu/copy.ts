@@ -96,7 +96,9 @@ export function resizeRows(ctx: GpuContext, out: GpuTensor, x: GpuTensor, C: num
 // values per invocation, rounded to halves and packed into one word (F is even, so a pair never
 // straddles two rows).
 function writeKvKernel(f16: boolean): Kernel {
-  const src = f16 ? 'vec2<f32>' : 'f32', dst = f16 ? 'u32' : 'f32', put = (a: string) => (f16 ? `pack2x16float(${a})` : a);
+  // halves clamp to ±65504, the largest finite f16 (packing a larger value is undefined in WGSL)
+  const src = f16 ? 'vec2<f32>' : 'f32', dst = f16 ? 'u32' : 'f32';
+  const put = (a: string) => (f16 ? `pack2x16float(clamp(${a}, vec2<f32>(-65504.0), vec2<f32>(65504.0)))` : a);
   return {
     key: f16 ? 'write_kv_f16' : 'write_kv',
     bindings: ['ints', 'read', 'read', 'write', 'write'],

@@ -17,7 +17,7 @@ const SAMPLE: Kernel = {
   key: 'sample_rows',
   bindings: ['ints', 'read', 'write'],
   code: () => /* wgsl */ `
-struct P { V: u32, greedy: u32, invT: f32 }
+struct P { B: u32, V: u32, greedy: u32, invT: f32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> U: array<i32>;   // the rows' uniforms, f32 bits
 @group(0) @binding(2) var<storage, read> X: array<f32>;   // logits [B, V]
@@ -29,6 +29,7 @@ var<workgroup> chunkSum: array<f32, ${WG}>;
 @compute @workgroup_size(${WG})
 fn main(${BUILTINS}) {
   ${WG_INDEX}
+  if (wg >= p.B) { return; } // surplus workgroups of a folded grid
   let base = wg * p.V;
   // the max and its first id: each invocation's ids rise, so a strict > keeps the first
   var m = ${NEG_BIG};
@@ -44,7 +45,8 @@ fn main(${BUILTINS}) {
     if (li < w) {
       let v = bestV[li + w];
       let j = bestI[li + w];
-      if (v > bestV[li] || (v == bestV[li] && j < bestI[li])) { bestV[li] = v; bestI[li] = j; }
+      // 0xffffffff: an invocation that had no ids (V < ${WG}); it never wins
+      if (j != 0xffffffffu && (bestI[li] == 0xffffffffu || v > bestV[li] || (v == bestV[li] && j < bestI[li]))) { bestV[li] = v; bestI[li] = j; }
     }
     workgroupBarrier();
   }
@@ -118,5 +120,5 @@ export function repetitionPenalty(ctx: GpuContext, x: GpuTensor, at: Int32Array,
 /** out [B] ← one id per row of x [B, V]; uniforms as f32 bits (ignored when greedy). */
 export function sampleRows(ctx: GpuContext, out: GpuTensor, x: GpuTensor, B: number, V: number, temperature: number, uniforms: Int32Array): void {
   const greedy = temperature === 0;
-  ctx.dispatch(SAMPLE, new Params().u32(V, greedy ? 1 : 0).f32(greedy ? 1 : 1 / temperature), [uniforms, bind(x), bind(out)], B);
+  ctx.dispatch(SAMPLE, new Params().u32(B, V, greedy ? 1 : 0).f32(greedy ? 1 : 1 / temperature), [uniforms, bind(x), bind(out)], B);
 }

@@ -155,6 +155,11 @@ test('webgpu f16 KV caches: writeKv rounds to halves, resize and concat keep the
       assert.deepEqual(rb, Float32Array.from([...rk, ...rv]));
     }
   }
+  // values past the f16 range clamp to ±65504 on both backends
+  const big = Float32Array.of(1e6, -1e6, 65519, 3), caches = ([be, cpu] as Backend[]).map((b) => ({ k: b.zeros([1, 1, 4], 'f16'), v: b.zeros([1, 1, 4], 'f16'), capacity: 1 }));
+  be.writeKv(caches[0], be.tensor(big, [1, 1, 4]), be.tensor(big, [1, 1, 4]), Int32Array.of(0));
+  cpu.writeKv(caches[1], cpu.tensor(big, [1, 1, 4]), cpu.tensor(big, [1, 1, 4]), Int32Array.of(0));
+  for (const c of caches) assert.deepEqual(Array.from(await (c === caches[0] ? be : cpu).read(c.v)), [65504, -65504, 65504, 3]);
   const odd = { k: be.zeros([1, 4, 3], 'f16'), v: be.zeros([1, 4, 3], 'f16'), capacity: 4 };
   assert.throws(() => be.writeKv(odd, be.zeros([1, 1, 3]), be.zeros([1, 1, 3]), Int32Array.of(0)), /an f16 cache needs an even row width, got 3/);
 });

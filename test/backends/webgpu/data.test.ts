@@ -194,6 +194,8 @@ test('webgpu: every op is unchanged when its grid is folded (at most 8 workgroup
   await same('embedding', be.embedding(gx, be.ids(ids, [40])), cpu.embedding(cx, cpu.ids(ids, [40])));
   await same('sliceCols', be.sliceCols(gx, 3, 40), cpu.sliceCols(cx, 3, 40));
   await same('gatherRows', be.gatherRows(gx, ids), cpu.gatherRows(cx, ids));
+  // 60 rows: 64 workgroups on an 8 × 8 grid, 4 of them surplus, which must write nothing
+  await same('sampleRows', be.sampleRows(gx, { temperature: 0 }), cpu.sampleRows(cx, { temperature: 0 }));
 
   const B = 2, T = 7, H = 4, Hkv = 2, hs = 8, C = 5;
   const [gq, cq] = twin([B, T, H * hs]), [gk, ck] = twin([B, T, Hkv * hs]), [gv, cv] = twin([B, T, Hkv * hs]);

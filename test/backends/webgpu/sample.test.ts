@@ -56,6 +56,18 @@ test('webgpu sampleRows: greedy and tempered draws equal the CPU at vocabularies
   }
 });
 
+test('webgpu sampleRows: a row of -inf or of one value picks id 0 like the CPU, also with fewer ids than invocations', async (t) => {
+  const be = await gpuBackendOrSkip(t);
+  if (!be) return;
+  for (const V of [3, 255, 300]) {
+    const x = new Float32Array(2 * V).fill(-Infinity);
+    x.fill(-2.5, V); // row 1: all equal
+    const o = { temperature: 0 };
+    assert.deepEqual(Array.from(await be.read(be.sampleRows(be.tensor(x, [2, V]), o))), Array.from(await cpu.read(cpu.sampleRows(cpu.tensor(x, [2, V]), o))), `V ${V}`);
+    assert.deepEqual(Array.from(await cpu.read(cpu.sampleRows(cpu.tensor(x, [2, V]), o))), [0, 0]);
+  }
+});
+
 test('webgpu sampleRows leaves the logits as they were', async (t) => {
   const be = await gpuBackendOrSkip(t);
   if (!be) return;
