@@ -29,7 +29,8 @@ case $part in
     run $T --sections ceilings,decode --weights f16 --tokens 16 --submit-every 32 --json "$out/decode-submit32.json"
     run node dist/bench/profile.js --sections decode --model samba-1.3b --weights f16 --by-grid --reps 3 ;;
   prefill)
-    run $T --sections prefill --weights f16 --prefill 4096,16384,65536,131072 --prefill-tokens 65536 --json "$out/prefill.json" --svg "$out/prefill.svg" ;;
+    # tensor cores for the products of both models (f16 weights, f16 operands, f32 sums)
+    run $T --sections prefill --weights f16 --tensor-cores --prefill 4096,16384,65536,131072 --prefill-tokens 65536 --json "$out/prefill.json" --svg "$out/prefill.svg" ;;
   batch)
     # f16 KV caches: the llama's at 64K (48 GiB at batch 16) fits an 80 GB card only as halves
     run $T --sections batch --weights f16 --kv-cache f16 --batch-positions 1024,16384,32768,65536 --tokens 8 --json "$out/batch.json" --svg "$out/batch.svg" ;;

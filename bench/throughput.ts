@@ -8,6 +8,8 @@
 //     [--kv-cache f32|f16]  (f16: attention keys and values stored as halves in those sections)
 //     [--submit-every N]    (WebGPU dispatches per command buffer, default 256: fewer overlap a decode
 //                            step's recording with its first layers on the GPU)
+//     [--tensor-cores]      (WebGPU: f16 matmuls through subgroup matrices where the adapter has them;
+//                            with --weights f16 this moves prefill's products onto the tensor cores)
 //     [--json out.json] [--svg out.svg]   (the measured points, and tokens/s against length for the
 //     prefill and batch sections; both rewritten after every row, so a run cut short keeps its rows)
 import { renameSync, writeFileSync } from 'node:fs';
@@ -40,13 +42,18 @@ const { values } = parseArgs({
     weights: { type: 'string', default: 'f32' },
     'kv-cache': { type: 'string', default: 'f32' },
     'submit-every': { type: 'string' },
+    'tensor-cores': { type: 'boolean', default: false },
     json: { type: 'string' },
     svg: { type: 'string' },
   },
 });
 const submitEvery = values['submit-every'] === undefined ? undefined : Number(values['submit-every']);
 if (submitEvery !== undefined && !(Number.isInteger(submitEvery) && submitEvery >= 1)) throw new Error(`--submit-every must be a positive integer, got ${values['submit-every']}`);
-const be = await openBackend(values.backend as BackendChoice, submitEvery === undefined ? {} : { submitEvery });
+const be = await openBackend(values.backend as BackendChoice, {
+  ...(submitEvery === undefined ? {} : { submitEvery }),
+  ...(values['tensor-cores'] ? { precision: 'mixed' as const } : {}),
+});
+if ('matmulPath' in be) console.log(`matmul path: ${String(be.matmulPath)}`);
 const sections = new Set(values.sections!.split(','));
 for (const o of ['weights', 'kv-cache'] as const) if (values[o] !== 'f32' && values[o] !== 'f16') throw new Error(`--${o} must be f32 or f16, got ${values[o]}`);
 const ints = (s: string) => s.split(',').filter(Boolean).map(Number);
