@@ -369,13 +369,18 @@ fn main(${BUILTINS}) {
   };
 }
 
+/** A packed weight for the gemv kernels: its shape, and rows padded to whole workgroups' columns. */
+function checkGemvWeight(op: string, w: F16Matrix, N: number, K: number): void {
+  checkPacked(w, N, K);
+  if (w.rowsP % GV_COLS !== 0) throw new Error(`${op}: packed rows ${w.rowsP} are not a multiple of ${GV_COLS}`);
+}
+
 /**
  * silu(x · w1ᵀ) ⊙ (x · w2ᵀ) for one row of x and two packed f16 weights of one shape: a SwiGLU
  * MLP's gate, up and product in one dispatch when decoding one sequence.
  */
 export function swigluF16Gemv(ctx: GpuContext, out: GpuTensor, x: GpuTensor, w1: F16Matrix, w2: F16Matrix, N: number, K: number): void {
-  checkPacked(w1, N, K); checkPacked(w2, N, K);
-  if (w1.rowsP % GV_COLS !== 0) throw new Error(`swigluF16Gemv: packed rows ${w1.rowsP} are not a multiple of ${GV_COLS}`);
+  checkGemvWeight('swigluF16Gemv', w1, N, K); checkGemvWeight('swigluF16Gemv', w2, N, K);
   const groups = Math.ceil(N / GV_COLS), vec = K % 4 === 0;
   const kernel = swigluKernels[vec ? 1 : 0];
   ctx.dispatch(kernel, new Params().u32(1, N, K, w1.colsP / 8, groups), [bind(x), bindF16(w1), bindF16(w2), bind(out)], groups);
@@ -388,9 +393,8 @@ const gemvKernels = [false, true].map((vec) => Array.from({ length: F16_GEMV_MAX
 
 /** y = x · wᵀ for M ≤ F16_GEMV_MAX_ROWS rows and a packed f16 weight (rows padded to a multiple of 8). */
 export function matmulF16Gemv(ctx: GpuContext, out: GpuTensor, x: GpuTensor, w: F16Matrix, M: number, N: number, K: number): void {
-  checkPacked(w, N, K);
+  checkGemvWeight('matmulF16Gemv', w, N, K);
   if (M < 1 || M > F16_GEMV_MAX_ROWS) throw new Error(`matmulF16Gemv: ${M} rows, expected 1 to ${F16_GEMV_MAX_ROWS}`);
-  if (w.rowsP % GV_COLS !== 0) throw new Error(`matmulF16Gemv: packed rows ${w.rowsP} are not a multiple of ${GV_COLS}`);
   const groups = Math.ceil(N / GV_COLS);
   ctx.dispatch(gemvKernels[K % 4 === 0 ? 1 : 0][M], new Params().u32(M, N, K, w.colsP / 8, groups), [bind(x), bindF16(w), bind(out)], groups);
 }
