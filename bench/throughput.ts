@@ -124,6 +124,11 @@ if (sections.has('ceilings')) {
   peak = (2 * M ** 3) / sm;
   row('ceiling', `matmul f32 ${M}³`, `${fmt(peak / 1e12, 1)} TFLOP/s`);
   be.dispose(a); be.dispose(b); be.dispose(x);
+  // what every decoded token pays once on top of its work: submit, wait, map a few bytes back
+  const one = be.keep(be.tensor(Float32Array.of(1), [1]));
+  const rt = await time(async () => { const u = be.add(one, one); await be.read(u); be.dispose(u); }, 50);
+  row('ceiling', 'round trip: one tiny dispatch, then a 4-byte read', `${fmt(rt * 1e6, 0)} µs`);
+  be.dispose(one);
 }
 
 const nTok = Number(values.tokens);
