@@ -117,8 +117,23 @@ export class SambaModel {
       saved += t.size * 2;
     }
     this.weights = 'f16';
-    return saved;
+    return saved - this.compactTiedHead();
   }
+
+  /**
+   * With tied embeddings, the output head reads the embedding table, which stays f32 for the
+   * lookup: an f16 copy for the head matmul halves the largest single read of a decoded token.
+   * Returns the bytes the copy adds. (loadModel calls it for models it loads with f16 weights.)
+   */
+  compactTiedHead(): number {
+    const be = this.backend;
+    if (!this.config.tieEmbeddings || this.headF16 || !be.compactWeight) return 0;
+    const e = this.param('embed.weight');
+    this.headF16 = be.keep(be.compactWeight(e));
+    return e.size * 2;
+  }
+
+  private headF16: Tensor | null = null;
 
   /** A freshly initialised model, as the reference initialises one (see init.ts). */
   static random(config: ModelConfig, backend: Backend, seed: number): SambaModel {
@@ -187,7 +202,7 @@ export class SambaModel {
   }
 
   private head(): Tensor {
-    return this.config.tieEmbeddings ? this.param('embed.weight') : this.param('head.weight');
+    return this.config.tieEmbeddings ? (this.headF16 ?? this.param('embed.weight')) : this.param('head.weight');
   }
 
   /** Embedding, every sub-layer, final norm: h [B·T, d], with what the backward needs. */
@@ -344,5 +359,6 @@ export class SambaModel {
 
   dispose(): void {
     for (const t of this.params.values()) this.backend.dispose(t);
+    if (this.headF16) this.backend.dispose(this.headF16);
   }
 }

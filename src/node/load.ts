@@ -68,5 +68,6 @@ export async function loadModel(dir: string, backend: Backend, opts: LoadOptions
   const fileTensorNames = [...new Set([...folder.tensors.map((m) => m.source), ...folder.ignored])];
   const model = new SambaModel(folder.config, backend, params);
   model.weights = weights;
+  if (weights === 'f16') model.compactTiedHead();
   return { model, tokenizer, format: folder.format, fileTensorNames };
 }

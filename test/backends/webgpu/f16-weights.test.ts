@@ -9,6 +9,7 @@ import type { Tensor } from '../../../src/core/backend.js';
 import { Rng } from '../../../src/core/random.js';
 import { f16BitsToF32, f32ToF16Bits } from '../../../src/io/half.js';
 import { SambaModel, isMatmulWeight } from '../../../src/model/model.js';
+import { initParams } from '../../../src/model/init.js';
 import { gpuBackendOrSkip, relErr } from '../../helpers/gpu.js';
 import { randomIds, randomModel, tinyConfig } from '../../helpers/models.js';
 
@@ -100,6 +101,27 @@ test('webgpu f16 weights: a samba model follows the CPU model with rounded weigh
     await assert.rejects(be.read(gModel.params.get('layers.0.mamba.in_proj.weight')!), /stored as f16 for matmul only/);
     const w = gModel.params.get('layers.1.mlp.w1.weight')!;
     assert.throws(() => be.add(w, w), /add: .* stored as f16 for matmul only/);
+  } finally {
+    gModel.dispose();
+  }
+});
+
+test('webgpu f16 weights with tied embeddings: the head reads an f16 copy, the lookup the f32 table', async (t) => {
+  const be = await gpuBackendOrSkip(t);
+  if (!be) return;
+  if (!be.f16Caps.shaderF16) { t.skip('no shader-f16 on this adapter'); return; }
+  const cfg = tinyConfig('samba', { tieEmbeddings: true }), host = initParams(cfg, 6), ref16 = new F16OperandCpu();
+  const gModel = SambaModel.fromHost(cfg, be, host);
+  // the reference: untied, its head the rounded table, its lookup the table itself
+  const refHost = new Map([...host].map(([n, a]) => [n, isMatmulWeight(n) ? roundF16(a) : a] as const));
+  refHost.set('head.weight', roundF16(host.get('embed.weight')!));
+  const cModel = SambaModel.fromHost(tinyConfig('samba', { tieEmbeddings: false }), ref16, refHost);
+  try {
+    const matmulBytes = [...host].filter(([n]) => isMatmulWeight(n)).reduce((s, [, a]) => s + 2 * a.length, 0);
+    assert.equal(gModel.compactWeights(), matmulBytes - 2 * host.get('embed.weight')!.length, 'bytes saved, less the f16 head copy');
+    const ids = randomIds(new Rng(8), 2 * 9, cfg.vocabSize);
+    const got = await be.read(gModel.forward(ids, 2, 9)), want = await ref16.read(cModel.forward(ids, 2, 9));
+    assert.ok(relErr(got, want) <= 1e-4, `logits: ${relErr(got, want)}`);
   } finally {
     gModel.dispose();
   }
