@@ -2,6 +2,9 @@
 // Float16Array. Encoding rounds to nearest, ties to even; overflow goes to ±Infinity; NaN stays NaN
 // (quiet, top payload bits kept). Decoding is exact (every half and bfloat16 value is a float32).
 
+/** The largest finite binary16 value. */
+export const F16_MAX = 65504;
+
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 

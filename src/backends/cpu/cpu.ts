@@ -6,10 +6,7 @@ import {
   type SampleRowsOptions, type ScanResult, type Tensor, ScopedBackend, expectShape, numel, shapeStr,
 } from '../../core/backend.js';
 import { checkAttention, checkConv, checkSampleRows, checkScan, checkWriteKv } from '../../core/checks.js';
-import { f16BitsToF32, f32ToF16Bits } from '../../io/half.js';
-
-/** The largest finite half: f16 caches clamp to it (WGSL leaves packing a larger value undefined). */
-const F16_MAX = 65504;
+import { F16_MAX, f16BitsToF32, f32ToF16Bits } from '../../io/half.js';
 
 export class CpuTensor implements Tensor {
   readonly size: number;
@@ -242,6 +239,7 @@ export class CpuBackend extends ScopedBackend implements Backend, GradOps {
       for (let b = 0; b < B; b++) {
         for (let t = Math.max(0, T - C); t < T; t++) {
           const slot = (pos0[b] + t) % C, row = src.subarray((b * T + t) * F, (b * T + t + 1) * F);
+          // halves clamp to ±F16_MAX, as the kernel does (WGSL leaves packing a larger value undefined)
           dst.set(half ? row.map((x) => f16BitsToF32(f32ToF16Bits(Math.min(F16_MAX, Math.max(-F16_MAX, x))))) : row, (b * C + slot) * F);
         }
       }

@@ -21,7 +21,7 @@ import * as sm from './sample.js';
 import { f16ArrayToF32 } from '../../io/half.js';
 import { matmul, matmulPackedF16 } from './matmul.js';
 import { type F16Caps, checkSubgroupMatrix, detectF16, packF16, swigluF16Gemv } from './matmul-f16.js';
-import { F16WeightTensor, GpuTensor, Storage, gpu } from './tensor.js';
+import { F16WeightTensor, GpuTensor, Storage, gpu, gpuFloats } from './tensor.js';
 
 export { GpuTensor } from './tensor.js';
 
@@ -289,7 +289,7 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     if (ts.length === 0) throw new Error('concat: no tensors');
     const rest = ts[0].shape.slice(1);
     for (const t of ts) expectShape('concat', 'part', t, [t.shape[0], ...rest]);
-    const dtype = ts[0].dtype === 'f16' ? 'f16' : 'f32', parts = ts.map((t) => gpu(t, 'concat', dtype));
+    const dtype = gpuFloats(ts[0], 'concat').dtype, parts = ts.map((t) => gpu(t, 'concat', dtype));
     // parts of halves are copied as bytes: each must fill whole words
     if (dtype === 'f16' && parts.some((p) => p.size % 2)) throw new Error('concat: f16 parts must hold an even number of values');
     const out = this.make([ts.reduce((s, t) => s + t.shape[0], 0), ...rest], dtype);
@@ -322,9 +322,8 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     const C = cache?.capacity ?? 0;
     let Kc = Kn, Vc = Vn; // unread stand-ins when there is no cache
     if (cache && C > 0) {
-      const dtype = cache.k.dtype === 'f16' ? 'f16' : 'f32';
-      Kc = gpu(cache.k, 'attention', dtype);
-      Vc = gpu(cache.v, 'attention', dtype);
+      Kc = gpuFloats(cache.k, 'attention');
+      Vc = gpu(cache.v, 'attention', Kc.dtype);
     }
     const out = this.make(q.shape);
     att.attention(this.ctx, out, Q, Kn, Vn, Kc, Vc, p0, { B, T, H, Hkv, hs, C, window }, this.split);
@@ -333,13 +332,13 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
 
   writeKv(cache: KvCache, k: Tensor, v: Tensor, pos0: Int32Array): void {
     this.alive();
-    const { B, T, C, F } = checkWriteKv(cache, k, v, pos0), dtype = cache.k.dtype === 'f16' ? 'f16' : 'f32';
-    const kc = gpu(cache.k, 'writeKv', dtype), vc = gpu(cache.v, 'writeKv', dtype);
-    cp.writeKv(this.ctx, kc, vc, gpu(k, 'writeKv'), gpu(v, 'writeKv'), checkPos0('writeKv', pos0, B), B, C, T, F);
+    const { B, T, C, F } = checkWriteKv(cache, k, v, pos0); // also pos0: one non-negative start per sequence
+    const kc = gpuFloats(cache.k, 'writeKv'), vc = gpu(cache.v, 'writeKv', kc.dtype);
+    cp.writeKv(this.ctx, kc, vc, gpu(k, 'writeKv'), gpu(v, 'writeKv'), pos0, B, C, T, F);
   }
 
   resizeRows(t: Tensor, newC: number): Tensor {
-    const a = gpu(t, 'resizeRows', t.dtype === 'f16' ? 'f16' : 'f32');
+    const a = gpuFloats(t, 'resizeRows');
     if (a.shape.length !== 3) throw new Error(`resizeRows: tensor has shape ${shapeStr(a.shape)}, expected [B, C, F]`);
     const [B, C, F] = a.shape;
     if (a.dtype === 'f16' && F % 2) throw new Error(`resizeRows: an f16 tensor needs an even row width, got ${F}`);

@@ -3,6 +3,7 @@
 import { type GpuContext, type Kernel, Params } from './context.js';
 import { type GpuTensor, bind } from './tensor.js';
 import { BUILTINS, WG_INDEX } from './wgsl.js';
+import { F16_MAX } from '../../io/half.js';
 
 const WG = 256;
 
@@ -96,9 +97,9 @@ export function resizeRows(ctx: GpuContext, out: GpuTensor, x: GpuTensor, C: num
 // values per invocation, rounded to halves and packed into one word (F is even, so a pair never
 // straddles two rows).
 function writeKvKernel(f16: boolean): Kernel {
-  // halves clamp to ±65504, the largest finite f16 (packing a larger value is undefined in WGSL)
+  // halves clamp to ±F16_MAX, the largest finite f16 (packing a larger value is undefined in WGSL)
   const src = f16 ? 'vec2<f32>' : 'f32', dst = f16 ? 'u32' : 'f32';
-  const put = (a: string) => (f16 ? `pack2x16float(clamp(${a}, vec2<f32>(-65504.0), vec2<f32>(65504.0)))` : a);
+  const put = (a: string) => (f16 ? `pack2x16float(clamp(${a}, vec2<f32>(-${F16_MAX}.0), vec2<f32>(${F16_MAX}.0)))` : a);
   return {
     key: f16 ? 'write_kv_f16' : 'write_kv',
     bindings: ['ints', 'read', 'read', 'write', 'write'],

@@ -33,9 +33,7 @@ import { GpuContext, type Kernel, Params, kernelCache } from './context.js';
 import type { PooledBuffer } from './pool.js';
 import { GpuTensor, Storage, bind } from './tensor.js';
 import { BUILTINS, MATH, WG_INDEX } from './wgsl.js';
-
-/** The largest finite f16; conversions saturate here (WGSL leaves out-of-range conversions undefined). */
-export const F16_MAX = 65504;
+import { F16_MAX } from '../../io/half.js';
 
 /**
  * WGSL: x rounded to the nearest f16 value (ties to even; saturating at ±65504), as an f32, for

@@ -25,6 +25,10 @@ struct P { B: u32, V: u32, greedy: u32, invT: f32 }
 var<workgroup> bestV: array<f32, ${WG}>;
 var<workgroup> bestI: array<u32, ${WG}>;
 var<workgroup> chunkSum: array<f32, ${WG}>;
+var<workgroup> chunkLast: array<u32, ${WG}>; // each chunk's last id of nonzero weight
+
+/** Id i's weight exp((x − max) / T) in the row starting at base. */
+fn weight(base: u32, i: u32, mx: f32) -> f32 { return exp((X[base + i] - mx) * p.invT); }
 
 @compute @workgroup_size(${WG})
 fn main(${BUILTINS}) {
@@ -59,8 +63,14 @@ fn main(${BUILTINS}) {
   let lo = min(p.V, li * chunk);
   let hi = min(p.V, lo + chunk);
   var s = 0.0;
-  for (var i = lo; i < hi; i++) { s += exp((X[base + i] - mx) * p.invT); }
+  var nz = 0u;
+  for (var i = lo; i < hi; i++) {
+    let wi = weight(base, i, mx);
+    s += wi;
+    if (wi > 0.0) { nz = i; }
+  }
   chunkSum[li] = s;
+  chunkLast[li] = nz;
   workgroupBarrier();
   if (li != 0u) { return; }
   var total = 0.0;
@@ -74,14 +84,11 @@ fn main(${BUILTINS}) {
     let chi = min(p.V, clo + chunk);
     if (r >= cs) {
       r -= cs;
-      // remember this chunk's last id of nonzero weight
-      for (var i = chi; i > clo; i--) {
-        if (exp((X[base + i - 1u] - mx) * p.invT) > 0.0) { last = i - 1u; break; }
-      }
+      last = chunkLast[c];
       continue;
     }
     for (var i = clo; i < chi; i++) {
-      let wi = exp((X[base + i] - mx) * p.invT);
+      let wi = weight(base, i, mx);
       if (wi > 0.0) { last = i; }
       r -= wi;
       if (r < 0.0) { Y[wg] = f32(i); return; }

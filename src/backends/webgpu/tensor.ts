@@ -65,6 +65,11 @@ export function gpu(t: Tensor, op: string, dtype: DType = 'f32'): GpuTensor {
   return t;
 }
 
+/** A tensor of float values as a GpuTensor: float32, or an f16 decoding cache. */
+export function gpuFloats(t: Tensor, op: string): GpuTensor {
+  return gpu(t, op, t.dtype === 'f16' ? 'f16' : 'f32');
+}
+
 /** The whole tensor as a storage binding. */
 export function bind(t: GpuTensor): Binding {
   if (!t.buf) throw new Error(`tensor ${shapeStr(t.shape)} was disposed`);
