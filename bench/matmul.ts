@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util';
 import type { WebGpuBackend } from '../src/backends/webgpu/backend.js';
 import { matmul, matmulPackedF16 } from '../src/backends/webgpu/matmul.js';
 import {
-  type F16Caps, type F16Matrix, TILE_LARGE, TILE_SMALL, checkSubgroupMatrix, matmulF16Tiled, matmulSubgroupMatrix, packF16,
+  type F16Caps, type F16Matrix, type StagedConfig, TILE_LARGE, TILE_SMALL, checkSubgroupMatrix, matmulF16Tiled, matmulSubgroupMatrix, packF16,
 } from '../src/backends/webgpu/matmul-f16.js';
 import type { GpuTensor } from '../src/backends/webgpu/tensor.js';
 import { Rng, randomArray } from '../src/core/random.js';
@@ -29,12 +29,19 @@ const { values } = parseArgs({
     shapes: { type: 'string' },
     seconds: { type: 'string', default: '0.3' },
     log: { type: 'string' },
+    // every staged tensor-core tiling in SWEEP (and the direct kernel), f16 weights
+    sweep: { type: 'boolean', default: false },
   },
 });
 const LARGE = '1x4096x4096,4x4096x4096,1x14336x4096,512x4096x4096,2048x4096x4096,4096x4096x4096';
 const QUICK = '1x1024x1024,4x1024x1024,256x256x256,512x512x512';
 const shapes = (values.shapes ?? (values.quick ? QUICK : LARGE)).split(',').map((s) => s.split('x').map(Number) as [number, number, number]);
 const budget = Number(values.seconds);
+/** Staged tensor-core tilings compared by --sweep: subgroups SGM×SGN, matrices per subgroup TI×TJ, slab BK. */
+const SWEEP: StagedConfig[] = [
+  [2, 2, 4, 4, 32], [2, 2, 4, 4, 16], [2, 2, 4, 4, 64], [2, 4, 4, 4, 32], [4, 2, 4, 4, 32],
+  [2, 4, 4, 2, 32], [4, 2, 2, 4, 32], [4, 4, 2, 2, 32], [2, 2, 2, 4, 32], [4, 4, 2, 4, 32],
+].map(([SGM, SGN, TI, TJ, BK]) => ({ SGM, SGN, TI, TJ, BK }));
 const log: string[] = [];
 const say = (s: string) => { console.log(s); log.push(s); };
 
@@ -114,6 +121,12 @@ for (const [M, N, K] of shapes) {
     const s = sgm, p = packed!;
     kernels.push({ name: 'subgroup matrix (f32 weights, packing incl.)', run: () => matmulSubgroupMatrix(be.ctx, out, gx, { f32: gw }, M, N, K, s), bytes: f32Bytes });
     kernels.push({ name: 'subgroup matrix (f16 weights)', run: () => matmulSubgroupMatrix(be.ctx, out, gx, { f16: p }, M, N, K, s), bytes: f16wBytes });
+    if (values.sweep) {
+      for (const c of ['direct' as const, ...SWEEP]) {
+        const name = c === 'direct' ? 'sgm direct 64×64/subgroup' : `sgm staged ${c.SGM}×${c.SGN} sg, ${c.TI}×${c.TJ} mats, BK ${c.BK}`;
+        kernels.push({ name: `${name} (f16 w)`, run: () => matmulSubgroupMatrix(be.ctx, out, gx, { f16: p }, M, N, K, s, c), bytes: f16wBytes });
+      }
+    }
   }
   for (const k of kernels) {
     let ms: number, err: number;

@@ -3,7 +3,7 @@
 // its own compute pass, so the wall time printed is inflated; the GPU times are not. The gap between
 // the unprofiled wall time and the GPU total is host work (recording, submits, read-backs).
 //   node dist/bench/profile.js [--sections decode,prefill,train] [--model samba-1.7b] [--weights f32|f16]
-//     [--position 4096] [--prefill 16384] [--train-model samba-421m | --train-config FILE.json]
+//     [--position 4096] [--batch 1] [--prefill 16384] [--train-model samba-421m | --train-config FILE.json]
 //     [--train-seq 4096] [--train-batch 1] [--precision f32|mixed] [--reps 4] [--top 14]
 //     [--by-grid]   (one row per kernel and workgroup count, e.g. to tell the matmul shapes apart)
 import { readFileSync } from 'node:fs';
@@ -22,6 +22,7 @@ const { values } = parseArgs({
     model: { type: 'string', default: 'samba-1.7b' },
     weights: { type: 'string', default: 'f32' },
     position: { type: 'string', default: '4096' },
+    batch: { type: 'string', default: '1' },
     prefill: { type: 'string', default: '16384' },
     'train-model': { type: 'string', default: 'samba-421m' },
     'train-config': { type: 'string' },
@@ -71,10 +72,11 @@ function modelOn(be: Parameters<Parameters<typeof measure>[1]>[0], cfg: ModelCon
 }
 
 if (sections.has('decode')) {
-  const cfg = getPreset(values.model!), pos = Number(values.position);
-  await measure(`decode b=1, ${values.model} (${values.weights} weights) at position ${pos}`, async (be) => {
-    const model = modelOn(be, cfg, values.weights === 'f16'), st = model.newState(1);
-    return async () => { st.pos.fill(pos); const l = model.forward(Int32Array.of(7), 1, 1, st, { lastOnly: true }); await be.read(l); be.dispose(l); };
+  const cfg = getPreset(values.model!), pos = Number(values.position), B = Number(values.batch);
+  const ids = Int32Array.from({ length: B }, (_, i) => 7 + i);
+  await measure(`decode b=${B}, ${values.model} (${values.weights} weights) at position ${pos}`, async (be) => {
+    const model = modelOn(be, cfg, values.weights === 'f16'), st = model.newState(B);
+    return async () => { st.pos.fill(pos); const l = model.forward(ids, B, 1, st, { lastOnly: true }); await be.read(l); be.dispose(l); };
   });
 }
 

@@ -466,6 +466,120 @@ fn main(${BUILTINS}) {
   };
 }
 
+/**
+ * The staged tensor-core kernel's tiling. A workgroup of SGM × SGN subgroups computes a
+ * BM × BN = (SGM·TI·M) × (SGN·TJ·N) output tile; each subgroup owns TI × TJ result matrices. Every
+ * BK-wide slab of x and w is read from global memory once per workgroup (16-byte loads, held in
+ * registers while the previous slab is multiplied) and staged in workgroup memory, where the
+ * subgroups load their matrices from.
+ */
+export interface StagedConfig { SGM: number; SGN: number; TI: number; TJ: number; BK: number }
+/** The tiling used unless a caller picks another (bench/matmul.ts --sweep compares them). */
+export const STAGED_DEFAULT: StagedConfig = { SGM: 2, SGN: 2, TI: 4, TJ: 4, BK: 32 };
+
+/** The output tile of a staged config for a subgroup-matrix shape. */
+export const stagedTile = (c: StagedConfig, s: SubgroupMatrixShape) => ({ BM: c.SGM * c.TI * s.M, BN: c.SGN * c.TJ * s.N });
+
+/**
+ * Staged kernel: x [rowsX, Kp] and w [rowsW, Kp] are packed f16 (K zero-padded to a multiple of
+ * 16, so every 8-half load is all in or all out of range); loads outside the packed matrices read
+ * as zeros, so any M, N and K work. Workgroup rows are padded by 8 halves (16 bytes) so that rows
+ * start in different banks.
+ */
+export function stagedKernel(s: SubgroupMatrixShape & { subgroupSize: number }, c: StagedConfig): Kernel {
+  const { SGM, SGN, TI, TJ, BK } = c;
+  const { BM, BN } = stagedTile(c, s);
+  const SG = SGM * SGN, T = SG * s.subgroupSize, BKP = BK + 8, V = BK / 8; // V: 8-half loads per slab row
+  if (BK % s.K !== 0 || BK % 16 !== 0) throw new Error(`staged matmul: BK ${BK} must be a multiple of 16 and of ${s.K}`);
+  if ((BM * V) % T !== 0 || (BN * V) % T !== 0) throw new Error(`staged matmul: a ${BM}×${BK} or ${BN}×${BK} slab does not split over ${T} invocations`);
+  const LA = (BM * V) / T, LB = (BN * V) / T;
+  const L = `subgroup_matrix_left<f16, ${s.K}, ${s.M}>`;
+  const R = `subgroup_matrix_right<f16, ${s.N}, ${s.K}>`;
+  const C = `subgroup_matrix_result<f32, ${s.N}, ${s.M}>`;
+  const pre: string[] = [], fetch: string[] = [], stage: string[] = [];
+  // invocation li's share of a slab: slot e = li + l·T is row e / V, halves 8·(e % V) .. +7
+  for (const [name, count, G, rows, base, tile] of [['a', LA, 'X', 'p.rowsX', 'm0', 'sa'], ['b', LB, 'W', 'p.rowsW', 'n0', 'sb']] as const) {
+    for (let l = 0; l < count; l++) {
+      const v = `${name}${l}`;
+      pre.push(`let ${v}row = ${base} + (li + ${l * T}u) / ${V}u; let ${v}k = ((li + ${l * T}u) % ${V}u) * 8u; let ${v}o = ((li + ${l * T}u) / ${V}u) * ${BKP}u + ${v}k;`);
+      pre.push(`var ${v} = vec4<u32>();`);
+      fetch.push(`${v} = vec4<u32>(); if (${v}row < ${rows} && k1 + ${v}k < p.Kp) { ${v} = ${G}[(${v}row * p.Kp + k1 + ${v}k) / 8u]; }`);
+      const h = [0, 1, 2, 3].map((q) => `let ${v}h${q} = bitcast<vec2<f16>>(${v}[${q}]);`).join(' ');
+      const st = [0, 1, 2, 3].map((q) => `${tile}[${v}o + ${2 * q}u] = ${v}h${q}.x; ${tile}[${v}o + ${2 * q + 1}u] = ${v}h${q}.y;`).join(' ');
+      stage.push(`{ ${h} ${st} }`);
+    }
+  }
+  const decl: string[] = [], mma: string[] = [], full: string[] = [], edge: string[] = [];
+  for (let kk = 0; kk < BK; kk += s.K) {
+    for (let i = 0; i < TI; i++) mma.push(`let a${i}_${kk} = subgroupMatrixLoad<${L}, row_major>(&sa, (am + ${i * s.M}u) * ${BKP}u + ${kk}u, ${BKP}u);`);
+    for (let j = 0; j < TJ; j++) mma.push(`let b${j}_${kk} = subgroupMatrixLoad<${R}, col_major>(&sb, (bn + ${j * s.N}u) * ${BKP}u + ${kk}u, ${BKP}u);`);
+    for (let i = 0; i < TI; i++) for (let j = 0; j < TJ; j++) mma.push(`c${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}_${kk}, b${j}_${kk}, c${i}_${j});`);
+  }
+  for (let i = 0; i < TI; i++) {
+    for (let j = 0; j < TJ; j++) {
+      const cv = `c${i}_${j}`;
+      decl.push(`var ${cv} = ${C}();`);
+      full.push(`subgroupMatrixStore<row_major>(&Y, (m0 + am + ${i * s.M}u) * p.N + n0 + bn + ${j * s.N}u, ${cv}, p.N);`);
+      edge.push(`subgroupMatrixStore<row_major>(&edge, sg * ${s.M * s.N}u, ${cv}, ${s.N}u);
+    workgroupBarrier();
+    for (var e = lane; e < ${s.M * s.N}u; e += ${s.subgroupSize}u) {
+      let m = m0 + am + ${i * s.M}u + e / ${s.N}u;
+      let n = n0 + bn + ${j * s.N}u + e % ${s.N}u;
+      if (m < p.M && n < p.N) { Y[m * p.N + n] = edge[sg * ${s.M * s.N}u + e]; }
+    }
+    workgroupBarrier();`);
+    }
+  }
+  return {
+    key: `matmul_f16_sgmat_staged_${s.M}x${s.N}x${s.K}_${s.subgroupSize}_${SGM}x${SGN}_${TI}x${TJ}_${BK}`,
+    bindings: ['read', 'read', 'write'],
+    // The matrix builtins want offsets the uniformity analysis can prove subgroup-uniform, and it
+    // only knows workgroup uniformity: a subgroup's offsets derive from its index in the
+    // workgroup, uniform within the subgroup but not across the workgroup.
+    code: () => /* wgsl */ `enable f16;
+enable chromium_experimental_subgroup_matrix;
+diagnostic(off, chromium_experimental.subgroup_matrix_uniformity);
+struct P { M: u32, N: u32, Kp: u32, rowsX: u32, rowsW: u32, tilesN: u32, tiles: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> X: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read> W: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
+var<workgroup> sa: array<f16, ${BM * BKP}>;
+var<workgroup> sb: array<f16, ${BN * BKP}>;
+var<workgroup> edge: array<f32, ${SG * s.M * s.N}>;
+
+@compute @workgroup_size(${T})
+fn main(${BUILTINS}) {
+  ${WG_INDEX}
+  if (wg >= p.tiles) { return; }
+  let m0 = (wg / p.tilesN) * ${BM}u;
+  let n0 = (wg % p.tilesN) * ${BN}u;
+  // subgroups are consecutive runs of local_invocation_index (checked by checkSubgroupMatrix)
+  let sg = li / ${s.subgroupSize}u;
+  let lane = li % ${s.subgroupSize}u;
+  let am = (sg / ${SGN}u) * ${TI * s.M}u;
+  let bn = (sg % ${SGN}u) * ${TJ * s.N}u;
+  ${decl.join('\n  ')}
+  ${pre.join('\n  ')}
+  var k1 = 0u;
+  ${fetch.join('\n  ')}
+  for (var k0 = 0u; k0 < p.Kp; k0 += ${BK}u) {
+    ${stage.join('\n    ')}
+    workgroupBarrier();
+    k1 = k0 + ${BK}u; // the next slab's loads are in flight while this one is multiplied
+    ${fetch.join('\n    ')}
+    ${mma.join('\n    ')}
+    workgroupBarrier();
+  }
+  if (m0 + ${BM}u <= p.M && n0 + ${BN}u <= p.N) {
+    ${full.join('\n    ')}
+  } else {
+    ${edge.join('\n    ')}
+  }
+}`,
+  };
+}
+
 const sgmCache = kernelCache();
 
 /**
@@ -474,23 +588,29 @@ const sgmCache = kernelCache();
  */
 export function matmulSubgroupMatrix(
   ctx: GpuContext, out: GpuTensor, x: GpuTensor, w: F16Weight, M: number, N: number, K: number,
-  shape: NonNullable<F16Caps['subgroupMatrix']>,
+  shape: NonNullable<F16Caps['subgroupMatrix']>, tiling: StagedConfig | 'direct' = STAGED_DEFAULT,
 ): void {
   if (M * N < shape.M * shape.N) {
     // Dawn sizes the output binding for at least one whole result matrix; so few outputs gain nothing anyway
     matmulF16Tiled(ctx, out, x, w, M, N, K);
     return;
   }
-  const key = `${shape.M}x${shape.N}x${shape.K}_${shape.subgroupSize}`;
-  const kernel = sgmCache(key, () => subgroupMatrixKernel(shape));
   const xp = packF16(ctx, x, M, K);
   const wp = 'f16' in w ? w.f16 : packF16(ctx, w.f32, N, K);
   if ('f16' in w) {
     checkPacked(wp, N, K);
     if (wp.rowsP % BLOCK !== 0 || wp.colsP !== xp.colsP) throw new Error('matmul: packed f16 weight is not padded for the subgroup-matrix kernel');
   }
-  const tilesN = Math.ceil(N / BLOCK), tiles = tilesN * Math.ceil(M / BLOCK);
-  ctx.dispatch(kernel, new Params().u32(M, N, xp.colsP, tilesN, tiles), [bindF16(xp), bindF16(wp), bind(out)], tiles);
+  if (tiling === 'direct') {
+    const kernel = sgmCache(`${shape.M}x${shape.N}x${shape.K}_${shape.subgroupSize}`, () => subgroupMatrixKernel(shape));
+    const tilesN = Math.ceil(N / BLOCK), tiles = tilesN * Math.ceil(M / BLOCK);
+    ctx.dispatch(kernel, new Params().u32(M, N, xp.colsP, tilesN, tiles), [bindF16(xp), bindF16(wp), bind(out)], tiles);
+  } else {
+    const c = tiling, { BM, BN } = stagedTile(c, shape);
+    const kernel = sgmCache(`staged_${shape.M}x${shape.N}x${shape.K}_${shape.subgroupSize}_${c.SGM}_${c.SGN}_${c.TI}_${c.TJ}_${c.BK}`, () => stagedKernel(shape, c));
+    const tilesN = Math.ceil(N / BN), tiles = tilesN * Math.ceil(M / BM);
+    ctx.dispatch(kernel, new Params().u32(M, N, xp.colsP, xp.rowsP, wp.rowsP, tilesN, tiles), [bindF16(xp), bindF16(wp), bind(out)], tiles);
+  }
   ctx.release(xp.buf);
   if (!('f16' in w)) ctx.release(wp.buf);
 }
@@ -499,12 +619,13 @@ export function matmulSubgroupMatrix(
  * Runs the subgroup-matrix kernel once on a small matmul that crosses every block edge, with small
  * integers (exact in f16, exact sums), and compares it with the host: null when it compiles and
  * is exact, else what went wrong. The feature is experimental and its WGSL still changes between
- * Dawn versions, so the path is trusted only after this check (WebGpuBackend.create runs it).
+ * Dawn versions, so the path is trusted only after this check (WebGpuBackend.create runs it). It also checks what the staged
+ * kernel assumes: that subgroups are consecutive runs of local_invocation_index.
  */
 export async function checkSubgroupMatrix(device: GPUDevice, adapterInfo?: GPUAdapterInfo): Promise<string | null> {
   const shape = detectF16(device, adapterInfo).subgroupMatrix;
   if (!shape) return 'the device offers no usable f16 → f32 subgroup-matrix shape';
-  const M = 70, N = 67, K = 40;
+  const M = 150, N = 140, K = 72; // one whole 128×128 tile, edge tiles, and a partial last slab of K
   const x = Float32Array.from({ length: M * K }, (_, i) => ((i * 7) % 11) - 5);
   const w = Float32Array.from({ length: N * K }, (_, i) => ((i * 5) % 9) - 4);
   const ctx = new GpuContext(device, { poolKeepBytes: 0 });
