@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util';
 import type { WebGpuBackend } from '../src/backends/webgpu/backend.js';
 import { matmul, matmulPackedF16 } from '../src/backends/webgpu/matmul.js';
 import {
-  type F16Caps, type F16Matrix, type StagedConfig, TILE_LARGE, TILE_SMALL, checkSubgroupMatrix, matmulF16Tiled, matmulSubgroupMatrix, packF16,
+  type F16Caps, type F16Matrix, type StagedConfig, F16_GEMV_MAX_ROWS, TILE_LARGE, TILE_SMALL, checkSubgroupMatrix, matmulF16Tiled, matmulSubgroupMatrix, packF16,
 } from '../src/backends/webgpu/matmul-f16.js';
 import type { GpuTensor } from '../src/backends/webgpu/tensor.js';
 import { Rng, randomArray } from '../src/core/random.js';
@@ -33,7 +33,7 @@ const { values } = parseArgs({
     sweep: { type: 'boolean', default: false },
   },
 });
-const LARGE = '1x4096x4096,4x4096x4096,1x14336x4096,512x4096x4096,2048x4096x4096,4096x4096x4096';
+const LARGE = '1x4096x4096,4x4096x4096,16x4096x4096,1x14336x4096,512x4096x4096,2048x4096x4096,4096x4096x4096';
 const QUICK = '1x1024x1024,4x1024x1024,256x256x256,512x512x512';
 const shapes = (values.shapes ?? (values.quick ? QUICK : LARGE)).split(',').map((s) => s.split('x').map(Number) as [number, number, number]);
 const budget = Number(values.seconds);
@@ -58,6 +58,7 @@ const caps: F16Caps = be.f16Caps;
 say(`adapter: ${info?.vendor ?? '?'} ${info?.architecture ?? ''} ${info?.description ?? ''}`.trim());
 say(`features: shader-f16 ${caps.shaderF16}, subgroup matrix ${caps.subgroupMatrix ? JSON.stringify(caps.subgroupMatrix) : 'no'}; matmul path ${be.matmulPath}`);
 let sgm = caps.subgroupMatrix;
+const sweepShape = caps.subgroupMatrix; // --sweep runs even where the default tiling fails its check
 if (sgm) {
   const problem = be.subgroupMatrixProblem ?? (be.matmulPath === 'f16-subgroup-matrix' ? null : await checkSubgroupMatrix(be.device));
   if (problem) { say(`subgroup-matrix check failed: ${problem}`); sgm = null; }
@@ -115,18 +116,19 @@ for (const [M, N, K] of shapes) {
   if (packed && (gemv || caps.shaderF16)) {
     const p = packed;
     const f16: F16Caps = { shaderF16: caps.shaderF16, subgroupMatrix: null };
-    kernels.push({ name: gemv ? 'f16 gemv (f16 weights)' : 'f16 tiled (f16 weights)', run: () => matmulPackedF16(be.ctx, out, gx, p, M, N, K, f16), bytes: f16wBytes });
+    kernels.push({ name: M <= F16_GEMV_MAX_ROWS ? `f16 gemv (f16 weights${M > 8 ? `, ${Math.ceil(M / 8)} passes` : ''})` : 'f16 tiled (f16 weights)', run: () => matmulPackedF16(be.ctx, out, gx, p, M, N, K, f16), bytes: f16wBytes });
+  }
+  if (sweepShape && values.sweep && !gemv) {
+    const s = sweepShape, p = packed!;
+    for (const c of ['direct' as const, ...SWEEP]) {
+      const name = c === 'direct' ? 'sgm direct 64×64/subgroup' : `sgm staged ${c.SGM}×${c.SGN} sg, ${c.TI}×${c.TJ} mats, BK ${c.BK}`;
+      kernels.push({ name: `${name} (f16 w)`, run: () => matmulSubgroupMatrix(be.ctx, out, gx, { f16: p }, M, N, K, s, c), bytes: f16wBytes });
+    }
   }
   if (sgm && !gemv) {
     const s = sgm, p = packed!;
     kernels.push({ name: 'subgroup matrix (f32 weights, packing incl.)', run: () => matmulSubgroupMatrix(be.ctx, out, gx, { f32: gw }, M, N, K, s), bytes: f32Bytes });
     kernels.push({ name: 'subgroup matrix (f16 weights)', run: () => matmulSubgroupMatrix(be.ctx, out, gx, { f16: p }, M, N, K, s), bytes: f16wBytes });
-    if (values.sweep) {
-      for (const c of ['direct' as const, ...SWEEP]) {
-        const name = c === 'direct' ? 'sgm direct 64×64/subgroup' : `sgm staged ${c.SGM}×${c.SGN} sg, ${c.TI}×${c.TJ} mats, BK ${c.BK}`;
-        kernels.push({ name: `${name} (f16 w)`, run: () => matmulSubgroupMatrix(be.ctx, out, gx, { f16: p }, M, N, K, s, c), bytes: f16wBytes });
-      }
-    }
   }
   for (const k of kernels) {
     let ms: number, err: number;

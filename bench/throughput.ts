@@ -6,7 +6,7 @@
 //     [--batch-positions 1024,16384,65536] [--tokens 32]
 //     [--weights f32|f16]   (f16: matmul weights stored as f16 in the decode, prefill and batch sections)
 //     [--kv-cache f32|f16]  (f16: attention keys and values stored as halves in those sections)
-//     [--submit-every N]    (WebGPU dispatches per command buffer, default 256: fewer overlap a decode
+//     [--submit-every N]    (WebGPU dispatches per command buffer, default 32: fewer overlap a decode
 //                            step's recording with its first layers on the GPU)
 //     [--tensor-cores]      (WebGPU: f16 matmuls through subgroup matrices where the adapter has them;
 //                            with --weights f16 this moves prefill's products onto the tensor cores)

@@ -9,7 +9,7 @@ export interface OpenBackendOptions {
   /** 'mixed': matmuls (forward and backward) round their operands to f16, sums stay f32 (WebGPU with shader-f16). */
   precision?: 'f32' | 'mixed';
   /**
-   * WebGPU: dispatches per command buffer before it is submitted (default 256). Fewer let the GPU
+   * WebGPU: dispatches per command buffer before it is submitted (default 32). Fewer let the GPU
    * start on a decode step's first layers while the host still records the rest.
    */
   submitEvery?: number;

@@ -67,6 +67,17 @@ export class Params {
   }
 }
 
+/** Reads up to this many bytes go through reused mappable buffers (see readBytes). */
+const READ_REUSE_BYTES = 64 << 10;
+/** Mappable buffers kept for reuse: enough for a few reads in flight at once. */
+const READ_REUSE_COUNT = 4;
+/**
+ * Dispatches per command buffer by default. A decode step is a few hundred small dispatches:
+ * submitting every 32 lets the GPU start on the first layers while the host records the rest,
+ * which doubled samba-1.7b's batch-1 decode rate on an H100 (docs/PERFORMANCE.md).
+ */
+export const DEFAULT_DISPATCHES_PER_SUBMIT = 32;
+
 export interface ContextOptions {
   /** Dispatches per command buffer before it is submitted anyway. */
   maxDispatchesPerSubmit?: number;
@@ -128,6 +139,8 @@ export class GpuContext {
   private readonly align: number;
   /** Temporary buffers of the pending batch, destroyed once it is submitted. */
   private temps: GPUBuffer[] = [];
+  /** Mappable buffers of READ_REUSE_BYTES kept for small reads. */
+  private readBuffers: GPUBuffer[] = [];
   private error: Error | null = null;
   private readonly profiler: Profiler | null;
 
@@ -139,7 +152,7 @@ export class GpuContext {
     this.maxWorkgroupsPerDim = Math.min(opts.maxWorkgroupsPerDim ?? Infinity, lim.maxComputeWorkgroupsPerDimension);
     this.profiler = opts.profile ? new Profiler(device) : null;
     // each profiled dispatch takes two timestamp slots of one query set
-    this.maxDispatches = Math.min(opts.maxDispatchesPerSubmit ?? 256, this.profiler ? PROFILE_SLOTS / 2 : Infinity);
+    this.maxDispatches = Math.min(opts.maxDispatchesPerSubmit ?? DEFAULT_DISPATCHES_PER_SUBMIT, this.profiler ? PROFILE_SLOTS / 2 : Infinity);
     this.align = Math.max(lim.minUniformBufferOffsetAlignment, lim.minStorageBufferOffsetAlignment, 16);
     this.pool = new BufferPool(
       device,
@@ -409,15 +422,27 @@ export class GpuContext {
   /** Copies a buffer's first bytes to the host once every recorded command has run. */
   async readBytes(src: PooledBuffer, bytes: number, srcOffset = 0): Promise<ArrayBuffer> {
     const size = Math.max(4, align4(bytes));
-    const staging = this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    // small reads (a decoded token's ids, a loss) reuse mappable buffers: creating one maps new
+    // host-visible memory each time, which may cost more than the read itself
+    const reuse = size <= READ_REUSE_BYTES;
+    const staging = (reuse && this.readBuffers.pop()) || this.device.createBuffer({
+      size: reuse ? READ_REUSE_BYTES : size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
     this.copy(src, srcOffset, staging, 0, size);
     this.submit();
+    let mapped = false;
     try {
-      await staging.mapAsync(GPUMapMode.READ);
+      await staging.mapAsync(GPUMapMode.READ, 0, size);
+      mapped = true;
       this.checkError();
-      return staging.getMappedRange().slice(0, bytes);
+      return staging.getMappedRange(0, size).slice(0, bytes);
     } finally {
-      staging.destroy();
+      if (reuse && mapped && this.readBuffers.length < READ_REUSE_COUNT) {
+        staging.unmap();
+        this.readBuffers.push(staging);
+      } else {
+        staging.destroy();
+      }
     }
   }
 
@@ -447,6 +472,8 @@ export class GpuContext {
     this.arena.destroy();
     for (const b of this.temps) b.destroy();
     this.temps = [];
+    for (const b of this.readBuffers) b.destroy();
+    this.readBuffers = [];
   }
 }
 

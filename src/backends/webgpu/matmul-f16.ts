@@ -305,8 +305,8 @@ function gemvKernel(rows: number, vec: boolean, swiglu = false): Kernel {
   const xs: string[] = [];
   for (let m = 0; m < rows; m++) {
     xs.push(vec
-      ? `let x${m}l = rx4(k, ${m}u * p.K + k); let x${m}h = rx4(k + 4u, ${m}u * p.K + k + 4u);`
-      : `let x${m}l = rx1(k, ${m}u * p.K + k); let x${m}h = rx1(k + 4u, ${m}u * p.K + k + 4u);`);
+      ? `let x${m}l = rx4(k, (p.row0 + ${m}u) * p.K + k); let x${m}h = rx4(k + 4u, (p.row0 + ${m}u) * p.K + k + 4u);`
+      : `let x${m}l = rx1(k, (p.row0 + ${m}u) * p.K + k); let x${m}h = rx1(k + 4u, (p.row0 + ${m}u) * p.K + k + 4u);`);
   }
   const body: string[] = [];
   for (const [W, base] of swiglu ? [['W', 0], ['W2', A]] as const : [['W', 0]] as const) {
@@ -321,7 +321,7 @@ function gemvKernel(rows: number, vec: boolean, swiglu = false): Kernel {
     key: `matmul_f16_gemv_${rows}_${vec ? 'v' : 's'}${swiglu ? '_swiglu' : ''}`,
     bindings: swiglu ? ['read', 'read', 'read', 'write'] : ['read', 'read', 'write'],
     code: () => /* wgsl */ `${ROUND_F16}
-struct P { M: u32, N: u32, K: u32, K8: u32, groups: u32 }
+struct P { M: u32, N: u32, K: u32, K8: u32, groups: u32, row0: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> X: ${vec ? 'array<vec4<f32>>' : 'array<f32>'};
 @group(0) @binding(2) var<storage, read> W: array<vec4<u32>>;
@@ -361,7 +361,7 @@ fn main(${BUILTINS}) {
   if (li < ${A}u) {
     let m = li / ${GV_COLS}u;
     let n = n0 + li % ${GV_COLS}u;
-    if (n < p.N) { Y[m * p.N + n] = ${swiglu ? `silu(part[li * ${GV_WG}u]) * part[(li + ${A}u) * ${GV_WG}u]` : `part[li * ${GV_WG}u]`}; }
+    if (n < p.N) { Y[(p.row0 + m) * p.N + n] = ${swiglu ? `silu(part[li * ${GV_WG}u]) * part[(li + ${A}u) * ${GV_WG}u]` : `part[li * ${GV_WG}u]`}; }
   }
 }`,
   };
@@ -381,20 +381,29 @@ export function swigluF16Gemv(ctx: GpuContext, out: GpuTensor, x: GpuTensor, w1:
   checkGemvWeight('swigluF16Gemv', w1, N, K); checkGemvWeight('swigluF16Gemv', w2, N, K);
   const groups = Math.ceil(N / GV_COLS), vec = K % 4 === 0;
   const kernel = swigluKernels[vec ? 1 : 0];
-  ctx.dispatch(kernel, new Params().u32(1, N, K, w1.colsP / 8, groups), [bind(x), bindF16(w1), bindF16(w2), bind(out)], groups);
+  ctx.dispatch(kernel, new Params().u32(1, N, K, w1.colsP / 8, groups, 0), [bind(x), bindF16(w1), bindF16(w2), bind(out)], groups);
 }
 const swigluKernels = [false, true].map((vec) => gemvKernel(1, vec, true));
 
-/** Rows of x up to which the packed gemv is used. */
-export const F16_GEMV_MAX_ROWS = 4;
-const gemvKernels = [false, true].map((vec) => Array.from({ length: F16_GEMV_MAX_ROWS + 1 }, (_, m) => gemvKernel(m, vec)));
+/** Rows of x one gemv dispatch reads the weights for. */
+const GEMV_BLOCK_ROWS = 8;
+/**
+ * Rows of x up to which the packed gemv is used, one dispatch per block of 8 rows: batched decoding
+ * (16 sequences) reads the weights twice, at full bandwidth, where a tiled kernel would spend its
+ * 128-row tiles on padding.
+ */
+export const F16_GEMV_MAX_ROWS = 32;
+const gemvKernels = [false, true].map((vec) => Array.from({ length: GEMV_BLOCK_ROWS + 1 }, (_, m) => gemvKernel(m, vec)));
 
 /** y = x · wᵀ for M ≤ F16_GEMV_MAX_ROWS rows and a packed f16 weight (rows padded to a multiple of 8). */
 export function matmulF16Gemv(ctx: GpuContext, out: GpuTensor, x: GpuTensor, w: F16Matrix, M: number, N: number, K: number): void {
   checkGemvWeight('matmulF16Gemv', w, N, K);
   if (M < 1 || M > F16_GEMV_MAX_ROWS) throw new Error(`matmulF16Gemv: ${M} rows, expected 1 to ${F16_GEMV_MAX_ROWS}`);
   const groups = Math.ceil(N / GV_COLS);
-  ctx.dispatch(gemvKernels[K % 4 === 0 ? 1 : 0][M], new Params().u32(M, N, K, w.colsP / 8, groups), [bind(x), bindF16(w), bind(out)], groups);
+  for (let row0 = 0; row0 < M; row0 += GEMV_BLOCK_ROWS) {
+    const rows = Math.min(GEMV_BLOCK_ROWS, M - row0);
+    ctx.dispatch(gemvKernels[K % 4 === 0 ? 1 : 0][rows], new Params().u32(M, N, K, w.colsP / 8, groups, row0), [bind(x), bindF16(w), bind(out)], groups);
+  }
 }
 
 // ---- subgroup matrix (tensor cores) ----
@@ -538,7 +547,7 @@ export function stagedKernel(s: SubgroupMatrixShape & { subgroupSize: number }, 
     // workgroup, uniform within the subgroup but not across the workgroup.
     code: () => /* wgsl */ `enable f16;
 enable chromium_experimental_subgroup_matrix;
-diagnostic(off, chromium_experimental.subgroup_matrix_uniformity);
+diagnostic(off, chromium.subgroup_matrix_uniformity);
 struct P { M: u32, N: u32, Kp: u32, rowsX: u32, rowsW: u32, tilesN: u32, tiles: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> X: array<vec4<u32>>;

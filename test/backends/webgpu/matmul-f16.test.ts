@@ -208,7 +208,8 @@ test('webgpu f16 weights (packed once, as for inference): decode gemv and larger
       const w = randomArray(rng, N * K);
       const gw = be.tensor(w, [N, K]) as GpuTensor;
       const packed = packF16(be.ctx, gw, N, K);
-      for (const M of [1, 2, 3, 4, 5, 64, 65]) {
+      // gemv blocks of 8 rows up to 32 rows (F16_GEMV_MAX_ROWS), then the tiled kernels
+      for (const M of [1, 2, 3, 4, 5, 8, 9, 17, 32, 33, 65]) {
         const x = randomArray(rng, M * K);
         const gx = be.tensor(x, [M, K]) as GpuTensor, out = be.zeros([M, N]) as GpuTensor;
         matmulPackedF16(be.ctx, out, gx, packed, M, N, K, caps);
