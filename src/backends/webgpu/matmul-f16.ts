@@ -482,7 +482,15 @@ fn main(${BUILTINS}) {
  * registers while the previous slab is multiplied) and staged in workgroup memory, where the
  * subgroups load their matrices from.
  */
-export interface StagedConfig { SGM: number; SGN: number; TI: number; TJ: number; BK: number }
+export interface StagedConfig {
+  SGM: number; SGN: number; TI: number; TJ: number; BK: number;
+  /**
+   * How a slab reaches workgroup memory: 'lanes' (default): each invocation loads 8 halves and
+   * stores them one by one; 'matrix': each subgroup copies whole matrices with subgroupMatrixLoad
+   * from global memory and subgroupMatrixStore into workgroup memory.
+   */
+  copy?: 'lanes' | 'matrix';
+}
 /** The tiling used unless a caller picks another (bench/matmul.ts --sweep compares them). */
 export const STAGED_DEFAULT: StagedConfig = { SGM: 2, SGN: 2, TI: 4, TJ: 4, BK: 32 };
 
@@ -500,14 +508,33 @@ export function stagedKernel(s: SubgroupMatrixShape & { subgroupSize: number }, 
   const { BM, BN } = stagedTile(c, s);
   const SG = SGM * SGN, T = SG * s.subgroupSize, BKP = BK + 8, V = BK / 8; // V: 8-half loads per slab row
   if (BK % s.K !== 0 || BK % 16 !== 0) throw new Error(`staged matmul: BK ${BK} must be a multiple of 16 and of ${s.K}`);
-  if ((BM * V) % T !== 0 || (BN * V) % T !== 0) throw new Error(`staged matmul: a ${BM}×${BK} or ${BN}×${BK} slab does not split over ${T} invocations`);
+  if (c.copy !== 'matrix' && ((BM * V) % T !== 0 || (BN * V) % T !== 0)) throw new Error(`staged matmul: a ${BM}×${BK} or ${BN}×${BK} slab does not split over ${T} invocations`);
   const LA = (BM * V) / T, LB = (BN * V) / T;
   const L = `subgroup_matrix_left<f16, ${s.K}, ${s.M}>`;
   const R = `subgroup_matrix_right<f16, ${s.N}, ${s.K}>`;
   const C = `subgroup_matrix_result<f32, ${s.N}, ${s.M}>`;
   const pre: string[] = [], fetch: string[] = [], stage: string[] = [];
-  // invocation li's share of a slab: slot e = li + l·T is row e / V, halves 8·(e % V) .. +7
+  const byMatrix = c.copy === 'matrix';
+  // 'matrix': subgroup sg copies matrices t = sg + q·SG of a slab, matrix t being block row
+  // t / (BK / K), block column t % (BK / K); whole matrices are in or out of range (rows are
+  // padded to 64, K to 16), and those out of range are zeros
+  for (const [name, count, G, rows, base, tile, type, major, R0] of [
+    ['a', (BM / s.M) * (BK / s.K), 'X', 'p.rowsX', 'm0', 'sa', L, 'row_major', s.M],
+    ['b', (BN / s.N) * (BK / s.K), 'W', 'p.rowsW', 'n0', 'sb', R, 'col_major', s.N],
+  ] as const) {
+    if (!byMatrix) break;
+    if (count % SG !== 0) throw new Error(`staged matmul: ${count} matrices of a slab do not split over ${SG} subgroups`);
+    for (let q = 0; q < count / SG; q++) {
+      const v = `${name}${q}`;
+      pre.push(`let ${v}t = sg + ${q * SG}u; let ${v}r = (${v}t / ${BK / s.K}u) * ${R0}u; let ${v}k = (${v}t % ${BK / s.K}u) * ${s.K}u;`);
+      pre.push(`var ${v} = ${type}();`);
+      fetch.push(`if (${base} + ${v}r < ${rows} && k1 + ${v}k < p.Kp) { ${v} = subgroupMatrixLoad<${type}, ${major}>(&${G}, (${base} + ${v}r) * p.Kp + k1 + ${v}k, p.Kp); } else { ${v} = ${type}(); }`);
+      stage.push(`subgroupMatrixStore<${major}>(&${tile}, ${v}r * ${BKP}u + ${v}k, ${v}, ${BKP}u);`);
+    }
+  }
+  // 'lanes': invocation li's share of a slab: slot e = li + l·T is row e / V, halves 8·(e % V) .. +7
   for (const [name, count, G, rows, base, tile] of [['a', LA, 'X', 'p.rowsX', 'm0', 'sa'], ['b', LB, 'W', 'p.rowsW', 'n0', 'sb']] as const) {
+    if (byMatrix) break;
     for (let l = 0; l < count; l++) {
       const v = `${name}${l}`;
       pre.push(`let ${v}row = ${base} + (li + ${l * T}u) / ${V}u; let ${v}k = ((li + ${l * T}u) % ${V}u) * 8u; let ${v}o = ((li + ${l * T}u) / ${V}u) * ${BKP}u + ${v}k;`);
@@ -540,7 +567,7 @@ export function stagedKernel(s: SubgroupMatrixShape & { subgroupSize: number }, 
     }
   }
   return {
-    key: `matmul_f16_sgmat_staged_${s.M}x${s.N}x${s.K}_${s.subgroupSize}_${SGM}x${SGN}_${TI}x${TJ}_${BK}`,
+    key: `matmul_f16_sgmat_staged_${s.M}x${s.N}x${s.K}_${s.subgroupSize}_${SGM}x${SGN}_${TI}x${TJ}_${BK}${byMatrix ? '_m' : ''}`,
     bindings: ['read', 'read', 'write'],
     // The matrix builtins want offsets the uniformity analysis can prove subgroup-uniform, and it
     // only knows workgroup uniformity: a subgroup's offsets derive from its index in the
@@ -550,8 +577,8 @@ enable chromium_experimental_subgroup_matrix;
 diagnostic(off, chromium.subgroup_matrix_uniformity);
 struct P { M: u32, N: u32, Kp: u32, rowsX: u32, rowsW: u32, tilesN: u32, tiles: u32 }
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> X: array<vec4<u32>>;
-@group(0) @binding(2) var<storage, read> W: array<vec4<u32>>;
+@group(0) @binding(1) var<storage, read> X: array<${byMatrix ? 'f16' : 'vec4<u32>'}>;
+@group(0) @binding(2) var<storage, read> W: array<${byMatrix ? 'f16' : 'vec4<u32>'}>;
 @group(0) @binding(3) var<storage, read_write> Y: array<f32>;
 var<workgroup> sa: array<f16, ${BM * BKP}>;
 var<workgroup> sb: array<f16, ${BN * BKP}>;
@@ -616,7 +643,7 @@ export function matmulSubgroupMatrix(
     ctx.dispatch(kernel, new Params().u32(M, N, xp.colsP, tilesN, tiles), [bindF16(xp), bindF16(wp), bind(out)], tiles);
   } else {
     const c = tiling, { BM, BN } = stagedTile(c, shape);
-    const kernel = sgmCache(`staged_${shape.M}x${shape.N}x${shape.K}_${shape.subgroupSize}_${c.SGM}_${c.SGN}_${c.TI}_${c.TJ}_${c.BK}`, () => stagedKernel(shape, c));
+    const kernel = sgmCache(`staged_${shape.M}x${shape.N}x${shape.K}_${shape.subgroupSize}_${c.SGM}_${c.SGN}_${c.TI}_${c.TJ}_${c.BK}_${c.copy ?? 'lanes'}`, () => stagedKernel(shape, c));
     const tilesN = Math.ceil(N / BN), tiles = tilesN * Math.ceil(M / BM);
     ctx.dispatch(kernel, new Params().u32(M, N, xp.colsP, xp.rowsP, wp.rowsP, tilesN, tiles), [bindF16(xp), bindF16(wp), bind(out)], tiles);
   }
