@@ -42,6 +42,8 @@ const { values } = parseArgs({
     weights: { type: 'string', default: 'f32' },
     'kv-cache': { type: 'string', default: 'f32' },
     'submit-every': { type: 'string' },
+    // the prefill section's models (default: --model, then --baseline), e.g. to time one long prompt alone
+    'prefill-models': { type: 'string' },
     'tensor-cores': { type: 'boolean', default: false },
     json: { type: 'string' },
     svg: { type: 'string' },
@@ -167,7 +169,7 @@ if (sections.has('decode')) {
 
 if (sections.has('prefill')) {
   const total = Number(values['prefill-tokens']);
-  for (const name of [values.model!, values.baseline!]) {
+  for (const name of values['prefill-models']?.split(',') ?? [values.model!, values.baseline!]) {
     const { model } = inferenceModel(getPreset(name), 2);
     // one warm-up at 1K builds every pipeline; a long prompt is then timed once (128K full
     // attention takes minutes, and a second run would only repeat it)
