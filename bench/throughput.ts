@@ -127,7 +127,7 @@ if (sections.has('ceilings')) {
   const M = 4096, x = be.keep(be.tensor(new Float32Array(M * M).fill(0.5), [M, M]));
   const sm = await time(async () => { const c = be.matmul(x, x); await be.flush(); be.dispose(c); }, 5);
   peak = (2 * M ** 3) / sm;
-  row('ceiling', `matmul f32 ${M}³`, `${fmt(peak / 1e12, 1)} TFLOP/s`);
+  row('ceiling', `matmul ${(be as { matmulPath?: string }).matmulPath ?? 'f32'} ${M}³`, `${fmt(peak / 1e12, 1)} TFLOP/s`);
   be.dispose(a); be.dispose(b); be.dispose(x);
   // what every decoded token pays once on top of its work: submit, wait, map a few bytes back
   const one = be.keep(be.tensor(Float32Array.of(1), [1]));

@@ -16,18 +16,22 @@
 //   weight once for all M rows. f32 weights in f16 mode go through the f32 gemv with operand
 //   rounding instead (matmul.ts): there is no bandwidth to win when the weights are f32 in memory.
 // - subgroup matrix (`chromium-experimental-subgroup-matrix`, tensor cores): x and w are first
-//   packed into zero-padded f16 copies (rows to a multiple of 64, K to a multiple of 16), so every
-//   matrix load is in bounds (Dawn clamps out-of-bounds subgroup-matrix loads to offset 0, which
-//   would read wrong values rather than zeros); each subgroup then owns a 64×64 output block and
-//   loads its left/right matrices straight from global memory. Edge blocks go through a small
-//   workgroup buffer so that only in-range outputs are written.
+//   packed into zero-padded f16 copies (rows to a multiple of 64, K to a multiple of 16). The
+//   staged kernel (the default) gives a workgroup of 2×2 subgroups a 128×128 output tile: each
+//   32-wide slab of K is loaded once per workgroup with 16-byte loads, staged in workgroup memory
+//   and multiplied there by every subgroup, 4×4 result matrices each, while the next slab's loads
+//   are in flight. The direct kernel (one subgroup per workgroup, 64×64, matrices loaded straight
+//   from global memory, where Dawn clamps an out-of-bounds load to offset 0, hence the padding) is
+//   kept for comparison. Edge tiles go through a small workgroup buffer so that only in-range
+//   outputs are written.
 //
 // pack2x16float/unpack2x16float need no `shader-f16`, so packing and the packed gemv run on any
 // WebGPU device; the f16 types (tiled, subgroup matrix) are only compiled where the feature exists.
 //
 // Measured on an H100 (Dawn through Vulkan, bench/matmul.ts): 4096³ f32 tiled 64×64 23.6 TFLOP/s,
-// f16 tiled 128×128 29.4 (30.6 with f16 weights), subgroup matrix 54.9 with f32 weights (packing
-// included), 56.1 with f16 weights; decode 1×4096×4096 f32 gemv 1.55 TB/s (43 µs), f16-weight
+// f16 tiled 128×128 29.4 (30.6 with f16 weights), subgroup matrix direct 56, staged 176-187 with
+// f16 weights (bench/matmul.js --sweep compares tilings; staging by whole subgroup matrices
+// instead of 16-byte loads ran at a third of that); decode 1×4096×4096 f32 gemv 1.55 TB/s (43 µs), f16-weight
 // gemv 22 µs (1.50 TB/s), 1×14336×4096 f16-weight gemv 1.98 TB/s vs 1.29 for f32 weights.
 import { GpuContext, type Kernel, Params, kernelCache } from './context.js';
 import type { PooledBuffer } from './pool.js';
@@ -482,15 +486,7 @@ fn main(${BUILTINS}) {
  * registers while the previous slab is multiplied) and staged in workgroup memory, where the
  * subgroups load their matrices from.
  */
-export interface StagedConfig {
-  SGM: number; SGN: number; TI: number; TJ: number; BK: number;
-  /**
-   * How a slab reaches workgroup memory: 'lanes' (default): each invocation loads 8 halves and
-   * stores them one by one; 'matrix': each subgroup copies whole matrices with subgroupMatrixLoad
-   * from global memory and subgroupMatrixStore into workgroup memory.
-   */
-  copy?: 'lanes' | 'matrix';
-}
+export interface StagedConfig { SGM: number; SGN: number; TI: number; TJ: number; BK: number }
 /** The tiling used unless a caller picks another (bench/matmul.ts --sweep compares them). */
 export const STAGED_DEFAULT: StagedConfig = { SGM: 2, SGN: 2, TI: 4, TJ: 4, BK: 32 };
 
@@ -508,33 +504,14 @@ export function stagedKernel(s: SubgroupMatrixShape & { subgroupSize: number }, 
   const { BM, BN } = stagedTile(c, s);
   const SG = SGM * SGN, T = SG * s.subgroupSize, BKP = BK + 8, V = BK / 8; // V: 8-half loads per slab row
   if (BK % s.K !== 0 || BK % 16 !== 0) throw new Error(`staged matmul: BK ${BK} must be a multiple of 16 and of ${s.K}`);
-  if (c.copy !== 'matrix' && ((BM * V) % T !== 0 || (BN * V) % T !== 0)) throw new Error(`staged matmul: a ${BM}×${BK} or ${BN}×${BK} slab does not split over ${T} invocations`);
+  if ((BM * V) % T !== 0 || (BN * V) % T !== 0) throw new Error(`staged matmul: a ${BM}×${BK} or ${BN}×${BK} slab does not split over ${T} invocations`);
   const LA = (BM * V) / T, LB = (BN * V) / T;
   const L = `subgroup_matrix_left<f16, ${s.K}, ${s.M}>`;
   const R = `subgroup_matrix_right<f16, ${s.N}, ${s.K}>`;
   const C = `subgroup_matrix_result<f32, ${s.N}, ${s.M}>`;
   const pre: string[] = [], fetch: string[] = [], stage: string[] = [];
-  const byMatrix = c.copy === 'matrix';
-  // 'matrix': subgroup sg copies matrices t = sg + q·SG of a slab, matrix t being block row
-  // t / (BK / K), block column t % (BK / K); whole matrices are in or out of range (rows are
-  // padded to 64, K to 16), and those out of range are zeros
-  for (const [name, count, G, rows, base, tile, type, major, R0] of [
-    ['a', (BM / s.M) * (BK / s.K), 'X', 'p.rowsX', 'm0', 'sa', L, 'row_major', s.M],
-    ['b', (BN / s.N) * (BK / s.K), 'W', 'p.rowsW', 'n0', 'sb', R, 'col_major', s.N],
-  ] as const) {
-    if (!byMatrix) break;
-    if (count % SG !== 0) throw new Error(`staged matmul: ${count} matrices of a slab do not split over ${SG} subgroups`);
-    for (let q = 0; q < count / SG; q++) {
-      const v = `${name}${q}`;
-      pre.push(`let ${v}t = sg + ${q * SG}u; let ${v}r = (${v}t / ${BK / s.K}u) * ${R0}u; let ${v}k = (${v}t % ${BK / s.K}u) * ${s.K}u;`);
-      pre.push(`var ${v} = ${type}();`);
-      fetch.push(`if (${base} + ${v}r < ${rows} && k1 + ${v}k < p.Kp) { ${v} = subgroupMatrixLoad<${type}, ${major}>(&${G}, (${base} + ${v}r) * p.Kp + k1 + ${v}k, p.Kp); } else { ${v} = ${type}(); }`);
-      stage.push(`subgroupMatrixStore<${major}>(&${tile}, ${v}r * ${BKP}u + ${v}k, ${v}, ${BKP}u);`);
-    }
-  }
-  // 'lanes': invocation li's share of a slab: slot e = li + l·T is row e / V, halves 8·(e % V) .. +7
+  // invocation li's share of a slab: slot e = li + l·T is row e / V, halves 8·(e % V) .. +7
   for (const [name, count, G, rows, base, tile] of [['a', LA, 'X', 'p.rowsX', 'm0', 'sa'], ['b', LB, 'W', 'p.rowsW', 'n0', 'sb']] as const) {
-    if (byMatrix) break;
     for (let l = 0; l < count; l++) {
       const v = `${name}${l}`;
       pre.push(`let ${v}row = ${base} + (li + ${l * T}u) / ${V}u; let ${v}k = ((li + ${l * T}u) % ${V}u) * 8u; let ${v}o = ((li + ${l * T}u) / ${V}u) * ${BKP}u + ${v}k;`);
@@ -567,7 +544,7 @@ export function stagedKernel(s: SubgroupMatrixShape & { subgroupSize: number }, 
     }
   }
   return {
-    key: `matmul_f16_sgmat_staged_${s.M}x${s.N}x${s.K}_${s.subgroupSize}_${SGM}x${SGN}_${TI}x${TJ}_${BK}${byMatrix ? '_m' : ''}`,
+    key: `matmul_f16_sgmat_staged_${s.M}x${s.N}x${s.K}_${s.subgroupSize}_${SGM}x${SGN}_${TI}x${TJ}_${BK}`,
     bindings: ['read', 'read', 'write'],
     // The matrix builtins want offsets the uniformity analysis can prove subgroup-uniform, and it
     // only knows workgroup uniformity: a subgroup's offsets derive from its index in the
@@ -577,8 +554,8 @@ enable chromium_experimental_subgroup_matrix;
 diagnostic(off, chromium.subgroup_matrix_uniformity);
 struct P { M: u32, N: u32, Kp: u32, rowsX: u32, rowsW: u32, tilesN: u32, tiles: u32 }
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> X: array<${byMatrix ? 'f16' : 'vec4<u32>'}>;
-@group(0) @binding(2) var<storage, read> W: array<${byMatrix ? 'f16' : 'vec4<u32>'}>;
+@group(0) @binding(1) var<storage, read> X: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read> W: array<vec4<u32>>;
 @group(0) @binding(3) var<storage, read_write> Y: array<f32>;
 var<workgroup> sa: array<f16, ${BM * BKP}>;
 var<workgroup> sb: array<f16, ${BN * BKP}>;
@@ -643,7 +620,7 @@ export function matmulSubgroupMatrix(
     ctx.dispatch(kernel, new Params().u32(M, N, xp.colsP, tilesN, tiles), [bindF16(xp), bindF16(wp), bind(out)], tiles);
   } else {
     const c = tiling, { BM, BN } = stagedTile(c, shape);
-    const kernel = sgmCache(`staged_${shape.M}x${shape.N}x${shape.K}_${shape.subgroupSize}_${c.SGM}_${c.SGN}_${c.TI}_${c.TJ}_${c.BK}_${c.copy ?? 'lanes'}`, () => stagedKernel(shape, c));
+    const kernel = sgmCache(`staged_${shape.M}x${shape.N}x${shape.K}_${shape.subgroupSize}_${c.SGM}_${c.SGN}_${c.TI}_${c.TJ}_${c.BK}`, () => stagedKernel(shape, c));
     const tilesN = Math.ceil(N / BN), tiles = tilesN * Math.ceil(M / BM);
     ctx.dispatch(kernel, new Params().u32(M, N, xp.colsP, xp.rowsP, wp.rowsP, tilesN, tiles), [bindF16(xp), bindF16(wp), bind(out)], tiles);
   }

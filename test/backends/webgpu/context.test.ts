@@ -1,0 +1,54 @@
+// GpuContext's read-backs: small reads reuse a few mappable buffers (creating one per read cost
+// more than a decoded token's read on an H100), and reads in flight at once, large reads and odd
+// sizes still return exactly what was written.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { GpuTensor } from '../../../src/backends/webgpu/tensor.js';
+import { gpuBackendOrSkip } from '../../helpers/gpu.js';
+
+/** Counts the mappable buffers the context creates from now on. */
+function countMappable(device: GPUDevice): { count: () => number; restore: () => void } {
+  const create = device.createBuffer.bind(device);
+  let n = 0;
+  device.createBuffer = (d: GPUBufferDescriptor) => {
+    if (d.usage & GPUBufferUsage.MAP_READ) n++;
+    return create(d);
+  };
+  return { count: () => n, restore: () => { device.createBuffer = create; } };
+}
+
+test('webgpu small reads reuse their mappable buffers and return what was written', async (t) => {
+  const be = await gpuBackendOrSkip(t);
+  if (!be) return;
+  const counter = countMappable(be.device);
+  try {
+    for (let i = 0; i < 20; i++) {
+      const x = be.tensor(Float32Array.from({ length: 3 }, (_, j) => i * 10 + j), [3]);
+      assert.deepEqual([...await be.read(x)], [i * 10, i * 10 + 1, i * 10 + 2]);
+      be.dispose(x);
+    }
+    assert.ok(counter.count() <= 1, `20 reads one after another created ${counter.count()} mappable buffers`);
+  } finally {
+    counter.restore();
+  }
+});
+
+test('webgpu reads in flight together, large reads and odd byte counts', async (t) => {
+  const be = await gpuBackendOrSkip(t);
+  if (!be) return;
+  // more reads at once than buffers kept for reuse: each still gets its own data
+  const xs = Array.from({ length: 9 }, (_, i) => be.tensor(Float32Array.from({ length: 5 }, (_, j) => i - j), [5]));
+  const got = await Promise.all(xs.map((x) => be.read(x)));
+  got.forEach((y, i) => assert.deepEqual([...y], [0, 1, 2, 3, 4].map((j) => i - j)));
+  // a read larger than the reused buffers goes through a buffer of its own
+  const n = 40_000, big = Float32Array.from({ length: n }, (_, i) => Math.sin(i));
+  const y = await be.read(be.tensor(big, [n]));
+  assert.deepEqual(y, big);
+  // 6 bytes: rounded up for the copy, cut back for the caller
+  const src = be.tensor(Float32Array.of(1.5, -2.25, 3), [3]) as GpuTensor;
+  const bytes = new Uint8Array(await be.ctx.readBytes(src.buf!, 6));
+  assert.equal(bytes.length, 6);
+  assert.deepEqual(bytes, new Uint8Array(Float32Array.of(1.5, -2.25).buffer).subarray(0, 6));
+  // and the reused buffers still read correctly afterwards
+  assert.deepEqual([...await be.read(xs[3])], [3, 2, 1, 0, -1]);
+});
