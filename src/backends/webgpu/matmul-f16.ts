@@ -486,9 +486,29 @@ fn main(${BUILTINS}) {
  * registers while the previous slab is multiplied) and staged in workgroup memory, where the
  * subgroups load their matrices from.
  */
-export interface StagedConfig { SGM: number; SGN: number; TI: number; TJ: number; BK: number }
-/** The tiling used unless a caller picks another (bench/matmul.ts --sweep compares them). */
+export interface StagedConfig {
+  SGM: number; SGN: number; TI: number; TJ: number; BK: number;
+  /**
+   * Two slabs in workgroup memory: the next slab is stored into one while the subgroups multiply
+   * out of the other, so each slab costs one barrier instead of two (twice the workgroup memory).
+   */
+  double?: boolean;
+}
+/** The tiling for large outputs (bench/matmul.ts --sweep compares them). */
 export const STAGED_DEFAULT: StagedConfig = { SGM: 2, SGN: 2, TI: 4, TJ: 4, BK: 32 };
+/** Half as many rows per tile (64×128), for outputs too small to fill the GPU with 128×128 tiles. */
+export const STAGED_SMALL: StagedConfig = { SGM: 2, SGN: 2, TI: 2, TJ: 4, BK: 32 };
+/**
+ * 128×128 tiles below which STAGED_SMALL is used: about two per SM of an H100 (132 SMs). There
+ * 1000³ ran at 54 TFLOP/s with 64×128 tiles against 37 with 128×128, and 16×4096×4096 at 4.9
+ * against 3.1; 2048×5632×2048 (704 tiles) and 4096³ are faster with 128×128.
+ */
+const STAGED_SMALL_BELOW_TILES = 264;
+
+/** The staged tiling for an [M, N] output. */
+export function stagedFor(M: number, N: number): StagedConfig {
+  return Math.ceil(M / 128) * Math.ceil(N / 128) < STAGED_SMALL_BELOW_TILES ? STAGED_SMALL : STAGED_DEFAULT;
+}
 
 /** The output tile of a staged config for a subgroup-matrix shape. */
 export const stagedTile = (c: StagedConfig, s: SubgroupMatrixShape) => ({ BM: c.SGM * c.TI * s.M, BN: c.SGN * c.TJ * s.N });
@@ -518,14 +538,14 @@ export function stagedKernel(s: SubgroupMatrixShape & { subgroupSize: number }, 
       pre.push(`var ${v} = vec4<u32>();`);
       fetch.push(`${v} = vec4<u32>(); if (${v}row < ${rows} && k1 + ${v}k < p.Kp) { ${v} = ${G}[(${v}row * p.Kp + k1 + ${v}k) / 8u]; }`);
       const h = [0, 1, 2, 3].map((q) => `let ${v}h${q} = bitcast<vec2<f16>>(${v}[${q}]);`).join(' ');
-      const st = [0, 1, 2, 3].map((q) => `${tile}[${v}o + ${2 * q}u] = ${v}h${q}.x; ${tile}[${v}o + ${2 * q + 1}u] = ${v}h${q}.y;`).join(' ');
+      const st = [0, 1, 2, 3].map((q) => `${tile}[${tile}w + ${v}o + ${2 * q}u] = ${v}h${q}.x; ${tile}[${tile}w + ${v}o + ${2 * q + 1}u] = ${v}h${q}.y;`).join(' ');
       stage.push(`{ ${h} ${st} }`);
     }
   }
   const decl: string[] = [], mma: string[] = [], full: string[] = [], edge: string[] = [];
   for (let kk = 0; kk < BK; kk += s.K) {
-    for (let i = 0; i < TI; i++) mma.push(`let a${i}_${kk} = subgroupMatrixLoad<${L}, row_major>(&sa, (am + ${i * s.M}u) * ${BKP}u + ${kk}u, ${BKP}u);`);
-    for (let j = 0; j < TJ; j++) mma.push(`let b${j}_${kk} = subgroupMatrixLoad<${R}, col_major>(&sb, (bn + ${j * s.N}u) * ${BKP}u + ${kk}u, ${BKP}u);`);
+    for (let i = 0; i < TI; i++) mma.push(`let a${i}_${kk} = subgroupMatrixLoad<${L}, row_major>(&sa, sar + (am + ${i * s.M}u) * ${BKP}u + ${kk}u, ${BKP}u);`);
+    for (let j = 0; j < TJ; j++) mma.push(`let b${j}_${kk} = subgroupMatrixLoad<${R}, col_major>(&sb, sbr + (bn + ${j * s.N}u) * ${BKP}u + ${kk}u, ${BKP}u);`);
     for (let i = 0; i < TI; i++) for (let j = 0; j < TJ; j++) mma.push(`c${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}_${kk}, b${j}_${kk}, c${i}_${j});`);
   }
   for (let i = 0; i < TI; i++) {
@@ -544,7 +564,7 @@ export function stagedKernel(s: SubgroupMatrixShape & { subgroupSize: number }, 
     }
   }
   return {
-    key: `matmul_f16_sgmat_staged_${s.M}x${s.N}x${s.K}_${s.subgroupSize}_${SGM}x${SGN}_${TI}x${TJ}_${BK}`,
+    key: `matmul_f16_sgmat_staged_${s.M}x${s.N}x${s.K}_${s.subgroupSize}_${SGM}x${SGN}_${TI}x${TJ}_${BK}${c.double ? '_2' : ''}`,
     bindings: ['read', 'read', 'write'],
     // The matrix builtins want offsets the uniformity analysis can prove subgroup-uniform, and it
     // only knows workgroup uniformity: a subgroup's offsets derive from its index in the
@@ -557,8 +577,8 @@ struct P { M: u32, N: u32, Kp: u32, rowsX: u32, rowsW: u32, tilesN: u32, tiles: 
 @group(0) @binding(1) var<storage, read> X: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> W: array<vec4<u32>>;
 @group(0) @binding(3) var<storage, read_write> Y: array<f32>;
-var<workgroup> sa: array<f16, ${BM * BKP}>;
-var<workgroup> sb: array<f16, ${BN * BKP}>;
+var<workgroup> sa: array<f16, ${BM * BKP * (c.double ? 2 : 1)}>;
+var<workgroup> sb: array<f16, ${BN * BKP * (c.double ? 2 : 1)}>;
 var<workgroup> edge: array<f32, ${SG * s.M * s.N}>;
 
 @compute @workgroup_size(${T})
@@ -576,6 +596,20 @@ fn main(${BUILTINS}) {
   ${pre.join('\n  ')}
   var k1 = 0u;
   ${fetch.join('\n  ')}
+  ${c.double ? `// slab buffers: read from (sar, sbr), stored into (saw, sbw), swapped after each slab
+  var saw = 0u; var sbw = 0u;
+  ${stage.join('\n  ')}
+  workgroupBarrier();
+  var sar = 0u; var sbr = 0u;
+  for (var k0 = 0u; k0 < p.Kp; k0 += ${BK}u) {
+    k1 = k0 + ${BK}u; // the next slab's loads are in flight while this one is multiplied
+    ${fetch.join('\n    ')}
+    ${mma.join('\n    ')}
+    saw = ${BM * BKP}u - sar; sbw = ${BN * BKP}u - sbr;
+    ${stage.join('\n    ')}
+    workgroupBarrier();
+    sar = saw; sbr = sbw;
+  }` : `const saw = 0u; const sbw = 0u; const sar = 0u; const sbr = 0u;
   for (var k0 = 0u; k0 < p.Kp; k0 += ${BK}u) {
     ${stage.join('\n    ')}
     workgroupBarrier();
@@ -583,7 +617,7 @@ fn main(${BUILTINS}) {
     ${fetch.join('\n    ')}
     ${mma.join('\n    ')}
     workgroupBarrier();
-  }
+  }`}
   if (m0 + ${BM}u <= p.M && n0 + ${BN}u <= p.N) {
     ${full.join('\n    ')}
   } else {
@@ -601,7 +635,7 @@ const sgmCache = kernelCache();
  */
 export function matmulSubgroupMatrix(
   ctx: GpuContext, out: GpuTensor, x: GpuTensor, w: F16Weight, M: number, N: number, K: number,
-  shape: NonNullable<F16Caps['subgroupMatrix']>, tiling: StagedConfig | 'direct' = STAGED_DEFAULT,
+  shape: NonNullable<F16Caps['subgroupMatrix']>, tiling: StagedConfig | 'direct' = stagedFor(M, N),
 ): void {
   if (M * N < shape.M * shape.N) {
     // Dawn sizes the output binding for at least one whole result matrix; so few outputs gain nothing anyway
@@ -620,7 +654,7 @@ export function matmulSubgroupMatrix(
     ctx.dispatch(kernel, new Params().u32(M, N, xp.colsP, tilesN, tiles), [bindF16(xp), bindF16(wp), bind(out)], tiles);
   } else {
     const c = tiling, { BM, BN } = stagedTile(c, shape);
-    const kernel = sgmCache(`staged_${shape.M}x${shape.N}x${shape.K}_${shape.subgroupSize}_${c.SGM}_${c.SGN}_${c.TI}_${c.TJ}_${c.BK}`, () => stagedKernel(shape, c));
+    const kernel = sgmCache(`staged_${shape.M}x${shape.N}x${shape.K}_${shape.subgroupSize}_${c.SGM}_${c.SGN}_${c.TI}_${c.TJ}_${c.BK}_${c.double ? 2 : 1}`, () => stagedKernel(shape, c));
     const tilesN = Math.ceil(N / BN), tiles = tilesN * Math.ceil(M / BM);
     ctx.dispatch(kernel, new Params().u32(M, N, xp.colsP, xp.rowsP, wp.rowsP, tilesN, tiles), [bindF16(xp), bindF16(wp), bind(out)], tiles);
   }
@@ -651,14 +685,18 @@ export async function checkSubgroupMatrix(device: GPUDevice, adapterInfo?: GPUAd
   device.pushErrorScope('internal');
   let problem: string | null = null;
   try {
-    const out = tensor([M, N]);
-    matmulSubgroupMatrix(ctx, out, tensor([M, K], x), { f32: tensor([N, K], w) }, M, N, K, shape);
-    const y = new Float32Array(await ctx.readBytes(out.buf!, M * N * 4));
-    for (let m = 0; m < M && !problem; m++) {
-      for (let n = 0; n < N; n++) {
-        let ref = 0;
-        for (let k = 0; k < K; k++) ref += x[m * K + k] * w[n * K + k];
-        if (y[m * N + n] !== ref) { problem = `y[${m}, ${n}] = ${y[m * N + n]}, expected ${ref}`; break; }
+    const gx = tensor([M, K], x), gw = tensor([N, K], w);
+    // every tiling matmulSubgroupMatrix picks by itself
+    for (const [name, tiling] of [['128×128', STAGED_DEFAULT], ['64×128', STAGED_SMALL]] as const) {
+      const out = tensor([M, N]);
+      matmulSubgroupMatrix(ctx, out, gx, { f32: gw }, M, N, K, shape, tiling);
+      const y = new Float32Array(await ctx.readBytes(out.buf!, M * N * 4));
+      for (let m = 0; m < M && !problem; m++) {
+        for (let n = 0; n < N; n++) {
+          let ref = 0;
+          for (let k = 0; k < K; k++) ref += x[m * K + k] * w[n * K + k];
+          if (y[m * N + n] !== ref) { problem = `${name} tiles: y[${m}, ${n}] = ${y[m * N + n]}, expected ${ref}`; break; }
+        }
       }
     }
   } catch (e) {
