@@ -41,8 +41,7 @@ const budget = Number(values.seconds);
 const SWEEP: StagedConfig[] = [
   [2, 2, 4, 4, 32], [2, 2, 4, 4, 16], [2, 2, 4, 4, 64], [2, 4, 4, 4, 32], [4, 2, 4, 4, 32],
   [4, 2, 2, 4, 64], [2, 2, 2, 4, 32], [2, 2, 2, 4, 16],
-].map(([SGM, SGN, TI, TJ, BK]) => ({ SGM, SGN, TI, TJ, BK }) as StagedConfig)
-  .flatMap((c) => [c, { ...c, double: true }]); // double-buffered slabs: one barrier per slab
+].map(([SGM, SGN, TI, TJ, BK]) => ({ SGM, SGN, TI, TJ, BK }));
 const log: string[] = [];
 const say = (s: string) => { console.log(s); log.push(s); };
 
@@ -122,7 +121,7 @@ for (const [M, N, K] of shapes) {
   if (sweepShape && values.sweep && !gemv) {
     const s = sweepShape, p = packed!;
     for (const c of ['direct' as const, ...SWEEP]) {
-      const name = c === 'direct' ? 'sgm direct 64×64/subgroup' : `sgm staged ${c.SGM}×${c.SGN} sg, ${c.TI}×${c.TJ} mats, BK ${c.BK}${c.double ? ', 2 slabs' : ''}`;
+      const name = c === 'direct' ? 'sgm direct 64×64/subgroup' : `sgm staged ${c.SGM}×${c.SGN} sg, ${c.TI}×${c.TJ} mats, BK ${c.BK}`;
       kernels.push({ name: `${name} (f16 w)`, run: () => matmulSubgroupMatrix(be.ctx, out, gx, { f16: p }, M, N, K, s, c), bytes: f16wBytes });
     }
   }

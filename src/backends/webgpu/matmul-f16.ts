@@ -17,7 +17,8 @@
 //   rounding instead (matmul.ts): there is no bandwidth to win when the weights are f32 in memory.
 // - subgroup matrix (`chromium-experimental-subgroup-matrix`, tensor cores): x and w are first
 //   packed into zero-padded f16 copies (rows to a multiple of 64, K to a multiple of 16). The
-//   staged kernel (the default) gives a workgroup of 2×2 subgroups a 128×128 output tile: each
+//   staged kernel (the default) gives a workgroup of 2×2 subgroups a 128×128 output tile (64×128
+//   for outputs too small to fill the GPU with those): each
 //   32-wide slab of K is loaded once per workgroup with 16-byte loads, staged in workgroup memory
 //   and multiplied there by every subgroup, 4×4 result matrices each, while the next slab's loads
 //   are in flight. The direct kernel (one subgroup per workgroup, 64×64, matrices loaded straight
@@ -31,7 +32,8 @@
 // Measured on an H100 (Dawn through Vulkan, bench/matmul.ts): 4096³ f32 tiled 64×64 23.6 TFLOP/s,
 // f16 tiled 128×128 29.4 (30.6 with f16 weights), subgroup matrix direct 56, staged 176-187 with
 // f16 weights (bench/matmul.js --sweep compares tilings; staging by whole subgroup matrices
-// instead of 16-byte loads ran at a third of that); decode 1×4096×4096 f32 gemv 1.55 TB/s (43 µs), f16-weight
+// instead of 16-byte loads ran at a third of that, double-buffered slabs at a quarter to a half);
+// decode 1×4096×4096 f32 gemv 1.55 TB/s (43 µs), f16-weight
 // gemv 22 µs (1.50 TB/s), 1×14336×4096 f16-weight gemv 1.98 TB/s vs 1.29 for f32 weights.
 import { GpuContext, type Kernel, Params, kernelCache } from './context.js';
 import type { PooledBuffer } from './pool.js';
@@ -486,14 +488,7 @@ fn main(${BUILTINS}) {
  * registers while the previous slab is multiplied) and staged in workgroup memory, where the
  * subgroups load their matrices from.
  */
-export interface StagedConfig {
-  SGM: number; SGN: number; TI: number; TJ: number; BK: number;
-  /**
-   * Two slabs in workgroup memory: the next slab is stored into one while the subgroups multiply
-   * out of the other, so each slab costs one barrier instead of two (twice the workgroup memory).
-   */
-  double?: boolean;
-}
+export interface StagedConfig { SGM: number; SGN: number; TI: number; TJ: number; BK: number }
 /** The tiling for large outputs (bench/matmul.ts --sweep compares them). */
 export const STAGED_DEFAULT: StagedConfig = { SGM: 2, SGN: 2, TI: 4, TJ: 4, BK: 32 };
 /** Half as many rows per tile (64×128), for outputs too small to fill the GPU with 128×128 tiles. */
@@ -538,14 +533,14 @@ export function stagedKernel(s: SubgroupMatrixShape & { subgroupSize: number }, 
       pre.push(`var ${v} = vec4<u32>();`);
       fetch.push(`${v} = vec4<u32>(); if (${v}row < ${rows} && k1 + ${v}k < p.Kp) { ${v} = ${G}[(${v}row * p.Kp + k1 + ${v}k) / 8u]; }`);
       const h = [0, 1, 2, 3].map((q) => `let ${v}h${q} = bitcast<vec2<f16>>(${v}[${q}]);`).join(' ');
-      const st = [0, 1, 2, 3].map((q) => `${tile}[${tile}w + ${v}o + ${2 * q}u] = ${v}h${q}.x; ${tile}[${tile}w + ${v}o + ${2 * q + 1}u] = ${v}h${q}.y;`).join(' ');
+      const st = [0, 1, 2, 3].map((q) => `${tile}[${v}o + ${2 * q}u] = ${v}h${q}.x; ${tile}[${v}o + ${2 * q + 1}u] = ${v}h${q}.y;`).join(' ');
       stage.push(`{ ${h} ${st} }`);
     }
   }
   const decl: string[] = [], mma: string[] = [], full: string[] = [], edge: string[] = [];
   for (let kk = 0; kk < BK; kk += s.K) {
-    for (let i = 0; i < TI; i++) mma.push(`let a${i}_${kk} = subgroupMatrixLoad<${L}, row_major>(&sa, sar + (am + ${i * s.M}u) * ${BKP}u + ${kk}u, ${BKP}u);`);
-    for (let j = 0; j < TJ; j++) mma.push(`let b${j}_${kk} = subgroupMatrixLoad<${R}, col_major>(&sb, sbr + (bn + ${j * s.N}u) * ${BKP}u + ${kk}u, ${BKP}u);`);
+    for (let i = 0; i < TI; i++) mma.push(`let a${i}_${kk} = subgroupMatrixLoad<${L}, row_major>(&sa, (am + ${i * s.M}u) * ${BKP}u + ${kk}u, ${BKP}u);`);
+    for (let j = 0; j < TJ; j++) mma.push(`let b${j}_${kk} = subgroupMatrixLoad<${R}, col_major>(&sb, (bn + ${j * s.N}u) * ${BKP}u + ${kk}u, ${BKP}u);`);
     for (let i = 0; i < TI; i++) for (let j = 0; j < TJ; j++) mma.push(`c${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}_${kk}, b${j}_${kk}, c${i}_${j});`);
   }
   for (let i = 0; i < TI; i++) {
@@ -564,7 +559,7 @@ export function stagedKernel(s: SubgroupMatrixShape & { subgroupSize: number }, 
     }
   }
   return {
-    key: `matmul_f16_sgmat_staged_${s.M}x${s.N}x${s.K}_${s.subgroupSize}_${SGM}x${SGN}_${TI}x${TJ}_${BK}${c.double ? '_2' : ''}`,
+    key: `matmul_f16_sgmat_staged_${s.M}x${s.N}x${s.K}_${s.subgroupSize}_${SGM}x${SGN}_${TI}x${TJ}_${BK}`,
     bindings: ['read', 'read', 'write'],
     // The matrix builtins want offsets the uniformity analysis can prove subgroup-uniform, and it
     // only knows workgroup uniformity: a subgroup's offsets derive from its index in the
@@ -577,8 +572,8 @@ struct P { M: u32, N: u32, Kp: u32, rowsX: u32, rowsW: u32, tilesN: u32, tiles: 
 @group(0) @binding(1) var<storage, read> X: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> W: array<vec4<u32>>;
 @group(0) @binding(3) var<storage, read_write> Y: array<f32>;
-var<workgroup> sa: array<f16, ${BM * BKP * (c.double ? 2 : 1)}>;
-var<workgroup> sb: array<f16, ${BN * BKP * (c.double ? 2 : 1)}>;
+var<workgroup> sa: array<f16, ${BM * BKP}>;
+var<workgroup> sb: array<f16, ${BN * BKP}>;
 var<workgroup> edge: array<f32, ${SG * s.M * s.N}>;
 
 @compute @workgroup_size(${T})
@@ -596,20 +591,6 @@ fn main(${BUILTINS}) {
   ${pre.join('\n  ')}
   var k1 = 0u;
   ${fetch.join('\n  ')}
-  ${c.double ? `// slab buffers: read from (sar, sbr), stored into (saw, sbw), swapped after each slab
-  var saw = 0u; var sbw = 0u;
-  ${stage.join('\n  ')}
-  workgroupBarrier();
-  var sar = 0u; var sbr = 0u;
-  for (var k0 = 0u; k0 < p.Kp; k0 += ${BK}u) {
-    k1 = k0 + ${BK}u; // the next slab's loads are in flight while this one is multiplied
-    ${fetch.join('\n    ')}
-    ${mma.join('\n    ')}
-    saw = ${BM * BKP}u - sar; sbw = ${BN * BKP}u - sbr;
-    ${stage.join('\n    ')}
-    workgroupBarrier();
-    sar = saw; sbr = sbw;
-  }` : `const saw = 0u; const sbw = 0u; const sar = 0u; const sbr = 0u;
   for (var k0 = 0u; k0 < p.Kp; k0 += ${BK}u) {
     ${stage.join('\n    ')}
     workgroupBarrier();
@@ -617,7 +598,7 @@ fn main(${BUILTINS}) {
     ${fetch.join('\n    ')}
     ${mma.join('\n    ')}
     workgroupBarrier();
-  }`}
+  }
   if (m0 + ${BM}u <= p.M && n0 + ${BN}u <= p.N) {
     ${full.join('\n    ')}
   } else {
@@ -654,7 +635,7 @@ export function matmulSubgroupMatrix(
     ctx.dispatch(kernel, new Params().u32(M, N, xp.colsP, tilesN, tiles), [bindF16(xp), bindF16(wp), bind(out)], tiles);
   } else {
     const c = tiling, { BM, BN } = stagedTile(c, shape);
-    const kernel = sgmCache(`staged_${shape.M}x${shape.N}x${shape.K}_${shape.subgroupSize}_${c.SGM}_${c.SGN}_${c.TI}_${c.TJ}_${c.BK}_${c.double ? 2 : 1}`, () => stagedKernel(shape, c));
+    const kernel = sgmCache(`staged_${shape.M}x${shape.N}x${shape.K}_${shape.subgroupSize}_${c.SGM}_${c.SGN}_${c.TI}_${c.TJ}_${c.BK}`, () => stagedKernel(shape, c));
     const tilesN = Math.ceil(N / BN), tiles = tilesN * Math.ceil(M / BM);
     ctx.dispatch(kernel, new Params().u32(M, N, xp.colsP, xp.rowsP, wp.rowsP, tilesN, tiles), [bindF16(xp), bindF16(wp), bind(out)], tiles);
   }
