@@ -11,6 +11,7 @@ import { perplexity } from '../eval/perplexity.js';
 import { applyTransform, planExport, CHECKPOINT_FORMATS, type CheckpointFormat } from '../io/checkpoint.js';
 import { openModelFolder, saveModelFolder } from '../node/checkpoint.js';
 import { runDemo } from './demo.js';
+import { WebGpuBackend } from '../backends/webgpu/backend.js';
 import { prefixPerplexity, slidingPerplexity, type LengthPoint } from '../eval/length.js';
 import { passkeyEval, type PasskeyCell } from '../eval/passkey.js';
 import { heatmap, lineChart } from '../eval/plot.js';
@@ -109,7 +110,12 @@ async function withModel<T>(v: CliValues, cmd: string, fn: (m: Awaited<ReturnTyp
   if (weights !== 'f32' && weights !== 'f16') throw new UsageError(`--weights must be f32 or f16, got "${weights}"`);
   const kvCache = v['kv-cache'] ?? 'f32';
   if (kvCache !== 'f32' && kvCache !== 'f16') throw new UsageError(`--kv-cache must be f32 or f16, got "${kvCache}"`);
-  const be = await openBackend(backendChoice(v));
+  const tensorCores = v['tensor-cores'] === true;
+  if (tensorCores && weights !== 'f16') throw new UsageError('--tensor-cores runs the products of f16 weights: add --weights f16');
+  const be = await openBackend(backendChoice(v), { tensorCores });
+  if (tensorCores && be instanceof WebGpuBackend && !be.f16Caps.subgroupMatrix) {
+    process.stderr.write(`samba-lm: note: no tensor cores here (${be.subgroupMatrixProblem ?? "the adapter offers no f16 subgroup matrices"}); the f16 tiled kernel runs instead\n`);
+  }
   const loaded = await loadModel(dir, be, { weights });
   loaded.model.kvCache = kvCache;
   try {

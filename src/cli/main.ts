@@ -83,6 +83,7 @@ export const OPTIONS = {
   'carry-state': { type: 'string' },
   weights: { type: 'string' },
   'kv-cache': { type: 'string' },
+  'tensor-cores': { type: 'boolean' },
   format: { type: 'string' },
   lengths: { type: 'string' },
   depths: { type: 'string' },

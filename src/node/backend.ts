@@ -13,24 +13,33 @@ export interface OpenBackendOptions {
    * start on a decode step's first layers while the host still records the rest.
    */
   submitEvery?: number;
+  /**
+   * WebGPU with f16 weights: products of more rows than decoding has (prefill, scoring) on tensor
+   * cores (Dawn's subgroup matrices), where the adapter has them and they pass a start-up check.
+   */
+  tensorCores?: boolean;
 }
 
 export async function openBackend(choice: BackendChoice = 'auto', opts: OpenBackendOptions = {}): Promise<Backend> {
   const mixed = opts.precision === 'mixed';
   if (choice === 'cpu') {
     if (mixed) throw new Error('mixed precision needs the webgpu backend (the CPU backend computes in f32)');
+    if (opts.tensorCores) throw new Error('--tensor-cores needs the webgpu backend');
     return new CpuBackend();
   }
   if (choice !== 'webgpu' && choice !== 'auto') throw new Error(`unknown backend "${choice}" (cpu, webgpu or auto)`);
   let gpu = null;
   try {
     gpu = await createNodeWebGpuBackend({
-      requireAdapter: choice === 'webgpu' || mixed,
+      requireAdapter: choice === 'webgpu' || mixed || !!opts.tensorCores,
       ...(mixed ? { precision: 'f16-matmul' as const } : {}),
+      ...(opts.tensorCores ? { subgroupMatrix: true } : {}),
       ...(opts.submitEvery !== undefined ? { maxDispatchesPerSubmit: opts.submitEvery } : {}),
     });
   } catch (e) {
-    if (choice === 'webgpu' || mixed) throw new Error(`${mixed ? 'mixed precision' : '--backend webgpu'}: ${(e as Error).message.split('\n')[0]}`);
+    if (choice === 'webgpu' || mixed || opts.tensorCores) {
+      throw new Error(`${mixed ? 'mixed precision' : opts.tensorCores ? '--tensor-cores' : '--backend webgpu'}: ${(e as Error).message.split('\n')[0]}`);
+    }
   }
   return gpu ?? new CpuBackend();
 }

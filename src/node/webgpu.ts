@@ -71,8 +71,8 @@ export async function createNodeWebGpuBackend(opts: NodeWebGpuOptions = {}): Pro
     if (typeof v === 'number') requiredLimits[name] = v;
   }
   // subgroup matrices only when they may be used: an experimental feature changes how Dawn builds pipelines
-  const wanted = backendOpts.precision === 'f16-matmul' && backendOpts.subgroupMatrix !== false
-    ? [...OPTIONAL_FEATURES, SUBGROUP_MATRIX] : OPTIONAL_FEATURES;
+  const sgm = (backendOpts.precision === 'f16-matmul' && backendOpts.subgroupMatrix !== false) || backendOpts.subgroupMatrix === true;
+  const wanted = sgm ? [...OPTIONAL_FEATURES, SUBGROUP_MATRIX] : OPTIONAL_FEATURES;
   const requiredFeatures = wanted.filter((f) => adapter.features.has(f));
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
   return WebGpuBackend.create(device, { adapterInfo: adapter.info, ...backendOpts, ownsDevice: true });

@@ -52,3 +52,26 @@ test('generate --kv-cache f16 decodes a golden model like the f32 cache; a bad v
   assert.notEqual(bad.code, 0);
   assert.deepEqual(errorLines(bad.stderr), ['samba-lm: --kv-cache must be f32 or f16, got "f8"']);
 });
+
+test('--tensor-cores: needs f16 weights and WebGPU; where the adapter has no subgroup matrices it says so and computes the same logits', async (t) => {
+  const noF16 = await runCli(['logits', '--model', model, '--ids', ids, '--out', path.join(tmp, 'x.safetensors'), '--tensor-cores']);
+  assert.notEqual(noF16.code, 0);
+  assert.deepEqual(errorLines(noF16.stderr), ['samba-lm: --tensor-cores runs the products of f16 weights: add --weights f16']);
+  const cpu = await runCli(['logits', '--model', model, '--ids', ids, '--out', path.join(tmp, 'x.safetensors'), '--backend', 'cpu', '--weights', 'f16', '--tensor-cores']);
+  assert.notEqual(cpu.code, 0);
+  assert.deepEqual(errorLines(cpu.stderr), ['samba-lm: --tensor-cores needs the webgpu backend']);
+  if (!(await cliWebGpuOrSkip(t))) return;
+  const read = async (extra: string[]) => {
+    const out = path.join(tmp, `logits-tc-${extra.length}.safetensors`);
+    const r = await runCli(['logits', '--model', model, '--ids', ids, '--out', out, '--backend', 'webgpu', '--weights', 'f16', ...extra]);
+    assert.equal(r.code, 0, errorLines(r.stderr).join('\n'));
+    return { logits: (await readSafetensorsFile(out)).tensors.get('logits')!.data as Float32Array, stderr: r.stderr };
+  };
+  const plain = await read([]), tc = await read(['--tensor-cores']);
+  // every f16 path rounds the operands alike and sums in f32: only the order of the sums differs
+  let max = 0, diff = 0;
+  for (let i = 0; i < plain.logits.length; i++) { max = Math.max(max, Math.abs(plain.logits[i])); diff = Math.max(diff, Math.abs(plain.logits[i] - tc.logits[i])); }
+  assert.ok(diff / max < 1e-4, `max |Δ| / max |logit| = ${diff / max}`);
+  if (!/subgroup/.test(tc.stderr)) t.diagnostic('this adapter has subgroup matrices: the tensor-core path ran');
+  else assert.match(tc.stderr, /samba-lm: note: no tensor cores here \(.+\); the f16 tiled kernel runs instead/);
+});

@@ -36,7 +36,11 @@ export interface WebGpuBackendOptions extends ContextOptions {
    * `chromium-experimental-subgroup-matrix`; needs `shader-f16`.
    */
   precision?: Precision;
-  /** Use subgroup matrices when the device has them (default true); false keeps the f16 tiled kernel. */
+  /**
+   * Subgroup matrices (tensor cores) for f16 products. Default: used in 'f16-matmul' precision
+   * where the device has them. false: never (the f16 tiled kernel). true: also in 'f32' precision,
+   * for the products of f16 weights (packed at load) with more rows than decoding has.
+   */
   subgroupMatrix?: boolean;
   /** The adapter's info, where device.adapterInfo lacks the subgroup-matrix shapes (Dawn for Node). */
   adapterInfo?: GPUAdapterInfo;
@@ -63,7 +67,8 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     this.ctx = new GpuContext(device, opts);
     this.ownsDevice = opts.ownsDevice ?? false;
     this.split = { ...att.DEFAULT_SPLIT, ...opts.attentionSplit };
-    const caps = (this.f16Caps = detectF16(device, opts.adapterInfo));
+    const caps = detectF16(device, opts.adapterInfo);
+    this.f16Caps = opts.subgroupMatrix === false ? { ...caps, subgroupMatrix: null } : caps;
     this.features = { f16: caps.shaderF16, subgroups: device.features.has('subgroups'), subgroupMatrix: caps.subgroupMatrix !== null };
     this.precision = opts.precision ?? 'f32';
     if (this.precision !== 'f32' && this.precision !== 'f16-matmul') throw new Error(`webgpu: unknown precision '${this.precision}'`);
@@ -83,7 +88,8 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
    */
   static async create(device: GPUDevice, opts: WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
     let problem: string | null = null;
-    if (opts.precision === 'f16-matmul' && opts.subgroupMatrix !== false && detectF16(device, opts.adapterInfo).subgroupMatrix) {
+    const wanted = (opts.precision === 'f16-matmul' && opts.subgroupMatrix !== false) || opts.subgroupMatrix === true;
+    if (wanted && detectF16(device, opts.adapterInfo).subgroupMatrix) {
       problem = await checkSubgroupMatrix(device, opts.adapterInfo);
     }
     const be = new WebGpuBackend(device, problem ? { ...opts, subgroupMatrix: false } : opts);
