@@ -5,7 +5,8 @@
 #
 #   source .gpu/enter.sh && bash bench/suite.sh kernels   # ceilings, matmul, attention (~4 min)
 #   source .gpu/enter.sh && bash bench/suite.sh decode    # batch-1 decode at 1K/64K/1M + its profile (~4 min)
-#   source .gpu/enter.sh && bash bench/suite.sh prefill   # samba vs llama prompts of 4K–128K (~8 min)
+#   source .gpu/enter.sh && bash bench/suite.sh prefill   # samba vs llama prompts of 4K–64K (~4 min)
+#   source .gpu/enter.sh && bash bench/suite.sh prefill128k   # both at 128K: the llama alone takes ~5 min
 #   source .gpu/enter.sh && bash bench/suite.sh batch     # decode at batch 16, 1K–64K, f16 KV caches (~4 min)
 #   source .gpu/enter.sh && bash bench/suite.sh train     # training rate + profile, samba-421m and the replication's samba (~4 min)
 #
@@ -13,14 +14,14 @@
 # log when the limit strikes is lost.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-part=${1:?part: kernels, decode, prefill, batch or train}
+part=${1:?part: kernels, decode, prefill, prefill128k, batch or train}
 out=${OUT:-bench-out}; mkdir -p "$out"
 T="node dist/bench/throughput.js --backend webgpu"
 run() { echo "\$ $*"; "$@" 2>&1 | grep --line-buffered -v '^Warning: maxDynamic' | tee -a "$out/$part.log"; }
 case $part in
   kernels)
     run $T --sections ceilings
-    run node dist/bench/matmul.js --log "$out/matmul.txt"
+    run node dist/bench/matmul.js --sweep --log "$out/matmul.txt"
     run node dist/bench/attention.js --backward ;;
   decode)
     # a submit every 32 dispatches (the default) lets the GPU start on a token's first layers while
@@ -30,7 +31,9 @@ case $part in
     run node dist/bench/profile.js --sections decode --model samba-1.3b --weights f16 --by-grid --reps 3 ;;
   prefill)
     # tensor cores for the products of both models (f16 weights, f16 operands, f32 sums)
-    run $T --sections prefill --weights f16 --tensor-cores --prefill 4096,16384,65536,131072 --prefill-tokens 65536 --json "$out/prefill.json" --svg "$out/prefill.svg" ;;
+    run $T --sections prefill --weights f16 --tensor-cores --prefill 4096,16384,65536 --prefill-tokens 65536 --json "$out/prefill.json" --svg "$out/prefill.svg" ;;
+  prefill128k)
+    run $T --sections prefill --weights f16 --tensor-cores --prefill 131072 --prefill-tokens 131072 --json "$out/prefill128k.json" ;;
   batch)
     # f16 KV caches: the llama's at 64K (48 GiB at batch 16) fits an 80 GB card only as halves
     run $T --sections batch --weights f16 --kv-cache f16 --batch-positions 1024,16384,32768,65536 --tokens 8 --json "$out/batch.json" --svg "$out/batch.svg" ;;
