@@ -11,6 +11,8 @@ import { perplexity } from '../eval/perplexity.js';
 import { applyTransform, planExport, CHECKPOINT_FORMATS, type CheckpointFormat } from '../io/checkpoint.js';
 import { openModelFolder, saveModelFolder } from '../node/checkpoint.js';
 import { runDemo } from './demo.js';
+import { createSambaServer } from '../node/server.js';
+import nodePath from 'node:path';
 import { WebGpuBackend } from '../backends/webgpu/backend.js';
 import { prefixPerplexity, slidingPerplexity, type LengthPoint } from '../eval/length.js';
 import { passkeyEval, type PasskeyCell } from '../eval/passkey.js';
@@ -556,6 +558,43 @@ export const commands: Record<string, Command> = {
         for (const g of grads.values()) be.dispose(g);
         tensors.push({ name: 'loss', shape: [1], dtype: 'F32' as const, data: Float32Array.of(loss) });
         await writeSafetensorsFile(out, tensors);
+      });
+    },
+  },
+
+  serve: {
+    help: `samba-lm serve --model DIR [options]
+  An OpenAI-compatible HTTP server for one model (needs its tokenizer):
+    GET /v1/models, POST /v1/completions, POST /v1/chat/completions (JSON, or server-sent events
+    with "stream": true), GET /health. Sampling: temperature, top_p, top_k, seed, stop,
+    repetition_penalty, max_tokens. Chat messages become "Role: content" lines, then "Assistant:".
+    Requests are decoded one at a time.
+  --host H         address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)
+  --port P         (default 8080; 0 picks a free port)
+  --model-id NAME  the name clients use and responses carry (default: the folder's name)
+  --max-tokens N   the most tokens one request may generate (default 4096)
+  --weights f16  --kv-cache f16  --tensor-cores  --backend cpu|webgpu|auto`,
+    async run(v) {
+      const port = num(v, 'port', { int: true, min: 0 }) ?? 8080;
+      if (port > 65535) throw new UsageError(`--port must be at most 65535, got ${port}`);
+      const host = v.host ?? '127.0.0.1';
+      const limit = num(v, 'max-tokens', { int: true, min: 1 }) ?? 4096;
+      await withModel(v, 'serve', async ({ model, tokenizer }) => {
+        if (!tokenizer) throw new Error(`model ${v.model} has no tokenizer (tokenizer.json, or a byte tokenizer in config.json): the server needs one`);
+        const modelId = v['model-id'] ?? nodePath.basename(nodePath.resolve(v.model!));
+        const server = createSambaServer({ model, tokenizer, modelId, maxTokensLimit: limit });
+        await new Promise<void>((resolve, reject) => {
+          server.once('error', (e: NodeJS.ErrnoException) => reject(new Error(e.code === 'EADDRINUSE' ? `port ${port} on ${host} is already in use (--port)` : e.message)));
+          server.listen(port, host, () => resolve());
+        });
+        const a = server.address();
+        const where = typeof a === 'object' && a ? `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}` : String(a);
+        console.log(`samba-lm: serving "${modelId}" at ${where}/v1 (Ctrl-C stops)`);
+        await new Promise<void>((resolve) => {
+          const stop = () => { server.close(() => resolve()); server.closeAllConnections(); };
+          process.once('SIGINT', stop);
+          process.once('SIGTERM', stop);
+        });
       });
     },
   },

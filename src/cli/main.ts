@@ -23,6 +23,7 @@ commands:
   eval ppl    --model DIR --text FILE --lengths 4k,8k,16k [--mode prefix|sliding|both --stride S --blocks N]
   eval passkey --model DIR --lengths 4k,8k,…,256k [--depths 11 --trials 5]   table, JSON (--json FILE), heatmap (--plot FILE.svg)
   eval task   --model DIR --task NAME --lengths 256,1k,…,16k [--trials N --json FILE]   synthetic-task accuracy by length
+  serve       --model DIR [--host 127.0.0.1 --port 8080 --model-id NAME]   OpenAI-compatible HTTP server (/v1/completions, /v1/chat/completions)
   demo        [--backend …] [--quick]          trains a tiny Samba and a Transformer on passkey retrieval; accuracy at 1x–64x the training length
   presets                                        lists the model presets
 
@@ -84,6 +85,9 @@ export const OPTIONS = {
   weights: { type: 'string' },
   'kv-cache': { type: 'string' },
   'tensor-cores': { type: 'boolean' },
+  host: { type: 'string' },
+  port: { type: 'string' },
+  'model-id': { type: 'string' },
   format: { type: 'string' },
   lengths: { type: 'string' },
   depths: { type: 'string' },

@@ -6,3 +6,4 @@ export {
   type ModelFolder, type SaveOptions,
 } from './checkpoint.js';
 export { SafetensorsFile, readSafetensorsFile, writeSafetensorsFile, writeFileAtomic, writeJsonAtomic } from './files.js';
+export { createSambaServer, chatPrompt, CHAT_STOPS, type ServeOptions, type ChatMessage } from './server.js';
