@@ -163,6 +163,7 @@ output:
   --loss-scale S                    multiplies the loss for the backward (default 1024 when mixed; halved on overflow)`;
 
 async function trainCommand(v: CliValues, mode: 'train' | 'finetune'): Promise<void> {
+  if (v['tensor-cores']) throw new UsageError(`--tensor-cores is for the commands that run a model; ${mode} puts its products on tensor cores with --precision mixed`);
   const resume = v.resume;
   if (resume) { // a resumed run continues with the options it was started with
     const saved = await savedTrainOptions(resume);
@@ -606,6 +607,7 @@ export const commands: Record<string, Command> = {
   accuracy at 1x, 4x, 16x and 64x the training length and its decoding-state size.
   --quick  a fast smoke run (a few steps; the accuracies mean nothing)`,
     async run(v) {
+      if (v['tensor-cores']) throw new UsageError('--tensor-cores is for the commands that run a model; demo takes --backend and --quick');
       const choice = backendChoice(v);
       await runDemo(await openBackend(choice), { quick: v.quick === true, auto: choice === 'auto' });
     },

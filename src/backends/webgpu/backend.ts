@@ -56,8 +56,14 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
   readonly precision: Precision;
   /** The f16 paths matmul takes, or null in f32 precision. */
   private readonly f16: F16Caps | null;
-  /** What the device offers the f16 paths, whatever the precision. */
+  /**
+   * The f16 paths the products of packed f16 weights take, whatever the precision: subgroup
+   * matrices only where they were asked for (see WebGpuBackendOptions.subgroupMatrix) and, through
+   * create(), passed the start-up check.
+   */
   readonly f16Caps: F16Caps;
+  /** What the device offers, before options and checks (features reports the same). */
+  readonly f16Detected: F16Caps;
   private readonly ownsDevice: boolean;
   private readonly split: att.SplitPolicy;
   private destroyed = false;
@@ -67,8 +73,9 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     this.ctx = new GpuContext(device, opts);
     this.ownsDevice = opts.ownsDevice ?? false;
     this.split = { ...att.DEFAULT_SPLIT, ...opts.attentionSplit };
-    const caps = detectF16(device, opts.adapterInfo);
-    this.f16Caps = opts.subgroupMatrix === false ? { ...caps, subgroupMatrix: null } : caps;
+    const caps = (this.f16Detected = detectF16(device, opts.adapterInfo));
+    const wanted = (opts.precision === 'f16-matmul' && opts.subgroupMatrix !== false) || opts.subgroupMatrix === true;
+    this.f16Caps = wanted ? caps : { ...caps, subgroupMatrix: null };
     this.features = { f16: caps.shaderF16, subgroups: device.features.has('subgroups'), subgroupMatrix: caps.subgroupMatrix !== null };
     this.precision = opts.precision ?? 'f32';
     if (this.precision !== 'f32' && this.precision !== 'f16-matmul') throw new Error(`webgpu: unknown precision '${this.precision}'`);

@@ -141,6 +141,7 @@ export class GpuContext {
   private temps: GPUBuffer[] = [];
   /** Mappable buffers of READ_REUSE_BYTES kept for small reads. */
   private readBuffers: GPUBuffer[] = [];
+  private destroyed = false;
   private error: Error | null = null;
   private readonly profiler: Profiler | null;
 
@@ -428,16 +429,16 @@ export class GpuContext {
     const staging = (reuse && this.readBuffers.pop()) || this.device.createBuffer({
       size: reuse ? READ_REUSE_BYTES : size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
     });
-    this.copy(src, srcOffset, staging, 0, size);
-    this.submit();
     let mapped = false;
     try {
+      this.copy(src, srcOffset, staging, 0, size);
+      this.submit();
       await staging.mapAsync(GPUMapMode.READ, 0, size);
       mapped = true;
       this.checkError();
       return staging.getMappedRange(0, size).slice(0, bytes);
     } finally {
-      if (reuse && mapped && this.readBuffers.length < READ_REUSE_COUNT) {
+      if (reuse && mapped && !this.destroyed && this.readBuffers.length < READ_REUSE_COUNT) {
         staging.unmap();
         this.readBuffers.push(staging);
       } else {
@@ -464,6 +465,7 @@ export class GpuContext {
   }
 
   destroy(): void {
+    this.destroyed = true;
     this.endPass();
     this.encoder = null;
     this.bindGroups.clear();

@@ -12,8 +12,8 @@
 // - tiled (needs `shader-f16`): like the f32 tiled kernel, but tiles are staged in workgroup memory
 //   as vec4<f16> (half the bytes: 128×128 output tiles fit where f32 fits 64×64), and every
 //   invocation accumulates an 8×8 (or 4×4) block in f32.
-// - gemv (M = 1..4, decode): reads weights stored as f16 (see packF16) with 16-byte loads, every
-//   weight once for all M rows. f32 weights in f16 mode go through the f32 gemv with operand
+// - gemv (decode: M = 1..8 rows per dispatch, up to 32 rows in blocks of 8): reads weights stored
+//   as f16 (see packF16) with 16-byte loads, every weight once per block of rows. f32 weights in f16 mode go through the f32 gemv with operand
 //   rounding instead (matmul.ts): there is no bandwidth to win when the weights are f32 in memory.
 // - subgroup matrix (`chromium-experimental-subgroup-matrix`, tensor cores): x and w are first
 //   packed into zero-padded f16 copies (rows to a multiple of 64, K to a multiple of 16). The
@@ -77,7 +77,7 @@ const roundUp = (n: number, m: number) => Math.ceil(n / m) * m;
 /**
  * The f16 capabilities of a device. The subgroup-matrix path is taken only with a shape whose
  * blocks tile 64×64 (16×16×16 preferred, then 16×8×16 or 8×… shapes), and only where every
- * subgroup has the same size (min = max), since each workgroup is exactly one subgroup.
+ * subgroup has the same size (min = max): workgroups are sized in whole subgroups.
  */
 export function detectF16(device: GPUDevice, adapterInfo?: GPUAdapterInfo): F16Caps {
   const shaderF16 = device.features.has('shader-f16');
@@ -356,7 +356,7 @@ fn main(${BUILTINS}) {
     ${xs.join('\n    ')}
     ${body.join('\n    ')}
   }
-  for (var a = 0u; a < ${AA}u; a++) { part[a * ${GV_WG}u + li] = acc[a]; }
+  ${Array.from({ length: AA }, (_, a) => `part[${a * GV_WG}u + li] = acc[${a}];`).join(' ')} // constant indices keep acc in registers
   workgroupBarrier();
   for (var s = ${GV_WG / 2}u; s > 0u; s >>= 1u) {
     if (li < s) {
@@ -392,11 +392,12 @@ export function swigluF16Gemv(ctx: GpuContext, out: GpuTensor, x: GpuTensor, w1:
 const swigluKernels = [false, true].map((vec) => gemvKernel(1, vec, true));
 
 /** Rows of x one gemv dispatch reads the weights for. */
-const GEMV_BLOCK_ROWS = 8;
+export const GEMV_BLOCK_ROWS = 8;
 /**
- * Rows of x up to which the packed gemv is used, one dispatch per block of 8 rows: batched decoding
- * (16 sequences) reads the weights twice, at full bandwidth, where a tiled kernel would spend its
- * 128-row tiles on padding.
+ * Rows of x up to which the packed gemv is used, one dispatch per block of 8 rows, where there are
+ * no tensor cores: batched decoding (16 sequences) reads the weights twice, where the tiled kernel
+ * would spend 7/8 of its 128-row tiles on padding (H100, 16×4096×4096: two gemv passes 0.16–0.21
+ * ms, the tiled kernel 0.73; tensor cores 0.12, so with them the gemv stops at one block).
  */
 export const F16_GEMV_MAX_ROWS = 32;
 const gemvKernels = [false, true].map((vec) => Array.from({ length: GEMV_BLOCK_ROWS + 1 }, (_, m) => gemvKernel(m, vec)));
@@ -500,9 +501,19 @@ export const STAGED_SMALL: StagedConfig = { SGM: 2, SGN: 2, TI: 2, TJ: 4, BK: 32
  */
 const STAGED_SMALL_BELOW_TILES = 264;
 
-/** The staged tiling for an [M, N] output. */
-export function stagedFor(M: number, N: number): StagedConfig {
-  return Math.ceil(M / 128) * Math.ceil(N / 128) < STAGED_SMALL_BELOW_TILES ? STAGED_SMALL : STAGED_DEFAULT;
+/** Workgroup memory a staged tiling needs: both slabs, and each subgroup's edge matrix. */
+export function stagedBytes(c: StagedConfig, s: SubgroupMatrixShape): number {
+  const { BM, BN } = stagedTile(c, s);
+  return (BM + BN) * (c.BK + 8) * 2 + c.SGM * c.SGN * s.M * s.N * 4;
+}
+
+/**
+ * The tiling for an [M, N] output: staged (large or small tiles) where the device gives workgroups
+ * the memory for it (WebGPU's default limit is 16 KiB, which it exceeds), else direct.
+ */
+export function stagedFor(M: number, N: number, s: SubgroupMatrixShape, maxWorkgroupBytes: number): StagedConfig | 'direct' {
+  const c = Math.ceil(M / 128) * Math.ceil(N / 128) < STAGED_SMALL_BELOW_TILES ? STAGED_SMALL : STAGED_DEFAULT;
+  return stagedBytes(c, s) <= maxWorkgroupBytes ? c : 'direct';
 }
 
 /** The output tile of a staged config for a subgroup-matrix shape. */
@@ -616,7 +627,8 @@ const sgmCache = kernelCache();
  */
 export function matmulSubgroupMatrix(
   ctx: GpuContext, out: GpuTensor, x: GpuTensor, w: F16Weight, M: number, N: number, K: number,
-  shape: NonNullable<F16Caps['subgroupMatrix']>, tiling: StagedConfig | 'direct' = stagedFor(M, N),
+  shape: NonNullable<F16Caps['subgroupMatrix']>,
+  tiling: StagedConfig | 'direct' = stagedFor(M, N, shape, ctx.device.limits.maxComputeWorkgroupStorageSize),
 ): void {
   if (M * N < shape.M * shape.N) {
     // Dawn sizes the output binding for at least one whole result matrix; so few outputs gain nothing anyway
@@ -667,8 +679,11 @@ export async function checkSubgroupMatrix(device: GPUDevice, adapterInfo?: GPUAd
   let problem: string | null = null;
   try {
     const gx = tensor([M, K], x), gw = tensor([N, K], w);
-    // every tiling matmulSubgroupMatrix picks by itself
-    for (const [name, tiling] of [['128×128', STAGED_DEFAULT], ['64×128', STAGED_SMALL]] as const) {
+    // every tiling matmulSubgroupMatrix picks by itself on this device
+    const fits = (c: StagedConfig) => (stagedBytes(c, shape) <= device.limits.maxComputeWorkgroupStorageSize ? c : 'direct' as const);
+    const tilings = [...new Set([fits(STAGED_DEFAULT), fits(STAGED_SMALL)])];
+    for (const tiling of tilings) {
+      const name = tiling === 'direct' ? 'direct 64×64' : `${stagedTile(tiling, shape).BM}×${stagedTile(tiling, shape).BN}`;
       const out = tensor([M, N]);
       matmulSubgroupMatrix(ctx, out, gx, { f32: gw }, M, N, K, shape, tiling);
       const y = new Float32Array(await ctx.readBytes(out.buf!, M * N * 4));

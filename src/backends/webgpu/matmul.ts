@@ -13,7 +13,7 @@
 // so the f32 gemv reads them no slower than any f16 kernel could).
 import { type GpuContext, type Kernel, Params } from './context.js';
 import {
-  type F16Caps, type F16Matrix, F16_GEMV_MAX_ROWS, ROUND_F16, matmulF16Gemv, matmulF16Tiled, matmulSubgroupMatrix,
+  type F16Caps, type F16Matrix, F16_GEMV_MAX_ROWS, GEMV_BLOCK_ROWS, ROUND_F16, matmulF16Gemv, matmulF16Tiled, matmulSubgroupMatrix,
 } from './matmul-f16.js';
 import { type GpuTensor, bind } from './tensor.js';
 import { BUILTINS, WG_INDEX } from './wgsl.js';
@@ -205,15 +205,15 @@ export function matmul(
 }
 
 /**
- * y = x · wᵀ with w an f16 matrix (packF16, kept for inference): the f16 gemv for M ≤ 4 (every
- * weight byte read once), else tensor cores or the f16 tiled kernel.
+ * y = x · wᵀ with w an f16 matrix (packF16, kept for inference): the f16 gemv for a few rows
+ * (decoding: every weight byte read once per 8 rows), else tensor cores or the f16 tiled kernel.
  */
 export function matmulPackedF16(
   ctx: GpuContext, out: GpuTensor, x: GpuTensor, w: F16Matrix, M: number, N: number, K: number, f16: F16Caps,
 ): void {
   if (M === 0 || N === 0) return;
   if (K === 0) { ctx.clear(out.buf!, 0, out.bytes); return; }
-  if (M <= F16_GEMV_MAX_ROWS) matmulF16Gemv(ctx, out, x, w, M, N, K);
+  if (M <= (f16.subgroupMatrix ? GEMV_BLOCK_ROWS : F16_GEMV_MAX_ROWS)) matmulF16Gemv(ctx, out, x, w, M, N, K);
   else if (f16.subgroupMatrix) matmulSubgroupMatrix(ctx, out, x, { f16: w }, M, N, K, f16.subgroupMatrix);
   else if (f16.shaderF16) matmulF16Tiled(ctx, out, x, { f16: w }, M, N, K);
   else throw new Error(`matmul: f16 weights need the shader-f16 feature for more than ${F16_GEMV_MAX_ROWS} rows`);
