@@ -94,7 +94,10 @@ export interface Backend {
   reshape(t: Tensor, shape: readonly number[]): Tensor;
 
   // ---- ops ----
-  /** table [V, D], ids i32 [N] → [N, D] */
+  /**
+   * table [V, D], ids [N] → [N, D]. ids are i32, or f32 holding exact integers (sampleRows's
+   * output), so that a sampled token can be looked up without coming back to the host.
+   */
   embedding(table: Tensor, ids: Tensor): Tensor;
   /** x [M, K], w [N, K] → x·wᵀ [M, N] */
   matmul(x: Tensor, w: Tensor): Tensor;

@@ -98,13 +98,24 @@ export async function* generateBatchStream(model: SambaModel, prompts: number[][
       let sampled: ArrayLike<number>;
       if (sampler.onDevice) {
         const ids = be.sampleRows(logits!, sampler.rowOptions(B, seen));
-        try { sampled = await be.read(ids); } finally { be.dispose(ids); }
+        be.dispose(logits!);
+        logits = null;
+        const reading = be.read(ids); // recorded and submitted now
+        reading.catch(() => undefined); // awaited below, unless the forward throws first
+        // The next step is recorded before the ids come back: its embedding reads them on the
+        // device, so the GPU goes on with it while the host waits for this token, and the host's
+        // recording overlaps the GPU's work. Rows that this token ends decode one token more, whose
+        // logits nobody reads; if it ends every row, that step was spent on a state about to go.
+        try {
+          if (step + 1 < maxTokens) logits = model.forward(ids, B, 1, state, { lastOnly: true });
+          sampled = await reading;
+        } finally { be.dispose(ids); }
       } else {
         const host = await be.read(logits!);
         sampled = Array.from({ length: B }, (_, b) => (done[b] ? -1 : sampler.sample(host.subarray(b * V, (b + 1) * V), context[b])));
+        be.dispose(logits!);
+        logits = null;
       }
-      be.dispose(logits!);
-      logits = null;
       const next = new Int32Array(B);
       for (let b = 0; b < B; b++) {
         if (done[b]) { next[b] = context[b][context[b].length - 1]; continue; } // keeps the batch shape
@@ -116,7 +127,7 @@ export async function* generateBatchStream(model: SambaModel, prompts: number[][
         if (stopTokens.includes(id) || context[b].length - prompts[b].length >= maxTokens) done[b] = true;
       }
       if (done.every((d) => d)) break;
-      logits = model.forward(next, B, 1, state, { lastOnly: true });
+      if (!sampler.onDevice) logits = model.forward(next, B, 1, state, { lastOnly: true });
     }
   } finally {
     if (logits) be.dispose(logits);

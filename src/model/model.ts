@@ -171,13 +171,18 @@ export class SambaModel {
    * ids [B·T] (row-major [B, T]) → logits [B·T, V] (or [B, V] with lastOnly). With a state, the
    * tokens continue each sequence from state.pos and the state advances by T. The state is updated
    * in place (KV caches; SSM states the scan takes over), so if forward throws, discard the state.
+   * The ids may also be a tensor on the backend (i32, or sampleRows's f32 ids), so that a sampled
+   * token is fed back without a round trip to the host.
    */
-  forward(ids: Int32Array, B: number, T: number, state?: DecodeState, opts: ForwardOptions = {}): Tensor {
+  forward(ids: Int32Array | Tensor, B: number, T: number, state?: DecodeState, opts: ForwardOptions = {}): Tensor {
     const be = this.backend, c = this.config;
-    if (ids.length !== B * T || T < 1) throw new Error(`forward: ${ids.length} ids do not form a batch of ${B} × ${T}`);
-    for (const id of ids) {
-      if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize) throw new Error(`token id ${id} is outside the vocabulary [0, ${c.vocabSize})`);
-    }
+    const n = ids instanceof Int32Array ? ids.length : ids.size;
+    if (n !== B * T || T < 1) throw new Error(`forward: ${n} ids do not form a batch of ${B} × ${T}`);
+    if (ids instanceof Int32Array) {
+      for (const id of ids) {
+        if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize) throw new Error(`token id ${id} is outside the vocabulary [0, ${c.vocabSize})`);
+      }
+    } else if (ids.dtype !== 'i32' && ids.dtype !== 'f32') throw new Error(`forward: ids on the backend must be i32 or f32, got ${ids.dtype}`);
     if (state && state.batch !== B) throw new Error(`forward: state holds ${state.batch} sequences, the batch has ${B}`);
     const pos0 = state ? Int32Array.from(state.pos) : new Int32Array(B);
     if (state) this.growCaches(state, Math.max(...pos0) + T);
@@ -211,7 +216,7 @@ export class SambaModel {
    * needs (every sub-layer's activations); without, each sub-layer's intermediates are freed as
    * soon as it is done, so inference holds one sub-layer's activations at a time.
    */
-  private trunk(ids: Int32Array, B: number, T: number, pos0: Int32Array, state: DecodeState | undefined, training: boolean, ssmInit?: readonly (Tensor | null)[]) {
+  private trunk(ids: Int32Array | Tensor, B: number, T: number, pos0: Int32Array, state: DecodeState | undefined, training: boolean, ssmInit?: readonly (Tensor | null)[]) {
     const be = this.backend, c = this.config;
     const hasAttention = this.kinds.some((k) => k === 'swa' || k === 'attn');
     let rope: AttentionCall['rope'] = null;
@@ -219,7 +224,7 @@ export class SambaModel {
       const r = ropeTables(pos0, T, c.headDim, c.ropeBase), half = c.headDim / 2;
       rope = { cos: be.tensor(r.cos, [B * T, half]), sin: be.tensor(r.sin, [B * T, half]), negSin: be.tensor(r.sin.map((v) => -v), [B * T, half]) };
     }
-    const idsT = be.ids(ids, [B * T]);
+    const idsT = ids instanceof Int32Array ? be.ids(ids, [B * T]) : ids;
     let x = be.embedding(this.param('embed.weight'), idsT); // [B·T, d]
     const mambaStates: (MambaState | null)[] = [], saved: Saved[] = [], inputs: Tensor[] = [];
     /** f(xn), the sub-layer's output before the residual add; xn [B·T, d] */

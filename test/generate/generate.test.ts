@@ -80,6 +80,24 @@ test('sampling runs on the backend without top-k/top-p: only the ids are read ba
   assert.deepEqual(reads, [V, V, V], 'top-k sorts on the host: the logits come back');
 });
 
+test('decoding that feeds sampled ids back on the device = feeding them from the host, rows ending apart', async (t) => {
+  // temperature 0 samples on the device, and the next step is recorded before the ids are read;
+  // top-k = V keeps greedy but samples on the host, which feeds the next step host ids
+  for (const tb of [{ name: 'cpu', get: async () => be }, ...testBackends()]) {
+    const b = await tb.get(t);
+    if (!b) continue;
+    const model = randomModel(b, tinyConfig('samba'), 12), V = model.config.vocabSize;
+    const prompts = [[1, 2, 3], [4, 5, 6, 7, 8], [9]];
+    const free = await generateBatch(model, prompts, { maxTokens: 14, temperature: 0, topK: V });
+    const stopTokens = [free[0][3], free[2][8]]; // ends rows at different steps
+    const host = await generateBatch(model, prompts, { maxTokens: 14, temperature: 0, topK: V, stopTokens });
+    const device = await generateBatch(model, prompts, { maxTokens: 14, temperature: 0, stopTokens });
+    assert.deepEqual(device, host, tb.name);
+    assert.ok(host.some((r) => r.length < 14) && host.some((r, i) => r.length !== host[(i + 1) % 3].length), `${tb.name}: rows should end apart`);
+    model.dispose();
+  }
+});
+
 test('seeded sampling with a repetition penalty gives the same tokens on every backend', async (t) => {
   for (const tb of testBackends()) {
     const other = await tb.get(t);

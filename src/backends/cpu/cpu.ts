@@ -66,7 +66,10 @@ export class CpuBackend extends ScopedBackend implements Backend, GradOps {
 
   embedding(table: Tensor, ids: Tensor): Tensor {
     const [V, D] = table.shape;
-    const id = i32(ids), w = f32(table);
+    const id = ids.dtype === 'f32' ? Int32Array.from(f32(ids), (v) => {
+      if (!Number.isInteger(v)) throw new Error(`embedding: id ${v} is not an integer`);
+      return v;
+    }) : i32(ids), w = f32(table);
     const out = new Float32Array(id.length * D);
     for (let n = 0; n < id.length; n++) {
       const v = id[n];

@@ -189,7 +189,7 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
   // ---- ops ----
 
   embedding(table: Tensor, ids: Tensor): Tensor {
-    const w = gpu(table, 'embedding'), id = gpu(ids, 'embedding', 'i32');
+    const w = gpu(table, 'embedding'), id = gpu(ids, 'embedding', ids.dtype === 'f32' ? 'f32' : 'i32');
     if (w.shape.length !== 2) throw new Error(`embedding: table has shape ${shapeStr(w.shape)}, expected [V, D]`);
     const [V, D] = w.shape;
     if (id.hostInts) {

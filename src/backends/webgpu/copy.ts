@@ -45,8 +45,16 @@ const EMBEDDING = gatherKernel('embedding', 'D: u32, V: u32', ['TABLE', 'IDS'], 
   if (id >= 0 && u32(id) < p.V) { v = TABLE[u32(id) * p.D + i % p.D]; }
   Y[i] = v;`);
 
+// The same with ids held as exact f32 integers (sampleRows's output, still on the device).
+const EMBEDDING_F32_IDS = gatherKernel('embedding_f32_ids', 'D: u32, V: u32', ['TABLE', 'FIDS'], `
+  let row = i / p.D;
+  let id = i32(FIDS[row]);
+  var v = 0.0;
+  if (id >= 0 && u32(id) < p.V) { v = TABLE[u32(id) * p.D + i % p.D]; }
+  Y[i] = v;`);
+
 export function embedding(ctx: GpuContext, out: GpuTensor, table: GpuTensor, ids: GpuTensor, V: number, D: number): void {
-  run(ctx, EMBEDDING, out.size, new Params().u32(out.size, D, V), [table, ids], out);
+  run(ctx, ids.dtype === 'f32' ? EMBEDDING_F32_IDS : EMBEDDING, out.size, new Params().u32(out.size, D, V), [table, ids], out);
 }
 
 const SLICE_COLS = gatherKernel('slice_cols', 'N: u32, start: u32, width: u32', ['X'], `

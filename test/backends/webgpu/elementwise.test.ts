@@ -80,6 +80,11 @@ test('webgpu embedding, sliceCols, gatherRows, concat, resizeRows, reshape', asy
   ids[0] = 0; ids[1] = 299; ids[2] = ids[3];
   await assertParity('embedding', be, be.embedding(gt, be.ids(ids, [50])), cpu, cpu.embedding(ct, cpu.ids(ids, [50])));
   assert.throws(() => be.embedding(gt, be.ids(Int32Array.of(3, 300), [2])), /token id 300 is outside the vocabulary \[0, 300\)/);
+  // ids as exact f32 values, as sampleRows leaves them on the device: the same rows
+  const fids = Float32Array.from(ids);
+  await assertParity('embedding (f32 ids)', be, be.embedding(gt, be.tensor(fids, [50])), cpu, cpu.embedding(ct, cpu.ids(ids, [50])));
+  await assertParity('embedding (f32 ids, cpu)', be, be.embedding(gt, be.ids(ids, [50])), cpu, cpu.embedding(ct, cpu.tensor(fids, [50])));
+  assert.throws(() => cpu.embedding(ct, cpu.tensor(Float32Array.of(2.5), [1])), /id 2.5 is not an integer/);
 
   const [gx, cx] = twin(be, rng, [13, 70]);
   for (const [start, width] of [[0, 70], [0, 1], [69, 1], [5, 33], [10, 0]]) {
