@@ -6,17 +6,19 @@
 //     [--batch-positions 1024,16384,65536] [--tokens 32]
 //     [--weights f32|f16]   (f16: matmul weights stored as f16 in the decode, prefill and batch sections)
 //     [--kv-cache f32|f16]  (f16: attention keys and values stored as halves in those sections)
+//     [--sync-decode]       (each decode step reads its token back before the next is recorded, as
+//                            generate() did before it fed sampled ids back on the device)
 //     [--submit-every N]    (WebGPU dispatches per command buffer, default 32: fewer overlap a decode
 //                            step's recording with its first layers on the GPU)
 //     [--tensor-cores]      (WebGPU: f16 matmuls through subgroup matrices where the adapter has them;
 //                            with --weights f16 this moves prefill's products onto the tensor cores)
 //     [--json out.json] [--svg out.svg]   (the measured points, and tokens/s against length for the
 //     prefill and batch sections; both rewritten after every row, so a run cut short keeps its rows)
-import { renameSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { Backend, Tensor } from '../src/core/backend.js';
 import { Rng } from '../src/core/random.js';
-import { countParams, paramSpecs, type ModelConfig } from '../src/model/config.js';
+import { countParams, makeConfig, paramSpecs, type ModelConfig } from '../src/model/config.js';
 import { prefill } from '../src/generate/generate.js';
 import { SambaModel } from '../src/model/model.js';
 import { getPreset } from '../src/model/presets.js';
@@ -42,6 +44,7 @@ const { values } = parseArgs({
     weights: { type: 'string', default: 'f32' },
     'kv-cache': { type: 'string', default: 'f32' },
     'submit-every': { type: 'string' },
+    'sync-decode': { type: 'boolean', default: false },
     // the prefill section's models (default: --model, then --baseline), e.g. to time one long prompt alone
     'prefill-models': { type: 'string' },
     'tensor-cores': { type: 'boolean', default: false },
@@ -58,6 +61,8 @@ const be = await openBackend(values.backend as BackendChoice, {
 if ('matmulPath' in be) console.log(`matmul path: ${String(be.matmulPath)}`);
 const sections = new Set(values.sections!.split(','));
 for (const o of ['weights', 'kv-cache'] as const) if (values[o] !== 'f32' && values[o] !== 'f16') throw new Error(`--${o} must be f32 or f16, got ${values[o]}`);
+/** A preset's name, or a ModelConfig JSON file (e.g. experiments/replicate/configs/samba.json). */
+const modelConfig = (name: string): ModelConfig => (name.endsWith('.json') ? makeConfig(JSON.parse(readFileSync(name, 'utf8'))) : getPreset(name));
 const ints = (s: string) => s.split(',').filter(Boolean).map(Number);
 const rows: string[][] = [];
 const row = (...r: (string | number)[]) => { rows.push(r.map(String)); console.log(r.join('  |  ')); };
@@ -141,23 +146,36 @@ const nTok = Number(values.tokens);
 async function decodeRate(model: SambaModel, B: number, pos: number): Promise<{ tps: number; stateBytes: number }> {
   const st = model.newState(B);
   st.pos.fill(pos); // the cost of a step depends on the position, not on what the cache holds
-  const ids = Int32Array.from({ length: B }, (_, i) => (i + 1) % model.config.vocabSize);
-  // as generation decodes: the next ids are picked on the device and only they come back
-  const step = async () => {
-    const l = model.forward(ids, B, 1, st, { lastOnly: true }), next = be.sampleRows(l, { temperature: 0 });
-    await be.read(next);
-    be.dispose(l); be.dispose(next); st.pos.fill(pos);
-  };
+  const hostIds = Int32Array.from({ length: B }, (_, i) => (i + 1) % model.config.vocabSize);
+  // As generation decodes: the next ids are picked on the device and only they come back. By
+  // default also as generate() pipelines it: each step's sampled ids feed the next step on the
+  // device, and the host reads them while it records that step (--sync-decode: read, then record).
+  let ids: Tensor = be.ids(hostIds, [B]), reading: Promise<unknown> | null = null;
+  const step = values['sync-decode']
+    ? async () => {
+      const l = model.forward(hostIds, B, 1, st, { lastOnly: true }), next = be.sampleRows(l, { temperature: 0 });
+      await be.read(next);
+      be.dispose(l); be.dispose(next); st.pos.fill(pos);
+    }
+    : async () => {
+      const l = model.forward(ids, B, 1, st, { lastOnly: true }), next = be.sampleRows(l, { temperature: 0 });
+      be.dispose(l); be.dispose(ids);
+      const r = be.read(next);
+      if (reading) await reading; // the previous token, read while this step was recorded
+      reading = r; ids = next; st.pos.fill(pos);
+    };
   // ~30 tokens fill the bind-group cache (pooled buffers settle into their roles); time after that
   for (let i = 0; i < 32; i++) await step();
   const s = await time(step, nTok, false);
+  if (reading) await reading;
+  be.dispose(ids);
   const stateBytes = st.bytes();
   st.dispose();
   return { tps: B / s, stateBytes };
 }
 
 if (sections.has('decode')) {
-  const cfg = getPreset(values.model!), { model, weightBytes } = inferenceModel(cfg, 1);
+  const cfg = modelConfig(values.model!), { model, weightBytes } = inferenceModel(cfg, 1);
   for (const pos of ints(values.positions!)) {
     const { tps, stateBytes } = await decodeRate(model, 1, pos);
     const roofline = Number.isFinite(bandwidth) ? bandwidth / (weightBytes + stateBytes) : NaN;
@@ -170,7 +188,7 @@ if (sections.has('decode')) {
 if (sections.has('prefill')) {
   const total = Number(values['prefill-tokens']);
   for (const name of values['prefill-models']?.split(',') ?? [values.model!, values.baseline!]) {
-    const { model } = inferenceModel(getPreset(name), 2);
+    const { model } = inferenceModel(modelConfig(name), 2);
     // one warm-up at 1K builds every pipeline; a long prompt is then timed once (128K full
     // attention takes minutes, and a second run would only repeat it)
     const prompt = (B: number, T: number) => Int32Array.from({ length: B * T }, (_, i) => (i * 7) % model.config.vocabSize);
@@ -197,7 +215,7 @@ if (sections.has('prefill')) {
 if (sections.has('batch')) {
   const B = Number(values.batch);
   for (const name of [values.model!, values.baseline!]) {
-    const { model } = inferenceModel(getPreset(name), 3);
+    const { model } = inferenceModel(modelConfig(name), 3);
     for (const pos of ints(values['batch-positions']!)) {
       try {
         const { tps, stateBytes } = await decodeRate(model, B, pos);
@@ -213,7 +231,7 @@ if (sections.has('batch')) {
 
 if (sections.has('train')) {
   const { Trainer, defaultTrainOptions } = await import('../src/train/trainer.js');
-  const cfg = getPreset(values['train-model']!), model = randomModel(cfg, 4);
+  const cfg = modelConfig(values['train-model']!), model = randomModel(cfg, 4);
   const T = Number(values['train-seq']), B = Number(values['train-batch']), rng = new Rng(5);
   const source = { rng, seqLen: T, batch: B, next: () => {
     const ids = Int32Array.from({ length: B * T }, () => rng.int(cfg.vocabSize));
