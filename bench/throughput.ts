@@ -24,6 +24,10 @@ import { SambaModel } from '../src/model/model.js';
 import { getPreset } from '../src/model/presets.js';
 import { openBackend, type BackendChoice } from '../src/node/load.js';
 import { lineChart } from '../src/eval/plot.js';
+import { WebGpuBackend } from '../src/backends/webgpu/backend.js';
+import { type Kernel, Params } from '../src/backends/webgpu/context.js';
+import { type GpuTensor, bind } from '../src/backends/webgpu/tensor.js';
+import { BUILTINS, WG_INDEX } from '../src/backends/webgpu/wgsl.js';
 
 const { values } = parseArgs({
   options: {
@@ -121,14 +125,41 @@ async function time(fn: () => Promise<void>, reps: number, warm = true): Promise
 }
 
 const fmt = (x: number, d = 1) => x.toFixed(d);
+const COPY_VEC4: Kernel = {
+  key: 'bench_copy_vec4',
+  bindings: ['read', 'write'],
+  code: () => /* wgsl */ `
+struct P { n: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> X: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> Y: array<vec4<f32>>;
+@compute @workgroup_size(256)
+fn main(${BUILTINS}) {
+  ${WG_INDEX}
+  let i = wg * 256u + li;
+  if (i < p.n) { Y[i] = X[i]; }
+}`,
+};
 let bandwidth = NaN, peak = NaN;
 
 if (sections.has('ceilings')) {
-  const n = 64 * 2 ** 20; // 256 MiB per operand
+  // 256 MiB per operand, or what the device can bind (lavapipe: 128 MiB)
+  const bind1 = be instanceof WebGpuBackend ? be.device.limits.maxStorageBufferBindingSize : Infinity;
+  const n = Math.min(64 * 2 ** 20, Math.floor(bind1 / 4 / 2 ** 20) * 2 ** 20), mib = (n * 4) / 2 ** 20;
   const a = be.keep(be.tensor(new Float32Array(n).fill(1), [n])), b = be.keep(be.tensor(new Float32Array(n).fill(2), [n]));
   const s = await time(async () => { const c = be.add(a, b); await be.flush(); be.dispose(c); }, 10);
-  bandwidth = (3 * n * 4) / s;
-  row('ceiling', 'elementwise bandwidth (a+b, 256 MiB operands)', `${fmt(bandwidth / 1e9, 0)} GB/s`);
+  const addBandwidth = (3 * n * 4) / s;
+  row('ceiling', `elementwise bandwidth (a+b, ${mib} MiB operands)`, `${fmt(addBandwidth / 1e9, 0)} GB/s`);
+  bandwidth = addBandwidth;
+  if (be instanceof WebGpuBackend) {
+    // the copy ceiling the rooflines use: 16-byte loads and stores, as the f16 gemv reads weights
+    // (the scalar a+b kernel reaches about half of it on an H100)
+    const y = be.zeros([n]) as GpuTensor, groups = Math.ceil(n / 4 / 256);
+    const sc = await time(async () => { be.ctx.dispatch(COPY_VEC4, new Params().u32(n / 4), [bind(a as GpuTensor), bind(y)], groups); await be.flush(); }, 10);
+    be.dispose(y);
+    bandwidth = Math.max(addBandwidth, (2 * n * 4) / sc);
+    row('ceiling', `copy bandwidth (vec4 kernel, ${mib} MiB), used by the rooflines`, `${fmt((2 * n * 4) / sc / 1e9, 0)} GB/s`);
+  }
   const M = 4096, x = be.keep(be.tensor(new Float32Array(M * M).fill(0.5), [M, M]));
   const sm = await time(async () => { const c = be.matmul(x, x); await be.flush(); be.dispose(c); }, 5);
   peak = (2 * M ** 3) / sm;
