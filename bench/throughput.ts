@@ -191,18 +191,25 @@ async function decodeRate(model: SambaModel, B: number, pos: number): Promise<{ 
     : async () => {
       const l = model.forward(ids, B, 1, st, { lastOnly: true }), next = be.sampleRows(l, { temperature: 0 });
       be.dispose(l); be.dispose(ids);
+      ids = next;
       const r = be.read(next);
-      if (reading) await reading; // the previous token, read while this step was recorded
-      reading = r; ids = next; st.pos.fill(pos);
+      r.catch(() => undefined); // awaited by the next step, or at the end
+      be.submit();
+      const prev = reading;
+      reading = r;
+      if (prev) await prev; // the previous token, read while this step was recorded
+      st.pos.fill(pos);
     };
-  // ~30 tokens fill the bind-group cache (pooled buffers settle into their roles); time after that
-  for (let i = 0; i < 32; i++) await step();
-  const s = await time(step, nTok, false);
-  if (reading) await reading;
-  be.dispose(ids);
-  const stateBytes = st.bytes();
-  st.dispose();
-  return { tps: B / s, stateBytes };
+  try {
+    // ~30 tokens fill the bind-group cache (pooled buffers settle into their roles); time after that
+    for (let i = 0; i < 32; i++) await step();
+    const s = await time(step, nTok, false);
+    if (reading) await reading;
+    return { tps: B / s, stateBytes: st.bytes() };
+  } finally {
+    be.dispose(ids);
+    st.dispose();
+  }
 }
 
 if (sections.has('decode')) {

@@ -114,6 +114,7 @@ async function withModel<T>(v: CliValues, cmd: string, fn: (m: Awaited<ReturnTyp
   if (kvCache !== 'f32' && kvCache !== 'f16') throw new UsageError(`--kv-cache must be f32 or f16, got "${kvCache}"`);
   const tensorCores = v['tensor-cores'] === true;
   if (tensorCores && weights !== 'f16') throw new UsageError('--tensor-cores runs the products of f16 weights: add --weights f16');
+  if (tensorCores && v.backend === 'cpu') throw new UsageError('--tensor-cores needs the webgpu backend');
   const be = await openBackend(backendChoice(v), { tensorCores });
   if (tensorCores && be instanceof WebGpuBackend && !be.f16Caps.subgroupMatrix) {
     process.stderr.write(`samba-lm: note: no tensor cores here (${be.subgroupMatrixProblem ?? "the adapter offers no f16 subgroup matrices"}); the f16 tiled kernel runs instead\n`);
@@ -590,6 +591,7 @@ export const commands: Record<string, Command> = {
         });
         const a = server.address();
         const where = typeof a === 'object' && a ? `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}` : String(a);
+        server.on('error', (e) => process.stderr.write(`samba-lm: server error: ${e.message}\n`));
         console.log(`samba-lm: serving "${modelId}" at ${where}/v1 (Ctrl-C stops)`);
         await new Promise<void>((resolve) => {
           const stop = () => { server.close(() => resolve()); server.closeAllConnections(); };

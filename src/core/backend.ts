@@ -88,6 +88,13 @@ export interface Backend {
   /** Waits until all queued work has finished. */
   flush(): Promise<void>;
   /**
+   * True where ops are queued and run later on a device (WebGPU), so that the host may record the
+   * next step while the device works; false where ops compute when called (CPU).
+   */
+  readonly queued: boolean;
+  /** Starts the queued work without waiting for it (nothing to do where ops compute when called). */
+  submit(): void;
+  /**
    * The same values under another shape of equal size: a view sharing storage (no copy). The
    * storage is released when the base tensor and all its views have been disposed (refcounted).
    */

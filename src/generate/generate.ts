@@ -22,6 +22,16 @@ export interface GeneratedToken {
   text?: string;
 }
 
+/**
+ * Lets timers and I/O run. Where ops compute when called (CPU), every read resolves at once, so a
+ * decoding loop would hold the event loop: an AbortSignal fired by a timer, a signal handler or a
+ * closed connection would never be seen.
+ */
+function yieldToEventLoop(): Promise<void> {
+  const immediate = (globalThis as { setImmediate?: (cb: () => void) => unknown }).setImmediate;
+  return new Promise((resolve) => (immediate ? immediate(resolve) : setTimeout(resolve, 0)));
+}
+
 function checkAbort(signal?: AbortSignal): void {
   if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new Error('generation aborted');
 }
@@ -38,6 +48,7 @@ export async function prefillToLogits(model: SambaModel, state: DecodeState, ids
   if (T === 0) throw new Error('the prompt is empty: at least one token is needed');
   if (ids.some((r) => r.length !== T)) throw new Error('prefill: prompts of one batch must have equal length');
   for (let t0 = 0; ; t0 += chunk) {
+    if (!model.backend.queued) await yieldToEventLoop();
     checkAbort(signal);
     const t1 = Math.min(T, t0 + chunk);
     const flat = Int32Array.from(ids.flatMap((r) => r.slice(t0, t1)));
@@ -92,6 +103,7 @@ export async function* generateBatchStream(model: SambaModel, prompts: number[][
   const done = new Array<boolean>(B).fill(maxTokens === 0);
   try {
     for (let step = 0; step < maxTokens && done.some((d) => !d); step++) {
+      if (!be.queued) await yieldToEventLoop();
       checkAbort(signal);
       // Sampling runs where the logits are, so that only B ids come back; top-k and top-p sort
       // the row, which only the host does.
@@ -102,13 +114,21 @@ export async function* generateBatchStream(model: SambaModel, prompts: number[][
         logits = null;
         const reading = be.read(ids); // recorded and submitted now
         reading.catch(() => undefined); // awaited below, unless the forward throws first
-        // The next step is recorded before the ids come back: its embedding reads them on the
-        // device, so the GPU goes on with it while the host waits for this token, and the host's
-        // recording overlaps the GPU's work. Rows that this token ends decode one token more, whose
-        // logits nobody reads; if it ends every row, that step was spent on a state about to go.
+        // Where ops are queued (WebGPU), the next step is recorded before the ids come back: its
+        // embedding reads them on the device, so the GPU goes on with it while the host waits for
+        // this token, and the host's recording overlaps the GPU's work. Rows that this token ends
+        // decode one token more, whose logits nobody reads; if it ends every row, that step was
+        // spent on a state about to go. Where ops compute when called (CPU) this would only delay
+        // the token, so the step waits for it as before.
         try {
-          if (step + 1 < maxTokens) logits = model.forward(ids, B, 1, state, { lastOnly: true });
+          if (be.queued && step + 1 < maxTokens) {
+            logits = model.forward(ids, B, 1, state, { lastOnly: true });
+            be.submit(); // its last dispatches too, not only every 32nd
+          }
           sampled = await reading;
+          if (!be.queued && step + 1 < maxTokens && !done.every((d, b) => d || stopTokens.includes(sampled[b]))) {
+            logits = model.forward(ids, B, 1, state, { lastOnly: true });
+          }
         } finally { be.dispose(ids); }
       } else {
         const host = await be.read(logits!);

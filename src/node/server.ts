@@ -5,7 +5,8 @@
 //
 // Chat: samba-lm models are base language models without a chat template, so messages become
 // plain text, one "Role: content" line per message, then "Assistant:"; generation stops at the
-// next "\nUser:" or "\nSystem:" line, besides the request's own stop strings.
+// next "\nUser:" or "\nSystem:" line, besides the request's own stop strings. The "model" field of
+// a request is not checked: there is one model, and clients often send a fixed name.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { SambaModel } from '../model/model.js';
 import type { TextTokenizer } from '../tokenizer/types.js';
@@ -50,6 +51,7 @@ interface Job {
 }
 
 type Body = Record<string, unknown>;
+const MAX_STOPS = 16, MAX_STOP_CHARS = 256;
 
 function optNumber(body: Body, key: string, check: (x: number) => boolean, what: string): number | undefined {
   const v = body[key];
@@ -82,6 +84,9 @@ function parseCommon(body: Body, defaultMaxTokens: number, limit: number): Omit<
   else if (Array.isArray(body.stop) && body.stop.every((s) => typeof s === 'string')) stop = body.stop as string[];
   else if (body.stop !== undefined && body.stop !== null) throw new RequestError(400, '"stop" must be a string or an array of strings');
   stop = stop.filter((s) => s.length > 0);
+  if (stop.length > MAX_STOPS || stop.some((s) => s.length > MAX_STOP_CHARS)) {
+    throw new RequestError(400, `"stop" takes at most ${MAX_STOPS} strings of at most ${MAX_STOP_CHARS} characters`);
+  }
   if (body.stream !== undefined && typeof body.stream !== 'boolean') throw new RequestError(400, '"stream" must be true or false');
   const so = body.stream_options as Body | undefined;
   return { maxTokens, sampling, stop, stream: body.stream === true, includeUsage: so?.include_usage === true };
@@ -128,7 +133,7 @@ function chatJob(body: Body, o: Required<Pick<ServeOptions, 'maxTokensLimit'>> &
  * Text as it is generated, held back where it could be the start of a stop string: `push` returns
  * what may be sent now, `done` is set once a stop string appeared (the text before it is final).
  */
-class StopFilter {
+export class StopFilter {
   private text = '';
   private sent = 0;
   done = false;
@@ -136,7 +141,6 @@ class StopFilter {
   push(piece: string): string {
     if (this.done) return '';
     this.text += piece;
-    const longest = Math.max(0, ...this.stops.map((s) => s.length));
     let cut = -1;
     for (const s of this.stops) {
       const i = this.text.indexOf(s, Math.max(0, this.sent - s.length + 1));
@@ -146,8 +150,18 @@ class StopFilter {
       this.done = true;
       return this.take(cut);
     }
-    // hold back the longest tail that could still grow into a stop string
-    return this.take(Math.max(this.sent, this.text.length - Math.max(0, longest - 1)));
+    // hold back the longest unsent tail that is the start of a stop string
+    let hold = 0;
+    for (const s of this.stops) {
+      for (let k = Math.min(s.length - 1, this.text.length - this.sent); k > hold; k--) {
+        if (this.text.endsWith(s.slice(0, k))) { hold = k; break; }
+      }
+    }
+    let end = this.text.length - hold;
+    // never split a surrogate pair between two pieces (clients decoding each piece would fail)
+    const c = this.text.charCodeAt(end - 1);
+    if (end > this.sent && c >= 0xd800 && c <= 0xdbff) end--;
+    return this.take(end);
   }
   /** The rest, when generation ended without a stop string. */
   flush(): string {
@@ -206,8 +220,9 @@ export function createSambaServer(opts: ServeOptions): Server {
     const now = Math.floor(Date.now() / 1000);
     const abort = new AbortController();
     res.on('close', () => { if (!res.writableFinished) abort.abort(new Error('the client went away')); });
-    const event = (choice: Body, extra: Body = {}) => {
-      res.write(`data: ${JSON.stringify({ id, object, created: now, model: o.modelId, choices: [{ index: 0, ...choice }], ...extra })}\n\n`);
+    const event = (choice: Body) => {
+      // with include_usage every chunk carries "usage": null, and the last one the counts
+      res.write(`data: ${JSON.stringify({ id, object, created: now, model: o.modelId, choices: [{ index: 0, ...choice }], ...(job.includeUsage ? { usage: null } : {}) })}\n\n`);
     };
     const piece = (text: string, finish: string | null): Body => kind === 'chat'
       ? { delta: text ? { content: text } : {}, finish_reason: finish, logprobs: null }
@@ -218,8 +233,12 @@ export function createSambaServer(opts: ServeOptions): Server {
     }
     const eos = o.tokenizer.eosId, decoder = createStreamDecoder(o.tokenizer), filter = new StopFilter(job.stop);
     let text = '', generated = 0, finish = 'length';
+    let started = false;
     const emit = (t: string) => {
+      // a chat reply follows "Assistant:": the space the model writes after the colon is not content
+      if (kind === 'chat' && !started) t = t.replace(/^ /, '');
       if (!t) return;
+      started = true;
       if (job.stream) event(piece(t, null));
       else text += t;
     };
@@ -233,7 +252,10 @@ export function createSambaServer(opts: ServeOptions): Server {
         if (filter.done) { finish = 'stop'; break; } // leaving the loop ends the generator and frees its state
       }
     }
-    if (!filter.done) emit(filter.push(decoder.flush()) + filter.flush());
+    if (!filter.done) {
+      emit(filter.push(decoder.flush()) + filter.flush());
+      if (filter.done) finish = 'stop';
+    }
     const usage = { prompt_tokens: job.prompt.length, completion_tokens: generated, total_tokens: job.prompt.length + generated };
     if (job.stream) {
       event(piece('', finish));
@@ -260,7 +282,6 @@ export function createSambaServer(opts: ServeOptions): Server {
     if (!kind) throw new RequestError(404, `no such endpoint: ${path} (see /v1/models, /v1/completions, /v1/chat/completions)`, 'not_found_error');
     if (req.method !== 'POST') throw new RequestError(405, `${req.method} ${path}: use POST`);
     const body = await readBody(req, o.maxBodyBytes);
-    if (body.model !== undefined && body.model !== o.modelId) throw new RequestError(404, `model "${String(body.model)}" is not served here; this server has "${o.modelId}"`, 'not_found_error');
     const job = kind === 'chat' ? chatJob(body, o) : completionJob(body, o);
     const mine = turn.then(() => (res.destroyed ? undefined : generate(kind, job, req, res))); // skipped if the client left while waiting
     turn = mine.catch(() => undefined);

@@ -56,6 +56,16 @@ test('an AbortSignal stops generation', async () => {
   assert.equal(got.length, 5);
 });
 
+test('an AbortSignal fired by a timer stops CPU generation (the loop lets timers run)', { timeout: 60_000 }, async () => {
+  const model = randomModel(be, tinyConfig('samba'), 7), ac = new AbortController();
+  setTimeout(() => ac.abort(new Error('timer fired')), 50);
+  let n = 0;
+  await assert.rejects(async () => {
+    for await (const _ of generateIds(model, [1, 2], { maxTokens: 1_000_000, signal: ac.signal, seed: 1 })) n++;
+  }, /timer fired/);
+  assert.ok(n > 0 && n < 1_000_000, `${n} tokens before the abort`);
+});
+
 test('text streaming through a byte tokenizer reassembles multi-byte characters', async () => {
   const model = randomModel(be, tinyConfig('samba', { vocabSize: 257 }), 8);
   const tok = new ByteTokenizer({ eos: true });

@@ -63,6 +63,8 @@ export class CpuBackend extends ScopedBackend implements Backend, GradOps {
     return this.track(new CpuTensor(shape, (t as CpuTensor).data, (t as CpuTensor).dtype));
   }
   async flush(): Promise<void> {}
+  readonly queued = false;
+  submit(): void {}
 
   embedding(table: Tensor, ids: Tensor): Tensor {
     const [V, D] = table.shape;

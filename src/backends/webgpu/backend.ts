@@ -181,6 +181,12 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     await this.ctx.flush();
   }
 
+  readonly queued = true;
+
+  submit(): void {
+    this.ctx.submit();
+  }
+
   /** A buffer for one op's intermediate values, returned to the pool by the caller. */
   private scratch(n: number, what: string): GpuTensor {
     return new GpuTensor([n], 'f32', new Storage(this.ctx.alloc(n * 4, () => what)));
