@@ -101,6 +101,13 @@ export async function* generateBatchStream(model: SambaModel, prompts: number[][
   const context = prompts.map((p) => [...p]);
   const seen = sampler.penalizes ? context.map((c) => new Set(c)) : [];
   const done = new Array<boolean>(B).fill(maxTokens === 0);
+  // Where ops are queued (WebGPU) and sampling runs there, the next step is recorded before the
+  // sampled ids come back: its embedding reads them on the device, so the GPU goes on with it
+  // while the host waits for this token, and the host's recording overlaps the GPU's work. Rows
+  // that this token ends decode one token more, whose logits nobody reads; if it ends every row,
+  // that step was spent on a state about to go. Where ops compute when called (CPU) this would
+  // only delay the token, so there the next step waits for it.
+  const pipelined = sampler.onDevice && be.queued;
   try {
     for (let step = 0; step < maxTokens && done.some((d) => !d); step++) {
       if (!be.queued) await yieldToEventLoop();
@@ -114,21 +121,12 @@ export async function* generateBatchStream(model: SambaModel, prompts: number[][
         logits = null;
         const reading = be.read(ids); // recorded and submitted now
         reading.catch(() => undefined); // awaited below, unless the forward throws first
-        // Where ops are queued (WebGPU), the next step is recorded before the ids come back: its
-        // embedding reads them on the device, so the GPU goes on with it while the host waits for
-        // this token, and the host's recording overlaps the GPU's work. Rows that this token ends
-        // decode one token more, whose logits nobody reads; if it ends every row, that step was
-        // spent on a state about to go. Where ops compute when called (CPU) this would only delay
-        // the token, so the step waits for it as before.
         try {
-          if (be.queued && step + 1 < maxTokens) {
+          if (pipelined && step + 1 < maxTokens) {
             logits = model.forward(ids, B, 1, state, { lastOnly: true });
             be.submit(); // its last dispatches too, not only every 32nd
           }
           sampled = await reading;
-          if (!be.queued && step + 1 < maxTokens && !done.every((d, b) => d || stopTokens.includes(sampled[b]))) {
-            logits = model.forward(ids, B, 1, state, { lastOnly: true });
-          }
         } finally { be.dispose(ids); }
       } else {
         const host = await be.read(logits!);
@@ -147,7 +145,7 @@ export async function* generateBatchStream(model: SambaModel, prompts: number[][
         if (stopTokens.includes(id) || context[b].length - prompts[b].length >= maxTokens) done[b] = true;
       }
       if (done.every((d) => d)) break;
-      if (!sampler.onDevice) logits = model.forward(next, B, 1, state, { lastOnly: true });
+      if (!pipelined) logits = model.forward(next, B, 1, state, { lastOnly: true });
     }
   } finally {
     if (logits) be.dispose(logits);

@@ -10,9 +10,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { SambaModel } from '../model/model.js';
 import type { TextTokenizer } from '../tokenizer/types.js';
-import { generateIds } from '../generate/generate.js';
+import { generateText } from '../generate/generate.js';
 import { validateSampling, type SamplingOptions } from '../generate/sampling.js';
-import { createStreamDecoder } from '../tokenizer/index.js';
 
 export interface ServeOptions {
   model: SambaModel;
@@ -231,7 +230,7 @@ export function createSambaServer(opts: ServeOptions): Server {
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', ...CORS });
       if (kind === 'chat') event({ delta: { role: 'assistant', content: '' }, finish_reason: null, logprobs: null });
     }
-    const eos = o.tokenizer.eosId, decoder = createStreamDecoder(o.tokenizer), filter = new StopFilter(job.stop);
+    const eos = o.tokenizer.eosId, filter = new StopFilter(job.stop);
     let text = '', generated = 0, finish = 'length';
     let started = false;
     const emit = (t: string) => {
@@ -243,19 +242,17 @@ export function createSambaServer(opts: ServeOptions): Server {
       else text += t;
     };
     if (job.maxTokens > 0) {
-      for await (const tok of generateIds(o.model, job.prompt, {
+      // the generator ends after EOS (whose text is empty); the decoder's rest comes last, as id -1
+      for await (const tok of generateText(o.model, o.tokenizer, job.prompt, {
         ...job.sampling, maxTokens: job.maxTokens, stopTokens: eos === undefined ? [] : [eos], signal: abort.signal,
       })) {
-        generated++;
-        if (tok === eos) { finish = 'stop'; break; }
-        emit(filter.push(decoder.push(tok)));
+        if (tok.id >= 0) generated++;
+        if (tok.id === eos) finish = 'stop';
+        emit(filter.push(tok.text ?? ''));
         if (filter.done) { finish = 'stop'; break; } // leaving the loop ends the generator and frees its state
       }
     }
-    if (!filter.done) {
-      emit(filter.push(decoder.flush()) + filter.flush());
-      if (filter.done) finish = 'stop';
-    }
+    emit(filter.flush());
     const usage = { prompt_tokens: job.prompt.length, completion_tokens: generated, total_tokens: job.prompt.length + generated };
     if (job.stream) {
       event(piece('', finish));

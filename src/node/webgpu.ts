@@ -1,7 +1,7 @@
 // WebGPU in Node through Dawn (the `webgpu` npm package). Browsers pass their own GPUDevice to
 // WebGpuBackend; this is the Node-only way to get one.
 import { create, globals } from 'webgpu';
-import { WebGpuBackend, type WebGpuBackendOptions } from '../backends/webgpu/index.js';
+import { WebGpuBackend, type WebGpuBackendOptions, wantsSubgroupMatrix } from '../backends/webgpu/index.js';
 
 export interface NodeWebGpuOptions extends Omit<WebGpuBackendOptions, 'ownsDevice'> {
   powerPreference?: GPUPowerPreference;
@@ -71,8 +71,7 @@ export async function createNodeWebGpuBackend(opts: NodeWebGpuOptions = {}): Pro
     if (typeof v === 'number') requiredLimits[name] = v;
   }
   // subgroup matrices only when they may be used: an experimental feature changes how Dawn builds pipelines
-  const sgm = (backendOpts.precision === 'f16-matmul' && backendOpts.subgroupMatrix !== false) || backendOpts.subgroupMatrix === true;
-  const wanted = sgm ? [...OPTIONAL_FEATURES, SUBGROUP_MATRIX] : OPTIONAL_FEATURES;
+  const wanted = wantsSubgroupMatrix(backendOpts) ? [...OPTIONAL_FEATURES, SUBGROUP_MATRIX] : OPTIONAL_FEATURES;
   const requiredFeatures = wanted.filter((f) => adapter.features.has(f));
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
   return WebGpuBackend.create(device, { adapterInfo: adapter.info, ...backendOpts, ownsDevice: true });

@@ -48,6 +48,11 @@ export interface WebGpuBackendOptions extends ContextOptions {
 
 export type Precision = 'f32' | 'f16-matmul';
 
+/** Whether these options ask for subgroup matrices (see WebGpuBackendOptions.subgroupMatrix). */
+export function wantsSubgroupMatrix(opts: Pick<WebGpuBackendOptions, 'precision' | 'subgroupMatrix'>): boolean {
+  return (opts.precision === 'f16-matmul' && opts.subgroupMatrix !== false) || opts.subgroupMatrix === true;
+}
+
 export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
   readonly name = 'webgpu' as const;
   readonly ctx: GpuContext;
@@ -74,8 +79,7 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     this.ownsDevice = opts.ownsDevice ?? false;
     this.split = { ...att.DEFAULT_SPLIT, ...opts.attentionSplit };
     const caps = (this.f16Detected = detectF16(device, opts.adapterInfo));
-    const wanted = (opts.precision === 'f16-matmul' && opts.subgroupMatrix !== false) || opts.subgroupMatrix === true;
-    this.f16Caps = wanted ? caps : { ...caps, subgroupMatrix: null };
+    this.f16Caps = wantsSubgroupMatrix(opts) ? caps : { ...caps, subgroupMatrix: null };
     this.features = { f16: caps.shaderF16, subgroups: device.features.has('subgroups'), subgroupMatrix: caps.subgroupMatrix !== null };
     this.precision = opts.precision ?? 'f32';
     if (this.precision !== 'f32' && this.precision !== 'f16-matmul') throw new Error(`webgpu: unknown precision '${this.precision}'`);
@@ -95,8 +99,7 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
    */
   static async create(device: GPUDevice, opts: WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
     let problem: string | null = null;
-    const wanted = (opts.precision === 'f16-matmul' && opts.subgroupMatrix !== false) || opts.subgroupMatrix === true;
-    if (wanted && detectF16(device, opts.adapterInfo).subgroupMatrix) {
+    if (wantsSubgroupMatrix(opts) && detectF16(device, opts.adapterInfo).subgroupMatrix) {
       problem = await checkSubgroupMatrix(device, opts.adapterInfo);
     }
     const be = new WebGpuBackend(device, problem ? { ...opts, subgroupMatrix: false } : opts);

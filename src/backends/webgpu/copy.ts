@@ -38,20 +38,14 @@ function run(ctx: GpuContext, k: Kernel, n: number, params: Params, srcs: (GpuTe
 
 // Ids outside [0, V) read as zeros rather than out of bounds (the backend rejects them before,
 // when it knows the ids on the host).
-const EMBEDDING = gatherKernel('embedding', 'D: u32, V: u32', ['TABLE', 'IDS'], `
+// With f32 ids, the ids are exact integers held as floats (sampleRows's output, still on the device).
+const embeddingKernel = (f32Ids: boolean) => gatherKernel(f32Ids ? 'embedding_f32_ids' : 'embedding', 'D: u32, V: u32', ['TABLE', f32Ids ? 'FIDS' : 'IDS'], `
   let row = i / p.D;
-  let id = IDS[row];
+  let id = ${f32Ids ? 'i32(FIDS[row])' : 'IDS[row]'};
   var v = 0.0;
   if (id >= 0 && u32(id) < p.V) { v = TABLE[u32(id) * p.D + i % p.D]; }
   Y[i] = v;`);
-
-// The same with ids held as exact f32 integers (sampleRows's output, still on the device).
-const EMBEDDING_F32_IDS = gatherKernel('embedding_f32_ids', 'D: u32, V: u32', ['TABLE', 'FIDS'], `
-  let row = i / p.D;
-  let id = i32(FIDS[row]);
-  var v = 0.0;
-  if (id >= 0 && u32(id) < p.V) { v = TABLE[u32(id) * p.D + i % p.D]; }
-  Y[i] = v;`);
+const EMBEDDING = embeddingKernel(false), EMBEDDING_F32_IDS = embeddingKernel(true);
 
 export function embedding(ctx: GpuContext, out: GpuTensor, table: GpuTensor, ids: GpuTensor, V: number, D: number): void {
   run(ctx, ids.dtype === 'f32' ? EMBEDDING_F32_IDS : EMBEDDING, out.size, new Params().u32(out.size, D, V), [table, ids], out);

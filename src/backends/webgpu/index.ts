@@ -1,2 +1,2 @@
-export { WebGpuBackend, type WebGpuBackendOptions, GpuTensor } from './backend.js';
+export { WebGpuBackend, type WebGpuBackendOptions, GpuTensor, wantsSubgroupMatrix } from './backend.js';
 export { type ContextOptions } from './context.js';
