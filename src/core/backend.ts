@@ -35,6 +35,16 @@ export interface KvCache {
   capacity: number; // W for a sliding window (slot = position mod W); grows for full attention
 }
 
+/** An RMSNorm's weight g [K] and epsilon, applied to a product's input inside the product. */
+export interface NormArg { g: Tensor; eps: number }
+
+export interface MatmulOptions {
+  /** The product reads rmsNorm(x, norm.g, norm.eps) instead of x. */
+  norm?: NormArg;
+  /** Added to the product: a residual connection, [M, N]. */
+  residual?: Tensor;
+}
+
 export interface AttentionArgs {
   nHeads: number;
   nKvHeads: number;
@@ -106,21 +116,23 @@ export interface Backend {
    * output), so that a sampled token can be looked up without coming back to the host.
    */
   embedding(table: Tensor, ids: Tensor): Tensor;
-  /** x [M, K], w [N, K] → x·wᵀ [M, N] */
-  matmul(x: Tensor, w: Tensor): Tensor;
+  /**
+   * x [M, K], w [N, K] → x·wᵀ [M, N]; with `opts.norm`, rmsNorm(x, g, eps)·wᵀ; with `opts.residual`
+   * [M, N], that plus the residual. Equal to rmsNorm, matmul, add; a backend fuses them where it
+   * can (WebGPU: into the decoding gemv, so a sub-layer's norm and residual add cost no dispatch).
+   */
+  matmul(x: Tensor, w: Tensor, opts?: MatmulOptions): Tensor;
   /** a + b, same shape */
   add(a: Tensor, b: Tensor): Tensor;
   /** x [M, D], g [D] → x / sqrt(mean(x²) + eps) ⊙ g */
   rmsNorm(x: Tensor, g: Tensor, eps: number): Tensor;
-  /**
-   * The residual stream's step between two sub-layers, in one pass: sum = x + y, normed =
-   * rmsNorm(sum, g, eps). Equal to add then rmsNorm. x, y [M, D], g [D].
-   */
-  addRmsNorm(x: Tensor, y: Tensor, g: Tensor, eps: number): { sum: Tensor; normed: Tensor };
   /** silu(a) ⊙ b, same shape */
   siluMul(a: Tensor, b: Tensor): Tensor;
-  /** x [M, K], w1 and w2 [N, K] → silu(x·w1ᵀ) ⊙ (x·w2ᵀ) [M, N]: a SwiGLU MLP's hidden layer; equal to matmul, matmul, siluMul. */
-  swiglu(x: Tensor, w1: Tensor, w2: Tensor): Tensor;
+  /**
+   * x [M, K], w1 and w2 [N, K] → silu(x·w1ᵀ) ⊙ (x·w2ᵀ) [M, N]: a SwiGLU MLP's hidden layer; equal
+   * to matmul, matmul, siluMul. `opts.norm` as in matmul.
+   */
+  swiglu(x: Tensor, w1: Tensor, w2: Tensor, opts?: { norm?: NormArg }): Tensor;
   /** x [M, N] → x[:, start : start+width] */
   sliceCols(x: Tensor, start: number, width: number): Tensor;
   /** x [M, N] → x[rows] [R, N] */

@@ -1,8 +1,20 @@
 // Argument checks shared by every backend: an op called with shapes that do not fit fails with
 // the same readable message on the CPU and on WebGPU, and each backend states its checks once.
-import { type AttentionArgs, type KvCache, type SampleRowsOptions, type Tensor, expectShape } from './backend.js';
+import { type AttentionArgs, type KvCache, type MatmulOptions, type SampleRowsOptions, type Tensor, expectShape, shapeStr } from './backend.js';
 
 /** q [B, T, H·hs], k/v [B, T, Hkv·hs], optional dOut like q and a cache [B, C, Hkv·hs]. */
+/** matmul's options against x [M, K] and an output of N columns. */
+export function checkMatmulOptions(op: string, x: Tensor, N: number, opts: MatmulOptions): void {
+  const [M, K] = x.shape;
+  if (opts.norm && (opts.norm.g.shape.length !== 1 || opts.norm.g.shape[0] !== K)) {
+    throw new Error(`${op}: norm weight has shape ${shapeStr(opts.norm.g.shape)}, expected [${K}]`);
+  }
+  const r = opts.residual;
+  if (r && (r.shape.length !== 2 || r.shape[0] !== M || r.shape[1] !== N)) {
+    throw new Error(`${op}: residual has shape ${shapeStr(r.shape)}, expected [${M}, ${N}]`);
+  }
+}
+
 export function checkAttention(op: string, q: Tensor, k: Tensor, v: Tensor, args: AttentionArgs, extra: { dOut?: Tensor; cache?: KvCache | null } = {}): { B: number; T: number } {
   const { nHeads: H, nKvHeads: Hkv, headDim: hs, window } = args;
   const [B, T] = q.shape;

@@ -3,7 +3,7 @@
 // capacity): W slots for a sliding window, a growing buffer for full attention.
 import type { AttentionArgs, Backend, KvCache, Tensor } from '../core/backend.js';
 import type { ModelConfig } from './config.js';
-import type { Grads, Params, TrainBackend } from './mlp.js';
+import type { Grads, Params, SublayerEnds, TrainBackend } from './mlp.js';
 
 export interface AttentionCall {
   B: number;
@@ -15,10 +15,15 @@ export interface AttentionCall {
 
 export interface AttentionSaved { x: Tensor; q: Tensor; k: Tensor; v: Tensor; o: Tensor; args: AttentionArgs; call: AttentionCall }
 
-/** x [B·T, d] (normalised) → [B·T, d]; reads the cache, then writes the new keys into it. */
-export function attention(be: Backend, p: Params, cfg: ModelConfig, x: Tensor, call: AttentionCall, cache: KvCache | null): { out: Tensor; saved: AttentionSaved } {
+/**
+ * x [B·T, d] (normalised, or normalised by ends.norm) → [B·T, d] (plus ends.residual); reads the
+ * cache, then writes the new keys into it.
+ */
+export function attention(
+  be: Backend, p: Params, cfg: ModelConfig, x: Tensor, call: AttentionCall, cache: KvCache | null, ends: SublayerEnds = {},
+): { out: Tensor; saved: AttentionSaved } {
   const { nHeads: H, nKvHeads: Hkv, headDim: hs } = cfg, { B, T } = call;
-  const qkv = be.matmul(x, p('qkv.weight')); // [B·T, (H + 2·Hkv)·hs]
+  const qkv = be.matmul(x, p('qkv.weight'), { norm: ends.norm }); // [B·T, (H + 2·Hkv)·hs]
   // RoPE turns every head of a position by the same angles, q's and k's alike: one call rotates both
   const qk = call.rope ? be.rope(be.sliceCols(qkv, 0, (H + Hkv) * hs), call.rope.cos, call.rope.sin, H + Hkv) : qkv;
   const q = be.sliceCols(qk, 0, H * hs), k = be.sliceCols(qk, H * hs, Hkv * hs);
@@ -27,7 +32,7 @@ export function attention(be: Backend, p: Params, cfg: ModelConfig, x: Tensor, c
   const args = { nHeads: H, nKvHeads: Hkv, headDim: hs, window: call.window, pos0: call.pos0 };
   const o = be.reshape(be.attention(q3, k3, v, cache, args), [B * T, H * hs]);
   if (cache) be.writeKv(cache, k3, v, call.pos0);
-  return { out: be.matmul(o, p('out.weight')), saved: { x, q: q3, k: k3, v, o, args, call } }; // [B·T, d]
+  return { out: be.matmul(o, p('out.weight'), { residual: ends.residual }), saved: { x, q: q3, k: k3, v, o, args, call } }; // [B·T, d]
 }
 
 /** Backward without a cache (training on whole sequences). */

@@ -8,7 +8,7 @@
 // The backward walks the same equations in reverse; the scan recomputes its states.
 import type { Backend, Tensor } from '../core/backend.js';
 import { dInner, type ModelConfig } from './config.js';
-import type { Grads, Params, TrainBackend } from './mlp.js';
+import type { Grads, Params, SublayerEnds, TrainBackend } from './mlp.js';
 
 export interface MambaState {
   conv: Tensor; // [B, d_inner, K-1]
@@ -23,16 +23,18 @@ export interface MambaSaved {
 }
 
 /**
- * u [B·T, d] (normalised) → { out [B·T, d], state after the last token }. Either part of the state
- * may be missing (zeros); training windows that carry state carry only the SSM part.
+ * u [B·T, d] (normalised, or normalised by ends.norm) → { out [B·T, d] (plus ends.residual), state
+ * after the last token }. Either part of the state may be missing (zeros); training windows that
+ * carry state carry only the SSM part.
  */
 export function mamba(
   be: Backend, p: Params, cfg: ModelConfig, u: Tensor, B: number, T: number, state: Partial<MambaState> | null,
   /** Streaming inference: the caller drops the old state after this step, so its SSM state may be overwritten. */
   replacesState = false,
+  ends: SublayerEnds = {},
 ): { out: Tensor; state: MambaState; saved: MambaSaved } {
   const di = dInner(cfg), { dState: N, dtRank: R } = cfg.mamba;
-  const xz = be.matmul(u, p('in_proj.weight')); // [B·T, 2·d_inner]
+  const xz = be.matmul(u, p('in_proj.weight'), { norm: ends.norm }); // [B·T, 2·d_inner]
   const x = be.reshape(be.sliceCols(xz, 0, di), [B, T, di]);
   const z = be.reshape(be.sliceCols(xz, di, di), [B, T, di]);
   const conv = be.conv1dSilu(x, p('conv1d.weight'), p('conv1d.bias'), state?.conv ?? null); // x̃ [B, T, d_inner]
@@ -43,7 +45,7 @@ export function mamba(
   const cm = be.reshape(be.sliceCols(dbc, R + N, N), [B, T, N]);
   const scan = be.selectiveScan(conv.y, dt, p('dt_proj.bias'), p('A_log'), bm, cm, p('D'), z, state?.ssm ?? null, { donateH0: replacesState });
   const y = be.reshape(scan.y, [B * T, di]);
-  const out = be.matmul(y, p('out_proj.weight')); // [B·T, d]
+  const out = be.matmul(y, p('out_proj.weight'), { residual: ends.residual }); // [B·T, d]
   return { out, state: { conv: conv.state, ssm: scan.h }, saved: { u, x, z, xc: conv.y, delta, dt, bm, cm, y, h0: state?.ssm ?? null, B, T } };
 }
 

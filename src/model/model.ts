@@ -9,7 +9,7 @@ import type { Backend, Tensor } from '../core/backend.js';
 import { dInner, layout, paramSpecs, type ModelConfig, type SublayerKind } from './config.js';
 import { attention, attentionBackward, type AttentionCall, type AttentionSaved } from './attention.js';
 import { mamba, mambaBackward, type MambaSaved, type MambaState } from './mamba.js';
-import { mlp, mlpBackward, mlpInference, type Grads, type MlpSaved, type Params, type TrainBackend } from './mlp.js';
+import { mlp, mlpBackward, mlpInference, type Grads, type MlpSaved, type Params, type SublayerEnds, type TrainBackend } from './mlp.js';
 import { ropeTables } from './rope.js';
 import { initParams } from './init.js';
 import { DecodeState, type SublayerState } from './state.js';
@@ -189,9 +189,10 @@ export class SambaModel {
 
     const { logits, mambaStates } = be.tidy(() => {
       const run = this.trunk(ids, B, T, pos0, state, false);
-      let h = run.h;
-      if (opts.lastOnly) h = be.gatherRows(h, Int32Array.from({ length: B }, (_, b) => b * T + T - 1));
-      return { logits: be.matmul(h, this.head()), mambaStates: state ? run.mambaStates : [] }; // [rows, V]
+      let x = run.xLast; // the residual stream [B·T, d]
+      if (opts.lastOnly) x = be.gatherRows(x, Int32Array.from({ length: B }, (_, b) => b * T + T - 1));
+      const norm = { g: this.param('norm_f.weight'), eps: c.normEps }; // the final norm, inside the head's product
+      return { logits: be.matmul(x, this.head(), { norm }), mambaStates: state ? run.mambaStates : [] }; // [rows, V]
     });
 
     if (state) {
@@ -227,26 +228,29 @@ export class SambaModel {
     const idsT = ids instanceof Int32Array ? be.ids(ids, [B * T]) : ids;
     let x = be.embedding(this.param('embed.weight'), idsT); // [B·T, d]
     const mambaStates: (MambaState | null)[] = [], saved: Saved[] = [], inputs: Tensor[] = [];
-    /** f(xn), the sub-layer's output before the residual add; xn [B·T, d] */
-    const body = (j: number, kind: SublayerKind, xn: Tensor) => {
+    /**
+     * f(xn), the sub-layer's output before the residual add, for xn [B·T, d]; or, with `ends`,
+     * f(norm(x)) + x for the raw x (inference: the norm and add fused into f's products)
+     */
+    const body = (j: number, kind: SublayerKind, xn: Tensor, ends: SublayerEnds = {}) => {
       const p = this.sublayerParams(j, kind);
       const st = state?.layers[j] ?? null;
       if (kind === 'mamba') {
         // a decoding state's SSM state is replaced after the step (forward()), so the scan may reuse it
-        const r = mamba(be, p, c, xn, B, T, st?.kind === 'mamba' ? st : ssmInit?.[j] ? { ssm: ssmInit[j]! } : null, !training && st?.kind === 'mamba');
+        const r = mamba(be, p, c, xn, B, T, st?.kind === 'mamba' ? st : ssmInit?.[j] ? { ssm: ssmInit[j]! } : null, !training && st?.kind === 'mamba', ends);
         return { y: r.out, ms: r.state as MambaState | null, sv: { kind: 'mamba', s: r.saved } as Saved | null };
       }
       if (kind === 'mlp') {
-        if (!training) return { y: mlpInference(be, p, xn), ms: null, sv: null }; // nothing to save: the fused path
+        if (!training) return { y: mlpInference(be, p, xn, ends), ms: null, sv: null }; // nothing to save: the fused path
         const r = mlp(be, p, xn);
         return { y: r.out, ms: null, sv: { kind: 'mlp', s: r.saved } as Saved };
       }
       const window = kind === 'swa' ? c.window : Infinity;
-      const r = attention(be, p, c, xn, { B, T, pos0, rope, window }, st?.kind === 'attn' ? st.cache : null);
+      const r = attention(be, p, c, xn, { B, T, pos0, rope, window }, st?.kind === 'attn' ? st.cache : null, ends);
       return { y: r.out, ms: null, sv: { kind: 'attn', s: r.saved } as Saved };
     };
     const normW = (j: number) => this.param(j < this.kinds.length ? `layers.${j}.norm.weight` : 'norm_f.weight');
-    let h: Tensor;
+    let h: Tensor | null = null;
     if (training) {
       // x_{j+1} = x_j + f_j(norm(x_j)), keeping what the backward pass needs
       this.kinds.forEach((kind, j) => {
@@ -258,28 +262,16 @@ export class SambaModel {
       });
       h = be.rmsNorm(x, normW(this.kinds.length), c.normEps); // [B·T, d]
     } else {
-      // the same sums, with each residual add fused into the next norm (one dispatch instead of
-      // two per sub-layer), and every sub-layer's temporaries freed as soon as it is done
-      let pending: Tensor | null = null; // f_{j-1}(…), not yet added to x
-      const step = (j: number) => {
-        if (!pending) return { x, xn: be.rmsNorm(x, normW(j), c.normEps) };
-        const f = be.addRmsNorm(x, pending, normW(j), c.normEps);
-        return { x: f.sum, xn: f.normed };
-      };
+      // the same sums, each sub-layer handed its norm and residual add (fused into its first and
+      // last products where the backend can), its temporaries freed as soon as it is done; the
+      // final norm is left to the head's product (forward)
       this.kinds.forEach((kind, j) => {
-        const prevX = x, prevY = pending;
-        const r = be.tidy(() => {
-          const s = step(j), o = body(j, kind, s.xn);
-          return { x: s.x, y: o.y, ms: o.ms };
-        });
-        if (prevY) { be.dispose(prevX); be.dispose(prevY); }
-        x = r.x; pending = r.y;
+        const prev = x;
+        const r = be.tidy(() => body(j, kind, x, { norm: { g: normW(j), eps: c.normEps }, residual: x }));
+        be.dispose(prev);
+        x = r.y; // x_{j+1} = x_j + f_j(norm(x_j))
         mambaStates[j] = r.ms;
       });
-      const last = step(this.kinds.length);
-      if (pending) { be.dispose(x); be.dispose(pending); } // last.x is their sum
-      x = last.x;
-      h = last.xn; // [B·T, d]
     }
     return { h, xLast: x, idsT, mambaStates, saved, inputs };
   }
@@ -316,7 +308,7 @@ export class SambaModel {
       const headW = this.head(), dhParts: Tensor[] = [], lossParts: Tensor[] = [];
       for (let r0 = 0; r0 < M; r0 += rows) {
         const idx = Int32Array.from({ length: Math.min(rows, M - r0) }, (_, i) => r0 + i);
-        const hc = be.gatherRows(run.h, idx);
+        const hc = be.gatherRows(run.h!, idx);
         const ce = be.crossEntropy(be.matmul(hc, headW), be.ids(targets.subarray(r0, r0 + idx.length), [idx.length]), lossScale / count);
         lossParts.push(ce.loss);
         dhParts.push(be.matmulNN(ce.dlogits, headW));

@@ -2,10 +2,10 @@
 // against, and the fallback where no WebGPU adapter exists. Sums are accumulated in float64
 // (JavaScript numbers) and stored as float32.
 import {
-  type AdamWStep, type AttentionArgs, type Backend, type ConvResult, type GradOps, type KvCache, type ScanGrads,
-  type SampleRowsOptions, type ScanResult, type Tensor, ScopedBackend, expectShape, numel, shapeStr,
+  type AdamWStep, type AttentionArgs, type Backend, type ConvResult, type GradOps, type KvCache, type MatmulOptions,
+  type NormArg, type ScanGrads, type SampleRowsOptions, type ScanResult, type Tensor, ScopedBackend, expectShape, numel, shapeStr,
 } from '../../core/backend.js';
-import { checkAttention, checkConv, checkSampleRows, checkScan, checkWriteKv } from '../../core/checks.js';
+import { checkAttention, checkConv, checkMatmulOptions, checkSampleRows, checkScan, checkWriteKv } from '../../core/checks.js';
 import { F16_MAX, f16BitsToF32, f32ToF16Bits } from '../../io/half.js';
 
 export class CpuTensor implements Tensor {
@@ -81,7 +81,15 @@ export class CpuBackend extends ScopedBackend implements Backend, GradOps {
     return this.make([id.length, D], out);
   }
 
-  matmul(x: Tensor, w: Tensor): Tensor {
+  /** The fusions are compositions here: rmsNorm, the product, add. */
+  matmul(x: Tensor, w: Tensor, opts: MatmulOptions = {}): Tensor {
+    if (opts.norm || opts.residual) {
+      checkMatmulOptions('matmul', x, w.shape[0], opts);
+      return this.tidy(() => {
+        const y = this.matmul(opts.norm ? this.rmsNorm(x, opts.norm.g, opts.norm.eps) : x, w);
+        return opts.residual ? this.add(y, opts.residual) : y;
+      });
+    }
     const [M, K] = x.shape, [N, K2] = w.shape;
     if (x.shape.length !== 2 || w.shape.length !== 2 || K !== K2) {
       throw new Error(`matmul: x ${shapeStr(x.shape)} and w ${shapeStr(w.shape)} do not fit (x·wᵀ needs equal last dims)`);
@@ -130,13 +138,11 @@ export class CpuBackend extends ScopedBackend implements Backend, GradOps {
     return this.make(x.shape, out);
   }
 
-  addRmsNorm(x: Tensor, y: Tensor, g: Tensor, eps: number): { sum: Tensor; normed: Tensor } {
-    const sum = this.add(x, y);
-    return { sum, normed: this.rmsNorm(sum, g, eps) };
-  }
-
-  swiglu(x: Tensor, w1: Tensor, w2: Tensor): Tensor {
-    return this.siluMul(this.matmul(x, w1), this.matmul(x, w2));
+  swiglu(x: Tensor, w1: Tensor, w2: Tensor, opts: { norm?: NormArg } = {}): Tensor {
+    return this.tidy(() => {
+      const a = opts.norm ? this.rmsNorm(x, opts.norm.g, opts.norm.eps) : x;
+      return this.siluMul(this.matmul(a, w1), this.matmul(a, w2));
+    });
   }
 
   siluMul(a: Tensor, b: Tensor): Tensor {

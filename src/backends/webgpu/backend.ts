@@ -3,10 +3,10 @@
 // recording to the kernel modules; GpuContext batches the commands.
 import type { PooledBuffer } from './pool.js';
 import {
-  type AdamWStep, type AttentionArgs, type Backend, type ConvResult, type DType, type GradOps, type KvCache,
-  type SampleRowsOptions, type ScanGrads, type ScanResult, type Tensor, ScopedBackend, expectShape, numel, shapeStr, tensorBytes,
+  type AdamWStep, type AttentionArgs, type Backend, type ConvResult, type DType, type GradOps, type KvCache, type MatmulOptions,
+  type NormArg, type SampleRowsOptions, type ScanGrads, type ScanResult, type Tensor, ScopedBackend, expectShape, numel, shapeStr, tensorBytes,
 } from '../../core/backend.js';
-import { checkAttention, checkConv, checkSampleRows, checkScan, checkWriteKv } from '../../core/checks.js';
+import { checkAttention, checkConv, checkMatmulOptions, checkSampleRows, checkScan, checkWriteKv } from '../../core/checks.js';
 import * as att from './attention.js';
 import { type ContextOptions, GpuContext } from './context.js';
 import * as cp from './copy.js';
@@ -19,8 +19,8 @@ import * as gr from './grad-reduce.js';
 import * as mb from './mamba.js';
 import * as sm from './sample.js';
 import { f16ArrayToF32 } from '../../io/half.js';
-import { matmul, matmulPackedF16 } from './matmul.js';
-import { type F16Caps, checkSubgroupMatrix, detectF16, packF16, swigluF16Gemv } from './matmul-f16.js';
+import { matmul, matmulPackedF16, productFusesEnds } from './matmul.js';
+import { type F16Caps, type GemvEnds, checkSubgroupMatrix, detectF16, packF16, swigluF16Gemv } from './matmul-f16.js';
 import { F16WeightTensor, GpuTensor, Storage, gpu, gpuFloats } from './tensor.js';
 
 export { GpuTensor } from './tensor.js';
@@ -211,15 +211,28 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     return out;
   }
 
-  matmul(x: Tensor, w: Tensor): Tensor {
+  /** The norm and residual go into the decoding gemv; around other products they are their own ops. */
+  matmul(x: Tensor, w: Tensor, opts: MatmulOptions = {}): Tensor {
     const a = gpu(x, 'matmul'), b = gpu(w, 'matmul', w.dtype === 'f16w' ? 'f16w' : 'f32');
     const [M, K] = a.shape, [N, K2] = b.shape;
     if (a.shape.length !== 2 || b.shape.length !== 2 || K !== K2) {
       throw new Error(`matmul: x ${shapeStr(a.shape)} and w ${shapeStr(b.shape)} do not fit (x·wᵀ needs equal last dims)`);
     }
+    checkMatmulOptions('matmul', a, N, opts);
+    const packed = b instanceof F16WeightTensor ? b : null;
+    if ((opts.norm || opts.residual) && !(productFusesEnds(M, K, packed ? this.f16Caps : null) && M > 0 && N > 0 && K > 0)) {
+      return this.tidy(() => {
+        const y = this.matmul(opts.norm ? this.rmsNorm(x, opts.norm.g, opts.norm.eps) : x, w);
+        return opts.residual ? this.add(y, opts.residual) : y;
+      });
+    }
+    const ends: GemvEnds = {
+      norm: opts.norm && { g: gpu(opts.norm.g, 'matmul'), eps: opts.norm.eps },
+      residual: opts.residual && gpu(opts.residual, 'matmul'),
+    };
     const out = this.make([M, N]);
-    if (b instanceof F16WeightTensor) matmulPackedF16(this.ctx, out, a, b.packed, M, N, K, this.f16Caps);
-    else matmul(this.ctx, out, a, b, M, N, K, this.f16);
+    if (packed) matmulPackedF16(this.ctx, out, a, packed.packed, M, N, K, this.f16Caps, ends);
+    else matmul(this.ctx, out, a, b, M, N, K, this.f16, ends);
     return out;
   }
 
@@ -250,26 +263,21 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     return out;
   }
 
-  addRmsNorm(x: Tensor, y: Tensor, g: Tensor, eps: number): { sum: Tensor; normed: Tensor } {
-    const D = x.shape[x.shape.length - 1];
-    expectShape('addRmsNorm', 'y', y, x.shape);
-    expectShape('addRmsNorm', 'g', g, [D]);
-    const op = 'addRmsNorm', a = gpu(x, op), b = gpu(y, op), w = gpu(g, op);
-    const sum = this.make(x.shape), normed = this.make(x.shape);
-    ew.addRmsNorm(this.ctx, sum, normed, a, b, w, D, eps);
-    return { sum, normed };
-  }
-
-  swiglu(x: Tensor, w1: Tensor, w2: Tensor): Tensor {
-    const a = gpu(x, 'swiglu');
+  swiglu(x: Tensor, w1: Tensor, w2: Tensor, opts: { norm?: NormArg } = {}): Tensor {
+    const a = gpu(x, 'swiglu'), { norm } = opts;
     if (a.shape.length === 2 && a.shape[0] === 1 && w1 instanceof F16WeightTensor && w2 instanceof F16WeightTensor &&
-        w1.storage && w2.storage && w1.shape[0] === w2.shape[0] && w1.shape[1] === a.shape[1] && w2.shape[1] === a.shape[1]) {
-      // decoding one sequence with f16 weights: gate, up and product in one dispatch
+        w1.storage && w2.storage && w1.shape[0] === w2.shape[0] && w1.shape[1] === a.shape[1] && w2.shape[1] === a.shape[1] &&
+        (!norm || a.shape[1] % 4 === 0)) {
+      // decoding one sequence with f16 weights: norm, gate, up and product in one dispatch
       const [N, K] = w1.shape, out = this.make([1, N]);
-      swigluF16Gemv(this.ctx, out, a, w1.packed, w2.packed, N, K);
+      if (norm) checkMatmulOptions('swiglu', a, N, { norm });
+      swigluF16Gemv(this.ctx, out, a, w1.packed, w2.packed, N, K, norm && { g: gpu(norm.g, 'swiglu'), eps: norm.eps });
       return out;
     }
-    return this.tidy(() => this.siluMul(this.matmul(x, w1), this.matmul(x, w2)));
+    return this.tidy(() => {
+      const xn = norm ? this.rmsNorm(x, norm.g, norm.eps) : x;
+      return this.siluMul(this.matmul(xn, w1), this.matmul(xn, w2));
+    });
   }
 
   siluMul(a: Tensor, b: Tensor): Tensor {

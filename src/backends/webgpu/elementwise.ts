@@ -41,24 +41,18 @@ export const siluMul = (ctx: GpuContext, out: GpuTensor, a: GpuTensor, b: GpuTen
 
 const RMS_WG = 256;
 /**
- * One workgroup per row: a strided sum of squares, a tree reduction, then the scaled row. With
- * `add`, the row is first x + y, written out as the new residual stream (the sum the model's add op
- * would make, reduced in the same order as rms_norm reduces it).
+ * One workgroup per row: a strided sum of squares, a tree reduction, then the scaled row. (When
+ * decoding, the norm runs inside the next product instead: rowScalePass.)
  */
-function rmsNormKernel(add: boolean): Kernel {
-  const v = (o: string) => (add ? `(X[${o}] + R[${o}])` : `X[${o}]`);
-  return {
-    key: add ? 'add_rms_norm' : 'rms_norm',
-    bindings: add ? ['read', 'read', 'read', 'write', 'write'] : ['read', 'read', 'write'],
-    code: () => /* wgsl */ `
+const RMS_NORM: Kernel = {
+  key: 'rms_norm',
+  bindings: ['read', 'read', 'write'],
+  code: () => /* wgsl */ `
 struct P { rows: u32, D: u32, eps: f32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> X: array<f32>;
-${add ? `@group(0) @binding(2) var<storage, read> R: array<f32>;
-@group(0) @binding(3) var<storage, read> G: array<f32>;
-@group(0) @binding(4) var<storage, read_write> S: array<f32>;
-@group(0) @binding(5) var<storage, read_write> Y: array<f32>;` : `@group(0) @binding(2) var<storage, read> G: array<f32>;
-@group(0) @binding(3) var<storage, read_write> Y: array<f32>;`}
+@group(0) @binding(2) var<storage, read> G: array<f32>;
+@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
 var<workgroup> part: array<f32, ${RMS_WG}>;
 @compute @workgroup_size(${RMS_WG})
 fn main(${BUILTINS}) {
@@ -67,8 +61,7 @@ fn main(${BUILTINS}) {
   let o = wg * p.D;
   var ss = 0.0;
   for (var j = li; j < p.D; j += ${RMS_WG}u) {
-    let v = ${v('o + j')};
-    ${add ? 'S[o + j] = v;' : ''}
+    let v = X[o + j];
     ss += v * v;
   }
   part[li] = ss;
@@ -79,22 +72,14 @@ fn main(${BUILTINS}) {
   }
   let r = 1.0 / sqrt(part[0] / f32(p.D) + p.eps);
   for (var j = li; j < p.D; j += ${RMS_WG}u) {
-    Y[o + j] = ${v('o + j')} * r * G[j];
+    Y[o + j] = X[o + j] * r * G[j];
   }
 }`,
-  };
-}
-const RMS_NORM = rmsNormKernel(false), ADD_RMS_NORM = rmsNormKernel(true);
+};
 
 export function rmsNorm(ctx: GpuContext, out: GpuTensor, x: GpuTensor, g: GpuTensor, D: number, eps: number): void {
   const rows = D ? x.size / D : 0;
   ctx.dispatch(RMS_NORM, new Params().u32(rows, D).f32(eps), [bind(x), bind(g), bind(out)], rows);
-}
-
-/** sum = x + y; out = rmsNorm(sum) ⊙ g. */
-export function addRmsNorm(ctx: GpuContext, sum: GpuTensor, out: GpuTensor, x: GpuTensor, y: GpuTensor, g: GpuTensor, D: number, eps: number): void {
-  const rows = D ? x.size / D : 0;
-  ctx.dispatch(ADD_RMS_NORM, new Params().u32(rows, D).f32(eps), [bind(x), bind(y), bind(g), bind(sum), bind(out)], rows);
 }
 
 // One invocation per rotated pair (row m, head h, index i < hs/2).

@@ -38,7 +38,7 @@
 import { GpuContext, type Kernel, Params, kernelCache } from './context.js';
 import type { PooledBuffer } from './pool.js';
 import { GpuTensor, Storage, bind } from './tensor.js';
-import { BUILTINS, MATH, WG_INDEX } from './wgsl.js';
+import { BUILTINS, MATH, WG_INDEX, rowScalePass } from './wgsl.js';
 import { F16_MAX } from '../../io/half.js';
 
 /**
@@ -304,16 +304,24 @@ const GV_COLS = 8;
  * values of every row; partial sums are then reduced across the workgroup. Padded rows and K of
  * the packed weight are zeros, so the loop has no bounds checks on w.
  */
-function gemvKernel(rows: number, vec: boolean, swiglu = false): Kernel {
+function gemvKernel(rows: number, vec: boolean, o: GemvFusion = {}): Kernel {
   // swiglu: a second weight W2 over the same x, and y = silu(x·Wᵀ) ⊙ (x·W2ᵀ): an MLP's gate, up and
   // product in one dispatch. Each product is summed exactly as the plain kernel sums it.
+  // norm: x is rmsNorm(x) ⊙ G, scaled as the rmsNorm kernel scales it before the f16 rounding;
+  // residual: Y = R + the product (the add kernel's sum). Both need vec (K % 4 == 0).
+  const { swiglu = false, norm = false, residual = false } = o;
+  if ((norm || residual) && !vec) throw new Error('gemvKernel: the fused norm and residual need K % 4 == 0');
+  if (swiglu && residual) throw new Error('gemvKernel: swiglu has no residual');
   const A = rows * GV_COLS, AA = swiglu ? 2 * A : A;
   const xs: string[] = [];
   for (let m = 0; m < rows; m++) {
+    const s = norm ? `, rs${m}` : '';
     xs.push(vec
-      ? `let x${m}l = rx4(k, (p.row0 + ${m}u) * p.K + k); let x${m}h = rx4(k + 4u, (p.row0 + ${m}u) * p.K + k + 4u);`
+      ? `let x${m}l = rx4(k, (p.row0 + ${m}u) * p.K + k${s}); let x${m}h = rx4(k + 4u, (p.row0 + ${m}u) * p.K + k + 4u${s});`
       : `let x${m}l = rx1(k, (p.row0 + ${m}u) * p.K + k); let x${m}h = rx1(k + 4u, (p.row0 + ${m}u) * p.K + k + 4u);`);
   }
+  const extra = [...(swiglu ? ['W2'] : []), ...(norm ? ['G'] : []), ...(residual ? ['R'] : [])];
+  const out = swiglu ? `silu(part[li * ${GV_WG}u]) * part[(li + ${A}u) * ${GV_WG}u]` : `part[li * ${GV_WG}u]`;
   const body: string[] = [];
   for (const [W, base] of swiglu ? [['W', 0], ['W2', A]] as const : [['W', 0]] as const) {
     for (let c = 0; c < GV_COLS; c++) {
@@ -324,21 +332,21 @@ function gemvKernel(rows: number, vec: boolean, swiglu = false): Kernel {
     }
   }
   return {
-    key: `matmul_f16_gemv_${rows}_${vec ? 'v' : 's'}${swiglu ? '_swiglu' : ''}`,
-    bindings: swiglu ? ['read', 'read', 'read', 'write'] : ['read', 'read', 'write'],
-    code: () => /* wgsl */ `${ROUND_F16}
-struct P { M: u32, N: u32, K: u32, K8: u32, groups: u32, row0: u32 }
+    key: `matmul_f16_gemv_${rows}_${vec ? 'v' : 's'}${swiglu ? '_swiglu' : ''}${norm ? '_norm' : ''}${residual ? '_res' : ''}`,
+    bindings: ['read', 'read', ...extra.map(() => 'read' as const), 'write'],
+    code: () => /* wgsl */ `${ROUND_F16}${MATH}
+struct P { M: u32, N: u32, K: u32, K8: u32, groups: u32, row0: u32, eps: f32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> X: ${vec ? 'array<vec4<f32>>' : 'array<f32>'};
 @group(0) @binding(2) var<storage, read> W: array<vec4<u32>>;
-${swiglu ? `@group(0) @binding(3) var<storage, read> W2: array<vec4<u32>>;
-@group(0) @binding(4) var<storage, read_write> Y: array<f32>;
-${MATH}` : '@group(0) @binding(3) var<storage, read_write> Y: array<f32>;'}
+${extra.map((name, i) => `@group(0) @binding(${3 + i}) var<storage, read> ${name}: ${name === 'W2' ? 'array<vec4<u32>>' : name === 'G' ? 'array<vec4<f32>>' : 'array<f32>'};`).join('\n')}
+@group(0) @binding(${3 + extra.length}) var<storage, read_write> Y: array<f32>;
 var<workgroup> part: array<f32, ${GV_WG * AA}>;
+${norm ? `var<workgroup> rowScale: array<f32, ${Math.max(rows, 1)}>;` : ''}
 fn r4(v: vec4<f32>) -> vec4<f32> { return round_f16v(v); }
 ${vec
-  ? `/** x[i .. i+3] (k .. k+3 of a row; K % 4 == 0, so all or none are in range), rounded to f16 */
-fn rx4(k: u32, i: u32) -> vec4<f32> { if (k < p.K) { return r4(X[i / 4u]); } return vec4<f32>(0.0); }`
+  ? `/** x[i .. i+3] (k .. k+3 of a row; K % 4 == 0, so all or none are in range)${norm ? ', normalised,' : ''} rounded to f16 */
+fn rx4(k: u32, i: u32${norm ? ', rs: f32' : ''}) -> vec4<f32> { if (k < p.K) { return r4(${norm ? 'X[i / 4u] * rs * G[k / 4u]' : 'X[i / 4u]'}); } return vec4<f32>(0.0); }`
   : `fn rx1(k: u32, i: u32) -> vec4<f32> {
   var v = vec4<f32>(0.0);
   for (var q = 0u; q < 4u; q++) { if (k + q < p.K) { v[q] = X[i + q]; } }
@@ -350,6 +358,8 @@ fn main(${BUILTINS}) {
   ${WG_INDEX}
   if (wg >= p.groups) { return; }
   let n0 = wg * ${GV_COLS}u;
+  ${norm ? `${rowScalePass(rows, GV_WG, true, (m) => `p.row0 + ${m}u`)}
+  ${Array.from({ length: rows }, (_, m) => `let rs${m} = rowScale[${m}];`).join(' ')}` : ''}
   var acc: array<f32, ${AA}>;
   for (var q = li; q < p.K8; q += ${GV_WG}u) {
     let k = q * 8u;
@@ -367,11 +377,20 @@ fn main(${BUILTINS}) {
   if (li < ${A}u) {
     let m = li / ${GV_COLS}u;
     let n = n0 + li % ${GV_COLS}u;
-    if (n < p.N) { Y[(p.row0 + m) * p.N + n] = ${swiglu ? `silu(part[li * ${GV_WG}u]) * part[(li + ${A}u) * ${GV_WG}u]` : `part[li * ${GV_WG}u]`}; }
+    let y = (p.row0 + m) * p.N + n;
+    if (n < p.N) { Y[y] = ${residual ? `${out} + R[y]` : out}; }
   }
 }`,
   };
 }
+
+/** What a gemv fuses into its product: see gemvKernel. */
+export interface GemvFusion { swiglu?: boolean; norm?: boolean; residual?: boolean }
+/** The tensors of a gemv's fused ends: an RMSNorm's weight and epsilon, a residual [M, N]. */
+export interface GemvEnds { norm?: { g: GpuTensor; eps: number }; residual?: GpuTensor }
+const gemvCache = kernelCache();
+const gemvFor = (rows: number, vec: boolean, o: GemvFusion): Kernel =>
+  gemvCache(`${rows}${vec ? 'v' : 's'}${o.swiglu ? 'g' : ''}${o.norm ? 'n' : ''}${o.residual ? 'r' : ''}`, () => gemvKernel(rows, vec, o));
 
 /** A packed weight for the gemv kernels: its shape, and rows padded to whole workgroups' columns. */
 function checkGemvWeight(op: string, w: F16Matrix, N: number, K: number): void {
@@ -381,15 +400,18 @@ function checkGemvWeight(op: string, w: F16Matrix, N: number, K: number): void {
 
 /**
  * silu(x · w1ᵀ) ⊙ (x · w2ᵀ) for one row of x and two packed f16 weights of one shape: a SwiGLU
- * MLP's gate, up and product in one dispatch when decoding one sequence.
+ * MLP's gate, up and product in one dispatch when decoding one sequence; x normalised first with
+ * `norm` (K % 4 == 0).
  */
-export function swigluF16Gemv(ctx: GpuContext, out: GpuTensor, x: GpuTensor, w1: F16Matrix, w2: F16Matrix, N: number, K: number): void {
+export function swigluF16Gemv(
+  ctx: GpuContext, out: GpuTensor, x: GpuTensor, w1: F16Matrix, w2: F16Matrix, N: number, K: number, norm?: GemvEnds['norm'],
+): void {
   checkGemvWeight('swigluF16Gemv', w1, N, K); checkGemvWeight('swigluF16Gemv', w2, N, K);
   const groups = Math.ceil(N / GV_COLS), vec = K % 4 === 0;
-  const kernel = swigluKernels[vec ? 1 : 0];
-  ctx.dispatch(kernel, new Params().u32(1, N, K, w1.colsP / 8, groups, 0), [bind(x), bindF16(w1), bindF16(w2), bind(out)], groups);
+  const kernel = gemvFor(1, vec, { swiglu: true, norm: !!norm });
+  const bindings = [bind(x), bindF16(w1), bindF16(w2), ...(norm ? [bind(norm.g)] : []), bind(out)];
+  ctx.dispatch(kernel, new Params().u32(1, N, K, w1.colsP / 8, groups, 0).f32(norm?.eps ?? 0), bindings, groups);
 }
-const swigluKernels = [false, true].map((vec) => gemvKernel(1, vec, true));
 
 /** Rows of x one gemv dispatch reads the weights for. */
 export const GEMV_BLOCK_ROWS = 8;
@@ -400,16 +422,19 @@ export const GEMV_BLOCK_ROWS = 8;
  * ms, the tiled kernel 0.73; tensor cores 0.12, so with them the gemv stops at one block).
  */
 export const F16_GEMV_MAX_ROWS = 32;
-const gemvKernels = [false, true].map((vec) => Array.from({ length: GEMV_BLOCK_ROWS + 1 }, (_, m) => gemvKernel(m, vec)));
-
-/** y = x · wᵀ for M ≤ F16_GEMV_MAX_ROWS rows and a packed f16 weight (rows padded to a multiple of 8). */
-export function matmulF16Gemv(ctx: GpuContext, out: GpuTensor, x: GpuTensor, w: F16Matrix, M: number, N: number, K: number): void {
+/**
+ * y = x · wᵀ for M ≤ F16_GEMV_MAX_ROWS rows and a packed f16 weight (rows padded to a multiple of
+ * 8); with `ends`, rmsNorm(x) · wᵀ and/or plus a residual (K % 4 == 0).
+ */
+export function matmulF16Gemv(ctx: GpuContext, out: GpuTensor, x: GpuTensor, w: F16Matrix, M: number, N: number, K: number, ends: GemvEnds = {}): void {
   checkGemvWeight('matmulF16Gemv', w, N, K);
   if (M < 1 || M > F16_GEMV_MAX_ROWS) throw new Error(`matmulF16Gemv: ${M} rows, expected 1 to ${F16_GEMV_MAX_ROWS}`);
-  const groups = Math.ceil(N / GV_COLS);
+  const groups = Math.ceil(N / GV_COLS), vec = K % 4 === 0, { norm, residual } = ends;
+  const bindings = [bind(x), bindF16(w), ...(norm ? [bind(norm.g)] : []), ...(residual ? [bind(residual)] : []), bind(out)];
   for (let row0 = 0; row0 < M; row0 += GEMV_BLOCK_ROWS) {
     const rows = Math.min(GEMV_BLOCK_ROWS, M - row0);
-    ctx.dispatch(gemvKernels[K % 4 === 0 ? 1 : 0][rows], new Params().u32(M, N, K, w.colsP / 8, groups, row0), [bind(x), bindF16(w), bind(out)], groups);
+    const kernel = gemvFor(rows, vec, { norm: !!norm, residual: !!residual });
+    ctx.dispatch(kernel, new Params().u32(M, N, K, w.colsP / 8, groups, row0).f32(norm?.eps ?? 0), bindings, groups);
   }
 }
 

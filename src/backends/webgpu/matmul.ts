@@ -11,12 +11,12 @@
 // paths of matmul-f16.ts instead: operands rounded to f16, products exact, f32 accumulation. For
 // decode sizes that is this file's gemv with both operands rounded (the weights are f32 in memory,
 // so the f32 gemv reads them no slower than any f16 kernel could).
-import { type GpuContext, type Kernel, Params } from './context.js';
+import { type GpuContext, type Kernel, Params, kernelCache } from './context.js';
 import {
-  type F16Caps, type F16Matrix, F16_GEMV_MAX_ROWS, GEMV_BLOCK_ROWS, ROUND_F16, matmulF16Gemv, matmulF16Tiled, matmulSubgroupMatrix,
+  type F16Caps, type F16Matrix, F16_GEMV_MAX_ROWS, GEMV_BLOCK_ROWS, type GemvEnds, ROUND_F16, matmulF16Gemv, matmulF16Tiled, matmulSubgroupMatrix,
 } from './matmul-f16.js';
 import { type GpuTensor, bind } from './tensor.js';
-import { BUILTINS, WG_INDEX } from './wgsl.js';
+import { BUILTINS, WG_INDEX, rowScalePass } from './wgsl.js';
 
 export type WeightType = 'f32' | 'f16';
 
@@ -106,7 +106,7 @@ const ROUNDED_STEP = (rows: number) => `var wr = vec4<f32>(0.0);
     for (var c = 0u; c < ${GV_COLS}u; c++) { if (n0 + c < p.N) { wr[c] = f32(W[(n0 + c) * p.K + k]); } }
     wr = round_f16v(wr);
     var xr = vec4<f32>(0.0);
-    for (var m = 0u; m < ${rows}u; m++) { xr[m] = X[m * p.K + k]; }
+    for (var m = 0u; m < ${rows}u; m++) { xr[m] = xat(m, k); }
     xr = round_f16v(xr);
     for (var m = 0u; m < ${rows}u; m++) {
       for (var c = 0u; c < ${GV_COLS}u; c++) { acc[m * ${GV_COLS}u + c] = fma(xr[m], wr[c], acc[m * ${GV_COLS}u + c]); }
@@ -114,33 +114,40 @@ const ROUNDED_STEP = (rows: number) => `var wr = vec4<f32>(0.0);
 
 /**
  * The gemv kernel for exactly `rows` rows of x (compiled per row count: the reduction's cost grows
- * with it). `round`: both operands rounded to f16 first (the f16-matmul precision).
+ * with it). `round`: both operands rounded to f16 first (the f16-matmul precision). `norm`: x is
+ * rmsNorm(x) ⊙ G, scaled as the rmsNorm kernel scales it; `residual`: Y = R + the product.
  */
-function gemvKernel(w: WeightType, rows: number, round = false): Kernel {
+function gemvKernel(w: WeightType, rows: number, round = false, norm = false, residual = false): Kernel {
   const A = rows * GV_COLS; // accumulators per invocation: rows × columns
+  const extra = [...(norm ? ['G'] : []), ...(residual ? ['R'] : [])];
   return {
-    key: `matmul_gemv_${w}_${rows}${round ? '_r16' : ''}`,
-    bindings: ['read', 'read', 'write'],
+    key: `matmul_gemv_${w}_${rows}${round ? '_r16' : ''}${norm ? '_norm' : ''}${residual ? '_res' : ''}`,
+    bindings: ['read', 'read', ...extra.map(() => 'read' as const), 'write'],
     code: () => /* wgsl */ `${header(w)}${round ? ROUND_F16 : ''}
-struct P { M: u32, N: u32, K: u32, groups: u32 }
+struct P { M: u32, N: u32, K: u32, groups: u32, eps: f32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var<storage, read> W: array<${w}>;
-@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
+${extra.map((name, i) => `@group(0) @binding(${3 + i}) var<storage, read> ${name}: array<f32>;`).join('\n')}
+@group(0) @binding(${3 + extra.length}) var<storage, read_write> Y: array<f32>;
 var<workgroup> part: array<f32, ${GV_WG * A}>;
+${norm ? `var<workgroup> rowScale: array<f32, ${Math.max(rows, 1)}>;` : ''}
+/** x[m, k]${norm ? ', normalised' : ''} */
+fn xat(m: u32, k: u32) -> f32 { return ${norm ? 'X[m * p.K + k] * rowScale[m] * G[k]' : 'X[m * p.K + k]'}; }
 
 @compute @workgroup_size(${GV_WG})
 fn main(${BUILTINS}) {
   ${WG_INDEX}
   if (wg >= p.groups) { return; }
   let n0 = wg * ${GV_COLS}u;
+  ${norm ? rowScalePass(rows, GV_WG, false, (m) => `${m}u`) : ''}
   // acc[m · ${GV_COLS} + c]: every weight value is read once and used for all M rows of x
   var acc: array<f32, ${A}>;
   for (var k = li; k < p.K; k += ${GV_WG}u) {
     ${round ? ROUNDED_STEP(rows) : `for (var c = 0u; c < ${GV_COLS}u; c++) {
       if (n0 + c < p.N) {
         let wv = f32(W[(n0 + c) * p.K + k]);
-        for (var m = 0u; m < ${rows}u; m++) { acc[m * ${GV_COLS}u + c] = fma(X[m * p.K + k], wv, acc[m * ${GV_COLS}u + c]); }
+        for (var m = 0u; m < ${rows}u; m++) { acc[m * ${GV_COLS}u + c] = fma(xat(m, k), wv, acc[m * ${GV_COLS}u + c]); }
       }
     }`}
   }
@@ -155,21 +162,37 @@ fn main(${BUILTINS}) {
   if (li < ${A}u) {
     let m = li / ${GV_COLS}u;
     let n = n0 + li % ${GV_COLS}u;
-    if (n < p.N) { Y[m * p.N + n] = part[li * ${GV_WG}u]; }
+    if (n < p.N) { Y[m * p.N + n] = part[li * ${GV_WG}u]${residual ? ' + R[m * p.N + n]' : ''}; }
   }
 }`,
   };
 }
 
-const KERNELS = {
-  tiled: { f32: tiledKernel('f32'), f16: tiledKernel('f16') },
-  gemv: {
-    f32: Array.from({ length: GEMV_MAX_ROWS + 1 }, (_, m) => gemvKernel('f32', m)),
-    f16: Array.from({ length: GEMV_MAX_ROWS + 1 }, (_, m) => gemvKernel('f16', m)),
-    /** f32 weights, both operands rounded to f16 */
-    f32r16: Array.from({ length: GEMV_MAX_ROWS + 1 }, (_, m) => gemvKernel('f32', m, true)),
-  },
-};
+const KERNELS = { tiled: { f32: tiledKernel('f32'), f16: tiledKernel('f16') } };
+const gemvCache = kernelCache();
+/** The f32-weight gemv; `round`: both operands rounded to f16 (f32 weights, f16-matmul precision). */
+const gemvFor = (rows: number, round: boolean, ends: GemvEnds): Kernel =>
+  gemvCache(`${rows}${round ? 'r' : ''}${ends.norm ? 'n' : ''}${ends.residual ? 'a' : ''}`, () => gemvKernel('f32', rows, round, !!ends.norm, !!ends.residual));
+
+/**
+ * Whether matmul (f32 weights) or matmulPackedF16 (`packed`: the f16 capabilities it runs with)
+ * takes a product's norm and residual into its kernel: the gemv paths of decoding, over K % 4 == 0
+ * for packed weights. Otherwise the caller computes them around the product.
+ */
+export function productFusesEnds(M: number, K: number, packed: F16Caps | null): boolean {
+  return packed ? M <= packedGemvRows(packed) && K % 4 === 0 : M <= GEMV_MAX_ROWS;
+}
+const packedGemvRows = (f16: F16Caps) => (f16.subgroupMatrix ? GEMV_BLOCK_ROWS : F16_GEMV_MAX_ROWS);
+
+function checkEnds(op: string, ends: GemvEnds, fuses: boolean): void {
+  if ((ends.norm || ends.residual) && !fuses) throw new Error(`${op}: this product cannot take a norm or residual (see productFusesEnds)`);
+}
+
+function dispatchGemv(ctx: GpuContext, out: GpuTensor, x: GpuTensor, w: GpuTensor, M: number, N: number, K: number, round: boolean, ends: GemvEnds): void {
+  const groups = Math.ceil(N / GV_COLS), { norm, residual } = ends;
+  const bindings = [bind(x), bind(w), ...(norm ? [bind(norm.g)] : []), ...(residual ? [bind(residual)] : []), bind(out)];
+  ctx.dispatch(gemvFor(M, round, ends), new Params().u32(M, N, K, groups).f32(norm?.eps ?? 0), bindings, groups);
+}
 
 /**
  * y = x · wᵀ. `f16`: the device's f16 capabilities when the f16-matmul precision is on (null: f32
@@ -177,14 +200,14 @@ const KERNELS = {
  * has subgroup matrices, else the f16-staging tiled kernel.
  */
 export function matmul(
-  ctx: GpuContext, out: GpuTensor, x: GpuTensor, w: GpuTensor, M: number, N: number, K: number, f16: F16Caps | null = null,
+  ctx: GpuContext, out: GpuTensor, x: GpuTensor, w: GpuTensor, M: number, N: number, K: number, f16: F16Caps | null = null, ends: GemvEnds = {},
 ): void {
+  checkEnds('matmul', ends, productFusesEnds(M, K, null) && M > 0 && N > 0 && K > 0);
   if (M === 0 || N === 0) return;
   if (K === 0) { ctx.clear(out.buf!, 0, out.bytes); return; }
   if (f16) {
     if (M <= GEMV_MAX_ROWS) {
-      const groups = Math.ceil(N / GV_COLS);
-      ctx.dispatch(KERNELS.gemv.f32r16[M], new Params().u32(M, N, K, groups), [bind(x), bind(w), bind(out)], groups);
+      dispatchGemv(ctx, out, x, w, M, N, K, true, ends);
     } else if (f16.subgroupMatrix) {
       matmulSubgroupMatrix(ctx, out, x, { f32: w }, M, N, K, f16.subgroupMatrix);
     } else if (f16.shaderF16) {
@@ -196,8 +219,7 @@ export function matmul(
   }
   const wt: WeightType = 'f32';
   if (M <= GEMV_MAX_ROWS) {
-    const groups = Math.ceil(N / GV_COLS);
-    ctx.dispatch(KERNELS.gemv[wt][M], new Params().u32(M, N, K, groups), [bind(x), bind(w), bind(out)], groups);
+    dispatchGemv(ctx, out, x, w, M, N, K, false, ends);
   } else {
     const tilesN = Math.ceil(N / BN), tiles = tilesN * Math.ceil(M / BM);
     ctx.dispatch(KERNELS.tiled[wt], new Params().u32(M, N, K, tilesN, tiles), [bind(x), bind(w), bind(out)], tiles);
@@ -209,11 +231,12 @@ export function matmul(
  * (decoding: every weight byte read once per 8 rows), else tensor cores or the f16 tiled kernel.
  */
 export function matmulPackedF16(
-  ctx: GpuContext, out: GpuTensor, x: GpuTensor, w: F16Matrix, M: number, N: number, K: number, f16: F16Caps,
+  ctx: GpuContext, out: GpuTensor, x: GpuTensor, w: F16Matrix, M: number, N: number, K: number, f16: F16Caps, ends: GemvEnds = {},
 ): void {
+  checkEnds('matmul', ends, productFusesEnds(M, K, f16) && M > 0 && N > 0 && K > 0);
   if (M === 0 || N === 0) return;
   if (K === 0) { ctx.clear(out.buf!, 0, out.bytes); return; }
-  if (M <= (f16.subgroupMatrix ? GEMV_BLOCK_ROWS : F16_GEMV_MAX_ROWS)) matmulF16Gemv(ctx, out, x, w, M, N, K);
+  if (M <= packedGemvRows(f16)) matmulF16Gemv(ctx, out, x, w, M, N, K, ends);
   else if (f16.subgroupMatrix) matmulSubgroupMatrix(ctx, out, x, { f16: w }, M, N, K, f16.subgroupMatrix);
   else if (f16.shaderF16) matmulF16Tiled(ctx, out, x, { f16: w }, M, N, K);
   else throw new Error(`matmul: f16 weights need the shader-f16 feature for more than ${F16_GEMV_MAX_ROWS} rows`);

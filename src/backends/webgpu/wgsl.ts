@@ -67,3 +67,28 @@ ${v4 ? `fn kc(i: u32) -> vec4<f32> { let w = KC[i]; return vec4<f32>(unpack2x16f
     : 'fn kc(i: u32) -> f32 { return unpack2x16float(KC[i >> 1u])[i & 1u]; }'}
 fn vc(i: u32) -> f32 { return unpack2x16float(VC[i >> 1u])[i & 1u]; }`;
 }
+
+/**
+ * The fused ends of a gemv (Backend.matmul's options): rmsNorm's scale of each of `rows` rows of X
+ * into the workgroup array rowScale, from a first pass over x (which then stays in cache for the
+ * products). Sums of squares are split over the `wg` invocations and tree-reduced in `part` (at
+ * least rows · wg floats); the scale is the rmsNorm kernel's 1 / sqrt(mean(x²) + eps). `row(m)` is
+ * the index of row m of x; `vec`: X holds vec4s (K % 4 == 0). Needs p.K and p.eps.
+ */
+export function rowScalePass(rows: number, wg: number, vec: boolean, row: (m: number) => string): string {
+  const n = vec ? 'p.K / 4u' : 'p.K';
+  return `{
+    ${lines(rows, (m) => `var ss${m} = 0.0;`)}
+    for (var i = li; i < ${n}; i += ${wg}u) {
+      ${lines(rows, (m) => `{ let v = X[(${row(m)}) * ${n} + i]; ss${m} += ${vec ? 'dot(v, v)' : 'v * v'}; }`)}
+    }
+    ${lines(rows, (m) => `part[${m * wg}u + li] = ss${m};`)}
+    workgroupBarrier();
+    for (var s = ${wg / 2}u; s > 0u; s >>= 1u) {
+      if (li < s) { for (var m = 0u; m < ${rows}u; m++) { part[m * ${wg}u + li] += part[m * ${wg}u + li + s]; } }
+      workgroupBarrier();
+    }
+    if (li < ${rows}u) { rowScale[li] = 1.0 / sqrt(part[li * ${wg}u] / f32(p.K) + p.eps); }
+    workgroupBarrier();
+  }`;
+}
