@@ -152,7 +152,7 @@ data (one of):
   --val-fraction F                  held-out tail for validation (default 0.01)
 schedule (defaults: the reference recipe, AdamW 0.9/0.95, wd 0.1, clip 1.0):
   --seq-len T (default 512)  --batch B (8)  --accum K (1)  --steps N (1000)
-  --lr LR (4e-4)  --min-lr (lr/10)  --warmup STEPS (1% of steps)
+  --lr LR (4e-4)  --min-lr (lr/10; = --lr for a constant rate)  --warmup STEPS (1% of steps)  --weight-decay WD (0.1)
   --carry-state P                   truncated BPTT: each batch row's Mamba SSM states carry (without gradient)
                                     into its next window, reset to zeros with probability P per window
                                     (with --task: a row's documents form one endless stream)
@@ -202,6 +202,8 @@ async function trainCommand(v: CliValues, mode: 'train' | 'finetune'): Promise<v
   const train = defaultTrainOptions(steps, lr, { accum: num(v, 'accum', { int: true, min: 1 }) ?? 1 });
   train.schedule.minLr = num(v, 'min-lr', { min: 0 }) ?? lr / 10;
   train.schedule.warmup = num(v, 'warmup', { int: true, min: 0 }) ?? train.schedule.warmup;
+  const weightDecay = num(v, 'weight-decay', { min: 0 });
+  if (weightDecay !== undefined) train.adamw = { ...train.adamw, weightDecay };
   const carry = num(v, 'carry-state', { min: 0 });
   if (carry !== undefined) {
     if (carry > 1) throw new UsageError(`--carry-state is a reset probability in [0, 1], got ${carry}`);

@@ -71,6 +71,7 @@ export const OPTIONS = {
   accum: { type: 'string' },
   lr: { type: 'string' },
   'min-lr': { type: 'string' },
+  'weight-decay': { type: 'string' },
   steps: { type: 'string' },
   warmup: { type: 'string' },
   'eval-every': { type: 'string' },

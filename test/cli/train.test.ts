@@ -74,3 +74,18 @@ test('fine-tuning a Hugging Face Mamba and a reference Samba checkpoint lowers t
     assert.ok(l[l.length - 1][1] < l[0][1] - 0.5, `${name}: ${l[0][1]} → ${l[l.length - 1][1]}`);
   }
 });
+
+test('--weight-decay sets AdamW decay; a negative one is refused', async () => {
+  const short = common.map((x) => (x === '24' ? '8' : x));
+  const a = path.join(tmp, 'wd-default'), b = path.join(tmp, 'wd-0'), c = path.join(tmp, 'wd-0-again');
+  assert.equal((await runCli(['train', ...short, '--data', data, '--out', a])).code, 0);
+  assert.equal((await runCli(['train', ...short, '--weight-decay', '0', '--data', data, '--out', b])).code, 0);
+  assert.equal((await runCli(['train', ...short, '--weight-decay', '0', '--data', data, '--out', c])).code, 0);
+  const [la, lb, lc] = [await losses(a), await losses(b), await losses(c)];
+  assert.deepEqual(lb, lc);
+  assert.deepEqual(la[0], lb[0], 'the same first loss: decay acts from the first update on');
+  assert.notDeepEqual(la, lb);
+  const bad = await runCli(['train', ...short, '--weight-decay', '-1', '--data', data, '--out', path.join(tmp, 'wd-bad')]);
+  assert.notEqual(bad.code, 0);
+  assert.match(errorLines(bad.stderr).join('\n'), /--weight-decay/);
+});
