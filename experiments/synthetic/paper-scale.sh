@@ -10,6 +10,7 @@
 # last checkpoint when the command is run again (on a leased machine: while it is still warm).
 # Runs go to the git-ignored experiments/synthetic/gpu-runs/; with $OUT set, their logs, JSON and
 # plots come back as $OUT/synthetic.tgz. Move what you keep to experiments/synthetic/runs-paper/.
+# LR=2e-4 (the paper's other rate) and MODELS="samba" select other runs.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 LIMIT=${1:-0}
@@ -18,6 +19,9 @@ RUNS=${RUNS:-experiments/synthetic/gpu-runs}
 BACKEND=${BACKEND:-webgpu}
 STEPS=${STEPS:-8192}
 LENGTHS=${LENGTHS:-256,1k,4k,16k}
+LR=${LR:-1e-3}                # the paper tried 2e-4 and 1e-3; runs at another rate are named …-lr<LR>
+MODELS=${MODELS:-mamba samba}
+SUFFIX=$([ "$LR" = 1e-3 ] || echo "-lr$LR")
 mkdir -p "$RUNS"
 
 run() { # name, model options
@@ -30,7 +34,7 @@ run() { # name, model options
     else
       mkdir -p "$out"
       "${limit[@]}" $CLI train "$@" --task induction-heads --task-vocab 16 --seq-len 256 --batch 8 --steps "$STEPS" \
-        --lr 1e-3 --min-lr 1e-3 --warmup 0 --weight-decay 0 --eval-every 512 --eval-batches 4 --save-every 256 --log-every 128 \
+        --lr "$LR" --min-lr "$LR" --warmup 0 --weight-decay 0 --eval-every 512 --eval-batches 4 --save-every 256 --log-every 128 \
         --seed 1 --backend "$BACKEND" --out "$out" 2> "$out/train.log"
     fi
     local rc=$?
@@ -40,8 +44,13 @@ run() { # name, model options
   fi
 }
 
-run ih256-mamba --arch mamba --d-model 64 --blocks 2 &
-run ih256-samba --arch samba --d-model 64 --blocks 2 --heads 4 --window 128 &
+for m in $MODELS; do
+  case $m in
+    mamba) run "ih256-mamba$SUFFIX" --arch mamba --d-model 64 --blocks 2 & ;;
+    samba) run "ih256-samba$SUFFIX" --arch samba --d-model 64 --blocks 2 --heads 4 --window 128 & ;;
+    *) echo "unknown model $m (mamba, samba)" >&2; exit 2 ;;
+  esac
+done
 wait
 node experiments/synthetic/summary.mjs "$RUNS" | tee "$RUNS/summary.md"
 if [ -n "${OUT:-}" ]; then
