@@ -9,7 +9,7 @@ export interface AttentionCall {
   B: number;
   T: number;
   pos0: Int32Array; // absolute position of each sequence's first new token
-  rope: { cos: Tensor; sin: Tensor; negSin: Tensor } | null; // [B·T, hs/2]
+  rope: { cos: Tensor; sin: Tensor; negSin: Tensor | null } | null; // [B·T, hs/2]; negSin for the backward only
   window: number; // keys per query incl. itself; Infinity for full attention
 }
 
@@ -42,6 +42,7 @@ export function attentionBackward(be: TrainBackend, p: Params, cfg: ModelConfig,
   const g = be.attentionBackward(s.q, s.k, s.v, dO, s.args);
   let dq = be.reshape(g.dq, [B * T, H * hs]), dk = be.reshape(g.dk, [B * T, Hkv * hs]);
   if (rope) { // a rotation's transpose is the rotation by the opposite angle
+    if (!rope.negSin) throw new Error('attentionBackward: the forward ran without the backward\'s rope table');
     dq = be.rope(dq, rope.cos, rope.negSin, H);
     dk = be.rope(dk, rope.cos, rope.negSin, Hkv);
   }

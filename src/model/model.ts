@@ -223,7 +223,8 @@ export class SambaModel {
     let rope: AttentionCall['rope'] = null;
     if (c.rope && hasAttention) {
       const r = ropeTables(pos0, T, c.headDim, c.ropeBase), half = c.headDim / 2;
-      rope = { cos: be.tensor(r.cos, [B * T, half]), sin: be.tensor(r.sin, [B * T, half]), negSin: be.tensor(r.sin.map((v) => -v), [B * T, half]) };
+      // -sin turns the backward's rotation back; inference needs none (one upload less per token)
+      rope = { cos: be.tensor(r.cos, [B * T, half]), sin: be.tensor(r.sin, [B * T, half]), negSin: training ? be.tensor(r.sin.map((v) => -v), [B * T, half]) : null };
     }
     const idsT = ids instanceof Int32Array ? be.ids(ids, [B * T]) : ids;
     let x = be.embedding(this.param('embed.weight'), idsT); // [B·T, d]
