@@ -45,6 +45,14 @@ export interface MatmulOptions {
   residual?: Tensor;
 }
 
+/** What attention may do around its core when streaming: see Backend.attention. */
+export interface AttentionFusion {
+  /** q and k arrive un-rotated; these are the tables of `rope`, [B·T, hs/2]. */
+  rope?: { cos: Tensor; sin: Tensor };
+  /** Write the (rotated) new keys and the values into the cache afterwards, as writeKv does. */
+  store?: boolean;
+}
+
 export interface AttentionArgs {
   nHeads: number;
   nKvHeads: number;
@@ -149,8 +157,11 @@ export interface Backend {
    * pos0-capacity … pos0-1, slot = position mod capacity) and the T new keys.
    * q [B, T, H·hs], k/v [B, T, Hkv·hs] (post-RoPE) → [B, T, H·hs]. Query head h uses KV head
    * h / (H/Hkv). Query at position i sees keys j with max(0, i-window+1) ≤ j ≤ i.
+   * `fuse` (streaming): RoPE on q and k first, and the new keys and values written into the cache
+   * after; equal to rope, attention, writeKv (attentionComposed). WebGPU fuses them into one
+   * kernel when decoding one token.
    */
-  attention(q: Tensor, k: Tensor, v: Tensor, cache: KvCache | null, args: AttentionArgs): Tensor;
+  attention(q: Tensor, k: Tensor, v: Tensor, cache: KvCache | null, args: AttentionArgs, fuse?: AttentionFusion): Tensor;
   /**
    * Writes the new keys k and values v [B, T, F] into the cache's ring buffers [B, capacity, F] at
    * slots (pos0+t) mod capacity, both in one op; an f16 cache (F even) stores them rounded to the
@@ -255,6 +266,23 @@ function collectTensors(v: unknown, out: Set<Tensor>, depth = 0): void {
   if (ArrayBuffer.isView(v)) return;
   if (Array.isArray(v)) { for (const x of v) collectTensors(x, out, depth + 1); return; }
   for (const x of Object.values(v as Record<string, unknown>)) collectTensors(x, out, depth + 1);
+}
+
+/** Backend.attention's fusions as separate ops: rope on q and k, attention, writeKv. */
+export function attentionComposed(
+  be: Backend, q: Tensor, k: Tensor, v: Tensor, cache: KvCache | null, args: AttentionArgs, fuse: AttentionFusion,
+): Tensor {
+  if (fuse.store && !cache) throw new Error('attention: store needs a cache');
+  return be.tidy(() => {
+    let qr = q, kr = k;
+    if (fuse.rope) {
+      const turn = (x: Tensor, heads: number) => be.reshape(be.rope(be.reshape(x, [x.size / (heads * args.headDim), heads * args.headDim]), fuse.rope!.cos, fuse.rope!.sin, heads), x.shape);
+      qr = turn(q, args.nHeads); kr = turn(k, args.nKvHeads);
+    }
+    const out = be.attention(qr, kr, v, cache, args);
+    if (fuse.store) be.writeKv(cache!, kr, v, args.pos0);
+    return out;
+  });
 }
 
 export function isTensor(v: unknown): v is Tensor {

@@ -2,8 +2,8 @@
 // against, and the fallback where no WebGPU adapter exists. Sums are accumulated in float64
 // (JavaScript numbers) and stored as float32.
 import {
-  type AdamWStep, type AttentionArgs, type Backend, type ConvResult, type GradOps, type KvCache, type MatmulOptions,
-  type NormArg, type ScanGrads, type SampleRowsOptions, type ScanResult, type Tensor, ScopedBackend, expectShape, numel, shapeStr,
+  type AdamWStep, type AttentionArgs, type AttentionFusion, type Backend, type ConvResult, type GradOps, type KvCache, type MatmulOptions,
+  type NormArg, type ScanGrads, type SampleRowsOptions, type ScanResult, type Tensor, ScopedBackend, attentionComposed, expectShape, numel, shapeStr,
 } from '../../core/backend.js';
 import { checkAttention, checkConv, checkMatmulOptions, checkSampleRows, checkScan, checkWriteKv } from '../../core/checks.js';
 import { F16_MAX, f16BitsToF32, f32ToF16Bits } from '../../io/half.js';
@@ -199,7 +199,8 @@ export class CpuBackend extends ScopedBackend implements Backend, GradOps {
     return this.make(x.shape, out);
   }
 
-  attention(q: Tensor, k: Tensor, v: Tensor, cache: KvCache | null, args: AttentionArgs): Tensor {
+  attention(q: Tensor, k: Tensor, v: Tensor, cache: KvCache | null, args: AttentionArgs, fuse?: AttentionFusion): Tensor {
+    if (fuse?.rope || fuse?.store) return attentionComposed(this, q, k, v, cache, args, fuse);
     const { nHeads: H, nKvHeads: Hkv, headDim: hs, window, pos0 } = args;
     const { B, T } = checkAttention('attention', q, k, v, args, { cache });
     const F = Hkv * hs, group = H / Hkv, scale = 1 / Math.sqrt(hs);

@@ -17,6 +17,7 @@
 import { type GpuContext, type Kernel, Params, kernelCache } from './context.js';
 import { GpuTensor, Storage, bind } from './tensor.js';
 import { BUILTINS, NEG_BIG, WG_INDEX, cacheReaders, workgroupReduce } from './wgsl.js';
+import { F16_MAX } from '../../io/half.js';
 import { type FlashTile, flashAttention, pickTile } from './flash-attention.js';
 
 const WG = 64;
@@ -27,12 +28,20 @@ const WG = 64;
  * back to back instead of one per loop turn (decoding is bound by that latency, not by bandwidth).
  * With hs % 4 == 0, keys and values are read as vec4.
  */
-function attentionKernel(hs: number, kvF16: boolean): Kernel {
+function attentionKernel(hs: number, kvF16: boolean, fused = false): Kernel {
   const D = Math.ceil(hs / WG), v4 = hs % 4 === 0, L = v4 ? 4 : 1, HL = hs / L;
   const vt = v4 ? 'vec4<f32>' : 'f32';
+  // fused (one new token per sequence, hs % 8 == 0): q and k arrive un-rotated and are turned by
+  // RoPE as they are read, with the rope kernel's arithmetic; one workgroup per KV head then stores
+  // the turned key and the value in the cache slot of this position, with write_kv's arithmetic.
+  // No query of the call reads that slot: with one new token, the cached keys in its window are
+  // the W-1 positions before it, and the ring holds at least W.
+  if (fused && (!v4 || hs % 8 !== 0)) throw new Error('attentionKernel: the fused kernel needs hs % 8 == 0');
+  const H2 = HL / 2; // vec4s per half head
+  const put = (a: string) => `pack2x16float(clamp(${a}, vec2<f32>(-${F16_MAX}.0), vec2<f32>(${F16_MAX}.0)))`;
   return {
-    key: `attention_hs${hs}${kvF16 ? '_kvf16' : ''}`,
-    bindings: ['ints', 'read', 'read', 'read', 'read', 'read', 'write'],
+    key: `attention_hs${hs}${kvF16 ? '_kvf16' : ''}${fused ? '_rope_store' : ''}`,
+    bindings: fused ? ['ints', 'read', 'read', 'read', 'write', 'write', 'write', 'read', 'read'] : ['ints', 'read', 'read', 'read', 'read', 'read', 'write'],
     code: () => /* wgsl */ `
 struct P {
   T: u32, H: u32, hs: u32, C: u32, F: u32, group: u32, window: i32, total: u32, scale: f32,
@@ -43,9 +52,21 @@ struct P {
 @group(0) @binding(2) var<storage, read> Q: array<f32>;
 @group(0) @binding(3) var<storage, read> K: array<${vt}>;
 @group(0) @binding(4) var<storage, read> V: array<f32>;
-${cacheReaders(kvF16, v4)}
+${cacheReaders(kvF16, v4, fused ? 'read_write' : 'read')}
 // the output [B, T, H, hs], or with splits > 1 the partials [B·T·H, splits, hs + 2]
 @group(0) @binding(7) var<storage, read_write> Y: array<f32>;
+${fused ? `// RoPE's tables [B·T, hs/2]
+@group(0) @binding(8) var<storage, read> COS: array<vec4<f32>>;
+@group(0) @binding(9) var<storage, read> SIN: array<vec4<f32>>;
+fn k1(i: u32) -> f32 { return K[i / 4u][i % 4u]; }
+fn cos1(i: u32) -> f32 { return COS[i / 4u][i % 4u]; }
+fn sin1(i: u32) -> f32 { return SIN[i / 4u][i % 4u]; }
+/** element e of the turned key whose row starts at value src, table row at value ro */
+fn turnedKey(src: u32, ro: u32, e: u32) -> f32 {
+  if (e < ${hs / 2}u) { return k1(src + e) * cos1(ro + e) - k1(src + e + ${hs / 2}u) * sin1(ro + e); }
+  let i = e - ${hs / 2}u;
+  return k1(src + e) * cos1(ro + i) + k1(src + i) * sin1(ro + i);
+}` : ''}
 const HS = ${hs}u;
 var<workgroup> qs: array<${vt}, ${HL}>;
 var<workgroup> probs: array<f32, ${WG}>;
@@ -72,9 +93,17 @@ fn main(${BUILTINS}) {
   let hi = min(i, lo + per - 1);
   let qo = row * HS;              // q and y share the [B, T, H, hs] layout
 
-  for (var e = li; e < ${HL}u; e += ${WG}u) {
+  ${fused ? `let qro = bt * ${H2}u; // this query's table row, in vec4s
+  for (var e = li; e < ${H2}u; e += ${WG}u) {
+    let lo = vec4<f32>(Q[qo + 4u * e], Q[qo + 4u * e + 1u], Q[qo + 4u * e + 2u], Q[qo + 4u * e + 3u]);
+    let hi = vec4<f32>(Q[qo + ${hs / 2}u + 4u * e], Q[qo + ${hs / 2}u + 4u * e + 1u], Q[qo + ${hs / 2}u + 4u * e + 2u], Q[qo + ${hs / 2}u + 4u * e + 3u]);
+    let c = COS[qro + e];
+    let s = SIN[qro + e];
+    qs[e] = (lo * c - hi * s) * p.scale;
+    qs[e + ${H2}u] = (hi * c + lo * s) * p.scale;
+  }` : `for (var e = li; e < ${HL}u; e += ${WG}u) {
     ${v4 ? 'qs[e] = vec4<f32>(Q[qo + 4u * e], Q[qo + 4u * e + 1u], Q[qo + 4u * e + 2u], Q[qo + 4u * e + 3u]) * p.scale;' : 'qs[e] = Q[qo + e] * p.scale;'}
-  }
+  }`}
   workgroupBarrier();
 
   var mRun = ${NEG_BIG};
@@ -90,7 +119,11 @@ fn main(${BUILTINS}) {
         for (var e = 0u; e < ${HL}u; e++) { dot = fma(qs[e], kc(o + e), dot); }
       } else {
         let o = ((b * p.T + u32(j - p0)) * p.F + kvOff) / ${L}u;
-        for (var e = 0u; e < ${HL}u; e++) { dot = fma(qs[e], K[o + e], dot); }
+        ${fused ? `let kro = (b * p.T + u32(j - p0)) * ${H2}u;
+        // the turned key, summed in the same order as the plain kernel sums a turned one
+        for (var e = 0u; e < ${H2}u; e++) { dot = fma(qs[e], K[o + e] * COS[kro + e] - K[o + e + ${H2}u] * SIN[kro + e], dot); }
+        for (var e = 0u; e < ${H2}u; e++) { dot = fma(qs[e + ${H2}u], K[o + e + ${H2}u] * COS[kro + e] + K[o + e] * SIN[kro + e], dot); }`
+      : `for (var e = 0u; e < ${HL}u; e++) { dot = fma(qs[e], K[o + e], dot); }`}
       }
       s = ${v4 ? 'dot.x + dot.y + dot.z + dot.w' : 'dot'};
     }
@@ -122,6 +155,21 @@ fn main(${BUILTINS}) {
     }
     workgroupBarrier();
   }
+  ${fused ? `// one workgroup per (sequence, KV head) stores the new key and value (p.T == 1)
+  if (split == 0u && h % p.group == 0u) {
+    let src = b * p.F + kvOff;
+    let dst = (b * p.C + u32(i) % p.C) * p.F + kvOff;
+    let ro = b * ${hs / 2}u;
+    ${kvF16 ? `for (var w = li; w < ${hs / 2}u; w += ${WG}u) {
+      let kw = ${put('vec2<f32>(turnedKey(src, ro, 2u * w), turnedKey(src, ro, 2u * w + 1u))')};
+      let word = (dst + 2u * w) / 2u;
+      KC[word / 2u][word % 2u] = kw;
+      VC[word] = ${put('vec2<f32>(V[src + 2u * w], V[src + 2u * w + 1u])')};
+    }` : `for (var e = li; e < HS; e += ${WG}u) {
+      KC[(dst + e) / 4u][(dst + e) % 4u] = turnedKey(src, ro, e);
+      VC[dst + e] = V[src + e];
+    }`}
+  }` : ''}
   if (p.splits == 1u) {
     for (var d = 0u; d < ${D}u; d++) {
       let e = li + d * ${WG}u;
@@ -206,19 +254,31 @@ export interface SplitPolicy {
 // the GPU (H100: 256 keys per split left most of it idle at 1.25 ms per layer for 16 heads)
 export const DEFAULT_SPLIT: SplitPolicy = { minKeys: 64, targetWorkgroups: 1024, flashMinRows: 64 };
 
-/** kc/vc: the cache's k and v, or any buffer when C = 0 (never read then). */
+/** Whether attention() can turn q and k by RoPE and store the new keys itself (the fused kernel). */
+export function attentionFuses(ctx: GpuContext, d: AttentionDims): boolean {
+  // ten storage buffers: the ints, q, k, v, the cache's two, the output, the two tables
+  return d.T === 1 && d.C > 0 && d.hs % 8 === 0 && ctx.device.limits.maxStorageBuffersPerShaderStage >= 9;
+}
+
+/**
+ * kc/vc: the cache's k and v, or any buffer when C = 0 (never read then). `rope`: q and k are
+ * un-rotated, and the kernel turns them and stores the new keys and values in the cache (only
+ * where attentionFuses).
+ */
 export function attention(
   ctx: GpuContext, out: GpuTensor, q: GpuTensor, k: GpuTensor, v: GpuTensor,
   kc: GpuTensor, vc: GpuTensor, pos0: Int32Array, d: AttentionDims, policy: SplitPolicy = DEFAULT_SPLIT,
+  rope?: { cos: GpuTensor; sin: GpuTensor },
 ): void {
   const rows = d.B * d.T * d.H;
+  if (rope && !attentionFuses(ctx, d)) throw new Error('attention: this call cannot fuse RoPE and the cache store (see attentionFuses)');
   if (rows === 0 || d.hs === 0) return;
   if (d.T > 1 && d.T * (d.H / d.Hkv) >= policy.flashMinRows) {
     flashAttention(ctx, out, q, k, v, kc, vc, pos0, d, policy.flashTile ?? pickTile(ctx.device));
     return;
   }
-  const kvF16 = kc.dtype === 'f16';
-  const kernel = kernels(`${d.hs}${kvF16 ? 'h' : ''}`, () => attentionKernel(d.hs, kvF16));
+  const kvF16 = kc.dtype === 'f16', fused = !!rope;
+  const kernel = kernels(`${d.hs}${kvF16 ? 'h' : ''}${fused ? 'r' : ''}`, () => attentionKernel(d.hs, kvF16, fused));
   // positions stay far below 2^30, so a clamped window behaves as an infinite one
   const window = Math.min(d.window, 2 ** 30);
   const maxKeys = Math.min(window, d.C + d.T);
@@ -227,13 +287,14 @@ export function attention(
   const params = (total: number) => new Params()
     .u32(d.T, d.H, d.hs, d.C, d.Hkv * d.hs, d.H / d.Hkv).i32(window).u32(total).f32(1 / Math.sqrt(d.hs)).u32(splits);
   const inputs = [pos0, bind(q), bind(k), bind(v), bind(kc), bind(vc)];
+  const tables = rope ? [bind(rope.cos), bind(rope.sin)] : [];
   if (splits === 1) {
-    ctx.dispatch(kernel, params(rows), [...inputs, bind(out)], rows);
+    ctx.dispatch(kernel, params(rows), [...inputs, bind(out), ...tables], rows);
     return;
   }
   const n = rows * splits * (d.hs + 2);
   const part = new GpuTensor([n], 'f32', new Storage(ctx.alloc(n * 4, () => `attention partials of ${rows} rows × ${splits} splits`)));
-  ctx.dispatch(kernel, params(rows * splits), [...inputs, bind(part)], rows * splits);
+  ctx.dispatch(kernel, params(rows * splits), [...inputs, bind(part), ...tables], rows * splits);
   ctx.dispatch(COMBINE, new Params().u32(rows, d.hs, splits), [bind(part), bind(out)], rows);
   ctx.release(part.buf!); // later commands may reuse it; they run after these
 }

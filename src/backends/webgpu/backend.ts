@@ -3,8 +3,8 @@
 // recording to the kernel modules; GpuContext batches the commands.
 import type { PooledBuffer } from './pool.js';
 import {
-  type AdamWStep, type AttentionArgs, type Backend, type ConvResult, type DType, type GradOps, type KvCache, type MatmulOptions,
-  type NormArg, type SampleRowsOptions, type ScanGrads, type ScanResult, type Tensor, ScopedBackend, expectShape, numel, shapeStr, tensorBytes,
+  type AdamWStep, type AttentionArgs, type AttentionFusion, type Backend, type ConvResult, type DType, type GradOps, type KvCache, type MatmulOptions,
+  type NormArg, type SampleRowsOptions, type ScanGrads, type ScanResult, type Tensor, ScopedBackend, attentionComposed, expectShape, numel, shapeStr, tensorBytes,
 } from '../../core/backend.js';
 import { checkAttention, checkConv, checkMatmulOptions, checkSampleRows, checkScan, checkWriteKv } from '../../core/checks.js';
 import * as att from './attention.js';
@@ -344,19 +344,30 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     return out;
   }
 
-  attention(q: Tensor, k: Tensor, v: Tensor, cache: KvCache | null, args: AttentionArgs): Tensor {
+  /** Decoding one token with a cache, RoPE and the cache store run inside the attention kernel. */
+  attention(q: Tensor, k: Tensor, v: Tensor, cache: KvCache | null, args: AttentionArgs, fuse: AttentionFusion = {}): Tensor {
     const { nHeads: H, nKvHeads: Hkv, headDim: hs, window, pos0 } = args;
     const { B, T } = checkAttention('attention', q, k, v, args, { cache });
     const p0 = checkPos0('attention', pos0, B);
+    const C = cache?.capacity ?? 0, d = { B, T, H, Hkv, hs, C, window };
+    const fused = !!(fuse.rope && fuse.store && cache && att.attentionFuses(this.ctx, d));
+    if (!fused && (fuse.rope || fuse.store)) return attentionComposed(this, q, k, v, cache, args, fuse);
     const Q = gpu(q, 'attention'), Kn = gpu(k, 'attention'), Vn = gpu(v, 'attention');
-    const C = cache?.capacity ?? 0;
     let Kc = Kn, Vc = Vn; // unread stand-ins when there is no cache
     if (cache && C > 0) {
       Kc = gpuFloats(cache.k, 'attention');
       Vc = gpu(cache.v, 'attention', Kc.dtype);
     }
+    let tables: { cos: GpuTensor; sin: GpuTensor } | undefined;
+    if (fused) {
+      const half = hs / 2, r = fuse.rope!;
+      expectShape('attention', 'rope cos', r.cos, [B * T, half]);
+      expectShape('attention', 'rope sin', r.sin, [B * T, half]);
+      checkWriteKv(cache!, k, v, pos0);
+      tables = { cos: gpu(r.cos, 'attention'), sin: gpu(r.sin, 'attention') };
+    }
     const out = this.make(q.shape);
-    att.attention(this.ctx, out, Q, Kn, Vn, Kc, Vc, p0, { B, T, H, Hkv, hs, C, window }, this.split);
+    att.attention(this.ctx, out, Q, Kn, Vn, Kc, Vc, p0, d, this.split, tables);
     return out;
   }
 

@@ -52,17 +52,18 @@ export const NEG_BIG = '-3.0e38';
 /**
  * Bindings 5 and 6, the cache's keys and values, and their readers kc(i) and vc(i) (i counts
  * values, or with vec4 keys groups of four). An f16 cache holds two halves per 32-bit word.
+ * `access` read_write: the kernel also writes the cache (attention storing the new keys).
  */
-export function cacheReaders(kvF16: boolean, v4: boolean): string {
+export function cacheReaders(kvF16: boolean, v4: boolean, access: 'read' | 'read_write' = 'read'): string {
   if (!kvF16) {
     const kt = v4 ? 'vec4<f32>' : 'f32';
-    return `@group(0) @binding(5) var<storage, read> KC: array<${kt}>;
-@group(0) @binding(6) var<storage, read> VC: array<f32>;
+    return `@group(0) @binding(5) var<storage, ${access}> KC: array<${kt}>;
+@group(0) @binding(6) var<storage, ${access}> VC: array<f32>;
 fn kc(i: u32) -> ${kt} { return KC[i]; }
 fn vc(i: u32) -> f32 { return VC[i]; }`;
   }
-  return `@group(0) @binding(5) var<storage, read> KC: array<${v4 ? 'vec2<u32>' : 'u32'}>;
-@group(0) @binding(6) var<storage, read> VC: array<u32>;
+  return `@group(0) @binding(5) var<storage, ${access}> KC: array<${v4 ? 'vec2<u32>' : 'u32'}>;
+@group(0) @binding(6) var<storage, ${access}> VC: array<u32>;
 ${v4 ? `fn kc(i: u32) -> vec4<f32> { let w = KC[i]; return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)); }`
     : 'fn kc(i: u32) -> f32 { return unpack2x16float(KC[i >> 1u])[i & 1u]; }'}
 fn vc(i: u32) -> f32 { return unpack2x16float(VC[i >> 1u])[i & 1u]; }`;

@@ -163,3 +163,52 @@ test('webgpu f16 KV caches: writeKv rounds to halves, resize and concat keep the
   const odd = { k: be.zeros([1, 4, 3], 'f16'), v: be.zeros([1, 4, 3], 'f16'), capacity: 4 };
   assert.throws(() => be.writeKv(odd, be.zeros([1, 1, 3]), be.zeros([1, 1, 3]), Int32Array.of(0)), /an f16 cache needs an even row width, got 3/);
 });
+
+test('webgpu attention with RoPE and the cache store fused (one new token) equals rope, attention, writeKv on the CPU, f32 and f16 caches', async (t) => {
+  const be = await gpuBackendOrSkip(t);
+  if (!be) return;
+  const rng = new Rng(31);
+  // a wrapped ring with GQA and splits; MHA with many splits; full attention in a growable cache;
+  // hs 12 (not a multiple of 8): composed from the separate ops
+  const cases = [
+    { B: 2, H: 4, Hkv: 2, hs: 16, window: 70, capacity: 70, pos0: [100, 69] },
+    { B: 1, H: 8, Hkv: 8, hs: 64, window: 300, capacity: 300, pos0: [450] },
+    { B: 3, H: 4, Hkv: 1, hs: 128, window: Infinity, capacity: 200, pos0: [5, 120, 199] },
+    { B: 1, H: 2, Hkv: 1, hs: 12, window: 9, capacity: 9, pos0: [30] },
+  ];
+  for (const dtype of ['f32', 'f16'] as const) {
+    for (const c of cases) {
+      const { B, H, Hkv, hs, window, capacity } = c, F = Hkv * hs, half = hs / 2;
+      const fill = randomArray(rng, B * capacity * F, 2), fillV = randomArray(rng, B * capacity * F);
+      const caches = ([be, cpu] as Backend[]).map((b) => {
+        const cache = { k: b.zeros([B, capacity, F], dtype), v: b.zeros([B, capacity, F], dtype), capacity };
+        b.writeKv(cache, b.tensor(fill, [B, capacity, F]), b.tensor(fillV, [B, capacity, F]), new Int32Array(B));
+        return cache;
+      });
+      const [gq, cq] = twin(be, rng, [B, 1, H * hs], 2), [gk, ck] = twin(be, rng, [B, 1, F], 2), [gv, cv] = twin(be, rng, [B, 1, F]);
+      const angles = randomArray(rng, B * half, 3);
+      const cosA = angles.map(Math.cos), sinA = angles.map(Math.sin);
+      const args: AttentionArgs = { nHeads: H, nKvHeads: Hkv, headDim: hs, window, pos0: Int32Array.from(c.pos0) };
+      const before = be.ctx.counts.dispatches;
+      const got = be.attention(gq, gk, gv, caches[0], args, { rope: { cos: be.tensor(cosA, [B, half]), sin: be.tensor(sinA, [B, half]) }, store: true });
+      const dispatches = be.ctx.counts.dispatches - before;
+      if (hs % 8 === 0) assert.ok(dispatches <= 2, `${dtype} ${JSON.stringify(c)}: ${dispatches} dispatches, expected the fused kernel (and its merge)`);
+      const want = cpu.attention(cq, ck, cv, caches[1], args, { rope: { cos: cpu.tensor(cosA, [B, half]), sin: cpu.tensor(sinA, [B, half]) }, store: true });
+      const what = `${dtype} cache ${JSON.stringify(c)}`;
+      await assertParity(`fused attention ${what}`, be, got, cpu, want, dtype === 'f16' ? 2e-3 : undefined);
+      for (const which of ['k', 'v'] as const) {
+        const g = await be.read(caches[0][which]), w = await cpu.read(caches[1][which]);
+        let bad = -1;
+        for (let i = 0; i < w.length && bad < 0; i++) {
+          const tol = dtype === 'f16' ? Math.abs(w[i]) * 2 ** -10 + 2 ** -24 : Math.abs(w[i]) * 1e-6 + 1e-7;
+          if (!(Math.abs(g[i] - w[i]) <= tol)) bad = i;
+        }
+        assert.equal(bad, -1, `${what}: cache ${which}[${bad}] = ${g[bad]}, expected ${w[bad]}`);
+      }
+    }
+  }
+  const cache = { k: be.zeros([1, 4, 8]), v: be.zeros([1, 4, 8]), capacity: 4 };
+  const q = be.zeros([1, 1, 8]), kv = be.zeros([1, 1, 8]), args = { nHeads: 1, nKvHeads: 1, headDim: 8, window: 4, pos0: Int32Array.of(2) };
+  assert.throws(() => be.attention(q, kv, kv, cache, args, { rope: { cos: be.zeros([1, 3]), sin: be.zeros([1, 4]) }, store: true }), /attention: rope cos has shape \[1, 3\], expected \[1, 4\]/);
+  assert.throws(() => be.attention(q, kv, kv, null, args, { store: true }), /store needs a cache/);
+});
