@@ -198,6 +198,15 @@ export interface Backend {
     u: Tensor, dt: Tensor, dtBias: Tensor, aLog: Tensor,
     bm: Tensor, cm: Tensor, d: Tensor, z: Tensor, h0: Tensor | null, opts?: { donateH0?: boolean },
   ): ScanResult;
+  /**
+   * selectiveScan with Δ's projection inside, for inference: dbc [B·T, R + 2N] is x_proj's output
+   * [δ | B | C], and dt = δ · dtWeightᵀ with dtWeight [C, R]. Equal to sliceCols, matmul,
+   * selectiveScan (selectiveScanProjectedComposed); WebGPU fuses them into the scan when decoding.
+   */
+  selectiveScanProjected(
+    u: Tensor, dbc: Tensor, dtWeight: Tensor, dtBias: Tensor, aLog: Tensor,
+    d: Tensor, z: Tensor, h0: Tensor | null, opts?: { donateH0?: boolean },
+  ): ScanResult;
 }
 
 export function numel(shape: readonly number[]): number {
@@ -266,6 +275,20 @@ function collectTensors(v: unknown, out: Set<Tensor>, depth = 0): void {
   if (ArrayBuffer.isView(v)) return;
   if (Array.isArray(v)) { for (const x of v) collectTensors(x, out, depth + 1); return; }
   for (const x of Object.values(v as Record<string, unknown>)) collectTensors(x, out, depth + 1);
+}
+
+/** Backend.selectiveScanProjected as separate ops: δ, B and C sliced out of dbc, Δ's projection, the scan. */
+export function selectiveScanProjectedComposed(
+  be: Backend, u: Tensor, dbc: Tensor, dtWeight: Tensor, dtBias: Tensor, aLog: Tensor,
+  d: Tensor, z: Tensor, h0: Tensor | null, opts: { donateH0?: boolean } = {},
+): ScanResult {
+  const [B, T, C] = u.shape, R = dtWeight.shape[1], N = aLog.shape[1];
+  return be.tidy(() => {
+    const dt = be.reshape(be.matmul(be.sliceCols(dbc, 0, R), dtWeight), [B, T, C]); // W_dt δ
+    const bm = be.reshape(be.sliceCols(dbc, R, N), [B, T, N]);
+    const cm = be.reshape(be.sliceCols(dbc, R + N, N), [B, T, N]);
+    return be.selectiveScan(u, dt, dtBias, aLog, bm, cm, d, z, h0, opts);
+  });
 }
 
 /** Backend.attention's fusions as separate ops: rope on q and k, attention, writeKv. */

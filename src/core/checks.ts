@@ -43,6 +43,21 @@ export function checkConv(op: string, x: Tensor, w: Tensor, b: Tensor, extra: { 
   return { B, T, C, K };
 }
 
+/** selectiveScanProjected's inputs: the scan's, with dbc [B·T, R + 2N] and dtWeight [C, R] for dt, B and C. */
+export function checkProjectedScan(
+  op: string, u: Tensor, dbc: Tensor, dtWeight: Tensor, dtBias: Tensor, aLog: Tensor, d: Tensor, z: Tensor, h0: Tensor | null,
+): { B: number; T: number; C: number; N: number; R: number } {
+  const [B, T, C] = u.shape, N = aLog.shape[1], R = dtWeight.shape[1];
+  expectShape(op, 'z', z, [B, T, C]);
+  expectShape(op, 'dtWeight', dtWeight, [C, R]);
+  expectShape(op, 'dbc', dbc, [B * T, R + 2 * N]);
+  expectShape(op, 'aLog', aLog, [C, N]);
+  expectShape(op, 'dtBias', dtBias, [C]);
+  expectShape(op, 'D', d, [C]);
+  if (h0) expectShape(op, 'h0', h0, [B, C, N]);
+  return { B, T, C, N, R };
+}
+
 /** The selective scan's inputs (see Backend.selectiveScan), optional h0 [B, C, N] and dy like u. */
 export function checkScan(
   op: string, u: Tensor, dt: Tensor, dtBias: Tensor, aLog: Tensor, bm: Tensor, cm: Tensor, d: Tensor, z: Tensor,

@@ -22,28 +22,40 @@ export interface MambaSaved {
   B: number; T: number;
 }
 
+export interface MambaCall {
+  /** Streaming inference: the caller drops the old state after this step, so its SSM state may be overwritten. */
+  replacesState?: boolean;
+  /** The residual step's norm and add, fused into the first and last products (inference). */
+  ends?: SublayerEnds;
+  /** Nothing is kept for a backward pass, so Δ's projection may run inside the scan. */
+  inference?: boolean;
+}
+
 /**
  * u [B·T, d] (normalised, or normalised by ends.norm) → { out [B·T, d] (plus ends.residual), state
- * after the last token }. Either part of the state may be missing (zeros); training windows that
- * carry state carry only the SSM part.
+ * after the last token, what the backward needs (null for inference) }. Either part of the state
+ * may be missing (zeros); training windows that carry state carry only the SSM part.
  */
 export function mamba(
-  be: Backend, p: Params, cfg: ModelConfig, u: Tensor, B: number, T: number, state: Partial<MambaState> | null,
-  /** Streaming inference: the caller drops the old state after this step, so its SSM state may be overwritten. */
-  replacesState = false,
-  ends: SublayerEnds = {},
-): { out: Tensor; state: MambaState; saved: MambaSaved } {
-  const di = dInner(cfg), { dState: N, dtRank: R } = cfg.mamba;
+  be: Backend, p: Params, cfg: ModelConfig, u: Tensor, B: number, T: number, state: Partial<MambaState> | null, call: MambaCall = {},
+): { out: Tensor; state: MambaState; saved: MambaSaved | null } {
+  const di = dInner(cfg), { dState: N, dtRank: R } = cfg.mamba, { ends = {} } = call;
   const xz = be.matmul(u, p('in_proj.weight'), { norm: ends.norm }); // [B·T, 2·d_inner]
   const x = be.reshape(be.sliceCols(xz, 0, di), [B, T, di]);
   const z = be.reshape(be.sliceCols(xz, di, di), [B, T, di]);
   const conv = be.conv1dSilu(x, p('conv1d.weight'), p('conv1d.bias'), state?.conv ?? null); // x̃ [B, T, d_inner]
   const dbc = be.matmul(be.reshape(conv.y, [B * T, di]), p('x_proj.weight')); // [B·T, R + 2N]
+  if (call.inference) {
+    // δ, B and C read out of dbc and W_dt δ summed by the scan itself (one kernel when decoding)
+    const scan = be.selectiveScanProjected(conv.y, dbc, p('dt_proj.weight'), p('dt_proj.bias'), p('A_log'), p('D'), z, state?.ssm ?? null, { donateH0: call.replacesState });
+    const out = be.matmul(be.reshape(scan.y, [B * T, di]), p('out_proj.weight'), { residual: ends.residual }); // [B·T, d]
+    return { out, state: { conv: conv.state, ssm: scan.h }, saved: null };
+  }
   const delta = be.sliceCols(dbc, 0, R); // δ [B·T, R]
   const dt = be.reshape(be.matmul(delta, p('dt_proj.weight')), [B, T, di]); // W_dt δ; bias + softplus in the scan
   const bm = be.reshape(be.sliceCols(dbc, R, N), [B, T, N]);
   const cm = be.reshape(be.sliceCols(dbc, R + N, N), [B, T, N]);
-  const scan = be.selectiveScan(conv.y, dt, p('dt_proj.bias'), p('A_log'), bm, cm, p('D'), z, state?.ssm ?? null, { donateH0: replacesState });
+  const scan = be.selectiveScan(conv.y, dt, p('dt_proj.bias'), p('A_log'), bm, cm, p('D'), z, state?.ssm ?? null, { donateH0: call.replacesState });
   const y = be.reshape(scan.y, [B * T, di]);
   const out = be.matmul(y, p('out_proj.weight'), { residual: ends.residual }); // [B·T, d]
   return { out, state: { conv: conv.state, ssm: scan.h }, saved: { u, x, z, xc: conv.y, delta, dt, bm, cm, y, h0: state?.ssm ?? null, B, T } };

@@ -238,8 +238,9 @@ export class SambaModel {
       const st = state?.layers[j] ?? null;
       if (kind === 'mamba') {
         // a decoding state's SSM state is replaced after the step (forward()), so the scan may reuse it
-        const r = mamba(be, p, c, xn, B, T, st?.kind === 'mamba' ? st : ssmInit?.[j] ? { ssm: ssmInit[j]! } : null, !training && st?.kind === 'mamba', ends);
-        return { y: r.out, ms: r.state as MambaState | null, sv: { kind: 'mamba', s: r.saved } as Saved | null };
+        const r = mamba(be, p, c, xn, B, T, st?.kind === 'mamba' ? st : ssmInit?.[j] ? { ssm: ssmInit[j]! } : null,
+          { replacesState: !training && st?.kind === 'mamba', ends, inference: !training });
+        return { y: r.out, ms: r.state as MambaState | null, sv: r.saved && ({ kind: 'mamba', s: r.saved } as Saved) };
       }
       if (kind === 'mlp') {
         if (!training) return { y: mlpInference(be, p, xn, ends), ms: null, sv: null }; // nothing to save: the fused path

@@ -3,9 +3,9 @@
 // (JavaScript numbers) and stored as float32.
 import {
   type AdamWStep, type AttentionArgs, type AttentionFusion, type Backend, type ConvResult, type GradOps, type KvCache, type MatmulOptions,
-  type NormArg, type ScanGrads, type SampleRowsOptions, type ScanResult, type Tensor, ScopedBackend, attentionComposed, expectShape, numel, shapeStr,
+  type NormArg, type ScanGrads, type SampleRowsOptions, type ScanResult, type Tensor, ScopedBackend, attentionComposed, expectShape, selectiveScanProjectedComposed, numel, shapeStr,
 } from '../../core/backend.js';
-import { checkAttention, checkConv, checkMatmulOptions, checkSampleRows, checkScan, checkWriteKv } from '../../core/checks.js';
+import { checkAttention, checkConv, checkMatmulOptions, checkProjectedScan, checkSampleRows, checkScan, checkWriteKv } from '../../core/checks.js';
 import { F16_MAX, f16BitsToF32, f32ToF16Bits } from '../../io/half.js';
 
 export class CpuTensor implements Tensor {
@@ -283,6 +283,13 @@ export class CpuBackend extends ScopedBackend implements Backend, GradOps {
       for (let c = 0; c < C; c++) for (let k = 0; k < H; k++) next[(b * C + c) * H + k] = input(T - H + k, c);
     }
     return { y: this.make(x.shape, y), state: this.make([B, C, H], next) };
+  }
+
+  selectiveScanProjected(
+    u: Tensor, dbc: Tensor, dtWeight: Tensor, dtBias: Tensor, aLog: Tensor, d: Tensor, z: Tensor, h0: Tensor | null, opts: { donateH0?: boolean } = {},
+  ): ScanResult {
+    checkProjectedScan('selectiveScanProjected', u, dbc, dtWeight, dtBias, aLog, d, z, h0);
+    return selectiveScanProjectedComposed(this, u, dbc, dtWeight, dtBias, aLog, d, z, h0, opts);
   }
 
   selectiveScan(

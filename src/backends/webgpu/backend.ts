@@ -4,9 +4,9 @@
 import type { PooledBuffer } from './pool.js';
 import {
   type AdamWStep, type AttentionArgs, type AttentionFusion, type Backend, type ConvResult, type DType, type GradOps, type KvCache, type MatmulOptions,
-  type NormArg, type SampleRowsOptions, type ScanGrads, type ScanResult, type Tensor, ScopedBackend, attentionComposed, expectShape, numel, shapeStr, tensorBytes,
+  type NormArg, type SampleRowsOptions, type ScanGrads, type ScanResult, type Tensor, ScopedBackend, attentionComposed, expectShape, selectiveScanProjectedComposed, numel, shapeStr, tensorBytes,
 } from '../../core/backend.js';
-import { checkAttention, checkConv, checkMatmulOptions, checkSampleRows, checkScan, checkWriteKv } from '../../core/checks.js';
+import { checkAttention, checkConv, checkMatmulOptions, checkProjectedScan, checkSampleRows, checkScan, checkWriteKv } from '../../core/checks.js';
 import * as att from './attention.js';
 import { type ContextOptions, GpuContext } from './context.js';
 import * as cp from './copy.js';
@@ -423,20 +423,42 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     const op = 'selectiveScan';
     const U = gpu(u, op), DT = gpu(dt, op), bias = gpu(dtBias, op), AL = gpu(aLog, op), Bm = gpu(bm, op);
     const Cm = gpu(cm, op), Dv = gpu(d, op), Z = gpu(z, op), H0 = h0 ? gpu(h0, op) : null;
-    const y = this.make(u.shape);
-    // the kernel updates h in place, starting from h0: a donated h0 (whole storage, no other
-    // tensor on it) is that buffer already; otherwise h0 is copied into a fresh one
-    let h: GpuTensor;
-    if (H0 && opts.donateH0 && H0.offset === 0 && H0.storage!.refs === 1) {
-      H0.storage!.refs++;
-      h = this.track(new GpuTensor([B, C, N], 'f32', H0.storage));
-    } else {
-      h = this.make([B, C, N]);
-      if (H0) this.ctx.copy(H0.buf!, H0.offset, h.buf!, 0, h.bytes);
-      else this.ctx.clear(h.buf!, 0, h.bytes);
-    }
+    const y = this.make(u.shape), h = this.scanState(H0, !!opts.donateH0, B, C, N);
     mb.selectiveScan(this.ctx, y, h, this.scanParams(bias, Dv, AL, C, N), U, DT, Bm, Cm, Z, B, T, C, N);
     return { y, h };
+  }
+
+  /** Decoding a few tokens, Δ's projection runs inside the scan (no product, no column slices). */
+  selectiveScanProjected(
+    u: Tensor, dbc: Tensor, dtWeight: Tensor, dtBias: Tensor, aLog: Tensor, d: Tensor, z: Tensor, h0: Tensor | null, opts: { donateH0?: boolean } = {},
+  ): ScanResult {
+    const op = 'selectiveScanProjected';
+    const { B, T, C, N, R } = checkProjectedScan(op, u, dbc, dtWeight, dtBias, aLog, d, z, h0);
+    if (T > mb.SCAN_PROJECTED_MAX_T) return selectiveScanProjectedComposed(this, u, dbc, dtWeight, dtBias, aLog, d, z, h0, opts);
+    const W = dtWeight instanceof F16WeightTensor ? dtWeight : gpu(dtWeight, op);
+    const weight = W instanceof F16WeightTensor
+      ? { buf: W.packed.buf, size: W.bytes, kind: 'f16' as const, kp: W.packed.colsP }
+      : { buf: W.buf!, size: W.bytes, kind: this.f16 ? 'f32r16' as const : 'f32' as const, kp: 0 };
+    if (!(W instanceof F16WeightTensor) && W.offset) throw new Error(`${op}: dtWeight must be a whole tensor`);
+    const bias = gpu(dtBias, op), AL = gpu(aLog, op), Dv = gpu(d, op), H0 = h0 ? gpu(h0, op) : null;
+    const y = this.make(u.shape), h = this.scanState(H0, !!opts.donateH0, B, C, N);
+    mb.selectiveScanProjected(this.ctx, y, h, this.scanParams(bias, Dv, AL, C, N), gpu(u, op), gpu(dbc, op), weight, gpu(z, op), B, T, C, N, R);
+    return { y, h };
+  }
+
+  /**
+   * The buffer the scan updates in place, starting from h0: a donated h0 (whole storage, no other
+   * tensor on it) is that buffer already; otherwise h0 is copied into a fresh one (zeros without).
+   */
+  private scanState(H0: GpuTensor | null, donate: boolean, B: number, C: number, N: number): GpuTensor {
+    if (H0 && donate && H0.offset === 0 && H0.storage!.refs === 1) {
+      H0.storage!.refs++;
+      return this.track(new GpuTensor([B, C, N], 'f32', H0.storage));
+    }
+    const h = this.make([B, C, N]);
+    if (H0) this.ctx.copy(H0.buf!, H0.offset, h.buf!, 0, h.bytes);
+    else this.ctx.clear(h.buf!, 0, h.bytes);
+    return h;
   }
 
   /** Bumped by every in-place parameter update (adamw), so derived buffers know they are stale. */

@@ -75,3 +75,35 @@ test('webgpu selectiveScan: with and without h0, several N, chained calls', asyn
     }
   }
 });
+
+test('webgpu selectiveScanProjected: Δ projected inside the scan (one dispatch, T ≤ 8) with f32 and packed f16 weights, composed past 8 tokens, equals the CPU', async (t) => {
+  const be = await gpuBackendOrSkip(t);
+  if (!be) return;
+  const rng = new Rng(17);
+  for (const [B, T, C, N, R] of [[1, 1, 70, 16, 128], [3, 2, 9, 5, 4], [2, 1, 33, 16, 12], [1, 9, 20, 4, 8]]) {
+    const [gu, cu] = twin(be, [B, T, C], rand(rng, [B, T, C], -2, 2));
+    const [gz, cz] = twin(be, [B, T, C], rand(rng, [B, T, C], -2, 2));
+    const [gdbc, cdbc] = twin(be, [B * T, R + 2 * N], rand(rng, [B * T, R + 2 * N], -1, 1));
+    const wdt = rand(rng, [C, R], -0.5, 0.5);
+    const [gw, cw] = twin(be, [C, R], wdt);
+    const [gbias, cbias] = twin(be, [C], rand(rng, [C], -1, 1));
+    const [ga, ca] = twin(be, [C, N], rand(rng, [C, N], -1, 1.5));
+    const [gd, cd] = twin(be, [C], rand(rng, [C]));
+    const [gh, ch] = twin(be, [B, C, N], rand(rng, [B, C, N]));
+    const want = cpu.selectiveScanProjected(cu, cdbc, cw, cbias, ca, cd, cz, ch);
+    const weights: [string, Tensor][] = [['f32', gw]];
+    if (be.f16Caps.shaderF16) weights.push(['packed f16', be.compactWeight(gw)]);
+    for (const [kind, w] of weights) {
+      const what = `${kind} B=${B} T=${T} C=${C} N=${N} R=${R}`;
+      const before: number = be.ctx.counts.dispatches;
+      const got = be.selectiveScanProjected(gu, gdbc, w, gbias, ga, gd, gz, gh);
+      if (T <= 8) assert.equal(be.ctx.counts.dispatches - before, 1, `${what}: one dispatch`);
+      // f16 weights take δ and W_dt as halves, as the gemv does
+      const tol = kind === 'f32' ? undefined : 3e-3;
+      await assertParity(`${what}: y`, be, got.y, cpu, want.y, tol);
+      await assertParity(`${what}: h`, be, got.h, cpu, want.h, tol);
+    }
+  }
+  assert.throws(() => be.selectiveScanProjected(be.zeros([1, 1, 4]), be.zeros([1, 9]), be.zeros([4, 2]), be.zeros([4]), be.zeros([4, 3]), be.zeros([4]), be.zeros([1, 1, 4]), null),
+    /selectiveScanProjected: dbc has shape \[1, 9\], expected \[1, 8\]/);
+});
