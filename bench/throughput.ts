@@ -201,8 +201,9 @@ async function decodeRate(model: SambaModel, B: number, pos: number): Promise<{ 
       st.pos.fill(pos);
     };
   try {
-    // ~30 tokens fill the bind-group cache (pooled buffers settle into their roles); time after that
-    for (let i = 0; i < 32; i++) await step();
+    // the bind-group cache fills over the first ~40 tokens of a model's first state, while pooled
+    // buffers settle into their roles (samba-1.3b's shape, counted on lavapipe); time after that
+    for (let i = 0; i < 64; i++) await step();
     const s = await time(step, nTok, false);
     if (reading) await reading;
     return { tps: B / s, stateBytes: st.bytes() };
