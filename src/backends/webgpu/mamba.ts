@@ -119,25 +119,42 @@ export function conv1dSilu(
 
 const SCAN_WG = 64;
 
+/** How the projected scan reads Δ's weight: f32, f32 rounded to f16 (the f16-matmul precision), or packed f16. */
+export type DtWeightKind = 'f32' | 'f32r16' | 'f16';
+/** New tokens per sequence up to which the projected scan sums Δ's projection itself. */
+export const SCAN_PROJECTED_MAX_T = 8;
+
 // One invocation per (sequence b, channel c) holds h[N] in registers and walks t sequentially.
 // The per-channel parameters arrive packed in one buffer, [dtBias C | D C | aLog C·N], and h runs
 // from H (holding h0, or zeros) back into H, which keeps the kernel within 8 storage bindings.
-function scanKernel(N: number): Kernel {
+//
+// `projected` (decoding): Δ's projection inside. δ, B and C are read out of x_proj's output
+// [δ | B | C] (row width R + 2N) by column, and Δ's pre-activation δ · W_dt[c] is summed by the
+// channel's invocation (R products per token: cheap for the few tokens of a decoding step), its
+// operands rounded as the product kernels round them: δ to f16 for f16 weights (as the gemv takes
+// x), both for f32 weights in the f16-matmul precision.
+function scanKernel(N: number, projected: DtWeightKind | null = null): Kernel {
+  const w = projected;
+  const dtSum = w === 'f16'
+    ? `for (var k8 = 0u; k8 * 8u < p.R; k8++) {
+        let wq = WDT[(c * p.KP + 8u * k8) / 8u];
+        ${[0, 1, 2, 3].map((q) => `let w${q} = unpack2x16float(wq[${q}]);`).join(' ')}
+        ${Array.from({ length: 8 }, (_, q) => `if (8u * k8 + ${q}u < p.R) { dtv = fma(round_f16(DBC[row + 8u * k8 + ${q}u]), w${q >> 1}.${q & 1 ? 'y' : 'x'}, dtv); }`).join('\n        ')}
+      }`
+    : `for (var k = 0u; k < p.R; k++) { dtv = fma(${w === 'f32r16' ? 'round_f16(DBC[row + k]), round_f16(WDT[c * p.R + k])' : 'DBC[row + k], WDT[c * p.R + k]'}, dtv); }`;
+  const inputs = w
+    ? ['U: array<f32>', 'DBC: array<f32>', `WDT: array<${w === 'f16' ? 'vec4<u32>' : 'f32'}>`, 'Z: array<f32>', 'PAR: array<f32>']
+    : ['U: array<f32>', 'DT: array<f32>', 'Z: array<f32>', 'BM: array<f32>', 'CM: array<f32>', 'PAR: array<f32>'];
   return {
-    key: `selective_scan_${N}`,
-    bindings: ['read', 'read', 'read', 'read', 'read', 'read', 'write', 'write'],
+    key: `selective_scan_${N}${w ? `_projected_${w}` : ''}`,
+    bindings: [...inputs.map(() => 'read' as const), 'write', 'write'],
     code: () => /* wgsl */ `
-${MATH}
-struct P { B: u32, T: u32, C: u32 }
+${MATH}${w && w !== 'f32' ? ROUND_F16 : ''}
+struct P { B: u32, T: u32, C: u32, R: u32, W: u32, KP: u32 }
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> U: array<f32>;
-@group(0) @binding(2) var<storage, read> DT: array<f32>;
-@group(0) @binding(3) var<storage, read> Z: array<f32>;
-@group(0) @binding(4) var<storage, read> BM: array<f32>;
-@group(0) @binding(5) var<storage, read> CM: array<f32>;
-@group(0) @binding(6) var<storage, read> PAR: array<f32>;
-@group(0) @binding(7) var<storage, read_write> Y: array<f32>;
-@group(0) @binding(8) var<storage, read_write> H: array<f32>;
+${inputs.map((v, i) => `@group(0) @binding(${i + 1}) var<storage, read> ${v};`).join('\n')}
+@group(0) @binding(${inputs.length + 1}) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(${inputs.length + 2}) var<storage, read_write> H: array<f32>;
 @compute @workgroup_size(${SCAN_WG})
 fn main(${BUILTINS}) {
   ${WG_INDEX}
@@ -155,13 +172,16 @@ fn main(${BUILTINS}) {
   }
   for (var t = 0u; t < p.T; t++) {
     let r = b * p.T + t;
+    ${w ? `let row = r * p.W; // [δ | B | C] of this token
+    var dtv = 0.0;
+    ${dtSum}` : 'let dtv = DT[r * p.C + c];'}
     let ut = U[r * p.C + c];
-    let delta = softplus(DT[r * p.C + c] + dtBias);
+    let delta = softplus(dtv + dtBias);
     let du = delta * ut;
     var yt = 0.0;
     for (var n = 0u; n < ${N}u; n++) {
-      h[n] = fma(exp(delta * a[n]), h[n], du * BM[r * ${N}u + n]);
-      yt = fma(h[n], CM[r * ${N}u + n], yt);
+      h[n] = fma(exp(delta * a[n]), h[n], du * ${w ? 'DBC[row + p.R + n]' : `BM[r * ${N}u + n]`});
+      yt = fma(h[n], ${w ? `DBC[row + p.R + ${N}u + n]` : `CM[r * ${N}u + n]`}, yt);
     }
     Y[r * p.C + c] = fma(dSkip, ut, yt) * silu(Z[r * p.C + c]);
   }
@@ -171,90 +191,6 @@ fn main(${BUILTINS}) {
 }
 
 const scanKernels = kernelCache();
-
-/** How the projected scan reads Δ's weight: f32, f32 rounded to f16 (the f16-matmul precision), or packed f16. */
-export type DtWeightKind = 'f32' | 'f32r16' | 'f16';
-/** New tokens per sequence up to which the projected scan sums Δ's projection itself. */
-export const SCAN_PROJECTED_MAX_T = 8;
-
-// The scan above with Δ's projection inside, for decoding: δ, B and C are read out of x_proj's
-// output [δ | B | C] (row width R + 2N) by column, and Δ's pre-activation δ · W_dt[c] is summed by
-// the channel's invocation (R products per token: cheap for the few tokens of a decoding step).
-// Operands are rounded as the product kernels round them: δ to f16 for f16 weights (as the gemv
-// takes x), both for f32 weights in the f16-matmul precision.
-function projectedScanKernel(N: number, w: DtWeightKind): Kernel {
-  const dtSum = w === 'f16'
-    ? `for (var k8 = 0u; k8 * 8u < p.R; k8++) {
-        let wq = WDT[(c * p.KP + 8u * k8) / 8u];
-        ${[0, 1, 2, 3].map((q) => `let w${q} = unpack2x16float(wq[${q}]);`).join(' ')}
-        ${Array.from({ length: 8 }, (_, q) => `if (8u * k8 + ${q}u < p.R) { dtv = fma(round_f16(DBC[row + 8u * k8 + ${q}u]), w${q >> 1}.${q & 1 ? 'y' : 'x'}, dtv); }`).join('\n        ')}
-      }`
-    : `for (var k = 0u; k < p.R; k++) { dtv = fma(${w === 'f32r16' ? 'round_f16(DBC[row + k]), round_f16(WDT[c * p.R + k])' : 'DBC[row + k], WDT[c * p.R + k]'}, dtv); }`;
-  return {
-    key: `selective_scan_projected_${N}_${w}`,
-    bindings: ['read', 'read', 'read', 'read', 'read', 'write', 'write'],
-    code: () => /* wgsl */ `
-${MATH}${w === 'f32' ? '' : ROUND_F16}
-struct P { B: u32, T: u32, C: u32, R: u32, W: u32, KP: u32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> U: array<f32>;
-@group(0) @binding(2) var<storage, read> DBC: array<f32>;
-@group(0) @binding(3) var<storage, read> WDT: array<${w === 'f16' ? 'vec4<u32>' : 'f32'}>;
-@group(0) @binding(4) var<storage, read> Z: array<f32>;
-@group(0) @binding(5) var<storage, read> PAR: array<f32>;
-@group(0) @binding(6) var<storage, read_write> Y: array<f32>;
-@group(0) @binding(7) var<storage, read_write> H: array<f32>;
-@compute @workgroup_size(${SCAN_WG})
-fn main(${BUILTINS}) {
-  ${WG_INDEX}
-  let i = wg * ${SCAN_WG}u + li;
-  if (i >= p.B * p.C) { return; }
-  let c = i % p.C;
-  let b = i / p.C;
-  let dtBias = PAR[c];
-  let dSkip = PAR[p.C + c];
-  var a: array<f32, ${Math.max(N, 1)}>;
-  var h: array<f32, ${Math.max(N, 1)}>;
-  for (var n = 0u; n < ${N}u; n++) {
-    a[n] = -exp(PAR[2u * p.C + c * ${N}u + n]);
-    h[n] = H[i * ${N}u + n];
-  }
-  for (var t = 0u; t < p.T; t++) {
-    let r = b * p.T + t;
-    let row = r * p.W; // [δ | B | C] of this token
-    var dtv = 0.0;
-    ${dtSum}
-    let ut = U[r * p.C + c];
-    let delta = softplus(dtv + dtBias);
-    let du = delta * ut;
-    var yt = 0.0;
-    for (var n = 0u; n < ${N}u; n++) {
-      h[n] = fma(exp(delta * a[n]), h[n], du * DBC[row + p.R + n]);
-      yt = fma(h[n], DBC[row + p.R + ${N}u + n], yt);
-    }
-    Y[r * p.C + c] = fma(dSkip, ut, yt) * silu(Z[r * p.C + c]);
-  }
-  for (var n = 0u; n < ${N}u; n++) { H[i * ${N}u + n] = h[n]; }
-}`,
-  };
-}
-
-/**
- * selectiveScan with Δ's projection inside (T ≤ SCAN_PROJECTED_MAX_T): dbc [B·T, R + 2N], the
- * weight [C, R] as f32 or packed f16 (`kp`: its padded row length in halves).
- */
-export function selectiveScanProjected(
-  ctx: GpuContext, y: GpuTensor, hOut: GpuTensor, par: PooledBuffer,
-  u: GpuTensor, dbc: GpuTensor, dtWeight: { buf: PooledBuffer; size: number; kind: DtWeightKind; kp: number }, z: GpuTensor,
-  B: number, T: number, C: number, N: number, R: number,
-): void {
-  if (T > SCAN_PROJECTED_MAX_T) throw new Error(`selectiveScanProjected: ${T} tokens per sequence, at most ${SCAN_PROJECTED_MAX_T}`);
-  if (B * C === 0) return;
-  const kernel = scanKernels(`p${N}${dtWeight.kind}`, () => projectedScanKernel(N, dtWeight.kind));
-  ctx.dispatch(kernel, new Params().u32(B, T, C, R, R + 2 * N, dtWeight.kp), [
-    bind(u), bind(dbc), { buf: dtWeight.buf, size: dtWeight.size }, bind(z), { buf: par, size: (2 * C + C * N) * 4 }, bind(y), bind(hOut),
-  ], Math.ceil((B * C) / SCAN_WG));
-}
 
 /** Records the packing of the scan's constant parameters: par = [dtBias (C) | D (C) | aLog (C·N)]. */
 export function packScanParams(ctx: GpuContext, par: PooledBuffer, dtBias: GpuTensor, d: GpuTensor, aLog: GpuTensor, C: number, N: number): void {
@@ -271,5 +207,23 @@ export function selectiveScan(
 ): void {
   if (B * C === 0) return;
   const kernel = scanKernels(N, () => scanKernel(N));
-  ctx.dispatch(kernel, new Params().u32(B, T, C), [bind(u), bind(dt), bind(z), bind(bm), bind(cm), { buf: par, size: (2 * C + C * N) * 4 }, bind(y), bind(hOut)], Math.ceil((B * C) / SCAN_WG));
+  ctx.dispatch(kernel, new Params().u32(B, T, C, 0, 0, 0), [bind(u), bind(dt), bind(z), bind(bm), bind(cm), { buf: par, size: (2 * C + C * N) * 4 }, bind(y), bind(hOut)], Math.ceil((B * C) / SCAN_WG));
 }
+
+/**
+ * selectiveScan with Δ's projection inside (T ≤ SCAN_PROJECTED_MAX_T): dbc [B·T, R + 2N], the
+ * weight [C, R] as f32 or packed f16 (`kp`: its padded row length in halves).
+ */
+export function selectiveScanProjected(
+  ctx: GpuContext, y: GpuTensor, hOut: GpuTensor, par: PooledBuffer,
+  u: GpuTensor, dbc: GpuTensor, dtWeight: { buf: PooledBuffer; size: number; kind: DtWeightKind; kp: number }, z: GpuTensor,
+  B: number, T: number, C: number, N: number, R: number,
+): void {
+  if (T > SCAN_PROJECTED_MAX_T) throw new Error(`selectiveScanProjected: ${T} tokens per sequence, at most ${SCAN_PROJECTED_MAX_T}`);
+  if (B * C === 0) return;
+  const kernel = scanKernels(`p${N}${dtWeight.kind}`, () => scanKernel(N, dtWeight.kind));
+  ctx.dispatch(kernel, new Params().u32(B, T, C, R, R + 2 * N, dtWeight.kp), [
+    bind(u), bind(dbc), { buf: dtWeight.buf, size: dtWeight.size }, bind(z), { buf: par, size: (2 * C + C * N) * 4 }, bind(y), bind(hOut),
+  ], Math.ceil((B * C) / SCAN_WG));
+}
+
