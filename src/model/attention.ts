@@ -30,7 +30,7 @@ export function attention(
   if (cache) {
     // streaming: RoPE on q and k, attention over the cache and the new keys, then the new keys
     // stored in the cache, in one op (one kernel when decoding a token)
-    const q3 = heads(qkv, 0, H), k3 = heads(qkv, H * hs, Hkv);
+    const q3 = heads(qkv, 0, H), k3 = heads(qkv, H * hs, Hkv); // un-rotated: nothing trains through a cache
     const o = be.reshape(be.attention(q3, k3, v, cache, args, { rope: call.rope ?? undefined, store: true }), [B * T, H * hs]);
     return { out: be.matmul(o, p('out.weight'), { residual: ends.residual }), saved: { x, q: q3, k: k3, v, o, args, call } }; // [B·T, d]
   }

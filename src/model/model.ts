@@ -190,7 +190,7 @@ export class SambaModel {
     const { logits, mambaStates } = be.tidy(() => {
       const run = this.trunk(ids, B, T, pos0, state, false);
       let x = run.xLast; // the residual stream [B·T, d]
-      if (opts.lastOnly) x = be.gatherRows(x, Int32Array.from({ length: B }, (_, b) => b * T + T - 1));
+      if (opts.lastOnly && T > 1) x = be.gatherRows(x, Int32Array.from({ length: B }, (_, b) => b * T + T - 1)); // T = 1: every row is last
       const norm = { g: this.param('norm_f.weight'), eps: c.normEps }; // the final norm, inside the head's product
       return { logits: be.matmul(x, this.head(), { norm }), mambaStates: state ? run.mambaStates : [] }; // [rows, V]
     });
