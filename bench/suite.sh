@@ -24,10 +24,10 @@ case $part in
     run node dist/bench/matmul.js --sweep --log "$out/matmul.txt"
     run node dist/bench/attention.js --backward ;;
   decode)
-    # a submit every 32 dispatches (the default) lets the GPU start on a token's first layers while
-    # the host records the rest; the same with 256 per submit, as before, for comparison
-    run $T --sections ceilings,decode --weights f16 --tokens 16 --json "$out/decode.json"
-    run $T --sections decode --weights f16 --tokens 16 --submit-every 256 --json "$out/decode-submit256.json"
+    # pipelined: each token recorded (in one submit) while the GPU runs the last; then without
+    # pipelining (read each token, then record the next), for comparison
+    run $T --sections ceilings,decode --weights f16 --tokens 64 --json "$out/decode.json"
+    run $T --sections decode --weights f16 --tokens 64 --sync-decode --json "$out/decode-sync.json"
     run node dist/bench/profile.js --sections decode --model samba-1.3b --weights f16 --by-grid --reps 3 ;;
   prefill)
     # tensor cores for the products of both models (f16 weights, f16 operands, f32 sums)

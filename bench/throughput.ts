@@ -189,12 +189,11 @@ async function decodeRate(model: SambaModel, B: number, pos: number): Promise<{ 
       be.dispose(l); be.dispose(next); st.pos.fill(pos);
     }
     : async () => {
-      const l = model.forward(ids, B, 1, st, { lastOnly: true }), next = be.sampleRows(l, { temperature: 0 });
+      const l = be.inOneSubmit(() => model.forward(ids, B, 1, st, { lastOnly: true })), next = be.sampleRows(l, { temperature: 0 });
       be.dispose(l); be.dispose(ids);
       ids = next;
       const r = be.read(next);
       r.catch(() => undefined); // awaited by the next step, or at the end
-      be.submit();
       const prev = reading;
       reading = r;
       if (prev) await prev; // the previous token, read while this step was recorded

@@ -113,6 +113,12 @@ export interface Backend {
   /** Starts the queued work without waiting for it (nothing to do where ops compute when called). */
   submit(): void;
   /**
+   * Runs fn, and where ops are queued sends its work to the device together at its end rather
+   * than in pieces as it is recorded: for a decoding step recorded while the device runs the
+   * previous one.
+   */
+  inOneSubmit<T>(fn: () => T): T;
+  /**
    * The same values under another shape of equal size: a view sharing storage (no copy). The
    * storage is released when the base tensor and all its views have been disposed (refcounted).
    */

@@ -123,8 +123,8 @@ export async function* generateBatchStream(model: SambaModel, prompts: number[][
         reading.catch(() => undefined); // awaited below, unless the forward throws first
         try {
           if (pipelined && step + 1 < maxTokens) {
-            logits = model.forward(ids, B, 1, state, { lastOnly: true });
-            be.submit(); // its last dispatches too, not only every 32nd
+            // one submit for the whole step: the device is busy with this token meanwhile
+            logits = be.inOneSubmit(() => model.forward(ids, B, 1, state, { lastOnly: true }));
           }
           sampled = await reading;
         } finally { be.dispose(ids); }

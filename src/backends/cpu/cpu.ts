@@ -66,6 +66,10 @@ export class CpuBackend extends ScopedBackend implements Backend, GradOps {
   readonly queued = false;
   submit(): void {}
 
+  inOneSubmit<T>(fn: () => T): T {
+    return fn();
+  }
+
   embedding(table: Tensor, ids: Tensor): Tensor {
     const [V, D] = table.shape;
     const id = ids.dtype === 'f32' ? Int32Array.from(f32(ids), (v) => {

@@ -190,6 +190,10 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     this.ctx.submit();
   }
 
+  inOneSubmit<T>(fn: () => T): T {
+    return this.ctx.inOneSubmit(fn);
+  }
+
   /** A buffer for one op's intermediate values, returned to the pool by the caller. */
   private scratch(n: number, what: string): GpuTensor {
     return new GpuTensor([n], 'f32', new Storage(this.ctx.alloc(n * 4, () => what)));

@@ -52,3 +52,24 @@ test('webgpu reads in flight together, large reads and odd byte counts', async (
   // and the reused buffers still read correctly afterwards
   assert.deepEqual([...await be.read(xs[3])], [3, 2, 1, 0, -1]);
 });
+
+test('webgpu inOneSubmit: a step of many dispatches goes to the device in one submit, nested too, with the same results', async (t) => {
+  const be = await gpuBackendOrSkip(t);
+  if (!be) return;
+  const x = be.tensor(Float32Array.from({ length: 300 }, (_, i) => i / 7), [300]);
+  const chain = () => { let y = x; for (let i = 0; i < 100; i++) y = be.add(y, x); return y; }; // 100 dispatches
+  await be.flush();
+  let s0 = be.ctx.counts.submits;
+  const apart = await be.read(be.tidy(chain));
+  const submitsApart = be.ctx.counts.submits - s0;
+  assert.ok(submitsApart >= 3, `every 32 dispatches by default: ${submitsApart} submits (and the read)`);
+  s0 = be.ctx.counts.submits;
+  const held = be.tidy(() => be.inOneSubmit(() => be.inOneSubmit(chain)));
+  assert.equal(be.ctx.counts.submits - s0, 1, 'one submit, at the end of the outer call');
+  assert.deepEqual(await be.read(held), apart);
+  // an error inside still ends the hold
+  assert.throws(() => be.inOneSubmit(() => { be.add(x, x); throw new Error('boom'); }), /boom/);
+  s0 = be.ctx.counts.submits;
+  be.tidy(chain);
+  assert.ok(be.ctx.counts.submits - s0 >= 3, 'submits every 32 dispatches again');
+});
