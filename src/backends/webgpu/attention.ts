@@ -256,7 +256,7 @@ export const DEFAULT_SPLIT: SplitPolicy = { minKeys: 64, targetWorkgroups: 1024,
 
 /** Whether attention() can turn q and k by RoPE and store the new keys itself (the fused kernel). */
 export function attentionFuses(ctx: GpuContext, d: AttentionDims): boolean {
-  // ten storage buffers: the ints, q, k, v, the cache's two, the output, the two tables
+  // nine storage buffers: the ints, q, k, v, the cache's two, the output, the two tables
   return d.T === 1 && d.C > 0 && d.hs % 8 === 0 && ctx.device.limits.maxStorageBuffersPerShaderStage >= 9;
 }
 
