@@ -200,8 +200,8 @@ async function decodeRate(model: SambaModel, B: number, pos: number): Promise<{ 
       st.pos.fill(pos);
     };
   try {
-    // the bind-group cache fills over the first ~40 tokens of a model's first state, while pooled
-    // buffers settle into their roles (samba-1.3b's shape, counted on lavapipe); time after that
+    // untimed tokens first: pipelines, pools and the bind-group cache (complete from the second
+    // token since the pool hands out buffers in a fixed order; it took ~20 tokens before)
     for (let i = 0; i < 64; i++) await step();
     const s = await time(step, nTok, false);
     if (reading) await reading;

@@ -66,11 +66,20 @@ export class BufferPool {
     return { buffer, capacity: size, lastUse: -1, id: nextId++ };
   }
 
+  /**
+   * Free buffers of a size are handed out lowest id first (each list is kept in descending id
+   * order and popped), so the same sequence of ops gets the same buffers whenever the same buffers
+   * are free: a decoding step then binds what the step before bound, and its bind groups come from
+   * the cache from the second token on (handing out the last released instead rotated buffers
+   * through the steps, and samba-1.3b made new bind groups for its first 20 tokens).
+   */
   release(b: PooledBuffer): void {
     this.liveBytes -= b.capacity;
     let list = this.free.get(b.capacity);
     if (!list) this.free.set(b.capacity, (list = []));
-    list.push(b);
+    let i = list.length;
+    while (i > 0 && list[i - 1].id < b.id) i--;
+    list.splice(i, 0, b);
     this.freeBytes += b.capacity;
   }
 

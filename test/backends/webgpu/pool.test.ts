@@ -31,6 +31,27 @@ test('bucket sizes waste at most a quarter and reused buffers come from the same
   assert.equal(live.size, 2);
 });
 
+test('free buffers are handed out lowest id first, so a repeated sequence of ops gets the same buffers', () => {
+  const { device } = fakeDevice();
+  const pool = new BufferPool(device, 0, 1 << 30, 0);
+  const bufs = Array.from({ length: 4 }, () => pool.acquire(4096));
+  // released in a scrambled order, they come back in id order
+  for (const i of [2, 0, 3, 1]) pool.release(bufs[i]);
+  assert.deepEqual(Array.from({ length: 4 }, () => pool.acquire(4096).id), bufs.map((b) => b.id));
+  // a "decoding step" that holds one buffer across steps and swaps another: the same ids every step
+  for (const b of bufs) pool.release(b);
+  let carried = pool.acquire(4096);
+  const ids: number[][] = [];
+  for (let s = 0; s < 5; s++) {
+    const t1 = pool.acquire(4096), next = pool.acquire(4096);
+    pool.release(t1); pool.release(carried);
+    carried = next;
+    ids.push([t1.id, next.id]);
+  }
+  assert.deepEqual(ids[3], ids[1], `steps take the same buffers in a steady cycle: ${JSON.stringify(ids)}`);
+  assert.deepEqual(ids[4], ids[2]);
+});
+
 test('a trim keeps free buffers up to the peak working set, destroys the rest and names them', () => {
   const { device, live } = fakeDevice();
   let gone: number[] = [];
