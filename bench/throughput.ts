@@ -8,8 +8,8 @@
 //     [--kv-cache f32|f16]  (f16: attention keys and values stored as halves in those sections)
 //     [--sync-decode]       (each decode step reads its token back before the next is recorded, as
 //                            generate() did before it fed sampled ids back on the device)
-//     [--submit-every N]    (WebGPU dispatches per command buffer, default 32: fewer overlap a decode
-//                            step's recording with its first layers on the GPU)
+//     [--submit-every N]    (WebGPU dispatches per command buffer, default 32; a pipelined decode
+//                            step goes in one submit whatever N, as generate() sends it)
 //     [--tensor-cores]      (WebGPU: f16 matmuls through subgroup matrices where the adapter has them;
 //                            with --weights f16 this moves prefill's products onto the tensor cores)
 //     [--json out.json] [--svg out.svg]   (the measured points, and tokens/s against length for the

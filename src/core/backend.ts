@@ -283,6 +283,22 @@ function collectTensors(v: unknown, out: Set<Tensor>, depth = 0): void {
   for (const x of Object.values(v as Record<string, unknown>)) collectTensors(x, out, depth + 1);
 }
 
+/** Backend.matmul's options as separate ops: rmsNorm, the product, add. */
+export function matmulComposed(be: Backend, x: Tensor, w: Tensor, opts: MatmulOptions): Tensor {
+  return be.tidy(() => {
+    const y = be.matmul(opts.norm ? be.rmsNorm(x, opts.norm.g, opts.norm.eps) : x, w);
+    return opts.residual ? be.add(y, opts.residual) : y;
+  });
+}
+
+/** Backend.swiglu as separate ops: rmsNorm (with opts.norm), both products, siluMul. */
+export function swigluComposed(be: Backend, x: Tensor, w1: Tensor, w2: Tensor, opts: { norm?: NormArg }): Tensor {
+  return be.tidy(() => {
+    const xn = opts.norm ? be.rmsNorm(x, opts.norm.g, opts.norm.eps) : x;
+    return be.siluMul(be.matmul(xn, w1), be.matmul(xn, w2));
+  });
+}
+
 /** Backend.selectiveScanProjected as separate ops: δ, B and C sliced out of dbc, Δ's projection, the scan. */
 export function selectiveScanProjectedComposed(
   be: Backend, u: Tensor, dbc: Tensor, dtWeight: Tensor, dtBias: Tensor, aLog: Tensor,

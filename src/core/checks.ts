@@ -2,7 +2,6 @@
 // the same readable message on the CPU and on WebGPU, and each backend states its checks once.
 import { type AttentionArgs, type KvCache, type MatmulOptions, type SampleRowsOptions, type Tensor, expectShape, shapeStr } from './backend.js';
 
-/** q [B, T, H·hs], k/v [B, T, Hkv·hs], optional dOut like q and a cache [B, C, Hkv·hs]. */
 /** matmul's options against x [M, K] and an output of N columns. */
 export function checkMatmulOptions(op: string, x: Tensor, N: number, opts: MatmulOptions): void {
   const [M, K] = x.shape;
@@ -15,6 +14,7 @@ export function checkMatmulOptions(op: string, x: Tensor, N: number, opts: Matmu
   }
 }
 
+/** q [B, T, H·hs], k/v [B, T, Hkv·hs], optional dOut like q and a cache [B, C, Hkv·hs]. */
 export function checkAttention(op: string, q: Tensor, k: Tensor, v: Tensor, args: AttentionArgs, extra: { dOut?: Tensor; cache?: KvCache | null } = {}): { B: number; T: number } {
   const { nHeads: H, nKvHeads: Hkv, headDim: hs, window } = args;
   const [B, T] = q.shape;
@@ -51,11 +51,16 @@ export function checkProjectedScan(
   expectShape(op, 'z', z, [B, T, C]);
   expectShape(op, 'dtWeight', dtWeight, [C, R]);
   expectShape(op, 'dbc', dbc, [B * T, R + 2 * N]);
+  checkScanParams(op, C, N, aLog, dtBias, d, h0 && { h0, B });
+  return { B, T, C, N, R };
+}
+
+/** The per-channel parameters both scans take: aLog [C, N], dtBias and D [C], optional h0 [B, C, N]. */
+function checkScanParams(op: string, C: number, N: number, aLog: Tensor, dtBias: Tensor, d: Tensor, state: { h0: Tensor; B: number } | null): void {
   expectShape(op, 'aLog', aLog, [C, N]);
   expectShape(op, 'dtBias', dtBias, [C]);
   expectShape(op, 'D', d, [C]);
-  if (h0) expectShape(op, 'h0', h0, [B, C, N]);
-  return { B, T, C, N, R };
+  if (state) expectShape(op, 'h0', state.h0, [state.B, C, N]);
 }
 
 /** The selective scan's inputs (see Backend.selectiveScan), optional h0 [B, C, N] and dy like u. */
@@ -68,10 +73,7 @@ export function checkScan(
   if (extra.dy) perChannel.push(['dy', extra.dy]);
   for (const [name, t] of perChannel) expectShape(op, name, t, [B, T, C]);
   for (const [name, t] of [['B', bm], ['C', cm]] as const) expectShape(op, name, t, [B, T, N]);
-  expectShape(op, 'aLog', aLog, [C, N]);
-  expectShape(op, 'dtBias', dtBias, [C]);
-  expectShape(op, 'D', d, [C]);
-  if (extra.h0) expectShape(op, 'h0', extra.h0, [B, C, N]);
+  checkScanParams(op, C, N, aLog, dtBias, d, extra.h0 ? { h0: extra.h0, B } : null);
   return { B, T, C, N };
 }
 

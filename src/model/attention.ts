@@ -27,17 +27,19 @@ export function attention(
   const v = be.reshape(be.sliceCols(qkv, (H + Hkv) * hs, Hkv * hs), [B, T, Hkv * hs]);
   const args = { nHeads: H, nKvHeads: Hkv, headDim: hs, window: call.window, pos0: call.pos0 };
   const heads = (t: Tensor, start: number, n: number) => be.reshape(be.sliceCols(t, start, n * hs), [B, T, n * hs]);
+  let q3: Tensor, k3: Tensor, o: Tensor;
   if (cache) {
     // streaming: RoPE on q and k, attention over the cache and the new keys, then the new keys
     // stored in the cache, in one op (one kernel when decoding a token)
-    const q3 = heads(qkv, 0, H), k3 = heads(qkv, H * hs, Hkv); // un-rotated: nothing trains through a cache
-    const o = be.reshape(be.attention(q3, k3, v, cache, args, { rope: call.rope ?? undefined, store: true }), [B * T, H * hs]);
-    return { out: be.matmul(o, p('out.weight'), { residual: ends.residual }), saved: { x, q: q3, k: k3, v, o, args, call } }; // [B·T, d]
+    q3 = heads(qkv, 0, H); k3 = heads(qkv, H * hs, Hkv); // un-rotated: nothing trains through a cache
+    o = be.attention(q3, k3, v, cache, args, { rope: call.rope ?? undefined, store: true });
+  } else {
+    // RoPE turns every head of a position by the same angles, q's and k's alike: one call rotates both
+    const qk = call.rope ? be.rope(be.sliceCols(qkv, 0, (H + Hkv) * hs), call.rope.cos, call.rope.sin, H + Hkv) : qkv;
+    q3 = heads(qk, 0, H); k3 = heads(qk, H * hs, Hkv);
+    o = be.attention(q3, k3, v, null, args);
   }
-  // RoPE turns every head of a position by the same angles, q's and k's alike: one call rotates both
-  const qk = call.rope ? be.rope(be.sliceCols(qkv, 0, (H + Hkv) * hs), call.rope.cos, call.rope.sin, H + Hkv) : qkv;
-  const q3 = heads(qk, 0, H), k3 = heads(qk, H * hs, Hkv);
-  const o = be.reshape(be.attention(q3, k3, v, null, args), [B * T, H * hs]);
+  o = be.reshape(o, [B * T, H * hs]);
   return { out: be.matmul(o, p('out.weight'), { residual: ends.residual }), saved: { x, q: q3, k: k3, v, o, args, call } }; // [B·T, d]
 }
 

@@ -3,7 +3,7 @@
 // (JavaScript numbers) and stored as float32.
 import {
   type AdamWStep, type AttentionArgs, type AttentionFusion, type Backend, type ConvResult, type GradOps, type KvCache, type MatmulOptions,
-  type NormArg, type ScanGrads, type SampleRowsOptions, type ScanResult, type Tensor, ScopedBackend, attentionComposed, expectShape, selectiveScanProjectedComposed, numel, shapeStr,
+  type NormArg, type ScanGrads, type SampleRowsOptions, type ScanResult, type Tensor, ScopedBackend, attentionComposed, expectShape, matmulComposed, selectiveScanProjectedComposed, swigluComposed, numel, shapeStr,
 } from '../../core/backend.js';
 import { checkAttention, checkConv, checkMatmulOptions, checkProjectedScan, checkSampleRows, checkScan, checkWriteKv } from '../../core/checks.js';
 import { F16_MAX, f16BitsToF32, f32ToF16Bits } from '../../io/half.js';
@@ -89,10 +89,7 @@ export class CpuBackend extends ScopedBackend implements Backend, GradOps {
   matmul(x: Tensor, w: Tensor, opts: MatmulOptions = {}): Tensor {
     if (opts.norm || opts.residual) {
       checkMatmulOptions('matmul', x, w.shape[0], opts);
-      return this.tidy(() => {
-        const y = this.matmul(opts.norm ? this.rmsNorm(x, opts.norm.g, opts.norm.eps) : x, w);
-        return opts.residual ? this.add(y, opts.residual) : y;
-      });
+      return matmulComposed(this, x, w, opts);
     }
     const [M, K] = x.shape, [N, K2] = w.shape;
     if (x.shape.length !== 2 || w.shape.length !== 2 || K !== K2) {
@@ -143,10 +140,7 @@ export class CpuBackend extends ScopedBackend implements Backend, GradOps {
   }
 
   swiglu(x: Tensor, w1: Tensor, w2: Tensor, opts: { norm?: NormArg } = {}): Tensor {
-    return this.tidy(() => {
-      const a = opts.norm ? this.rmsNorm(x, opts.norm.g, opts.norm.eps) : x;
-      return this.siluMul(this.matmul(a, w1), this.matmul(a, w2));
-    });
+    return swigluComposed(this, x, w1, w2, opts);
   }
 
   siluMul(a: Tensor, b: Tensor): Tensor {

@@ -4,7 +4,7 @@
 import type { PooledBuffer } from './pool.js';
 import {
   type AdamWStep, type AttentionArgs, type AttentionFusion, type Backend, type ConvResult, type DType, type GradOps, type KvCache, type MatmulOptions,
-  type NormArg, type SampleRowsOptions, type ScanGrads, type ScanResult, type Tensor, ScopedBackend, attentionComposed, expectShape, selectiveScanProjectedComposed, numel, shapeStr, tensorBytes,
+  type NormArg, type SampleRowsOptions, type ScanGrads, type ScanResult, type Tensor, ScopedBackend, attentionComposed, expectShape, matmulComposed, selectiveScanProjectedComposed, swigluComposed, numel, shapeStr, tensorBytes,
 } from '../../core/backend.js';
 import { checkAttention, checkConv, checkMatmulOptions, checkProjectedScan, checkSampleRows, checkScan, checkWriteKv } from '../../core/checks.js';
 import * as att from './attention.js';
@@ -224,12 +224,7 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     }
     checkMatmulOptions('matmul', a, N, opts);
     const packed = b instanceof F16WeightTensor ? b : null;
-    if ((opts.norm || opts.residual) && !(productFusesEnds(M, K, packed ? this.f16Caps : null) && M > 0 && N > 0 && K > 0)) {
-      return this.tidy(() => {
-        const y = this.matmul(opts.norm ? this.rmsNorm(x, opts.norm.g, opts.norm.eps) : x, w);
-        return opts.residual ? this.add(y, opts.residual) : y;
-      });
-    }
+    if ((opts.norm || opts.residual) && !productFusesEnds(M, N, K, packed ? this.f16Caps : null)) return matmulComposed(this, x, w, opts);
     const ends: GemvEnds = {
       norm: opts.norm && { g: gpu(opts.norm.g, 'matmul'), eps: opts.norm.eps },
       residual: opts.residual && gpu(opts.residual, 'matmul'),
@@ -278,10 +273,7 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
       swigluF16Gemv(this.ctx, out, a, w1.packed, w2.packed, N, K, norm && { g: gpu(norm.g, 'swiglu'), eps: norm.eps });
       return out;
     }
-    return this.tidy(() => {
-      const xn = norm ? this.rmsNorm(x, norm.g, norm.eps) : x;
-      return this.siluMul(this.matmul(xn, w1), this.matmul(xn, w2));
-    });
+    return swigluComposed(this, x, w1, w2, opts);
   }
 
   siluMul(a: Tensor, b: Tensor): Tensor {

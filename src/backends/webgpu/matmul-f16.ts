@@ -35,10 +35,10 @@
 // instead of 16-byte loads ran at a third of that, double-buffered slabs at a quarter to a half);
 // decode 1×4096×4096 f32 gemv 1.55 TB/s (43 µs), f16-weight
 // gemv 22 µs (1.50 TB/s), 1×14336×4096 f16-weight gemv 1.98 TB/s vs 1.29 for f32 weights.
-import { GpuContext, type Kernel, Params, kernelCache } from './context.js';
+import { type Binding, GpuContext, type Kernel, Params, kernelCache } from './context.js';
 import type { PooledBuffer } from './pool.js';
 import { GpuTensor, Storage, bind } from './tensor.js';
-import { BUILTINS, MATH, WG_INDEX, rowScalePass } from './wgsl.js';
+import { BUILTINS, MATH, WG_INDEX, rowScalePass, rowScaleVar } from './wgsl.js';
 import { F16_MAX } from '../../io/half.js';
 
 /**
@@ -342,7 +342,7 @@ struct P { M: u32, N: u32, K: u32, K8: u32, groups: u32, row0: u32, eps: f32 }
 ${extra.map((name, i) => `@group(0) @binding(${3 + i}) var<storage, read> ${name}: ${name === 'W2' ? 'array<vec4<u32>>' : name === 'G' ? 'array<vec4<f32>>' : 'array<f32>'};`).join('\n')}
 @group(0) @binding(${3 + extra.length}) var<storage, read_write> Y: array<f32>;
 var<workgroup> part: array<f32, ${GV_WG * AA}>;
-${norm ? `var<workgroup> rowScale: array<f32, ${Math.max(rows, 1)}>;` : ''}
+${norm ? rowScaleVar(rows) : ''}
 fn r4(v: vec4<f32>) -> vec4<f32> { return round_f16v(v); }
 ${vec
   ? `/** x[i .. i+3] (k .. k+3 of a row; K % 4 == 0, so all or none are in range)${norm ? ', normalised,' : ''} rounded to f16 */
@@ -388,6 +388,8 @@ fn main(${BUILTINS}) {
 export interface GemvFusion { swiglu?: boolean; norm?: boolean; residual?: boolean }
 /** The tensors of a gemv's fused ends: an RMSNorm's weight and epsilon, a residual [M, N]. */
 export interface GemvEnds { norm?: { g: GpuTensor; eps: number }; residual?: GpuTensor }
+/** The bindings a gemv kernel with these ends takes between its weights and its output (G, then R). */
+export const endsBindings = (ends: GemvEnds): Binding[] => [...(ends.norm ? [bind(ends.norm.g)] : []), ...(ends.residual ? [bind(ends.residual)] : [])];
 const gemvCache = kernelCache();
 const gemvFor = (rows: number, vec: boolean, o: GemvFusion): Kernel =>
   gemvCache(`${rows}${vec ? 'v' : 's'}${o.swiglu ? 'g' : ''}${o.norm ? 'n' : ''}${o.residual ? 'r' : ''}`, () => gemvKernel(rows, vec, o));
@@ -409,7 +411,7 @@ export function swigluF16Gemv(
   checkGemvWeight('swigluF16Gemv', w1, N, K); checkGemvWeight('swigluF16Gemv', w2, N, K);
   const groups = Math.ceil(N / GV_COLS), vec = K % 4 === 0;
   const kernel = gemvFor(1, vec, { swiglu: true, norm: !!norm });
-  const bindings = [bind(x), bindF16(w1), bindF16(w2), ...(norm ? [bind(norm.g)] : []), bind(out)];
+  const bindings = [bind(x), bindF16(w1), bindF16(w2), ...endsBindings({ norm }), bind(out)];
   ctx.dispatch(kernel, new Params().u32(1, N, K, w1.colsP / 8, groups, 0).f32(norm?.eps ?? 0), bindings, groups);
 }
 
@@ -430,7 +432,7 @@ export function matmulF16Gemv(ctx: GpuContext, out: GpuTensor, x: GpuTensor, w: 
   checkGemvWeight('matmulF16Gemv', w, N, K);
   if (M < 1 || M > F16_GEMV_MAX_ROWS) throw new Error(`matmulF16Gemv: ${M} rows, expected 1 to ${F16_GEMV_MAX_ROWS}`);
   const groups = Math.ceil(N / GV_COLS), vec = K % 4 === 0, { norm, residual } = ends;
-  const bindings = [bind(x), bindF16(w), ...(norm ? [bind(norm.g)] : []), ...(residual ? [bind(residual)] : []), bind(out)];
+  const bindings = [bind(x), bindF16(w), ...endsBindings(ends), bind(out)];
   for (let row0 = 0; row0 < M; row0 += GEMV_BLOCK_ROWS) {
     const rows = Math.min(GEMV_BLOCK_ROWS, M - row0);
     const kernel = gemvFor(rows, vec, { norm: !!norm, residual: !!residual });

@@ -13,10 +13,10 @@
 // so the f32 gemv reads them no slower than any f16 kernel could).
 import { type GpuContext, type Kernel, Params, kernelCache } from './context.js';
 import {
-  type F16Caps, type F16Matrix, F16_GEMV_MAX_ROWS, GEMV_BLOCK_ROWS, type GemvEnds, ROUND_F16, matmulF16Gemv, matmulF16Tiled, matmulSubgroupMatrix,
+  type F16Caps, type F16Matrix, F16_GEMV_MAX_ROWS, GEMV_BLOCK_ROWS, type GemvEnds, ROUND_F16, endsBindings, matmulF16Gemv, matmulF16Tiled, matmulSubgroupMatrix,
 } from './matmul-f16.js';
 import { type GpuTensor, bind } from './tensor.js';
-import { BUILTINS, WG_INDEX, rowScalePass } from './wgsl.js';
+import { BUILTINS, WG_INDEX, rowScalePass, rowScaleVar } from './wgsl.js';
 
 export type WeightType = 'f32' | 'f16';
 
@@ -131,7 +131,7 @@ struct P { M: u32, N: u32, K: u32, groups: u32, eps: f32 }
 ${extra.map((name, i) => `@group(0) @binding(${3 + i}) var<storage, read> ${name}: array<f32>;`).join('\n')}
 @group(0) @binding(${3 + extra.length}) var<storage, read_write> Y: array<f32>;
 var<workgroup> part: array<f32, ${GV_WG * A}>;
-${norm ? `var<workgroup> rowScale: array<f32, ${Math.max(rows, 1)}>;` : ''}
+${norm ? rowScaleVar(rows) : ''}
 /** x[m, k]${norm ? ', normalised' : ''} */
 fn xat(m: u32, k: u32) -> f32 { return ${norm ? 'X[m * p.K + k] * rowScale[m] * G[k]' : 'X[m * p.K + k]'}; }
 
@@ -177,9 +177,10 @@ const gemvFor = (rows: number, round: boolean, ends: GemvEnds): Kernel =>
 /**
  * Whether matmul (f32 weights) or matmulPackedF16 (`packed`: the f16 capabilities it runs with)
  * takes a product's norm and residual into its kernel: the gemv paths of decoding, over K % 4 == 0
- * for packed weights. Otherwise the caller computes them around the product.
+ * for packed weights, and not an empty product. Otherwise the caller computes them around it.
  */
-export function productFusesEnds(M: number, K: number, packed: F16Caps | null): boolean {
+export function productFusesEnds(M: number, N: number, K: number, packed: F16Caps | null): boolean {
+  if (M === 0 || N === 0 || K === 0) return false;
   return packed ? M <= packedGemvRows(packed) && K % 4 === 0 : M <= GEMV_MAX_ROWS;
 }
 const packedGemvRows = (f16: F16Caps) => (f16.subgroupMatrix ? GEMV_BLOCK_ROWS : F16_GEMV_MAX_ROWS);
@@ -189,9 +190,8 @@ function checkEnds(op: string, ends: GemvEnds, fuses: boolean): void {
 }
 
 function dispatchGemv(ctx: GpuContext, out: GpuTensor, x: GpuTensor, w: GpuTensor, M: number, N: number, K: number, round: boolean, ends: GemvEnds): void {
-  const groups = Math.ceil(N / GV_COLS), { norm, residual } = ends;
-  const bindings = [bind(x), bind(w), ...(norm ? [bind(norm.g)] : []), ...(residual ? [bind(residual)] : []), bind(out)];
-  ctx.dispatch(gemvFor(M, round, ends), new Params().u32(M, N, K, groups).f32(norm?.eps ?? 0), bindings, groups);
+  const groups = Math.ceil(N / GV_COLS);
+  ctx.dispatch(gemvFor(M, round, ends), new Params().u32(M, N, K, groups).f32(ends.norm?.eps ?? 0), [bind(x), bind(w), ...endsBindings(ends), bind(out)], groups);
 }
 
 /**
@@ -202,7 +202,7 @@ function dispatchGemv(ctx: GpuContext, out: GpuTensor, x: GpuTensor, w: GpuTenso
 export function matmul(
   ctx: GpuContext, out: GpuTensor, x: GpuTensor, w: GpuTensor, M: number, N: number, K: number, f16: F16Caps | null = null, ends: GemvEnds = {},
 ): void {
-  checkEnds('matmul', ends, productFusesEnds(M, K, null) && M > 0 && N > 0 && K > 0);
+  checkEnds('matmul', ends, productFusesEnds(M, N, K, null));
   if (M === 0 || N === 0) return;
   if (K === 0) { ctx.clear(out.buf!, 0, out.bytes); return; }
   if (f16) {
@@ -233,7 +233,7 @@ export function matmul(
 export function matmulPackedF16(
   ctx: GpuContext, out: GpuTensor, x: GpuTensor, w: F16Matrix, M: number, N: number, K: number, f16: F16Caps, ends: GemvEnds = {},
 ): void {
-  checkEnds('matmul', ends, productFusesEnds(M, K, f16) && M > 0 && N > 0 && K > 0);
+  checkEnds('matmul', ends, productFusesEnds(M, N, K, f16));
   if (M === 0 || N === 0) return;
   if (K === 0) { ctx.clear(out.buf!, 0, out.bytes); return; }
   if (M <= packedGemvRows(f16)) matmulF16Gemv(ctx, out, x, w, M, N, K, ends);

@@ -74,8 +74,12 @@ fn vc(i: u32) -> f32 { return unpack2x16float(VC[i >> 1u])[i & 1u]; }`;
  * into the workgroup array rowScale, from a first pass over x (which then stays in cache for the
  * products). Sums of squares are split over the `wg` invocations and tree-reduced in `part` (at
  * least rows · wg floats); the scale is the rmsNorm kernel's 1 / sqrt(mean(x²) + eps). `row(m)` is
- * the index of row m of x; `vec`: X holds vec4s (K % 4 == 0). Needs p.K and p.eps.
+ * the index of row m of x; `vec`: X holds vec4s (K % 4 == 0). Needs p.K and p.eps, and this
+ * module-scope array:
  */
+export const rowScaleVar = (rows: number): string => `var<workgroup> rowScale: array<f32, ${Math.max(rows, 1)}>;`;
+
+/** The pass itself (see rowScaleVar for the array it fills). */
 export function rowScalePass(rows: number, wg: number, vec: boolean, row: (m: number) => string): string {
   const n = vec ? 'p.K / 4u' : 'p.K';
   return `{
