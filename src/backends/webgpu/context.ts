@@ -91,9 +91,11 @@ export interface ContextOptions {
   /**
    * Time every dispatch on the GPU with timestamp queries (each in its own compute pass, so the
    * host cost per dispatch rises; GPU times stay true). Needs the 'timestamp-query' feature;
-   * GpuContext.profile() reports the times per kernel.
+   * GpuContext.profile() reports the times per kernel. 'passes': time whole compute passes instead
+   * (one entry, 'pass'), which leaves the host's cost and the GPU's work as they are unprofiled: a
+   * decoding step's GPU time, to compare with the host's time to record it.
    */
-  profile?: boolean;
+  profile?: boolean | 'passes';
 }
 
 /** GPU time of one kernel, summed over its dispatches since profiling started. */
@@ -144,6 +146,8 @@ export class GpuContext {
   private destroyed = false;
   private error: Error | null = null;
   private readonly profiler: Profiler | null;
+  /** Profiling whole passes rather than each dispatch (ContextOptions.profile = 'passes'). */
+  private readonly profilePasses: boolean;
 
   constructor(readonly device: GPUDevice, opts: ContextOptions = {}) {
     const lim = device.limits;
@@ -152,6 +156,7 @@ export class GpuContext {
     this.maxBuffer = lim.maxBufferSize;
     this.maxWorkgroupsPerDim = Math.min(opts.maxWorkgroupsPerDim ?? Infinity, lim.maxComputeWorkgroupsPerDimension);
     this.profiler = opts.profile ? new Profiler(device) : null;
+    this.profilePasses = opts.profile === 'passes';
     // each profiled dispatch takes two timestamp slots of one query set
     this.maxDispatches = Math.min(opts.maxDispatchesPerSubmit ?? DEFAULT_DISPATCHES_PER_SUBMIT, this.profiler ? PROFILE_SLOTS / 2 : Infinity);
     this.align = Math.max(lim.minUniformBufferOffsetAlignment, lim.minStorageBufferOffsetAlignment, 16);
@@ -335,17 +340,20 @@ export class GpuContext {
         this.bindGroups.set(key, group);
       }
     }
-    if (this.profiler) {
+    if (this.profiler && !this.profilePasses) {
       this.endPass();
       this.pass = this.enc().beginComputePass({ timestampWrites: this.profiler.slot(kernel.key, gx * gy) });
       this.counts.passes++;
-    } else if (!this.pass) { this.pass = this.enc().beginComputePass(); this.counts.passes++; }
+    } else if (!this.pass) {
+      this.pass = this.enc().beginComputePass(this.profiler ? { timestampWrites: this.profiler.slot('pass', 0) } : undefined);
+      this.counts.passes++;
+    }
     this.counts.dispatches++;
     if (this.passPipeline !== pipeline) this.pass.setPipeline(pipeline); // a pass keeps its pipeline (endPass forgets it)
     this.passPipeline = pipeline;
     this.pass.setBindGroup(0, group, offsets);
     this.pass.dispatchWorkgroups(gx, gy);
-    if (this.profiler) this.endPass();
+    if (this.profiler && !this.profilePasses) this.endPass();
     if (++this.dispatches >= this.maxDispatches && (this.holding === 0 || this.profiler)) this.submit();
   }
 
