@@ -3,9 +3,10 @@
 // its own compute pass, so the wall time printed is inflated; the GPU times are not. The gap between
 // the unprofiled wall time and the GPU total is host work (recording, submits, read-backs).
 //   node dist/bench/profile.js [--sections decode,prefill,train] [--model samba-1.7b] [--weights f32|f16]
-//     [--position 4096] [--batch 1] [--prefill 16384] [--train-model samba-421m | --train-config FILE.json]
+//     [--position 4096[,65536…]] [--batch 1] [--prefill 16384] [--train-model samba-421m | --train-config FILE.json]
 //     [--train-seq 4096] [--train-batch 1] [--precision f32|mixed] [--reps 4] [--top 14]
 //     [--by-grid]   (one row per kernel and workgroup count, e.g. to tell the matmul shapes apart)
+//     [--warmup N]  (untimed steps before each timed set: default 64 for decode, 1 otherwise)
 //     [--passes]    (time whole compute passes instead: the GPU's busy time per step without the
 //                    per-dispatch passes' overhead, to set against the host's time to record a step)
 import { readFileSync } from 'node:fs';
@@ -35,6 +36,7 @@ const { values } = parseArgs({
     top: { type: 'string', default: '14' },
     'by-grid': { type: 'boolean', default: false },
     passes: { type: 'boolean', default: false },
+    warmup: { type: 'string' },
   },
 });
 const precision = values.precision === 'mixed' ? 'f16-matmul' as const : 'f32' as const;
@@ -42,51 +44,63 @@ const open = (profile: boolean) => createNodeWebGpuBackend({ requireAdapter: tru
 const reps = Number(values.reps), top = Number(values.top);
 const sections = new Set(values.sections!.split(','));
 
-/** Runs `setup` on an unprofiled and a profiled backend; times `step` on both. */
-/** A step returns the host's milliseconds to record it, where it measures them. */
-async function measure(title: string, setup: (be: NonNullable<Awaited<ReturnType<typeof open>>>) => Promise<() => Promise<number | void>>): Promise<void> {
-  const wall: number[] = [], record: number[] = [];
-  let times: KernelTime[] = [];
-  for (const profile of [false, true]) {
+/**
+ * Runs `setup` on an unprofiled and a profiled backend (with --passes, the profiled one only: timing
+ * whole passes leaves a step's host and GPU work as they are) and times each variant of its step
+ * (one title each) on both. A step returns the host's milliseconds to record it, where it measures
+ * them. Each variant first runs `warmup` untimed steps: pipelines, pools, and the JIT's hot paths.
+ */
+async function measure(titles: string[], warmup: number, setup: (be: NonNullable<Awaited<ReturnType<typeof open>>>) => Promise<(variant: number) => Promise<number | void>>): Promise<void> {
+  const runs = titles.map(() => ({ wall: [] as number[], record: [] as number[], times: [] as KernelTime[] }));
+  for (const profile of values.passes ? [true] : [false, true]) {
     const be = (await open(profile))!;
     const step = await setup(be);
-    await step(); // warm-up: pipelines, pools
-    await be.flush();
-    if (profile) await be.ctx.profile(true);
-    const t0 = performance.now();
-    for (let i = 0; i < reps; i++) {
-      const ms = await step();
-      if (typeof ms === 'number' && !profile) record.push(ms);
+    for (const [v, run] of runs.entries()) {
+      for (let i = 0; i < warmup; i++) await step(v);
+      await be.flush();
+      if (profile) await be.ctx.profile(true);
+      const t0 = performance.now();
+      for (let i = 0; i < reps; i++) {
+        const ms = await step(v);
+        if (typeof ms === 'number' && (!profile || values.passes)) run.record.push(ms);
+      }
+      await be.flush();
+      run.wall.push((performance.now() - t0) / reps);
+      if (profile) run.times = await be.ctx.profile(true, values['by-grid']);
     }
-    await be.flush();
-    wall.push((performance.now() - t0) / reps);
-    if (profile) times = await be.ctx.profile(false, values['by-grid']);
     be.destroy();
   }
+  for (const [v, { wall, record, times }] of runs.entries()) report(titles[v], wall, record, times);
+}
+
+function report(title: string, wall: number[], record: number[], times: KernelTime[]): void {
   const gpu = times.reduce((s, k) => s + k.ms, 0) / reps;
-  console.log(`\n${title}: wall ${wall[0].toFixed(2)} ms per step (${wall[1].toFixed(2)} profiled), GPU busy ${gpu.toFixed(2)} ms ` +
-    `(${((100 * gpu) / wall[0]).toFixed(0)}% of the unprofiled wall time)` +
-    (record.length ? `; the host records a step in ${(record.reduce((s, x) => s + x, 0) / record.length).toFixed(2)} ms` : ''));
+  console.log(`\n${title}: wall ${wall[0].toFixed(2)} ms per step${wall.length > 1 ? ` (${wall[1].toFixed(2)} profiled)` : ''}, GPU busy ${gpu.toFixed(2)} ms ` +
+    `(${((100 * gpu) / wall[0]).toFixed(0)}% of the ${wall.length > 1 ? 'unprofiled ' : ''}wall time)` +
+    (record.length ? `; the host records a step in ${median(record).toFixed(2)} ms (median)` : ''));
   const rows = times.slice(0, top).map((k) => [k.kernel, (k.dispatches / reps).toFixed(0), (k.ms / reps).toFixed(3), `${((100 * k.ms) / reps / gpu).toFixed(1)}%`]);
   const rest = times.slice(top), restMs = rest.reduce((s, k) => s + k.ms, 0) / reps;
   if (rest.length) rows.push([`(${rest.length} others)`, (rest.reduce((s, k) => s + k.dispatches, 0) / reps).toFixed(0), restMs.toFixed(3), `${((100 * restMs) / gpu).toFixed(1)}%`]);
   for (const l of tableLines(['kernel', 'dispatches', 'ms per step', 'share'], rows, (i) => i === 0)) console.log(l);
 }
 
-function modelOn(be: Parameters<Parameters<typeof measure>[1]>[0], cfg: ModelConfig, compact: boolean): SambaModel {
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+
+function modelOn(be: Parameters<Parameters<typeof measure>[2]>[0], cfg: ModelConfig, compact: boolean): SambaModel {
   const model = SambaModel.random(cfg, be, 1);
   if (compact) model.compactWeights();
   return model;
 }
 
 if (sections.has('decode')) {
-  const cfg = getPreset(values.model!), pos = Number(values.position), B = Number(values.batch);
+  const cfg = getPreset(values.model!), positions = values.position!.split(',').map(Number), B = Number(values.batch);
   const ids = Int32Array.from({ length: B }, (_, i) => 7 + i);
-  await measure(`decode b=${B}, ${values.model} (${values.weights} weights) at position ${pos}`, async (be) => {
+  const titles = positions.map((pos) => `decode b=${B}, ${values.model} (${values.weights} weights) at position ${pos}`);
+  await measure(titles, Number(values.warmup ?? 64), async (be) => {
     const model = modelOn(be, cfg, values.weights === 'f16'), st = model.newState(B);
     // one submit per step, as generate() records a decoding step
-    return async () => {
-      st.pos.fill(pos);
+    return async (v) => {
+      st.pos.fill(positions[v]);
       const t0 = performance.now();
       const l = be.inOneSubmit(() => model.forward(ids, B, 1, st, { lastOnly: true }));
       const ms = performance.now() - t0;
@@ -99,7 +113,7 @@ if (sections.has('decode')) {
 if (sections.has('prefill')) {
   const cfg = getPreset(values.model!), T = Number(values.prefill);
   const ids = Int32Array.from({ length: T }, (_, i) => (i * 7) % cfg.vocabSize);
-  await measure(`prefill 1×${T}, ${values.model} (${values.weights} weights)`, async (be) => {
+  await measure([`prefill 1×${T}, ${values.model} (${values.weights} weights)`], Number(values.warmup ?? 1), async (be) => {
     const model = modelOn(be, cfg, values.weights === 'f16');
     return async () => { const l = model.forward(ids, 1, T, undefined, { lastOnly: true }); await be.read(l); be.dispose(l); };
   });
@@ -109,7 +123,7 @@ if (sections.has('train')) {
   const { Trainer, defaultTrainOptions } = await import('../src/train/trainer.js');
   const cfg = values['train-config'] ? makeConfig(JSON.parse(readFileSync(values['train-config'], 'utf8'))) : getPreset(values['train-model']!);
   const T = Number(values['train-seq']), B = Number(values['train-batch']);
-  await measure(`train ${values['train-config'] ?? values['train-model']} ${B}×${T} (${values.precision})`, async (be) => {
+  await measure([`train ${values['train-config'] ?? values['train-model']} ${B}×${T} (${values.precision})`], Number(values.warmup ?? 1), async (be) => {
     const model = modelOn(be, cfg, false), rng = new Rng(5);
     const source = { rng, seqLen: T, batch: B, next: () => {
       const ids = Int32Array.from({ length: B * T }, () => rng.int(cfg.vocabSize));
