@@ -4,6 +4,7 @@
 //   node dist/bench/matmul.js                 # large shapes (a discrete GPU)
 //   node dist/bench/matmul.js --quick         # small shapes (lavapipe, integrated GPUs)
 //   node dist/bench/matmul.js --shapes 1x4096x4096,2048x4096x4096 [--seconds 0.3] [--log out.txt]
+//   node dist/bench/matmul.js --shapes 1x2048x8192 --gemv-sweep 64x1,256x2   # packed gemv shapes: workgroup × unroll
 // Kernels: f32 tiled / f32 gemv (the default precision); f16 tiled over f32 weights (the
 // 'f16-matmul' precision without tensor cores; 64×64 and 128×128 tiles), f32 gemv with f16-rounded
 // operands (that precision's decode path); packed-f16 weights (inference: f16 gemv, f16 tiled); and
@@ -17,7 +18,7 @@ import { parseArgs } from 'node:util';
 import type { WebGpuBackend } from '../src/backends/webgpu/backend.js';
 import { matmul, matmulPackedF16 } from '../src/backends/webgpu/matmul.js';
 import {
-  type F16Caps, type F16Matrix, type StagedConfig, F16_GEMV_MAX_ROWS, TILE_LARGE, TILE_SMALL, matmulF16Tiled, matmulSubgroupMatrix, packF16,
+  type F16Caps, type F16Matrix, type StagedConfig, F16_GEMV_MAX_ROWS, TILE_LARGE, gemvShape, TILE_SMALL, matmulF16Tiled, matmulSubgroupMatrix, packF16,
 } from '../src/backends/webgpu/matmul-f16.js';
 import type { GpuTensor } from '../src/backends/webgpu/tensor.js';
 import { Rng, randomArray } from '../src/core/random.js';
@@ -32,6 +33,8 @@ const { values } = parseArgs({
     log: { type: 'string' },
     // every staged tensor-core tiling in SWEEP (and the direct kernel), f16 weights
     sweep: { type: 'boolean', default: false },
+    // one-row packed gemv under each workgroup size × unroll (gemvShape)
+    'gemv-sweep': { type: 'string' },
   },
 });
 const LARGE = '1x4096x4096,4x4096x4096,16x4096x4096,1x14336x4096,512x4096x4096,2048x4096x4096,4096x4096x4096';
@@ -115,6 +118,16 @@ for (const [M, N, K] of shapes) {
     const p = packed;
     const f16: F16Caps = { shaderF16: caps.shaderF16, subgroupMatrix: null };
     kernels.push({ name: M <= F16_GEMV_MAX_ROWS ? `f16 gemv (f16 weights${M > 8 ? `, ${Math.ceil(M / 8)} passes` : ''})` : 'f16 tiled (f16 weights)', run: () => matmulPackedF16(be.ctx, out, gx, p, M, N, K, f16), bytes: f16wBytes });
+  }
+  if (packed && M === 1 && values['gemv-sweep']) {
+    const p = packed, f16: F16Caps = { shaderF16: caps.shaderF16, subgroupMatrix: null }, dflt = { ...gemvShape };
+    for (const v of values['gemv-sweep'].split(',')) {
+      const [wg, unroll] = v.split('x').map(Number);
+      kernels.push({
+        name: `f16 gemv, ${wg} × ${unroll}`, bytes: f16wBytes,
+        run: () => { Object.assign(gemvShape, { wgOneRow: wg, unroll }); matmulPackedF16(be.ctx, out, gx, p, M, N, K, f16); Object.assign(gemvShape, dflt); },
+      });
+    }
   }
   if (sweepShape && values.sweep && !gemv) {
     const s = sweepShape, p = packed!;

@@ -68,6 +68,12 @@ fn turnedKey(src: u32, ro: u32, e: u32) -> f32 {
   return k1(src + e) * cos1(ro + i) + k1(src + i) * sin1(ro + i);
 }` : ''}
 const HS = ${hs}u;
+/** slot slot0 + jj of the ring, for slot0 < C and jj < ${WG}: one subtraction unless the ring is that small */
+fn ring(s: u32) -> u32 {
+  if (s < p.C) { return s; }
+  if (p.C >= ${WG}u) { return s - p.C; }
+  return s % p.C;
+}
 var<workgroup> qs: array<${vt}, ${HL}>;
 var<workgroup> probs: array<f32, ${WG}>;
 var<workgroup> redMax: array<f32, ${WG}>;
@@ -137,18 +143,29 @@ fn main(${BUILTINS}) {
     let corr = exp(mRun - mNew);
     lRun = lRun * corr + redSum[0];
     mRun = mNew;
+    // P·V over the chunk's keys c0 … c0 + nAll - 1: the first nCached from the ring (slots from
+    // slot0 on, wrapping at C), eight loads in flight at a time; then the new ones
+    let nAll = min(hi - c0 + 1, ${WG});
+    let nCached = clamp(p0 - c0, 0, nAll);
+    let slot0 = u32(max(c0, 0)) % p.C;
+    let ringRow = b * p.C;
+    let newRow = i32(b * p.T) - p0;
     for (var d = 0u; d < ${D}u; d++) {
       let e = li + d * ${WG}u;
       if (e < HS) {
         var a = acc[d] * corr;
-        // all ${WG} keys of the chunk, those past hi with probability 0 (read at hi: in range)
-        for (var jj = 0; jj < ${WG}; jj++) {
-          let jk = min(c0 + jj, hi);
-          if (jk < p0) {
-            a = fma(probs[jj], vc((b * p.C + u32(jk) % p.C) * p.F + kvOff + e), a);
-          } else {
-            a = fma(probs[jj], V[(b * p.T + u32(jk - p0)) * p.F + kvOff + e], a);
-          }
+        let col = kvOff + e;
+        var jj = 0;
+        for (; jj + 8 <= nCached; jj += 8) {
+          ${Array.from({ length: 8 }, (_, u) => `let s${u} = slot0 + u32(jj + ${u}); let v${u} = vc((ringRow + ring(s${u})) * p.F + col);`).join('\n          ')}
+          ${Array.from({ length: 8 }, (_, u) => `a = fma(probs[jj + ${u}], v${u}, a);`).join(' ')}
+        }
+        for (; jj < nCached; jj++) {
+          let s = slot0 + u32(jj);
+          a = fma(probs[jj], vc((ringRow + ring(s)) * p.F + col), a);
+        }
+        for (; jj < nAll; jj++) {
+          a = fma(probs[jj], V[u32(newRow + c0 + jj) * p.F + col], a);
         }
         acc[d] = a;
       }

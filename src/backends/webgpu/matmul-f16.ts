@@ -294,9 +294,16 @@ function checkPacked(w: F16Matrix, N: number, K: number): void {
 
 // ---- gemv over packed f16 weights (decode) ----
 
-const GV_WG = 64;
 /** Output columns per workgroup: 8 rows of w (8 × 16 bytes per invocation per step) in flight. */
 const GV_COLS = 8;
+
+/**
+ * The gemv's shape: invocations per workgroup for one row of x and for blocks of more rows (whose
+ * sums take workgroup memory in proportion), and the steps over k each invocation issues loads for
+ * at once. One row of x is the decoding case, bound by how many weight bytes are in flight; the
+ * bench (bench/matmul.ts --gemv-sweep) sets these to compare shapes.
+ */
+export const gemvShape = { wgOneRow: 256, wgRows: 64, unroll: 2 };
 
 /**
  * y[m, n] for m < rows and GV_COLS columns n per workgroup. Each step an invocation reads 8
@@ -313,6 +320,13 @@ function gemvKernel(rows: number, vec: boolean, o: GemvFusion = {}): Kernel {
   if ((norm || residual) && !vec) throw new Error('gemvKernel: the fused norm and residual need K % 4 == 0');
   if (swiglu && residual) throw new Error('gemvKernel: swiglu has no residual');
   const A = rows * GV_COLS, AA = swiglu ? 2 * A : A;
+  // more invocations and steps in flight for one row of x, whose loop over k is short; blocks of
+  // rows issue rows × more arithmetic per load already
+  const GV_WG = rows === 1 ? gemvShape.wgOneRow : gemvShape.wgRows, U = rows === 1 ? gemvShape.unroll : 1;
+  // accumulators reduced per round: as many as 16 KB of workgroup memory holds (one round at the
+  // default shapes; each round is more code for the shader compiler)
+  const CH = Math.min(AA, Math.max(GV_COLS, Math.floor(4096 / GV_WG / GV_COLS) * GV_COLS));
+  if (AA % CH !== 0) throw new Error(`gemvKernel: ${AA} sums do not split into rounds of ${CH}`);
   const xs: string[] = [];
   for (let m = 0; m < rows; m++) {
     const s = norm ? `, rs${m}` : '';
@@ -321,18 +335,23 @@ function gemvKernel(rows: number, vec: boolean, o: GemvFusion = {}): Kernel {
       : `let x${m}l = rx1(k, (p.row0 + ${m}u) * p.K + k); let x${m}h = rx1(k + 4u, (p.row0 + ${m}u) * p.K + k + 4u);`);
   }
   const extra = [...(swiglu ? ['W2'] : []), ...(norm ? ['G'] : []), ...(residual ? ['R'] : [])];
-  const out = swiglu ? `silu(part[li * ${GV_WG}u]) * part[(li + ${A}u) * ${GV_WG}u]` : `part[li * ${GV_WG}u]`;
+  const out = swiglu ? `silu(sums[li]) * sums[li + ${A}u]` : 'sums[li]';
   const body: string[] = [];
   for (const [W, base] of swiglu ? [['W', 0], ['W2', A]] as const : [['W', 0]] as const) {
     for (let c = 0; c < GV_COLS; c++) {
-      body.push(`{ let w = ${W}[(n0 + ${c}u) * p.K8 + q];`);
+      body.push(`{ let w = ${W}[(n0 + ${c}u) * p.K8 + qw];`);
       body.push(`  let wl = vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)); let wh = vec4<f32>(unpack2x16float(w.z), unpack2x16float(w.w));`);
       for (let m = 0; m < rows; m++) body.push(`  acc[${base + m * GV_COLS + c}] += dot(x${m}l, wl) + dot(x${m}h, wh);`);
       body.push('}');
     }
   }
+  // U steps of k per turn: step u reads weight column block qw (clamped in range: past K8 its x is
+  // zero, so it adds nothing) and x at k; the sums run in the same order as one step per turn
+  const steps = Array.from({ length: U }, (_, u) => u === 0
+    ? `{ let qw = q; let k = q * 8u;\n    ${xs.join('\n    ')}\n    ${body.join('\n    ')}\n    }`
+    : `{ let qw = min(q + ${u * GV_WG}u, p.K8 - 1u); let k = (q + ${u * GV_WG}u) * 8u;\n    ${xs.join('\n    ')}\n    ${body.join('\n    ')}\n    }`);
   return {
-    key: `matmul_f16_gemv_${rows}_${vec ? 'v' : 's'}${swiglu ? '_swiglu' : ''}${norm ? '_norm' : ''}${residual ? '_res' : ''}`,
+    key: `matmul_f16_gemv_${rows}_${vec ? 'v' : 's'}${swiglu ? '_swiglu' : ''}${norm ? '_norm' : ''}${residual ? '_res' : ''}_${GV_WG}x${U}`,
     bindings: ['read', 'read', ...extra.map(() => 'read' as const), 'write'],
     code: () => /* wgsl */ `${ROUND_F16}${MATH}
 struct P { M: u32, N: u32, K: u32, K8: u32, groups: u32, row0: u32, eps: f32 }
@@ -341,7 +360,8 @@ struct P { M: u32, N: u32, K: u32, K8: u32, groups: u32, row0: u32, eps: f32 }
 @group(0) @binding(2) var<storage, read> W: array<vec4<u32>>;
 ${extra.map((name, i) => `@group(0) @binding(${3 + i}) var<storage, read> ${name}: ${name === 'W2' ? 'array<vec4<u32>>' : name === 'G' ? 'array<vec4<f32>>' : 'array<f32>'};`).join('\n')}
 @group(0) @binding(${3 + extra.length}) var<storage, read_write> Y: array<f32>;
-var<workgroup> part: array<f32, ${GV_WG * AA}>;
+var<workgroup> part: array<f32, ${GV_WG * CH}>;
+var<workgroup> sums: array<f32, ${AA}>;
 ${norm ? rowScaleVar(rows) : ''}
 fn r4(v: vec4<f32>) -> vec4<f32> { return round_f16v(v); }
 ${vec
@@ -361,19 +381,20 @@ fn main(${BUILTINS}) {
   ${norm ? `${rowScalePass(rows, GV_WG, true, (m) => `p.row0 + ${m}u`)}
   ${Array.from({ length: rows }, (_, m) => `let rs${m} = rowScale[${m}];`).join(' ')}` : ''}
   var acc: array<f32, ${AA}>;
-  for (var q = li; q < p.K8; q += ${GV_WG}u) {
-    let k = q * 8u;
-    ${xs.join('\n    ')}
-    ${body.join('\n    ')}
+  for (var q = li; q < p.K8; q += ${U * GV_WG}u) {
+    ${steps.join('\n    ')}
   }
-  ${Array.from({ length: AA }, (_, a) => `part[${a * GV_WG}u + li] = acc[${a}];`).join(' ')} // constant indices keep acc in registers
+  // the sums across the workgroup, CH accumulators per round
+  ${Array.from({ length: AA / CH }, (_, g) => `${Array.from({ length: CH }, (_, c) => `part[${c * GV_WG}u + li] = acc[${g * CH + c}];`).join(' ')} // constant indices keep acc in registers
   workgroupBarrier();
   for (var s = ${GV_WG / 2}u; s > 0u; s >>= 1u) {
     if (li < s) {
-      for (var a = 0u; a < ${AA}u; a++) { part[a * ${GV_WG}u + li] += part[a * ${GV_WG}u + li + s]; }
+      for (var a = 0u; a < ${CH}u; a++) { part[a * ${GV_WG}u + li] += part[a * ${GV_WG}u + li + s]; }
     }
     workgroupBarrier();
   }
+  if (li < ${CH}u) { sums[${g * CH}u + li] = part[li * ${GV_WG}u]; }
+  workgroupBarrier();`).join('\n  ')}
   if (li < ${A}u) {
     let m = li / ${GV_COLS}u;
     let n = n0 + li % ${GV_COLS}u;
@@ -391,8 +412,9 @@ export interface GemvEnds { norm?: { g: GpuTensor; eps: number }; residual?: Gpu
 /** The bindings a gemv kernel with these ends takes between its weights and its output (G, then R). */
 export const endsBindings = (ends: GemvEnds): Binding[] => [...(ends.norm ? [bind(ends.norm.g)] : []), ...(ends.residual ? [bind(ends.residual)] : [])];
 const gemvCache = kernelCache();
-const gemvFor = (rows: number, vec: boolean, o: GemvFusion): Kernel =>
-  gemvCache(`${rows}${vec ? 'v' : 's'}${o.swiglu ? 'g' : ''}${o.norm ? 'n' : ''}${o.residual ? 'r' : ''}`, () => gemvKernel(rows, vec, o));
+const gemvFor = (rows: number, vec: boolean, o: GemvFusion): Kernel => gemvCache(
+  `${rows}${vec ? 'v' : 's'}${o.swiglu ? 'g' : ''}${o.norm ? 'n' : ''}${o.residual ? 'r' : ''}|${gemvShape.wgOneRow}|${gemvShape.wgRows}|${gemvShape.unroll}`,
+  () => gemvKernel(rows, vec, o));
 
 /** A packed weight for the gemv kernels: its shape, and rows padded to whole workgroups' columns. */
 function checkGemvWeight(op: string, w: F16Matrix, N: number, K: number): void {
