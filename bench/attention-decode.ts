@@ -4,7 +4,9 @@
 // median of 3 batches of back-to-back calls in one command buffer, so a dispatch's GPU overhead
 // (launch, the barrier after the last dispatch) stays in, as it does inside a decoding step.
 //   node dist/bench/attention-decode.js [--shapes 32x4x64,18x18x128] [--window 2048] [--batch 1] [--reps 200]
-//   shapes: query heads × KV heads × head size (defaults: samba-1.7b, samba-1.3b)
+//     [--splits 64:1024,256:1024]
+//   shapes: query heads × KV heads × head size (defaults: samba-1.7b, samba-1.3b); splits: split
+//   policies to compare, fewest keys per split : workgroups to aim for (default: the backend's)
 import { parseArgs } from 'node:util';
 import type { KvCache, Tensor } from '../src/core/backend.js';
 import { Rng, randomArray } from '../src/core/random.js';
@@ -18,39 +20,45 @@ const { values } = parseArgs({
     window: { type: 'string', default: '2048' },
     batch: { type: 'string', default: '1' },
     reps: { type: 'string', default: '200' },
+    splits: { type: 'string' },
   },
 });
-const be = (await createNodeWebGpuBackend({ requireAdapter: true }))!;
+const policies = values.splits ? values.splits.split(',').map((s) => s.split(':').map(Number)) : [null];
 const W = Number(values.window), B = Number(values.batch), reps = Number(values.reps);
 const rng = new Rng(3);
 const rows: string[][] = [];
-for (const shape of values.shapes!.split(',')) {
-  const [H, Hkv, hs] = shape.split('x').map(Number);
-  for (const dtype of ['f32', 'f16'] as const) {
-    const F = Hkv * hs, pos = 2 * W; // a full window of cached keys
-    const q = be.tensor(randomArray(rng, B * H * hs), [B, 1, H * hs]);
-    const k = be.tensor(randomArray(rng, B * F), [B, 1, F]);
-    const v = be.tensor(randomArray(rng, B * F), [B, 1, F]);
-    const cache: KvCache = { k: be.zeros([B, W, F], dtype), v: be.zeros([B, W, F], dtype), capacity: W };
-    const r = ropeTables(new Int32Array(B).fill(pos), 1, hs, 10000);
-    const rope = { cos: be.tensor(r.cos, [B, hs / 2]), sin: be.tensor(r.sin, [B, hs / 2]) };
-    const args = { nHeads: H, nKvHeads: Hkv, headDim: hs, window: W, pos0: new Int32Array(B).fill(pos) };
-    const call = () => be.dispose(be.attention(q, k, v, cache, args, { rope, store: true }));
-    call(); await be.flush();
-    const times: number[] = [];
-    for (let round = 0; round < 3; round++) {
-      const t0 = performance.now();
-      be.inOneSubmit(() => { for (let i = 0; i < reps; i++) call(); });
-      await be.flush();
-      times.push((performance.now() - t0) / reps);
+for (const policy of policies) {
+  const attentionSplit = policy ? { minKeys: policy[0], targetWorkgroups: policy[1] } : undefined;
+  const be = (await createNodeWebGpuBackend({ requireAdapter: true, attentionSplit }))!;
+  const split = policy ? `${policy[0]}:${policy[1]}` : 'default';
+  for (const shape of values.shapes!.split(',')) {
+    const [H, Hkv, hs] = shape.split('x').map(Number);
+    for (const dtype of ['f32', 'f16'] as const) {
+      const F = Hkv * hs, pos = 2 * W; // a full window of cached keys
+      const q = be.tensor(randomArray(rng, B * H * hs), [B, 1, H * hs]);
+      const k = be.tensor(randomArray(rng, B * F), [B, 1, F]);
+      const v = be.tensor(randomArray(rng, B * F), [B, 1, F]);
+      const cache: KvCache = { k: be.zeros([B, W, F], dtype), v: be.zeros([B, W, F], dtype), capacity: W };
+      const r = ropeTables(new Int32Array(B).fill(pos), 1, hs, 10000);
+      const rope = { cos: be.tensor(r.cos, [B, hs / 2]), sin: be.tensor(r.sin, [B, hs / 2]) };
+      const args = { nHeads: H, nKvHeads: Hkv, headDim: hs, window: W, pos0: new Int32Array(B).fill(pos) };
+      const call = () => be.dispose(be.attention(q, k, v, cache, args, { rope, store: true }));
+      call(); await be.flush();
+      const times: number[] = [];
+      for (let round = 0; round < 3; round++) {
+        const t0 = performance.now();
+        be.inOneSubmit(() => { for (let i = 0; i < reps; i++) call(); });
+        await be.flush();
+        times.push((performance.now() - t0) / reps);
+      }
+      const ms = times.sort((a, b) => a - b)[1];
+      const bytes = 2 * B * (W - 1) * F * (dtype === 'f16' ? 2 : 4);
+      rows.push([`${H}×${Hkv}×${hs}`, String(B), split, dtype, (ms * 1000).toFixed(1), (bytes / (ms * 1e6)).toFixed(0)]);
+      for (const t of [q, k, v, cache.k, cache.v, rope.cos, rope.sin] as Tensor[]) be.dispose(t);
     }
-    const ms = times.sort((a, b) => a - b)[1];
-    const bytes = 2 * B * (W - 1) * F * (dtype === 'f16' ? 2 : 4);
-    rows.push([`${H}×${Hkv}×${hs}`, String(B), dtype, (ms * 1000).toFixed(1), (bytes / (ms * 1e6)).toFixed(0)]);
-    for (const t of [q, k, v, cache.k, cache.v, rope.cos, rope.sin] as Tensor[]) be.dispose(t);
   }
+  be.destroy();
 }
 console.log(`\ndecoding attention over ${W} cached keys, ${new Date().toISOString()}`);
-for (const l of tableLines(['heads q×kv×size', 'batch', 'cache', 'µs per call', 'GB/s of cache read'], rows, (i) => i < 3)) console.log(l);
-be.destroy();
+for (const l of tableLines(['heads q×kv×size', 'batch', 'split', 'cache', 'µs per call', 'GB/s of cache read'], rows, (i) => i < 4)) console.log(l);
 process.exit(0);

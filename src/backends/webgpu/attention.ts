@@ -21,6 +21,12 @@ import { F16_MAX } from '../../io/half.js';
 import { type FlashTile, flashAttention, pickTile } from './flash-attention.js';
 
 const WG = 64;
+/**
+ * Loads each invocation issues at once in the P·V sums and the split merge: decoding attention is
+ * bound by their latency (H100, samba-1.7b's heads: 104 µs a call with one load at a time, 63 with
+ * eight; docs/PERFORMANCE.md).
+ */
+const PV_LOADS = 16;
 
 /**
  * The per-row kernel for head size hs, known when the WGSL is generated: the dot products and the
@@ -144,7 +150,7 @@ fn main(${BUILTINS}) {
     lRun = lRun * corr + redSum[0];
     mRun = mNew;
     // P·V over the chunk's keys c0 … c0 + nAll - 1: the first nCached from the ring (slots from
-    // slot0 on, wrapping at C), eight loads in flight at a time; then the new ones
+    // slot0 on, wrapping at C), ${PV_LOADS} loads in flight at a time; then the new ones
     let nAll = min(hi - c0 + 1, ${WG});
     let nCached = clamp(p0 - c0, 0, nAll);
     let slot0 = u32(max(c0, 0)) % p.C;
@@ -156,9 +162,9 @@ fn main(${BUILTINS}) {
         var a = acc[d] * corr;
         let col = kvOff + e;
         var jj = 0;
-        for (; jj + 8 <= nCached; jj += 8) {
-          ${Array.from({ length: 8 }, (_, u) => `let s${u} = slot0 + u32(jj + ${u}); let v${u} = vc((ringRow + ring(s${u})) * p.F + col);`).join('\n          ')}
-          ${Array.from({ length: 8 }, (_, u) => `a = fma(probs[jj + ${u}], v${u}, a);`).join(' ')}
+        for (; jj + ${PV_LOADS} <= nCached; jj += ${PV_LOADS}) {
+          ${Array.from({ length: PV_LOADS }, (_, u) => `let s${u} = slot0 + u32(jj + ${u}); let v${u} = vc((ringRow + ring(s${u})) * p.F + col);`).join('\n          ')}
+          ${Array.from({ length: PV_LOADS }, (_, u) => `a = fma(probs[jj + ${u}], v${u}, a);`).join(' ')}
         }
         for (; jj < nCached; jj++) {
           let s = slot0 + u32(jj);
@@ -240,7 +246,12 @@ fn main(${BUILTINS}) {
   let l = red[0];
   for (var e = li; e < p.hs; e += ${WG}u) {
     var v = 0.0;
-    for (var s = 0u; s < p.splits; s++) { v += PART[base + s * stride + e] * weight[s]; }
+    var s = 0u;
+    for (; s + ${PV_LOADS}u <= p.splits; s += ${PV_LOADS}u) { // loads in flight together, summed in order
+      ${Array.from({ length: PV_LOADS }, (_, u) => `let a${u} = PART[base + (s + ${u}u) * stride + e];`).join(' ')}
+      ${Array.from({ length: PV_LOADS }, (_, u) => `v += a${u} * weight[s + ${u}u];`).join(' ')}
+    }
+    for (; s < p.splits; s++) { v += PART[base + s * stride + e] * weight[s]; }
     Y[wg * p.hs + e] = v / l;
   }
 }`,
@@ -267,9 +278,10 @@ export interface SplitPolicy {
   flashTile?: FlashTile;
 }
 
-// 64 keys per split at least: one chunk of the per-row kernel, so decoding a few heads still fills
-// the GPU (H100: 256 keys per split left most of it idle at 1.25 ms per layer for 16 heads)
-export const DEFAULT_SPLIT: SplitPolicy = { minKeys: 64, targetWorkgroups: 1024, flashMinRows: 64 };
+// 128 keys per split at least: two chunks of the per-row kernel, so decoding a few heads still
+// fills the GPU while the merge stays short (H100 over 2048 keys, samba-1.7b's and samba-1.3b's
+// heads: 41 and 65 µs a call at 128, 63 and 78 at 64, 57 and 88 at 256; bench/attention-decode.ts)
+export const DEFAULT_SPLIT: SplitPolicy = { minKeys: 128, targetWorkgroups: 1024, flashMinRows: 64 };
 
 /** Whether attention() can turn q and k by RoPE and store the new keys itself (the fused kernel). */
 export function attentionFuses(ctx: GpuContext, d: AttentionDims): boolean {
