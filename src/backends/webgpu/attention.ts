@@ -22,11 +22,11 @@ import { type FlashTile, flashAttention, pickTile } from './flash-attention.js';
 
 const WG = 64;
 /**
- * Loads each invocation issues at once in the P·V sums and the split merge: decoding attention is
- * bound by their latency (H100, samba-1.7b's heads: 104 µs a call with one load at a time, 63 with
- * eight; docs/PERFORMANCE.md).
+ * pvLoads: loads each invocation issues at once in the P·V sums and the split merge. Decoding
+ * attention is bound by their latency (H100, samba-1.7b's heads: 104 µs a call with one load at a
+ * time, 63 with eight; docs/PERFORMANCE.md). bench/attention-decode.ts sets it to compare.
  */
-const PV_LOADS = 16;
+export const attentionShape = { pvLoads: 16 };
 
 /**
  * The per-row kernel for head size hs, known when the WGSL is generated: the dot products and the
@@ -35,6 +35,7 @@ const PV_LOADS = 16;
  * With hs % 4 == 0, keys and values are read as vec4.
  */
 function attentionKernel(hs: number, kvF16: boolean, fused = false): Kernel {
+  const PV_LOADS = attentionShape.pvLoads;
   const D = Math.ceil(hs / WG), v4 = hs % 4 === 0, L = v4 ? 4 : 1, HL = hs / L;
   const vt = v4 ? 'vec4<f32>' : 'f32';
   // fused (one new token per sequence, hs % 8 == 0): q and k arrive un-rotated and are turned by
@@ -46,7 +47,7 @@ function attentionKernel(hs: number, kvF16: boolean, fused = false): Kernel {
   const H2 = HL / 2; // vec4s per half head
   const put = (a: string) => `pack2x16float(clamp(${a}, vec2<f32>(-${F16_MAX}.0), vec2<f32>(${F16_MAX}.0)))`;
   return {
-    key: `attention_hs${hs}${kvF16 ? '_kvf16' : ''}${fused ? '_rope_store' : ''}`,
+    key: `attention_hs${hs}${kvF16 ? '_kvf16' : ''}${fused ? '_rope_store' : ''}_pv${PV_LOADS}`,
     bindings: fused ? ['ints', 'read', 'read', 'read', 'write', 'write', 'write', 'read', 'read'] : ['ints', 'read', 'read', 'read', 'read', 'read', 'write'],
     code: () => /* wgsl */ `
 struct P {
@@ -216,8 +217,8 @@ fn main(${BUILTINS}) {
 // One workgroup per query row: rescale each split's partial sums to the common max and add. The
 // splits' maxima and denominators are reduced in parallel (one split per invocation, at most 64),
 // so each output value is one pass over the splits with the weights in workgroup memory.
-const COMBINE: Kernel = {
-  key: 'attention_combine',
+const combineKernel = (PV_LOADS: number): Kernel => ({
+  key: `attention_combine_${PV_LOADS}`,
   bindings: ['read', 'write'],
   code: () => /* wgsl */ `
 struct P { rows: u32, hs: u32, splits: u32 }
@@ -255,7 +256,7 @@ fn main(${BUILTINS}) {
     Y[wg * p.hs + e] = v / l;
   }
 }`,
-};
+});
 
 const kernels = kernelCache();
 
@@ -307,11 +308,11 @@ export function attention(
     return;
   }
   const kvF16 = kc.dtype === 'f16', fused = !!rope;
-  const kernel = kernels(`${d.hs}${kvF16 ? 'h' : ''}${fused ? 'r' : ''}`, () => attentionKernel(d.hs, kvF16, fused));
+  const kernel = kernels(`${d.hs}${kvF16 ? 'h' : ''}${fused ? 'r' : ''}|${attentionShape.pvLoads}`, () => attentionKernel(d.hs, kvF16, fused));
   // positions stay far below 2^30, so a clamped window behaves as an infinite one
   const window = Math.min(d.window, 2 ** 30);
   const maxKeys = Math.min(window, d.C + d.T);
-  // at most 64 = WG splits: COMBINE reduces them one per invocation
+  // at most 64 = WG splits: the merge reduces them one per invocation
   const splits = Math.max(1, Math.min(WG, Math.floor(maxKeys / policy.minKeys), Math.ceil(policy.targetWorkgroups / rows)));
   const params = (total: number) => new Params()
     .u32(d.T, d.H, d.hs, d.C, d.Hkv * d.hs, d.H / d.Hkv).i32(window).u32(total).f32(1 / Math.sqrt(d.hs)).u32(splits);
@@ -324,6 +325,6 @@ export function attention(
   const n = rows * splits * (d.hs + 2);
   const part = new GpuTensor([n], 'f32', new Storage(ctx.alloc(n * 4, () => `attention partials of ${rows} rows × ${splits} splits`)));
   ctx.dispatch(kernel, params(rows * splits), [...inputs, bind(part), ...tables], rows * splits);
-  ctx.dispatch(COMBINE, new Params().u32(rows, d.hs, splits), [bind(part), bind(out)], rows);
+  ctx.dispatch(kernels(`combine|${attentionShape.pvLoads}`, () => combineKernel(attentionShape.pvLoads)), new Params().u32(rows, d.hs, splits), [bind(part), bind(out)], rows);
   ctx.release(part.buf!); // later commands may reuse it; they run after these
 }

@@ -354,7 +354,9 @@ export class GpuContext {
     this.pass.setBindGroup(0, group, offsets);
     this.pass.dispatchWorkgroups(gx, gy);
     if (this.profiler && !this.profilePasses) this.endPass();
-    if (++this.dispatches >= this.maxDispatches && (this.holding === 0 || this.profiler)) this.submit();
+    // profiling each dispatch fills a query set in maxDispatches; whole passes take a slot pair each
+    const full = this.profiler && (this.profilePasses ? this.profiler.slotsLeft() < 2 : true);
+    if (++this.dispatches >= this.maxDispatches && (this.holding === 0 || full)) this.submit();
   }
 
   /** Nesting depth of inOneSubmit: while above 0, the every-N-dispatches submits wait. */
@@ -523,6 +525,11 @@ class Profiler {
     if (!device.features.has('timestamp-query')) throw new Error('webgpu: profiling needs the timestamp-query feature, which this device lacks');
     this.querySet = device.createQuerySet({ type: 'timestamp', count: PROFILE_SLOTS });
     this.resolved = device.createBuffer({ size: PROFILE_SLOTS * 8, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+  }
+
+  /** Slot pairs left in this command buffer's query set. */
+  slotsLeft(): number {
+    return PROFILE_SLOTS / 2 - this.keys.length;
   }
 
   slot(key: string, workgroups: number): GPUComputePassTimestampWrites {
