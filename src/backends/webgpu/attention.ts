@@ -279,10 +279,10 @@ export interface SplitPolicy {
   flashTile?: FlashTile;
 }
 
-// 128 keys per split at least: two chunks of the per-row kernel, so decoding a few heads still
-// fills the GPU while the merge stays short (H100 over 2048 keys, samba-1.7b's and samba-1.3b's
-// heads: 41 and 65 µs a call at 128, 63 and 78 at 64, 57 and 88 at 256; bench/attention-decode.ts)
-export const DEFAULT_SPLIT: SplitPolicy = { minKeys: 128, targetWorkgroups: 1024, flashMinRows: 64 };
+// 64 keys per split at least: one chunk of the per-row kernel, so decoding a few heads still fills
+// the GPU (H100: 256 keys per split left most of it idle at 1.25 ms per layer for 16 heads; 128
+// measured no better than 64 with the P·V loads in flight: bench/attention-decode.ts)
+export const DEFAULT_SPLIT: SplitPolicy = { minKeys: 64, targetWorkgroups: 1024, flashMinRows: 64 };
 
 /** Whether attention() can turn q and k by RoPE and store the new keys itself (the fused kernel). */
 export function attentionFuses(ctx: GpuContext, d: AttentionDims): boolean {
