@@ -213,6 +213,22 @@ export interface Backend {
     u: Tensor, dbc: Tensor, dtWeight: Tensor, dtBias: Tensor, aLog: Tensor,
     d: Tensor, z: Tensor, h0: Tensor | null, opts?: { donateH0?: boolean },
   ): ScanResult;
+  /**
+   * A Mamba mixer's input side, for inference: [x; z] = u · wInᵀ (u normalised first with
+   * `opts.norm`), then x̃ = conv1dSilu(x) continuing from convState ([B, C, K-1], null: zeros).
+   * u [B·T, d], wIn [2C, d], convW [C, K], convB [C] → x̃ and z [B, T, C] and the next conv
+   * state. Equal to matmul, sliceCols and conv1dSilu (mambaInputComposed); WebGPU runs the conv
+   * inside the product when decoding one token with f16 weights.
+   */
+  mambaInput(
+    u: Tensor, wIn: Tensor, convW: Tensor, convB: Tensor, convState: Tensor | null, B: number, T: number, opts?: { norm?: NormArg },
+  ): MambaInputResult;
+}
+
+export interface MambaInputResult {
+  xc: Tensor; // x̃ [B, T, C]
+  z: Tensor; // [B, T, C]
+  state: Tensor; // the next conv state [B, C, K-1]
 }
 
 export function numel(shape: readonly number[]): number {
@@ -288,6 +304,18 @@ export function matmulComposed(be: Backend, x: Tensor, w: Tensor, opts: MatmulOp
   return be.tidy(() => {
     const y = be.matmul(opts.norm ? be.rmsNorm(x, opts.norm.g, opts.norm.eps) : x, w);
     return opts.residual ? be.add(y, opts.residual) : y;
+  });
+}
+
+/** Backend.mambaInput as separate ops: the product (its norm fused where the backend can), two column slices, the conv. */
+export function mambaInputComposed(
+  be: Backend, u: Tensor, wIn: Tensor, convW: Tensor, convB: Tensor, convState: Tensor | null, B: number, T: number, opts: { norm?: NormArg } = {},
+): MambaInputResult {
+  const C = convW.shape[0];
+  return be.tidy(() => {
+    const xz = be.matmul(u, wIn, { norm: opts.norm }); // [B·T, 2C]
+    const conv = be.conv1dSilu(be.reshape(be.sliceCols(xz, 0, C), [B, T, C]), convW, convB, convState);
+    return { xc: conv.y, z: be.reshape(be.sliceCols(xz, C, C), [B, T, C]), state: conv.state };
   });
 }
 

@@ -43,6 +43,20 @@ export function checkConv(op: string, x: Tensor, w: Tensor, b: Tensor, extra: { 
   return { B, T, C, K };
 }
 
+/** mambaInput's inputs: u [B·T, d], wIn [2C, d], the conv's weight [C, K], bias [C] and state [B, C, K-1]. */
+export function checkMambaInput(
+  op: string, u: Tensor, wIn: Tensor, convW: Tensor, convB: Tensor, convState: Tensor | null, B: number, T: number,
+): { C: number; K: number; d: number } {
+  if (!Number.isInteger(B) || !Number.isInteger(T) || B < 1 || T < 1) throw new Error(`${op}: batch ${B} × ${T} is not positive integers`);
+  if (convW.shape.length !== 2) throw new Error(`${op}: convW has shape [${convW.shape.join(', ')}], expected [C, K]`);
+  const [C, K] = convW.shape, d = u.shape[1];
+  expectShape(op, 'u', u, [B * T, d]);
+  expectShape(op, 'wIn', wIn, [2 * C, d]);
+  expectShape(op, 'convB', convB, [C]);
+  if (convState) expectShape(op, 'convState', convState, [B, C, K - 1]);
+  return { C, K, d };
+}
+
 /** selectiveScanProjected's inputs: the scan's, with dbc [B·T, R + 2N] and dtWeight [C, R] for dt, B and C. */
 export function checkProjectedScan(
   op: string, u: Tensor, dbc: Tensor, dtWeight: Tensor, dtBias: Tensor, aLog: Tensor, d: Tensor, z: Tensor, h0: Tensor | null,

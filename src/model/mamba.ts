@@ -40,17 +40,20 @@ export function mamba(
   be: Backend, p: Params, cfg: ModelConfig, u: Tensor, B: number, T: number, state: Partial<MambaState> | null, call: MambaCall = {},
 ): { out: Tensor; state: MambaState; saved: MambaSaved | null } {
   const di = dInner(cfg), { dState: N, dtRank: R } = cfg.mamba, { ends = {} } = call;
+  if (call.inference) {
+    // [x; z] = W_in u and x̃ = silu(conv1d(x)) in one op (one kernel when decoding); δ, B and C
+    // read out of dbc and W_dt δ summed by the scan itself (one kernel when decoding)
+    const input = be.mambaInput(u, p('in_proj.weight'), p('conv1d.weight'), p('conv1d.bias'), state?.conv ?? null, B, T, { norm: ends.norm });
+    const dbc = be.matmul(be.reshape(input.xc, [B * T, di]), p('x_proj.weight')); // [B·T, R + 2N]
+    const scan = be.selectiveScanProjected(input.xc, dbc, p('dt_proj.weight'), p('dt_proj.bias'), p('A_log'), p('D'), input.z, state?.ssm ?? null, { donateH0: call.replacesState });
+    const out = be.matmul(be.reshape(scan.y, [B * T, di]), p('out_proj.weight'), { residual: ends.residual }); // [B·T, d]
+    return { out, state: { conv: input.state, ssm: scan.h }, saved: null };
+  }
   const xz = be.matmul(u, p('in_proj.weight'), { norm: ends.norm }); // [B·T, 2·d_inner]
   const x = be.reshape(be.sliceCols(xz, 0, di), [B, T, di]);
   const z = be.reshape(be.sliceCols(xz, di, di), [B, T, di]);
   const conv = be.conv1dSilu(x, p('conv1d.weight'), p('conv1d.bias'), state?.conv ?? null); // x̃ [B, T, d_inner]
   const dbc = be.matmul(be.reshape(conv.y, [B * T, di]), p('x_proj.weight')); // [B·T, R + 2N]
-  if (call.inference) {
-    // δ, B and C read out of dbc and W_dt δ summed by the scan itself (one kernel when decoding)
-    const scan = be.selectiveScanProjected(conv.y, dbc, p('dt_proj.weight'), p('dt_proj.bias'), p('A_log'), p('D'), z, state?.ssm ?? null, { donateH0: call.replacesState });
-    const out = be.matmul(be.reshape(scan.y, [B * T, di]), p('out_proj.weight'), { residual: ends.residual }); // [B·T, d]
-    return { out, state: { conv: conv.state, ssm: scan.h }, saved: null };
-  }
   const delta = be.sliceCols(dbc, 0, R); // δ [B·T, R]
   const dt = be.reshape(be.matmul(delta, p('dt_proj.weight')), [B, T, di]); // W_dt δ; bias + softplus in the scan
   const bm = be.reshape(be.sliceCols(dbc, R, N), [B, T, N]);

@@ -3,9 +3,10 @@
 // (JavaScript numbers) and stored as float32.
 import {
   type AdamWStep, type AttentionArgs, type AttentionFusion, type Backend, type ConvResult, type GradOps, type KvCache, type MatmulOptions,
-  type NormArg, type ScanGrads, type SampleRowsOptions, type ScanResult, type Tensor, ScopedBackend, attentionComposed, expectShape, matmulComposed, selectiveScanProjectedComposed, swigluComposed, numel, shapeStr,
+  type MambaInputResult, type NormArg, type ScanGrads, type SampleRowsOptions, type ScanResult, type Tensor, ScopedBackend, attentionComposed, expectShape,
+  mambaInputComposed, matmulComposed, selectiveScanProjectedComposed, swigluComposed, numel, shapeStr,
 } from '../../core/backend.js';
-import { checkAttention, checkConv, checkMatmulOptions, checkProjectedScan, checkSampleRows, checkScan, checkWriteKv } from '../../core/checks.js';
+import { checkAttention, checkConv, checkMambaInput, checkMatmulOptions, checkProjectedScan, checkSampleRows, checkScan, checkWriteKv } from '../../core/checks.js';
 import { F16_MAX, f16BitsToF32, f32ToF16Bits } from '../../io/half.js';
 
 export class CpuTensor implements Tensor {
@@ -288,6 +289,13 @@ export class CpuBackend extends ScopedBackend implements Backend, GradOps {
   ): ScanResult {
     checkProjectedScan('selectiveScanProjected', u, dbc, dtWeight, dtBias, aLog, d, z, h0);
     return selectiveScanProjectedComposed(this, u, dbc, dtWeight, dtBias, aLog, d, z, h0, opts);
+  }
+
+  mambaInput(
+    u: Tensor, wIn: Tensor, convW: Tensor, convB: Tensor, convState: Tensor | null, B: number, T: number, opts: { norm?: NormArg } = {},
+  ): MambaInputResult {
+    checkMambaInput('mambaInput', u, wIn, convW, convB, convState, B, T);
+    return mambaInputComposed(this, u, wIn, convW, convB, convState, B, T, opts);
   }
 
   selectiveScan(

@@ -4,9 +4,10 @@
 import type { PooledBuffer } from './pool.js';
 import {
   type AdamWStep, type AttentionArgs, type AttentionFusion, type Backend, type ConvResult, type DType, type GradOps, type KvCache, type MatmulOptions,
-  type NormArg, type SampleRowsOptions, type ScanGrads, type ScanResult, type Tensor, ScopedBackend, attentionComposed, expectShape, matmulComposed, selectiveScanProjectedComposed, swigluComposed, numel, shapeStr, tensorBytes,
+  type MambaInputResult, type NormArg, type SampleRowsOptions, type ScanGrads, type ScanResult, type Tensor, ScopedBackend, attentionComposed, expectShape,
+  mambaInputComposed, matmulComposed, selectiveScanProjectedComposed, swigluComposed, numel, shapeStr, tensorBytes,
 } from '../../core/backend.js';
-import { checkAttention, checkConv, checkMatmulOptions, checkProjectedScan, checkSampleRows, checkScan, checkWriteKv } from '../../core/checks.js';
+import { checkAttention, checkConv, checkMambaInput, checkMatmulOptions, checkProjectedScan, checkSampleRows, checkScan, checkWriteKv } from '../../core/checks.js';
 import * as att from './attention.js';
 import { type ContextOptions, GpuContext } from './context.js';
 import * as cp from './copy.js';
@@ -20,7 +21,7 @@ import * as mb from './mamba.js';
 import * as sm from './sample.js';
 import { f16ArrayToF32 } from '../../io/half.js';
 import { matmul, matmulPackedF16, productFusesEnds } from './matmul.js';
-import { type F16Caps, type GemvEnds, checkSubgroupMatrix, detectF16, packF16, swigluF16Gemv } from './matmul-f16.js';
+import { type F16Caps, type GemvEnds, checkSubgroupMatrix, detectF16, mambaInputF16Gemv, packF16, swigluF16Gemv } from './matmul-f16.js';
 import { F16WeightTensor, GpuTensor, Storage, gpu, gpuFloats } from './tensor.js';
 
 export { GpuTensor } from './tensor.js';
@@ -409,6 +410,23 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     const y = this.make(x.shape), next = this.make([B, C, H]);
     mb.conv1dSilu(this.ctx, y, next, X, W, bb, S, !!state, B, T, C, K);
     return { y, state: next };
+  }
+
+  /** Decoding one token with f16 weights, the conv runs inside the product (one dispatch). */
+  mambaInput(
+    u: Tensor, wIn: Tensor, convW: Tensor, convB: Tensor, convState: Tensor | null, B: number, T: number, opts: { norm?: NormArg } = {},
+  ): MambaInputResult {
+    const op = 'mambaInput', { C, K, d } = checkMambaInput(op, u, wIn, convW, convB, convState, B, T);
+    if (B * T !== 1 || !(wIn instanceof F16WeightTensor) || d % 4 !== 0) return mambaInputComposed(this, u, wIn, convW, convB, convState, B, T, opts);
+    return this.tidy(() => {
+      const out = this.make([1, 2 * C]), next = this.make([1, C, K - 1]);
+      const conv = { w: gpu(convW, op), b: gpu(convB, op), state: convState && gpu(convState, op), width: K };
+      const norm = opts.norm && { g: gpu(opts.norm.g, op), eps: opts.norm.eps };
+      mambaInputF16Gemv(this.ctx, out, next, gpu(u, op), wIn.packed, 2 * C, d, conv, norm);
+      // x̃ and z are views of the product's row where its halves are aligned, else copies
+      const half = (start: number) => this.reshape(this.sliceCols(out, start, C), [1, 1, C]);
+      return { xc: half(0), z: half(C), state: next };
+    });
   }
 
   selectiveScan(

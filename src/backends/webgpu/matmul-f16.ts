@@ -316,9 +316,13 @@ function gemvKernel(rows: number, vec: boolean, o: GemvFusion = {}): Kernel {
   // product in one dispatch. Each product is summed exactly as the plain kernel sums it.
   // norm: x is rmsNorm(x) ⊙ G, scaled as the rmsNorm kernel scales it before the f16 rounding;
   // residual: Y = R + the product (the add kernel's sum). Both need vec (K % 4 == 0).
-  const { swiglu = false, norm = false, residual = false } = o;
+  // conv (one row of x, decoding): the first p.C columns are a Mamba mixer's x, each turned by
+  // its channel's causal conv1d and SiLU as conv1d_silu_step turns it, the channel's next conv
+  // state written to NEXT; the rest (z) stay as they are.
+  const { swiglu = false, norm = false, residual = false, conv = false } = o;
   if ((norm || residual) && !vec) throw new Error('gemvKernel: the fused norm and residual need K % 4 == 0');
   if (swiglu && residual) throw new Error('gemvKernel: swiglu has no residual');
+  if (conv && (rows !== 1 || swiglu || residual)) throw new Error('gemvKernel: the fused conv takes one row and no swiglu or residual');
   const A = rows * GV_COLS, AA = swiglu ? 2 * A : A;
   // more invocations and steps in flight for one row of x, whose loop over k is short; blocks of
   // rows issue rows × more arithmetic per load already
@@ -334,7 +338,7 @@ function gemvKernel(rows: number, vec: boolean, o: GemvFusion = {}): Kernel {
       ? `let x${m}l = rx4(k, (p.row0 + ${m}u) * p.K + k${s}); let x${m}h = rx4(k + 4u, (p.row0 + ${m}u) * p.K + k + 4u${s});`
       : `let x${m}l = rx1(k, (p.row0 + ${m}u) * p.K + k); let x${m}h = rx1(k + 4u, (p.row0 + ${m}u) * p.K + k + 4u);`);
   }
-  const extra = [...(swiglu ? ['W2'] : []), ...(norm ? ['G'] : []), ...(residual ? ['R'] : [])];
+  const extra = [...(swiglu ? ['W2'] : []), ...(norm ? ['G'] : []), ...(residual ? ['R'] : []), ...(conv ? ['S', 'CW', 'CB'] : [])];
   const out = swiglu ? `silu(sums[li]) * sums[li + ${A}u]` : 'sums[li]';
   const body: string[] = [];
   for (const [W, base] of swiglu ? [['W', 0], ['W2', A]] as const : [['W', 0]] as const) {
@@ -351,15 +355,29 @@ function gemvKernel(rows: number, vec: boolean, o: GemvFusion = {}): Kernel {
     ? `{ let qw = q; let k = q * 8u;\n    ${xs.join('\n    ')}\n    ${body.join('\n    ')}\n    }`
     : `{ let qw = min(q + ${u * GV_WG}u, p.K8 - 1u); let k = (q + ${u * GV_WG}u) * 8u;\n    ${xs.join('\n    ')}\n    ${body.join('\n    ')}\n    }`);
   return {
-    key: `matmul_f16_gemv_${rows}_${vec ? 'v' : 's'}${swiglu ? '_swiglu' : ''}${norm ? '_norm' : ''}${residual ? '_res' : ''}_${GV_WG}x${U}`,
-    bindings: ['read', 'read', ...extra.map(() => 'read' as const), 'write'],
+    key: `matmul_f16_gemv_${rows}_${vec ? 'v' : 's'}${swiglu ? '_swiglu' : ''}${norm ? '_norm' : ''}${residual ? '_res' : ''}${conv ? '_conv' : ''}_${GV_WG}x${U}`,
+    bindings: ['read', 'read', ...extra.map(() => 'read' as const), 'write', ...(conv ? ['write' as const] : [])],
     code: () => /* wgsl */ `${ROUND_F16}${MATH}
-struct P { M: u32, N: u32, K: u32, K8: u32, groups: u32, row0: u32, eps: f32 }
+struct P { M: u32, N: u32, K: u32, K8: u32, groups: u32, row0: u32, eps: f32${conv ? ', C: u32, CK: u32, hasState: u32' : ''} }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> X: ${vec ? 'array<vec4<f32>>' : 'array<f32>'};
 @group(0) @binding(2) var<storage, read> W: array<vec4<u32>>;
 ${extra.map((name, i) => `@group(0) @binding(${3 + i}) var<storage, read> ${name}: ${name === 'W2' ? 'array<vec4<u32>>' : name === 'G' ? 'array<vec4<f32>>' : 'array<f32>'};`).join('\n')}
 @group(0) @binding(${3 + extra.length}) var<storage, read_write> Y: array<f32>;
+${conv ? `@group(0) @binding(${4 + extra.length}) var<storage, read_write> NEXT: array<f32>;
+/** input k < CK of channel c's conv window: the carried state's CK - 1 values (zeros without one), then x */
+fn convTap(c: u32, k: u32, x: f32) -> f32 {
+  if (k + 1u == p.CK) { return x; }
+  if (p.hasState == 0u) { return 0.0; }
+  return S[c * (p.CK - 1u) + k];
+}
+/** silu(bias + Σ_k w · input) for channel c's new input x; stores the channel's next state */
+fn convStep(c: u32, x: f32) -> f32 {
+  var s = CB[c];
+  for (var k = 0u; k < p.CK; k++) { s = fma(CW[c * p.CK + k], convTap(c, k, x), s); }
+  for (var k = 0u; k + 1u < p.CK; k++) { NEXT[c * (p.CK - 1u) + k] = convTap(c, k + 1u, x); }
+  return silu(s);
+}` : ''}
 var<workgroup> part: array<f32, ${GV_WG * CH}>;
 var<workgroup> sums: array<f32, ${AA}>;
 ${norm ? rowScaleVar(rows) : ''}
@@ -399,21 +417,22 @@ fn main(${BUILTINS}) {
     let m = li / ${GV_COLS}u;
     let n = n0 + li % ${GV_COLS}u;
     let y = (p.row0 + m) * p.N + n;
-    if (n < p.N) { Y[y] = ${residual ? `${out} + R[y]` : out}; }
+    ${conv ? `if (n < p.C) { Y[y] = convStep(n, ${out}); } else if (n < p.N) { Y[y] = ${out}; }`
+    : `if (n < p.N) { Y[y] = ${residual ? `${out} + R[y]` : out}; }`}
   }
 }`,
   };
 }
 
 /** What a gemv fuses into its product: see gemvKernel. */
-export interface GemvFusion { swiglu?: boolean; norm?: boolean; residual?: boolean }
+export interface GemvFusion { swiglu?: boolean; norm?: boolean; residual?: boolean; conv?: boolean }
 /** The tensors of a gemv's fused ends: an RMSNorm's weight and epsilon, a residual [M, N]. */
 export interface GemvEnds { norm?: { g: GpuTensor; eps: number }; residual?: GpuTensor }
 /** The bindings a gemv kernel with these ends takes between its weights and its output (G, then R). */
 export const endsBindings = (ends: GemvEnds): Binding[] => [...(ends.norm ? [bind(ends.norm.g)] : []), ...(ends.residual ? [bind(ends.residual)] : [])];
 const gemvCache = kernelCache();
 const gemvFor = (rows: number, vec: boolean, o: GemvFusion): Kernel => gemvCache(
-  `${rows}${vec ? 'v' : 's'}${o.swiglu ? 'g' : ''}${o.norm ? 'n' : ''}${o.residual ? 'r' : ''}|${gemvShape.wgOneRow}|${gemvShape.wgRows}|${gemvShape.unroll}`,
+  `${rows}${vec ? 'v' : 's'}${o.swiglu ? 'g' : ''}${o.norm ? 'n' : ''}${o.residual ? 'r' : ''}${o.conv ? 'c' : ''}|${gemvShape.wgOneRow}|${gemvShape.wgRows}|${gemvShape.unroll}`,
   () => gemvKernel(rows, vec, o));
 
 /** A packed weight for the gemv kernels: its shape, and rows padded to whole workgroups' columns. */
@@ -435,6 +454,24 @@ export function swigluF16Gemv(
   const kernel = gemvFor(1, vec, { swiglu: true, norm: !!norm });
   const bindings = [bind(x), bindF16(w1), bindF16(w2), ...endsBindings({ norm }), bind(out)];
   ctx.dispatch(kernel, new Params().u32(1, N, K, w1.colsP / 8, groups, 0).f32(norm?.eps ?? 0), bindings, groups);
+}
+
+/**
+ * A Mamba mixer's input side for one token (Backend.mambaInput): out [1, 2C] = [x̃; z] with
+ * [x; z] = x·wᵀ (x normalised first with `norm`, K % 4 == 0) and x̃ = silu(conv1d(x)) continuing
+ * from `conv.state` [C, CK-1] (null: zeros); next [C, CK-1] gets the next conv state.
+ */
+export function mambaInputF16Gemv(
+  ctx: GpuContext, out: GpuTensor, next: GpuTensor, x: GpuTensor, w: F16Matrix, N: number, K: number,
+  conv: { w: GpuTensor; b: GpuTensor; state: GpuTensor | null; width: number }, norm?: GemvEnds['norm'],
+): void {
+  checkGemvWeight('mambaInputF16Gemv', w, N, K);
+  if (K % 4 !== 0 || N % 2 !== 0) throw new Error(`mambaInputF16Gemv: needs K % 4 == 0 and an even N, got ${N} × ${K}`);
+  const groups = Math.ceil(N / GV_COLS), C = N / 2;
+  const kernel = gemvFor(1, true, { norm: !!norm, conv: true });
+  const bindings = [bind(x), bindF16(w), ...endsBindings({ norm }), bind(conv.state ?? conv.w), bind(conv.w), bind(conv.b), bind(out), bind(next)];
+  const params = new Params().u32(1, N, K, w.colsP / 8, groups, 0).f32(norm?.eps ?? 0).u32(C, conv.width, conv.state ? 1 : 0);
+  ctx.dispatch(kernel, params, bindings, groups);
 }
 
 /** Rows of x one gemv dispatch reads the weights for. */

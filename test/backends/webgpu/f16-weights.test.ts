@@ -50,6 +50,41 @@ test('webgpu swiglu with f16 weights: one dispatch for one row, bit-identical to
   assert.ok(relErr(got, want) <= 1e-6);
 });
 
+test('webgpu mambaInput with f16 weights: the conv inside the product for one token (one dispatch), equal to matmul, sliceCols, conv1dSilu, and near the CPU', async (t) => {
+  const be = await gpuBackendOrSkip(t);
+  if (!be) return;
+  if (!be.f16Caps.shaderF16) { t.skip('no shader-f16 on this adapter'); return; }
+  const rng = new Rng(23), f16cpu = new F16OperandCpu();
+  // C = 64: x̃ and z are views of the product's row (256-byte halves); C = 40: copies. d = 18: no fused norm (composed)
+  for (const [C, d, K, withState, withNorm] of [[64, 36, 4, true, true], [40, 16, 4, false, true], [40, 20, 3, true, false], [8, 18, 4, true, true]] as const) {
+    const u = rand(rng, d), wIn = rand(rng, 2 * C * d), cw = rand(rng, C * K), cb = rand(rng, C), st = rand(rng, C * (K - 1)), g = rand(rng, d);
+    const args = (b: typeof be | CpuBackend, w: Tensor) => [
+      b.tensor(u, [1, d]), w, b.tensor(cw, [C, K]), b.tensor(cb, [C]), withState ? b.tensor(st, [1, C, K - 1]) : null, 1, 1,
+      withNorm ? { norm: { g: b.tensor(g, [d]), eps: 1e-5 } } : {},
+    ] as const;
+    const gw = be.compactWeight(be.tensor(wIn, [2 * C, d]));
+    const d0: number = be.ctx.counts.dispatches;
+    const fused = be.mambaInput(...args(be, gw));
+    // one dispatch; where z's half of the row is not aligned for a view, one copy of it too
+    if (d % 4 === 0) assert.ok(be.ctx.counts.dispatches - d0 <= (C === 64 ? 1 : 2), `C=${C} d=${d}: ${be.ctx.counts.dispatches - d0} dispatches`);
+    const [u1, w1, cw1, cb1, st1, , , o1] = args(be, gw);
+    const xz = be.matmul(u1, w1, o1);
+    const conv = be.conv1dSilu(be.reshape(be.sliceCols(xz, 0, C), [1, 1, C]), cw1, cb1, st1);
+    const what = `C=${C} d=${d} K=${K} state=${withState} norm=${withNorm}`;
+    assert.deepEqual(await be.read(fused.xc), await be.read(conv.y), `${what}: x̃ as the conv kernel computes it`);
+    assert.deepEqual(await be.read(fused.z), await be.read(be.sliceCols(xz, C, C)), `${what}: z`);
+    assert.deepEqual(await be.read(fused.state), await be.read(conv.state), `${what}: next conv state`);
+    assert.deepEqual(fused.xc.shape, [1, 1, C]);
+    const want = f16cpu.mambaInput(...args(f16cpu, f16cpu.tensor(roundF16(wIn), [2 * C, d])));
+    for (const k of ['xc', 'z', 'state'] as const) {
+      const err = relErr(await be.read(fused[k]), await f16cpu.read(want[k]));
+      assert.ok(err <= 1e-5, `${what}: ${k} max |Δ| / max |ref| = ${err}`);
+    }
+  }
+  // shapes are checked
+  assert.throws(() => be.mambaInput(be.tensor(rand(rng, 8), [1, 8]), be.tensor(rand(rng, 8 * 6), [6, 8]), be.tensor(rand(rng, 16), [4, 4]), be.tensor(rand(rng, 4), [4]), null, 1, 1), /wIn/);
+});
+
 test('webgpu compactWeight: x·wᵀ with f16 weights equals the CPU product with f16-rounded weights', async (t) => {
   const be = await gpuBackendOrSkip(t);
   if (!be) return;
