@@ -1,8 +1,10 @@
 // Times the decoding attention (one new token per sequence, RoPE and the cache store fused, as the
 // model calls it) on WebGPU over a full sliding window of cached keys, and prints a table: shape,
 // cache dtype, µs per call and the GB/s of the cached keys and values a call reads. Each time is the
-// median of 3 batches of back-to-back calls in one command buffer, so a dispatch's GPU overhead
-// (launch, the barrier after the last dispatch) stays in, as it does inside a decoding step.
+// median of 3 batches of back-to-back calls in one compute pass, timed on the GPU by timestamps
+// around the pass (where the adapter has timestamp queries; else by the wall clock, which then
+// includes the host's recording), so a dispatch's GPU overhead (launch, the barrier after it) stays
+// in, as it does inside a decoding step, and the host's does not.
 //   node dist/bench/attention-decode.js [--shapes 32x4x64,18x18x128] [--window 2048] [--batch 1] [--reps 200]
 //     [--splits 64:1024,256:1024] [--pv-loads 8,16]
 //   shapes: query heads × KV heads × head size (defaults: samba-1.7b, samba-1.3b); splits: split
@@ -36,7 +38,9 @@ let warm = false;
 for (const pv of pvLoads) for (const policy of policies) {
   attentionShape.pvLoads = pv;
   const attentionSplit = policy ? { minKeys: policy[0], targetWorkgroups: policy[1] } : undefined;
-  const be = (await createNodeWebGpuBackend({ requireAdapter: true, attentionSplit }))!;
+  const be = (await createNodeWebGpuBackend({ requireAdapter: true, attentionSplit, profile: 'passes' }).catch(() => null))
+    ?? (await createNodeWebGpuBackend({ requireAdapter: true, attentionSplit }))!;
+  const timed = be.ctx.profiling;
   const split = policy ? `${policy[0]}:${policy[1]}` : 'default';
   for (const shape of values.shapes!.split(',')) {
     const [H, Hkv, hs] = shape.split('x').map(Number);
@@ -55,10 +59,12 @@ for (const pv of pvLoads) for (const policy of policies) {
       warm = true;
       const times: number[] = [];
       for (let round = 0; round < 3; round++) {
+        if (timed) await be.ctx.profile(true);
         const t0 = performance.now();
         be.inOneSubmit(() => { for (let i = 0; i < reps; i++) call(); });
         await be.flush();
-        times.push((performance.now() - t0) / reps);
+        const wall = performance.now() - t0;
+        times.push((timed ? (await be.ctx.profile(true)).reduce((s, k) => s + k.ms, 0) : wall) / reps);
       }
       const ms = times.sort((a, b) => a - b)[1];
       const bytes = 2 * B * (W - 1) * F * (dtype === 'f16' ? 2 : 4);

@@ -12,7 +12,9 @@
 // where the device has it. Rows of x ≤ 4 take the f32 gemv kernels, others the tiled ones; packed
 // f16 weights take the f16 gemv up to 32 rows (8 where there are tensor cores).
 // Times are the mean over a batch of back-to-back calls in one command buffer, between
-// onSubmittedWorkDone waits (median of 3 batches), so a few µs of dispatch cost stay in.
+// onSubmittedWorkDone waits (median of 3 batches), so a few µs of dispatch cost stay in. The wall
+// clock is bounded by the host's recording (≈ 10 µs a dispatch) for small products; --gpu-time
+// times the batch's compute pass on the GPU instead (timestamp queries).
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { WebGpuBackend } from '../src/backends/webgpu/backend.js';
@@ -35,6 +37,7 @@ const { values } = parseArgs({
     sweep: { type: 'boolean', default: false },
     // one-row packed gemv under each workgroup size × unroll (gemvShape)
     'gemv-sweep': { type: 'string' },
+    'gpu-time': { type: 'boolean', default: false },
   },
 });
 const LARGE = '1x4096x4096,4x4096x4096,16x4096x4096,1x14336x4096,512x4096x4096,2048x4096x4096,4096x4096x4096';
@@ -52,10 +55,10 @@ const say = (s: string) => { console.log(s); log.push(s); };
 // ---- backend: f16-matmul where the adapter has shader-f16 (asks for subgroup matrices too) ----
 let be: WebGpuBackend;
 try {
-  be = (await createNodeWebGpuBackend({ precision: 'f16-matmul', requireAdapter: true }))!;
+  be = (await createNodeWebGpuBackend({ precision: 'f16-matmul', requireAdapter: true, profile: values['gpu-time'] && 'passes' }))!;
 } catch (e) {
   say(`no f16 precision (${(e as Error).message}); f32 kernels only`);
-  be = (await createNodeWebGpuBackend({ requireAdapter: true }))!;
+  be = (await createNodeWebGpuBackend({ requireAdapter: true, profile: values['gpu-time'] && 'passes' }))!;
 }
 const info = (be.device as { adapterInfo?: GPUAdapterInfo }).adapterInfo;
 const caps: F16Caps = be.f16Caps;
@@ -76,6 +79,12 @@ async function timeIt(run: () => void): Promise<number> {
   const iters = Math.max(3, Math.min(200, Math.ceil(budget / Math.max(once, 1e-6))));
   const means: number[] = [];
   for (let rep = 0; rep < 3; rep++) {
+    if (values['gpu-time']) {
+      await be.ctx.profile(true);
+      be.inOneSubmit(() => { for (let i = 0; i < iters; i++) run(); }); // one pass
+      means.push((await be.ctx.profile(true)).reduce((s, k) => s + k.ms, 0) / iters);
+      continue;
+    }
     t0 = performance.now();
     for (let i = 0; i < iters; i++) run();
     await be.flush();

@@ -148,6 +148,10 @@ export class GpuContext {
   private readonly profiler: Profiler | null;
   /** Profiling whole passes rather than each dispatch (ContextOptions.profile = 'passes'). */
   private readonly profilePasses: boolean;
+  /** Whether this context times its work (ContextOptions.profile). */
+  get profiling(): boolean {
+    return this.profiler !== null;
+  }
 
   constructor(readonly device: GPUDevice, opts: ContextOptions = {}) {
     const lim = device.limits;
