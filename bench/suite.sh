@@ -22,7 +22,8 @@ case $part in
   kernels)
     run $T --sections ceilings
     run node dist/bench/matmul.js --sweep --log "$out/matmul.txt"
-    run node dist/bench/attention.js --backward ;;
+    run node dist/bench/attention.js --backward
+    run node dist/bench/attention-decode.js ;;
   decode)
     # pipelined: each token recorded (in one submit) while the GPU runs the last; then without
     # pipelining (read each token, then record the next), for comparison
