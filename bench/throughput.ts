@@ -72,7 +72,7 @@ const rows: string[][] = [];
 const row = (...r: (string | number)[]) => { rows.push(r.map(String)); console.log(r.join('  |  ')); };
 
 /** One measured rate, for --json and --svg. */
-interface Point { section: string; model: string; batch: number; length: number; tokensPerSecond: number; stateBytes?: number }
+interface Point { section: string; model: string; batch: number; length: number; tokensPerSecond: number; stateBytes?: number; hostRecordMs?: number }
 const points: Point[] = [];
 const started = new Date().toISOString();
 function writeAtomic(file: string, text: string): void {
@@ -174,22 +174,30 @@ if (sections.has('ceilings')) {
 
 const nTok = Number(values.tokens);
 
-async function decodeRate(model: SambaModel, B: number, pos: number): Promise<{ tps: number; stateBytes: number }> {
+/**
+ * Decoding tokens/s at a position, and the host's milliseconds to record a step (forward and
+ * sampling): when they approach the step's whole time, the host, not the GPU, sets the rate.
+ */
+async function decodeRate(model: SambaModel, B: number, pos: number): Promise<{ tps: number; stateBytes: number; recordMs: number }> {
   const st = model.newState(B);
   st.pos.fill(pos); // the cost of a step depends on the position, not on what the cache holds
   const hostIds = Int32Array.from({ length: B }, (_, i) => (i + 1) % model.config.vocabSize);
   // As generation decodes: the next ids are picked on the device and only they come back. By
   // default also as generate() pipelines it: each step's sampled ids feed the next step on the
   // device, and the host reads them while it records that step (--sync-decode: read, then record).
-  let ids: Tensor = be.ids(hostIds, [B]), reading: Promise<unknown> | null = null;
+  let ids: Tensor = be.ids(hostIds, [B]), reading: Promise<unknown> | null = null, recordMs = 0;
   const step = values['sync-decode']
     ? async () => {
+      const t0 = performance.now();
       const l = model.forward(hostIds, B, 1, st, { lastOnly: true }), next = be.sampleRows(l, { temperature: 0 });
+      recordMs += performance.now() - t0;
       await be.read(next);
       be.dispose(l); be.dispose(next); st.pos.fill(pos);
     }
     : async () => {
+      const t0 = performance.now();
       const l = be.inOneSubmit(() => model.forward(ids, B, 1, st, { lastOnly: true })), next = be.sampleRows(l, { temperature: 0 });
+      recordMs += performance.now() - t0;
       be.dispose(l); be.dispose(ids);
       ids = next;
       const r = be.read(next);
@@ -203,9 +211,10 @@ async function decodeRate(model: SambaModel, B: number, pos: number): Promise<{ 
     // untimed tokens first: pipelines, pools and the bind-group cache (complete from the second
     // token since the pool hands out buffers in a fixed order; it took ~20 tokens before)
     for (let i = 0; i < 64; i++) await step();
+    recordMs = 0;
     const s = await time(step, nTok, false);
     if (reading) await reading;
-    return { tps: B / s, stateBytes: st.bytes() };
+    return { tps: B / s, stateBytes: st.bytes(), recordMs: recordMs / nTok };
   } finally {
     be.dispose(ids);
     st.dispose();
@@ -215,10 +224,12 @@ async function decodeRate(model: SambaModel, B: number, pos: number): Promise<{ 
 if (sections.has('decode')) {
   const cfg = modelConfig(values.model!), { model, weightBytes } = inferenceModel(cfg, 1);
   for (const pos of ints(values.positions!)) {
-    const { tps, stateBytes } = await decodeRate(model, 1, pos);
+    const { tps, stateBytes, recordMs } = await decodeRate(model, 1, pos);
     const roofline = Number.isFinite(bandwidth) ? bandwidth / (weightBytes + stateBytes) : NaN;
-    record({ section: 'decode', model: values.model!, batch: 1, length: pos, tokensPerSecond: tps, stateBytes });
-    row('decode b=1', `${values.model} (${values.weights} weights) at position ${pos}`, `${fmt(tps)} tok/s`, `state ${fmt(stateBytes / 2 ** 20)} MiB`, `roofline ${fmt(roofline)} tok/s (${fmt((100 * tps) / roofline)}%)`);
+    record({ section: 'decode', model: values.model!, batch: 1, length: pos, tokensPerSecond: tps, stateBytes, hostRecordMs: recordMs });
+    row('decode b=1', `${values.model} (${values.weights} weights) at position ${pos}`, `${fmt(tps)} tok/s`, `state ${fmt(stateBytes / 2 ** 20)} MiB`,
+      Number.isFinite(roofline) ? `roofline ${fmt(roofline)} tok/s (${fmt((100 * tps) / roofline)}%)` : 'roofline: run with --sections ceilings',
+      `host records ${fmt(recordMs, 2)} of ${fmt(1000 / tps, 2)} ms/token`);
   }
   model.dispose();
 }
