@@ -77,6 +77,7 @@ export class SambaModel {
   constructor(
     readonly config: ModelConfig,
     readonly backend: Backend,
+    /** Every parameter by name; the optimizer updates them in place (replacing one needs a new model: see layerLookups). */
     readonly params: Map<string, Tensor>,
   ) {
     this.kinds = layout(config);
@@ -116,6 +117,7 @@ export class SambaModel {
       this.params.set(name, c);
       saved += t.size * 2;
     }
+    this.layerLookups.length = 0;
     this.weights = 'f16';
     return saved - this.compactTiedHead();
   }
@@ -146,9 +148,28 @@ export class SambaModel {
     return t;
   }
 
+  /**
+   * Each sub-layer's parameters by short name, looked up once: building the full names on every
+   * call showed in the host's time to record a decoded token. Cleared when parameters are replaced.
+   */
+  private readonly layerLookups: Map<string, Tensor>[] = [];
+
   private sublayerParams(j: number, kind: SublayerKind): Params {
-    const prefix = `layers.${j}.${kind === 'swa' || kind === 'attn' ? 'attn' : kind}.`;
-    return (name) => this.param(prefix + name);
+    const m = (this.layerLookups[j] ??= new Map());
+    return (name) => {
+      let t = m.get(name);
+      if (!t) m.set(name, (t = this.param(`layers.${j}.${kind === 'swa' || kind === 'attn' ? 'attn' : kind}.${name}`)));
+      return t;
+    };
+  }
+
+  /** Sub-layer j's RMSNorm weight; j = the layer count: the final norm. */
+  private normWeight(j: number): Tensor {
+    if (j >= this.kinds.length) return this.param('norm_f.weight');
+    const m = (this.layerLookups[j] ??= new Map());
+    let t = m.get('#norm');
+    if (!t) m.set('#norm', (t = this.param(`layers.${j}.norm.weight`)));
+    return t;
   }
 
   /** A fresh (empty) decoding state for B sequences. */
@@ -251,7 +272,7 @@ export class SambaModel {
       const r = attention(be, p, c, xn, { B, T, pos0, rope, window }, st?.kind === 'attn' ? st.cache : null, ends);
       return { y: r.out, ms: null, sv: { kind: 'attn', s: r.saved } as Saved };
     };
-    const normW = (j: number) => this.param(j < this.kinds.length ? `layers.${j}.norm.weight` : 'norm_f.weight');
+    const normW = (j: number) => this.normWeight(j);
     let h: Tensor | null = null;
     if (training) {
       // x_{j+1} = x_j + f_j(norm(x_j)), keeping what the backward pass needs

@@ -400,9 +400,17 @@ export class GpuContext {
     return o;
   }
 
+  /** The pipelines by kernel object too: one identity lookup per dispatch instead of a string's. */
+  private readonly pipelineOf = new WeakMap<Kernel, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
+
   private pipeline(k: Kernel): { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout } {
-    let p = this.pipelines.get(k.key);
+    let p = this.pipelineOf.get(k);
     if (p) return p;
+    p = this.pipelines.get(k.key); // an equal kernel made elsewhere
+    if (p) {
+      this.pipelineOf.set(k, p);
+      return p;
+    }
     const layout = this.device.createBindGroupLayout({
       label: k.key,
       entries: [
@@ -424,6 +432,7 @@ export class GpuContext {
     });
     p = { pipeline, layout };
     this.pipelines.set(k.key, p);
+    this.pipelineOf.set(k, p);
     return p;
   }
 

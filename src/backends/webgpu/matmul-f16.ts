@@ -431,8 +431,10 @@ export interface GemvEnds { norm?: { g: GpuTensor; eps: number }; residual?: Gpu
 /** The bindings a gemv kernel with these ends takes between its weights and its output (G, then R). */
 export const endsBindings = (ends: GemvEnds): Binding[] => [...(ends.norm ? [bind(ends.norm.g)] : []), ...(ends.residual ? [bind(ends.residual)] : [])];
 const gemvCache = kernelCache();
+// a numeric key: decoding looks a kernel up for every product, and a string would be built each time
 const gemvFor = (rows: number, vec: boolean, o: GemvFusion): Kernel => gemvCache(
-  `${rows}${vec ? 'v' : 's'}${o.swiglu ? 'g' : ''}${o.norm ? 'n' : ''}${o.residual ? 'r' : ''}${o.conv ? 'c' : ''}|${gemvShape.wgOneRow}|${gemvShape.wgRows}|${gemvShape.unroll}`,
+  rows + 64 * (+vec + 2 * +!!o.swiglu + 4 * +!!o.norm + 8 * +!!o.residual + 16 * +!!o.conv) +
+    2048 * (gemvShape.wgOneRow + 2048 * (gemvShape.wgRows + 2048 * gemvShape.unroll)),
   () => gemvKernel(rows, vec, o));
 
 /** A packed weight for the gemv kernels: its shape, and rows padded to whole workgroups' columns. */
