@@ -8,6 +8,8 @@
 //     [--kv-cache f32|f16]  (f16: attention keys and values stored as halves in those sections)
 //     [--sync-decode]       (each decode step reads its token back before the next is recorded, as
 //                            generate() did before it fed sampled ids back on the device)
+//     [--pipeline-depth N]  (decode steps recorded before the oldest one's token is awaited, default 1
+//                            as generate() does it; 2 hides the read's round trip behind one more step)
 //     [--submit-every N]    (WebGPU dispatches per command buffer, default 32; a pipelined decode
 //                            step goes in one submit whatever N, as generate() sends it)
 //     [--tensor-cores]      (WebGPU: f16 matmuls through subgroup matrices where the adapter has them;
@@ -49,6 +51,7 @@ const { values } = parseArgs({
     'kv-cache': { type: 'string', default: 'f32' },
     'submit-every': { type: 'string' },
     'sync-decode': { type: 'boolean', default: false },
+    'pipeline-depth': { type: 'string', default: '1' },
     // the prefill section's models (default: --model, then --baseline), e.g. to time one long prompt alone
     'prefill-models': { type: 'string' },
     'tensor-cores': { type: 'boolean', default: false },
@@ -185,7 +188,8 @@ async function decodeRate(model: SambaModel, B: number, pos: number): Promise<{ 
   // As generation decodes: the next ids are picked on the device and only they come back. By
   // default also as generate() pipelines it: each step's sampled ids feed the next step on the
   // device, and the host reads them while it records that step (--sync-decode: read, then record).
-  let ids: Tensor = be.ids(hostIds, [B]), reading: Promise<unknown> | null = null, recordMs = 0;
+  let ids: Tensor = be.ids(hostIds, [B]), recordMs = 0;
+  const reading: Promise<unknown>[] = [], depth = Number(values['pipeline-depth']);
   const step = values['sync-decode']
     ? async () => {
       const t0 = performance.now();
@@ -201,10 +205,9 @@ async function decodeRate(model: SambaModel, B: number, pos: number): Promise<{ 
       be.dispose(l); be.dispose(ids);
       ids = next;
       const r = be.read(next);
-      r.catch(() => undefined); // awaited by the next step, or at the end
-      const prev = reading;
-      reading = r;
-      if (prev) await prev; // the previous token, read while this step was recorded
+      r.catch(() => undefined); // awaited by a later step, or at the end
+      reading.push(r);
+      if (reading.length > depth) await reading.shift(); // the token `depth` steps back, read while this step was recorded
       st.pos.fill(pos);
     };
   try {
@@ -213,7 +216,7 @@ async function decodeRate(model: SambaModel, B: number, pos: number): Promise<{ 
     for (let i = 0; i < 64; i++) await step();
     recordMs = 0;
     const s = await time(step, nTok, false);
-    if (reading) await reading;
+    await Promise.all(reading);
     return { tps: B / s, stateBytes: st.bytes(), recordMs: recordMs / nTok };
   } finally {
     be.dispose(ids);
