@@ -4,7 +4,8 @@
 // ~4 µs inside a pass, a new pass ~12 µs: ../shared/gpu/README.md), not by memory bandwidth, so it
 // is the number fused kernels must bring down. The counts do not depend on the model's width, so
 // the preset's depth and layout are kept and its width shrunk: this runs anywhere, lavapipe included.
-// It also times the host's recording of a decode token (this machine's CPU, not the adapter's).
+// It also times the host's recording of a decode token (this machine's CPU, not the adapter's), each in one
+// submit as generate() records it.
 //   node dist/bench/dispatches.js [--presets samba-1.3b,llama-1.3b,mamba-1.4b] [--chunk 64] [--weights f32|f16]
 import { parseArgs } from 'node:util';
 import { makeConfig } from '../src/model/config.js';
@@ -39,17 +40,17 @@ for (const name of values.presets!.split(',')) {
   let a = snap();
   await be.read(model.forward(ids, 1, chunk, state, { lastOnly: true }));
   const prefill = (c.dispatches - a.dispatches) / chunk;
-  await be.read(model.forward(Int32Array.of(3), 1, 1, state, { lastOnly: true }));
+  await be.read(be.inOneSubmit(() => model.forward(Int32Array.of(3), 1, 1, state, { lastOnly: true })));
   a = snap();
-  await be.read(model.forward(Int32Array.of(5), 1, 1, state, { lastOnly: true }));
+  await be.read(be.inOneSubmit(() => model.forward(Int32Array.of(5), 1, 1, state, { lastOnly: true })));
   const counted = { ...c };
-  // host time to record a token (forward returns once its commands are recorded and submitted),
-  // after ~30 tokens that let the bind-group cache settle; median of 32
+  // host time to record a token in one submit, as generate() records it (forward returns once its
+  // commands are recorded and submitted), after tokens that warm the JIT; median of 64
   const recordMs: number[] = [];
-  for (let i = 0; i < 64; i++) {
+  for (let i = 0; i < 128; i++) {
     const t0 = performance.now();
-    const l = model.forward(Int32Array.of(5), 1, 1, state, { lastOnly: true });
-    if (i >= 32) recordMs.push(performance.now() - t0);
+    const l = be.inOneSubmit(() => model.forward(Int32Array.of(5), 1, 1, state, { lastOnly: true }));
+    if (i >= 64) recordMs.push(performance.now() - t0);
     await be.read(l); be.dispose(l);
   }
   const ms = recordMs.sort((x, y) => x - y)[recordMs.length >> 1], n = counted.dispatches - a.dispatches;
