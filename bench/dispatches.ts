@@ -6,7 +6,7 @@
 // the preset's depth and layout are kept and its width shrunk: this runs anywhere, lavapipe included.
 // It also times the host's recording of a decode token (this machine's CPU, not the adapter's), each in one
 // submit as generate() records it.
-//   node dist/bench/dispatches.js [--presets samba-1.3b,llama-1.3b,mamba-1.4b] [--chunk 64] [--weights f32|f16]
+//   node dist/bench/dispatches.js [--presets samba-1.3b,llama-1.3b,mamba-1.3b] [--chunk 64] [--weights f32|f16]
 import { parseArgs } from 'node:util';
 import { makeConfig } from '../src/model/config.js';
 import { SambaModel } from '../src/model/model.js';
