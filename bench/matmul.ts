@@ -54,11 +54,12 @@ const say = (s: string) => { console.log(s); log.push(s); };
 
 // ---- backend: f16-matmul where the adapter has shader-f16 (asks for subgroup matrices too) ----
 let be: WebGpuBackend;
+const profile = values['gpu-time'] ? 'passes' as const : false;
 try {
-  be = (await createNodeWebGpuBackend({ precision: 'f16-matmul', requireAdapter: true, profile: values['gpu-time'] && 'passes' }))!;
+  be = (await createNodeWebGpuBackend({ precision: 'f16-matmul', requireAdapter: true, profile }))!;
 } catch (e) {
   say(`no f16 precision (${(e as Error).message}); f32 kernels only`);
-  be = (await createNodeWebGpuBackend({ requireAdapter: true, profile: values['gpu-time'] && 'passes' }))!;
+  be = (await createNodeWebGpuBackend({ requireAdapter: true, profile }))!;
 }
 const info = (be.device as { adapterInfo?: GPUAdapterInfo }).adapterInfo;
 const caps: F16Caps = be.f16Caps;

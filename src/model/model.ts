@@ -154,22 +154,21 @@ export class SambaModel {
    */
   private readonly layerLookups: Map<string, Tensor>[] = [];
 
-  private sublayerParams(j: number, kind: SublayerKind): Params {
+  /** Sub-layer j's parameter under `key` in layerLookups, found by its full name on the first call. */
+  private layerParam(j: number, key: string, fullName: () => string): Tensor {
     const m = (this.layerLookups[j] ??= new Map());
-    return (name) => {
-      let t = m.get(name);
-      if (!t) m.set(name, (t = this.param(`layers.${j}.${kind === 'swa' || kind === 'attn' ? 'attn' : kind}.${name}`)));
-      return t;
-    };
+    let t = m.get(key);
+    if (!t) m.set(key, (t = this.param(fullName())));
+    return t;
+  }
+
+  private sublayerParams(j: number, kind: SublayerKind): Params {
+    return (name) => this.layerParam(j, name, () => `layers.${j}.${kind === 'swa' || kind === 'attn' ? 'attn' : kind}.${name}`);
   }
 
   /** Sub-layer j's RMSNorm weight; j = the layer count: the final norm. */
   private normWeight(j: number): Tensor {
-    if (j >= this.kinds.length) return this.param('norm_f.weight');
-    const m = (this.layerLookups[j] ??= new Map());
-    let t = m.get('#norm');
-    if (!t) m.set('#norm', (t = this.param(`layers.${j}.norm.weight`)));
-    return t;
+    return j < this.kinds.length ? this.layerParam(j, '#norm', () => `layers.${j}.norm.weight`) : this.param('norm_f.weight');
   }
 
   /** A fresh (empty) decoding state for B sequences. */
@@ -272,25 +271,24 @@ export class SambaModel {
       const r = attention(be, p, c, xn, { B, T, pos0, rope, window }, st?.kind === 'attn' ? st.cache : null, ends);
       return { y: r.out, ms: null, sv: { kind: 'attn', s: r.saved } as Saved };
     };
-    const normW = (j: number) => this.normWeight(j);
     let h: Tensor | null = null;
     if (training) {
       // x_{j+1} = x_j + f_j(norm(x_j)), keeping what the backward pass needs
       this.kinds.forEach((kind, j) => {
         inputs.push(x);
-        const r = body(j, kind, be.rmsNorm(x, normW(j), c.normEps));
+        const r = body(j, kind, be.rmsNorm(x, this.normWeight(j), c.normEps));
         saved.push(r.sv!);
         mambaStates[j] = r.ms;
         x = be.add(x, r.y);
       });
-      h = be.rmsNorm(x, normW(this.kinds.length), c.normEps); // [B·T, d]
+      h = be.rmsNorm(x, this.normWeight(this.kinds.length), c.normEps); // [B·T, d]
     } else {
       // the same sums, each sub-layer handed its norm and residual add (fused into its first and
       // last products where the backend can), its temporaries freed as soon as it is done; the
       // final norm is left to the head's product (forward)
       this.kinds.forEach((kind, j) => {
         const prev = x;
-        const r = be.tidy(() => body(j, kind, x, { norm: { g: normW(j), eps: c.normEps }, residual: x }));
+        const r = be.tidy(() => body(j, kind, x, { norm: { g: this.normWeight(j), eps: c.normEps }, residual: x }));
         be.dispose(prev);
         x = r.y; // x_{j+1} = x_j + f_j(norm(x_j))
         mambaStates[j] = r.ms;

@@ -358,9 +358,16 @@ export class GpuContext {
     this.pass.setBindGroup(0, group, offsets);
     this.pass.dispatchWorkgroups(gx, gy);
     if (this.profiler && !this.profilePasses) this.endPass();
-    // profiling each dispatch fills a query set in maxDispatches; whole passes take a slot pair each
-    const full = this.profiler && (this.profilePasses ? this.profiler.slotsLeft() < 2 : true);
-    if (++this.dispatches >= this.maxDispatches && (this.holding === 0 || full)) this.submit();
+    if (++this.dispatches >= this.maxDispatches && (this.holding === 0 || this.profileFull())) this.submit();
+  }
+
+  /**
+   * Whether the profile's query set must be resolved before more commands: per dispatch it fills
+   * in maxDispatches; whole passes take a slot pair each.
+   */
+  private profileFull(): boolean {
+    if (!this.profiler) return false;
+    return this.profilePasses ? this.profiler.slotsLeft() < 2 : true;
   }
 
   /** Nesting depth of inOneSubmit: while above 0, the every-N-dispatches submits wait. */
