@@ -269,3 +269,27 @@ test('webgpu profile: every dispatch is timed and summed per kernel, and per gri
   assert.deepEqual(byGrid.map((k) => k.kernel).sort(), ['binary_add ×4', 'binary_silu_mul ×2']);
   be.destroy();
 });
+
+test('webgpu profile by passes: a held submit of many dispatches is one timed pass, and the results are unchanged', async (t) => {
+  const shared = await gpuBackendOrSkip(t);
+  if (!shared) return;
+  const be = new WebGpuBackend(shared.ctx.device, { profile: 'passes' });
+  assert.equal(be.ctx.profiling, true);
+  assert.equal(shared.ctx.profiling, false);
+  const a = be.tensor(new Float32Array(1000).fill(1), [1000]);
+  await be.flush();
+  await be.ctx.profile(true);
+  const s0 = be.ctx.counts.submits, p0 = be.ctx.counts.passes;
+  // more dispatches than a submit holds by default: inOneSubmit keeps them in one pass
+  let x = a;
+  be.inOneSubmit(() => { for (let i = 0; i < 40; i++) x = be.add(x, a); });
+  assert.equal(be.ctx.counts.submits - s0, 1);
+  assert.equal(be.ctx.counts.passes - p0, 1);
+  const times = await be.ctx.profile();
+  assert.equal(times.length, 1);
+  assert.equal(times[0].kernel, 'pass');
+  assert.equal(times[0].dispatches, 1);
+  assert.ok(Number.isFinite(times[0].ms) && times[0].ms >= 0);
+  assert.deepEqual(await be.read(x), new Float32Array(1000).fill(41));
+  be.destroy();
+});
