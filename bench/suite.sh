@@ -9,12 +9,13 @@
 #   source .gpu/enter.sh && bash bench/suite.sh prefill128k   # both at 128K: the llama alone takes ~5 min
 #   source .gpu/enter.sh && bash bench/suite.sh batch     # decode at batch 16, 1K–64K, f16 KV caches (~4 min)
 #   source .gpu/enter.sh && bash bench/suite.sh train     # training rate + profile, samba-421m and the replication's samba (~4 min)
+#   source .gpu/enter.sh && bash bench/suite.sh toggles   # Dawn toggles (SAMBA_DAWN_FEATURES): host recording, decode, matmul (~7 min)
 #
 # Do not pipe it through tail or anything that buffers: output that has not reached the call's
 # log when the limit strikes is lost.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-part=${1:?part: kernels, decode, prefill, prefill128k, batch or train}
+part=${1:?part: kernels, decode, prefill, prefill128k, batch, train or toggles}
 out=${OUT:-bench-out}; mkdir -p "$out"
 T="node dist/bench/throughput.js --backend webgpu"
 run() { echo "\$ $*"; "$@" 2>&1 | grep --line-buffered -v '^Warning: maxDynamic' | tee -a "$out/$part.log"; }
@@ -41,5 +42,15 @@ case $part in
   train)
     run $T --sections ceilings,train --json "$out/train.json"
     run node dist/bench/profile.js --sections train --train-config experiments/replicate/configs/samba.json --train-seq 512 --train-batch 16 --reps 3 ;;
+  toggles)
+    # Dawn's validation of each recorded command (skip_validation) and the shaders' bounds clamps
+    # (disable_robustness), each set twice in turn: the host's speed varies between processes
+    for f in none skip_validation skip_validation,disable_robustness none skip_validation skip_validation,disable_robustness; do
+      export SAMBA_DAWN_FEATURES=${f#none}
+      echo "### toggles: $f"
+      run node dist/bench/dispatches.js --presets samba-1.3b --weights f16
+      run $T --sections decode --model samba-1.3b --weights f16 --tokens 64 --positions 1024,65536
+      run node dist/bench/matmul.js --shapes 4096x4096x4096
+    done ;;
   *) echo "bench/suite.sh: unknown part $part" >&2; exit 2 ;;
 esac

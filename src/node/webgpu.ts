@@ -29,9 +29,14 @@ const SUBGROUP_MATRIX = 'chromium-experimental-subgroup-matrix' as GPUFeatureNam
 
 /**
  * Dawn instances to try in turn: unsafe APIs let f16 appear on more drivers (NVIDIA via Vulkan);
- * unquantized timestamps make profiles (ContextOptions.profile) exact.
+ * unquantized timestamps make profiles (ContextOptions.profile) exact. SAMBA_DAWN_FEATURES adds
+ * Dawn toggles (comma-separated, e.g. skip_validation,disable_robustness) for measuring them.
  */
-const DAWN_OPTIONS = [['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia', 'disable-dawn-features=timestamp_quantization'], []];
+function dawnOptions(): string[][] {
+  const extra = process.env.SAMBA_DAWN_FEATURES;
+  const features = ['allow_unsafe_apis', 'vulkan_enable_f16_on_nvidia', ...(extra ? extra.split(',').filter(Boolean) : [])];
+  return [[`enable-dawn-features=${features.join(',')}`, 'disable-dawn-features=timestamp_quantization'], []];
+}
 
 /**
  * The Dawn instance in use, made once. Dawn tears an instance down when its GPU object is
@@ -42,7 +47,7 @@ let instance: GPU | null = null;
 async function requestAdapter(powerPreference: GPUPowerPreference): Promise<GPUAdapter | null> {
   if (instance) return instance.requestAdapter({ powerPreference });
   Object.assign(globalThis, globals);
-  for (const options of DAWN_OPTIONS) {
+  for (const options of dawnOptions()) {
     try {
       const gpu = create(options);
       const adapter = await gpu.requestAdapter({ powerPreference });
