@@ -8,7 +8,8 @@
 //   node dist/bench/attention-decode.js [--shapes 32x4x64,18x18x128] [--window 2048] [--batch 1] [--reps 200]
 //     [--splits 64:1024,256:1024] [--pv-loads 8,16]
 //   shapes: query heads × KV heads × head size (defaults: samba-1.7b, samba-1.3b); splits: split
-//   policies to compare, fewest keys per split : workgroups to aim for (default: the backend's);
+//   policies to compare, fewest keys per split : workgroups to aim for [: groupMinKeys, e.g. 0 to
+//   group the heads of a KV head always, Infinity never] (default: the backend's);
 //   pv-loads: values of attentionShape.pvLoads to compare. The GPU is kept busy for a second first,
 //   so that the first row does not pay for its clocks rising.
 import { parseArgs } from 'node:util';
@@ -37,11 +38,11 @@ const rows: string[][] = [];
 let warm = false;
 for (const pv of pvLoads) for (const policy of policies) {
   attentionShape.pvLoads = pv;
-  const attentionSplit = policy ? { minKeys: policy[0], targetWorkgroups: policy[1] } : undefined;
+  const attentionSplit = policy ? { minKeys: policy[0], targetWorkgroups: policy[1], ...(policy.length > 2 ? { groupMinKeys: policy[2] } : {}) } : undefined;
   const be = (await createNodeWebGpuBackend({ requireAdapter: true, attentionSplit, profile: 'passes' }).catch(() => null))
     ?? (await createNodeWebGpuBackend({ requireAdapter: true, attentionSplit }))!;
   const timed = be.ctx.profiling;
-  const split = policy ? `${policy[0]}:${policy[1]}` : 'default';
+  const split = policy ? policy.join(':') : 'default';
   for (const shape of values.shapes!.split(',')) {
     const [H, Hkv, hs] = shape.split('x').map(Number);
     for (const dtype of ['f32', 'f16'] as const) {

@@ -9,14 +9,16 @@
 // Decoding has few query rows (B·H) but up to a window of keys each, which would leave most of a
 // GPU idle; there the keys of each row are split into S ranges that separate workgroups reduce to
 // partial (max, denominator, weighted sum) triples, and a second kernel merges them
-// (flash-decoding).
+// (flash-decoding). Where each split would still walk many keys (long caches, large batches), the
+// query heads of one KV head share a workgroup (GQA), which reads each key and value once for
+// all of them.
 //
 // Prefill with at least a tile of query rows per KV head goes to the tiled kernel of
 // flash-attention.ts instead, which stages keys and values in workgroup memory once per tile of
 // queries rather than once per query.
 import { type GpuContext, type Kernel, Params, kernelCache } from './context.js';
 import { GpuTensor, Storage, bind } from './tensor.js';
-import { BUILTINS, NEG_BIG, WG_INDEX, cacheReaders, workgroupReduce } from './wgsl.js';
+import { BUILTINS, NEG_BIG, WG_INDEX, cacheReaders, lines, workgroupReduce } from './wgsl.js';
 import { F16_MAX } from '../../io/half.js';
 import { type FlashTile, flashAttention, pickTile } from './flash-attention.js';
 
@@ -34,9 +36,15 @@ export const attentionShape = { pvLoads: 16 };
  * P·V sums run fixed trip counts the shader compiler unrolls, so each invocation issues its loads
  * back to back instead of one per loop turn (decoding is bound by that latency, not by bandwidth).
  * With hs % 4 == 0, keys and values are read as vec4.
+ *
+ * G query heads of one KV head share a workgroup (G divides the GQA group): each key and value is
+ * read once for all G and each head keeps its own online softmax, summed in the same order as with
+ * G = 1. Long caches are bound by reading keys and values, which G > 1 divides by G.
  */
-function attentionKernel(hs: number, kvF16: boolean, fused = false): Kernel {
-  const PV_LOADS = attentionShape.pvLoads;
+function attentionKernel(hs: number, kvF16: boolean, fused = false, G = 1): Kernel {
+  // each value loaded feeds G sums, so G heads need 1/G as many loads in flight (and the unrolled
+  // body, which lavapipe takes seconds to compile, stays the size of one head's)
+  const PV_LOADS = Math.max(1, Math.floor(attentionShape.pvLoads / G));
   const D = Math.ceil(hs / WG), v4 = hs % 4 === 0, L = v4 ? 4 : 1, HL = hs / L;
   const vt = v4 ? 'vec4<f32>' : 'f32';
   // fused (one new token per sequence, hs % 8 == 0): q and k arrive un-rotated and are turned by
@@ -47,8 +55,9 @@ function attentionKernel(hs: number, kvF16: boolean, fused = false): Kernel {
   if (fused && (!v4 || hs % 8 !== 0)) throw new Error('attentionKernel: the fused kernel needs hs % 8 == 0');
   const H2 = HL / 2; // vec4s per half head
   const put = (a: string) => `pack2x16float(clamp(${a}, vec2<f32>(-${F16_MAX}.0), vec2<f32>(${F16_MAX}.0)))`;
+  const each = (f: (g: number) => string, sep = '\n    ') => lines(G, f).split('\n').join(sep);
   return {
-    key: `attention_hs${hs}${kvF16 ? '_kvf16' : ''}${fused ? '_rope_store' : ''}_pv${PV_LOADS}`,
+    key: `attention_hs${hs}${kvF16 ? '_kvf16' : ''}${fused ? '_rope_store' : ''}_pv${PV_LOADS}${G > 1 ? `_g${G}` : ''}`,
     bindings: fused ? ['ints', 'read', 'read', 'read', 'write', 'write', 'write', 'read', 'read'] : ['ints', 'read', 'read', 'read', 'read', 'read', 'write'],
     code: () => /* wgsl */ `
 struct P {
@@ -82,22 +91,23 @@ fn ring(s: u32) -> u32 {
   if (p.C >= ${WG}u) { return s - p.C; }
   return s % p.C;
 }
-var<workgroup> qs: array<${vt}, ${HL}>;
-var<workgroup> probs: array<f32, ${WG}>;
-var<workgroup> redMax: array<f32, ${WG}>;
-var<workgroup> redSum: array<f32, ${WG}>;
+// head g's query (pre-scaled), probabilities and reductions at offsets g · ${HL} and g · ${WG}
+var<workgroup> qs: array<${vt}, ${G * HL}>;
+var<workgroup> probs: array<f32, ${G * WG}>;
+var<workgroup> redMax: array<f32, ${G * WG}>;
+var<workgroup> redSum: array<f32, ${G * WG}>;
 
 @compute @workgroup_size(${WG})
 fn main(${BUILTINS}) {
   ${WG_INDEX}
   if (wg >= p.total) { return; }
-  let row = wg / p.splits;        // (b · T + t) · H + h
+  let unit = wg / p.splits;       // (b · T + t) · H/G + h0/G
   let split = wg % p.splits;
-  let h = row % p.H;
-  let bt = row / p.H;
+  let h0 = (unit % (p.H / ${G}u)) * ${G}u; // this workgroup's first query head
+  let bt = unit / (p.H / ${G}u);
   let b = bt / p.T;
   let t = bt % p.T;
-  let kvOff = (h / p.group) * HS;
+  let kvOff = (h0 / p.group) * HS;
   let p0 = POS0[b];
   let i = p0 + i32(t);            // this query's position
   let jLo = max(max(0, i - p.window + 1), p0 - i32(p.C));
@@ -105,52 +115,76 @@ fn main(${BUILTINS}) {
   let per = (i - jLo + i32(p.splits)) / i32(p.splits);
   let lo = jLo + i32(split) * per;
   let hi = min(i, lo + per - 1);
-  let qo = row * HS;              // q and y share the [B, T, H, hs] layout
+  let qo = (bt * p.H + h0) * HS;  // q and y share the [B, T, H, hs] layout; head h0 + g at qo + g · HS
 
   ${fused ? `let qro = bt * ${H2}u; // this query's table row, in vec4s
   for (var e = li; e < ${H2}u; e += ${WG}u) {
-    let lo = vec4<f32>(Q[qo + 4u * e], Q[qo + 4u * e + 1u], Q[qo + 4u * e + 2u], Q[qo + 4u * e + 3u]);
-    let hi = vec4<f32>(Q[qo + ${hs / 2}u + 4u * e], Q[qo + ${hs / 2}u + 4u * e + 1u], Q[qo + ${hs / 2}u + 4u * e + 2u], Q[qo + ${hs / 2}u + 4u * e + 3u]);
     let c = COS[qro + e];
     let s = SIN[qro + e];
-    qs[e] = (lo * c - hi * s) * p.scale;
-    qs[e + ${H2}u] = (hi * c + lo * s) * p.scale;
-  }` : `for (var e = li; e < ${HL}u; e += ${WG}u) {
+    for (var g = 0u; g < ${G}u; g++) {
+      let qg = qo + g * HS;
+      let lo = vec4<f32>(Q[qg + 4u * e], Q[qg + 4u * e + 1u], Q[qg + 4u * e + 2u], Q[qg + 4u * e + 3u]);
+      let hi = vec4<f32>(Q[qg + ${hs / 2}u + 4u * e], Q[qg + ${hs / 2}u + 4u * e + 1u], Q[qg + ${hs / 2}u + 4u * e + 2u], Q[qg + ${hs / 2}u + 4u * e + 3u]);
+      qs[g * ${HL}u + e] = (lo * c - hi * s) * p.scale;
+      qs[g * ${HL}u + e + ${H2}u] = (hi * c + lo * s) * p.scale;
+    }
+  }` : `for (var e = li; e < ${G * HL}u; e += ${WG}u) {
     ${v4 ? 'qs[e] = vec4<f32>(Q[qo + 4u * e], Q[qo + 4u * e + 1u], Q[qo + 4u * e + 2u], Q[qo + 4u * e + 3u]) * p.scale;' : 'qs[e] = Q[qo + e] * p.scale;'}
   }`}
   workgroupBarrier();
 
-  var mRun = ${NEG_BIG};
-  var lRun = 0.0;
-  var acc: array<f32, ${D}>;
+  ${each((g) => `var mRun${g} = ${NEG_BIG}; var lRun${g} = 0.0; var acc${g}: array<f32, ${D}>;`, '\n  ')}
   for (var c0 = lo; c0 <= hi; c0 += ${WG}) {
     let j = c0 + i32(li);
-    var s = ${NEG_BIG};
+    ${each((g) => `var s${g} = ${NEG_BIG};`)}
     if (j <= hi) {
-      var dot = ${vt}(0.0);
+      ${each((g) => `var dot${g} = ${vt}(0.0);`, '\n      ')}
       if (j < p0) {
         let o = ((b * p.C + u32(j) % p.C) * p.F + kvOff) / ${L}u;
-        for (var e = 0u; e < ${HL}u; e++) { dot = fma(qs[e], kc(o + e), dot); }
+        for (var e = 0u; e < ${HL}u; e++) {
+          let k = kc(o + e);
+          ${each((g) => `dot${g} = fma(qs[${g * HL}u + e], k, dot${g});`, '\n          ')}
+        }
       } else {
         let o = ((b * p.T + u32(j - p0)) * p.F + kvOff) / ${L}u;
         ${fused ? `let kro = (b * p.T + u32(j - p0)) * ${H2}u;
         // the turned key, summed in the same order as the plain kernel sums a turned one
-        for (var e = 0u; e < ${H2}u; e++) { dot = fma(qs[e], K[o + e] * COS[kro + e] - K[o + e + ${H2}u] * SIN[kro + e], dot); }
-        for (var e = 0u; e < ${H2}u; e++) { dot = fma(qs[e + ${H2}u], K[o + e + ${H2}u] * COS[kro + e] + K[o + e] * SIN[kro + e], dot); }`
-      : `for (var e = 0u; e < ${HL}u; e++) { dot = fma(qs[e], K[o + e], dot); }`}
+        for (var e = 0u; e < ${H2}u; e++) {
+          let k = K[o + e] * COS[kro + e] - K[o + e + ${H2}u] * SIN[kro + e];
+          ${each((g) => `dot${g} = fma(qs[${g * HL}u + e], k, dot${g});`, '\n          ')}
+        }
+        for (var e = 0u; e < ${H2}u; e++) {
+          let k = K[o + e + ${H2}u] * COS[kro + e] + K[o + e] * SIN[kro + e];
+          ${each((g) => `dot${g} = fma(qs[${g * HL + H2}u + e], k, dot${g});`, '\n          ')}
+        }`
+      : `for (var e = 0u; e < ${HL}u; e++) {
+          let k = K[o + e];
+          ${each((g) => `dot${g} = fma(qs[${g * HL}u + e], k, dot${g});`, '\n          ')}
+        }`}
       }
-      s = ${v4 ? 'dot.x + dot.y + dot.z + dot.w' : 'dot'};
+      ${each((g) => `s${g} = ${v4 ? `dot${g}.x + dot${g}.y + dot${g}.z + dot${g}.w` : `dot${g}`};`, '\n      ')}
     }
-    ${workgroupReduce('redMax', WG, 's', 'max')}
-    let mNew = max(mRun, redMax[0]);
-    var pj = 0.0;
-    if (j <= hi) { pj = exp(s - mNew); }
-    probs[li] = pj;
-    ${workgroupReduce('redSum', WG, 'pj', '+')}
+    // the G heads' maxima, then their sums, reduced side by side
+    ${each((g) => `redMax[${g * WG}u + li] = s${g};`)}
+    workgroupBarrier();
+    for (var w = ${WG / 2}u; w > 0u; w >>= 1u) {
+      if (li < w) { for (var g = 0u; g < ${G}u; g++) { redMax[g * ${WG}u + li] = max(redMax[g * ${WG}u + li], redMax[g * ${WG}u + li + w]); } }
+      workgroupBarrier();
+    }
+    ${each((g) => `let mNew${g} = max(mRun${g}, redMax[${g * WG}u]);
+    var pj${g} = 0.0;
+    if (j <= hi) { pj${g} = exp(s${g} - mNew${g}); }
+    probs[${g * WG}u + li] = pj${g};
+    redSum[${g * WG}u + li] = pj${g};`)}
+    workgroupBarrier();
+    for (var w = ${WG / 2}u; w > 0u; w >>= 1u) {
+      if (li < w) { for (var g = 0u; g < ${G}u; g++) { redSum[g * ${WG}u + li] += redSum[g * ${WG}u + li + w]; } }
+      workgroupBarrier();
+    }
     // rescale what was summed under the old max (exp underflows to 0 on the first chunk)
-    let corr = exp(mRun - mNew);
-    lRun = lRun * corr + redSum[0];
-    mRun = mNew;
+    ${each((g) => `let corr${g} = exp(mRun${g} - mNew${g});
+    lRun${g} = lRun${g} * corr${g} + redSum[${g * WG}u];
+    mRun${g} = mNew${g};`)}
     // P·V over the chunk's keys c0 … c0 + nAll - 1: the first nCached from the ring (slots from
     // slot0 on, wrapping at C), ${PV_LOADS} loads in flight at a time; then the new ones
     let nAll = min(hi - c0 + 1, ${WG});
@@ -161,27 +195,29 @@ fn main(${BUILTINS}) {
     for (var d = 0u; d < ${D}u; d++) {
       let e = li + d * ${WG}u;
       if (e < HS) {
-        var a = acc[d] * corr;
+        ${each((g) => `var a${g} = acc${g}[d] * corr${g};`, '\n        ')}
         let col = kvOff + e;
         var jj = 0;
         for (; jj + ${PV_LOADS} <= nCached; jj += ${PV_LOADS}) {
-          ${Array.from({ length: PV_LOADS }, (_, u) => `let s${u} = slot0 + u32(jj + ${u}); let v${u} = vc((ringRow + ring(s${u})) * p.F + col);`).join('\n          ')}
-          ${Array.from({ length: PV_LOADS }, (_, u) => `a = fma(probs[jj + ${u}], v${u}, a);`).join(' ')}
+          ${Array.from({ length: PV_LOADS }, (_, u) => `let s${u}_ = slot0 + u32(jj + ${u}); let v${u} = vc((ringRow + ring(s${u}_)) * p.F + col);`).join('\n          ')}
+          ${Array.from({ length: PV_LOADS }, (_, u) => lines(G, (g) => `a${g} = fma(probs[${g * WG} + jj + ${u}], v${u}, a${g});`).split('\n').join(' ')).join('\n          ')}
         }
         for (; jj < nCached; jj++) {
           let s = slot0 + u32(jj);
-          a = fma(probs[jj], vc((ringRow + ring(s)) * p.F + col), a);
+          let v = vc((ringRow + ring(s)) * p.F + col);
+          ${each((g) => `a${g} = fma(probs[${g * WG} + jj], v, a${g});`, ' ')}
         }
         for (; jj < nAll; jj++) {
-          a = fma(probs[jj], V[u32(newRow + c0 + jj) * p.F + col], a);
+          let v = V[u32(newRow + c0 + jj) * p.F + col];
+          ${each((g) => `a${g} = fma(probs[${g * WG} + jj], v, a${g});`, ' ')}
         }
-        acc[d] = a;
+        ${each((g) => `acc${g}[d] = a${g};`, ' ')}
       }
     }
     workgroupBarrier();
   }
   ${fused ? `// one workgroup per (sequence, KV head) stores the new key and value (p.T == 1)
-  if (split == 0u && h % p.group == 0u) {
+  if (split == 0u && h0 % p.group == 0u) {
     let src = b * p.F + kvOff;
     let dst = (b * p.C + u32(i) % p.C) * p.F + kvOff;
     let ro = b * ${hs / 2}u;
@@ -195,21 +231,19 @@ fn main(${BUILTINS}) {
       VC[dst + e] = V[src + e];
     }`}
   }` : ''}
-  if (p.splits == 1u) {
-    for (var d = 0u; d < ${D}u; d++) {
-      let e = li + d * ${WG}u;
-      if (e < HS) { Y[qo + e] = acc[d] / lRun; }
+  for (var d = 0u; d < ${D}u; d++) {
+    let e = li + d * ${WG}u;
+    if (e < HS) {
+      if (p.splits == 1u) {
+        ${each((g) => `Y[qo + ${g}u * HS + e] = acc${g}[d] / lRun${g};`, '\n        ')}
+      } else { // head h0 + g's partial: row (bt · H + h0 + g), this split
+        ${each((g) => `Y[((bt * p.H + h0 + ${g}u) * p.splits + split) * (HS + 2u) + e] = acc${g}[d];`, '\n        ')}
+      }
     }
-  } else {
-    let o = wg * (HS + 2u);
-    for (var d = 0u; d < ${D}u; d++) {
-      let e = li + d * ${WG}u;
-      if (e < HS) { Y[o + e] = acc[d]; }
-    }
-    if (li == 0u) {
-      Y[o + HS] = mRun;
-      Y[o + HS + 1u] = lRun;
-    }
+  }
+  if (p.splits > 1u && li == 0u) {
+    ${each((g) => `Y[((bt * p.H + h0 + ${g}u) * p.splits + split) * (HS + 2u) + HS] = mRun${g};
+    Y[((bt * p.H + h0 + ${g}u) * p.splits + split) * (HS + 2u) + HS + 1u] = lRun${g};`)}
   }
 }`,
   };
@@ -278,12 +312,33 @@ export interface SplitPolicy {
   flashMinRows: number;
   /** The tiled kernel's tile; default: the largest the device's workgroup memory holds. */
   flashTile?: FlashTile;
+  /**
+   * Keys per split, were each query head its own row, from which the query heads of a KV head
+   * share workgroups (GQA): each key is then read once per group, and a workgroup walks 1/G as many
+   * keys in turn. Below it (short windows at batch 1) one head per workgroup spreads the keys over
+   * more workgroups.
+   */
+  groupMinKeys: number;
 }
 
 // 64 keys per split at least: one chunk of the per-row kernel, so decoding a few heads still fills
 // the GPU (H100: 256 keys per split left most of it idle at 1.25 ms per layer for 16 heads; 128
 // measured no better than 64 with the P·V loads in flight: bench/attention-decode.ts)
-export const DEFAULT_SPLIT: SplitPolicy = { minKeys: 64, targetWorkgroups: 1024, flashMinRows: 64 };
+export const DEFAULT_SPLIT: SplitPolicy = { minKeys: 64, targetWorkgroups: 1024, flashMinRows: 64, groupMinKeys: 256 };
+
+/** Query heads per workgroup: the largest divisor of the group, at most 8, whose arrays fit workgroup memory. */
+function headsPerWorkgroup(ctx: GpuContext, group: number, hs: number): number {
+  const room = ctx.device.limits.maxComputeWorkgroupStorageSize;
+  for (let G = Math.min(group, 8); G > 1; G--) {
+    if (group % G === 0 && 4 * G * (hs + 3 * WG) <= room) return G;
+  }
+  return 1;
+}
+
+/** Splits of each query row's keys: one chunk each at least (minKeys), enough to fill the GPU, at most 64 = WG (the merge reduces them one per invocation). */
+function splitsFor(units: number, maxKeys: number, policy: SplitPolicy): number {
+  return Math.max(1, Math.min(WG, Math.floor(maxKeys / policy.minKeys), Math.ceil(policy.targetWorkgroups / units)));
+}
 
 /** Whether attention() can turn q and k by RoPE and store the new keys itself (the fused kernel). */
 export function attentionFuses(ctx: GpuContext, d: AttentionDims): boolean {
@@ -309,23 +364,27 @@ export function attention(
     return;
   }
   const kvF16 = kc.dtype === 'f16', fused = !!rope;
-  const kernel = kernels(`${d.hs}${kvF16 ? 'h' : ''}${fused ? 'r' : ''}|${attentionShape.pvLoads}`, () => attentionKernel(d.hs, kvF16, fused));
   // positions stay far below 2^30, so a clamped window behaves as an infinite one
   const window = Math.min(d.window, 2 ** 30);
   const maxKeys = Math.min(window, d.C + d.T);
-  // at most 64 = WG splits: the merge reduces them one per invocation
-  const splits = Math.max(1, Math.min(WG, Math.floor(maxKeys / policy.minKeys), Math.ceil(policy.targetWorkgroups / rows)));
-  const params = (total: number) => new Params()
-    .u32(d.T, d.H, d.hs, d.C, d.Hkv * d.hs, d.H / d.Hkv).i32(window).u32(total).f32(1 / Math.sqrt(d.hs)).u32(splits);
+  let G = 1, splits = splitsFor(rows, maxKeys, policy);
+  if (d.H > d.Hkv && maxKeys / splits >= policy.groupMinKeys) {
+    G = headsPerWorkgroup(ctx, d.H / d.Hkv, d.hs);
+    splits = splitsFor(rows / G, maxKeys, policy);
+  }
+  const kernel = kernels(`${d.hs}${kvF16 ? 'h' : ''}${fused ? 'r' : ''}|${attentionShape.pvLoads}|${G}`, () => attentionKernel(d.hs, kvF16, fused, G));
+  const units = (rows / G) * splits; // workgroups
+  const params = new Params()
+    .u32(d.T, d.H, d.hs, d.C, d.Hkv * d.hs, d.H / d.Hkv).i32(window).u32(units).f32(1 / Math.sqrt(d.hs)).u32(splits);
   const inputs = [pos0, bind(q), bind(k), bind(v), bind(kc), bind(vc)];
   const tables = rope ? [bind(rope.cos), bind(rope.sin)] : [];
   if (splits === 1) {
-    ctx.dispatch(kernel, params(rows), [...inputs, bind(out), ...tables], rows);
+    ctx.dispatch(kernel, params, [...inputs, bind(out), ...tables], units);
     return;
   }
   const n = rows * splits * (d.hs + 2);
   const part = new GpuTensor([n], 'f32', new Storage(ctx.alloc(n * 4, () => `attention partials of ${rows} rows × ${splits} splits`)));
-  ctx.dispatch(kernel, params(rows * splits), [...inputs, bind(part), ...tables], rows * splits);
+  ctx.dispatch(kernel, params, [...inputs, bind(part), ...tables], units);
   ctx.dispatch(kernels(`combine|${attentionShape.pvLoads}`, () => combineKernel(attentionShape.pvLoads)), new Params().u32(rows, d.hs, splits), [bind(part), bind(out)], rows);
   ctx.release(part.buf!); // later commands may reuse it; they run after these
 }

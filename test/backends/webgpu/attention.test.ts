@@ -164,18 +164,10 @@ test('webgpu f16 KV caches: writeKv rounds to halves, resize and concat keep the
   assert.throws(() => be.writeKv(odd, be.zeros([1, 1, 3]), be.zeros([1, 1, 3]), Int32Array.of(0)), /an f16 cache needs an even row width, got 3/);
 });
 
-test('webgpu attention with RoPE and the cache store fused (one new token) equals rope, attention, writeKv on the CPU, f32 and f16 caches', async (t) => {
-  const be = await gpuBackendOrSkip(t);
-  if (!be) return;
-  const rng = new Rng(31);
-  // a wrapped ring with GQA and splits; MHA with many splits; full attention in a growable cache;
-  // hs 12 (not a multiple of 8): composed from the separate ops
-  const cases = [
-    { B: 2, H: 4, Hkv: 2, hs: 16, window: 70, capacity: 70, pos0: [100, 69] },
-    { B: 1, H: 8, Hkv: 8, hs: 64, window: 300, capacity: 300, pos0: [450] },
-    { B: 3, H: 4, Hkv: 1, hs: 128, window: Infinity, capacity: 200, pos0: [5, 120, 199] },
-    { B: 1, H: 2, Hkv: 1, hs: 12, window: 9, capacity: 9, pos0: [30] },
-  ];
+interface FusedCase { B: number; H: number; Hkv: number; hs: number; window: number; capacity: number; pos0: number[] }
+
+/** One new token with RoPE and the cache store fused, against rope, attention and writeKv on the CPU. */
+async function checkFused(be: WebGpuBackend, rng: Rng, cases: FusedCase[]): Promise<void> {
   for (const dtype of ['f32', 'f16'] as const) {
     for (const c of cases) {
       const { B, H, Hkv, hs, window, capacity } = c, F = Hkv * hs, half = hs / 2;
@@ -207,8 +199,48 @@ test('webgpu attention with RoPE and the cache store fused (one new token) equal
       }
     }
   }
+}
+
+test('webgpu attention with RoPE and the cache store fused (one new token) equals rope, attention, writeKv on the CPU, f32 and f16 caches', async (t) => {
+  const be = await gpuBackendOrSkip(t);
+  if (!be) return;
+  // a wrapped ring with GQA and splits; MHA with many splits; full attention in a growable cache;
+  // hs 12 (not a multiple of 8): composed from the separate ops
+  await checkFused(be, new Rng(31), [
+    { B: 2, H: 4, Hkv: 2, hs: 16, window: 70, capacity: 70, pos0: [100, 69] },
+    { B: 1, H: 8, Hkv: 8, hs: 64, window: 300, capacity: 300, pos0: [450] },
+    { B: 3, H: 4, Hkv: 1, hs: 128, window: Infinity, capacity: 200, pos0: [5, 120, 199] },
+    { B: 1, H: 2, Hkv: 1, hs: 12, window: 9, capacity: 9, pos0: [30] },
+  ]);
   const cache = { k: be.zeros([1, 4, 8]), v: be.zeros([1, 4, 8]), capacity: 4 };
   const q = be.zeros([1, 1, 8]), kv = be.zeros([1, 1, 8]), args = { nHeads: 1, nKvHeads: 1, headDim: 8, window: 4, pos0: Int32Array.of(2) };
   assert.throws(() => be.attention(q, kv, kv, cache, args, { rope: { cos: be.zeros([1, 3]), sin: be.zeros([1, 4]) }, store: true }), /attention: rope cos has shape \[1, 3\], expected \[1, 4\]/);
   assert.throws(() => be.attention(q, kv, kv, null, args, { store: true }), /store needs a cache/);
+});
+
+test('webgpu attention with the query heads of a KV head sharing workgroups (GQA grouping) equals the CPU', async (t) => {
+  const full = await gpuBackendOrSkip(t);
+  if (!full) return;
+  const rng = new Rng(41);
+  // groupMinKeys 0: every GQA call groups, with splits (minKeys 3) and without (minKeys 1000)
+  for (const minKeys of [3, 1000]) {
+    const be = new WebGpuBackend(full.device, { attentionSplit: { minKeys, targetWorkgroups: 4096, groupMinKeys: 0 } });
+    // groups of 2, 3 and 4 heads (the generated code is the same for up to 8, but lavapipe compiles
+    // a kernel for seconds, longer the more heads it serves: 26 s for 8); head sizes 8, 16 and 130
+    // (no vec4s, three values per invocation); a wrapped ring, a partly filled cache, decode past
+    // one chunk, several new tokens, full attention
+    for (const c of [
+      { B: 2, T: 4, H: 4, Hkv: 2, hs: 8, window: 6, capacity: 6, pos0: [10, 3] },
+      { B: 2, T: 1, H: 3, Hkv: 1, hs: 16, window: 70, capacity: 70, pos0: [100, 69] },
+      { B: 1, T: 1, H: 4, Hkv: 1, hs: 8, window: Infinity, capacity: 160, pos0: [150] },
+      { B: 2, T: 1, H: 4, Hkv: 2, hs: 130, window: 200, capacity: 200, pos0: [450, 13] },
+      { B: 2, T: 5, H: 4, Hkv: 2, hs: 8, window: Infinity, capacity: 32, pos0: [20, 7] },
+      { B: 1, T: 150, H: 4, Hkv: 2, hs: 8, window: 65, pos0: [0] },
+    ]) await check(be, rng, c);
+    await checkFused(be, rng, [
+      { B: 2, H: 4, Hkv: 2, hs: 16, window: 70, capacity: 70, pos0: [100, 69] },
+      { B: 3, H: 4, Hkv: 2, hs: 16, window: Infinity, capacity: 200, pos0: [5, 120, 199] },
+    ]);
+    be.destroy();
+  }
 });
