@@ -18,7 +18,7 @@
 // queries rather than once per query.
 import { type GpuContext, type Kernel, Params, kernelCache } from './context.js';
 import { GpuTensor, Storage, bind } from './tensor.js';
-import { BUILTINS, NEG_BIG, WG_INDEX, cacheReaders, lines, workgroupReduce } from './wgsl.js';
+import { BUILTINS, NEG_BIG, WG_INDEX, cacheReaders, lines, workgroupReduce, workgroupReduceRows } from './wgsl.js';
 import { F16_MAX } from '../../io/half.js';
 import { type FlashTile, flashAttention, pickTile } from './flash-attention.js';
 
@@ -166,21 +166,13 @@ fn main(${BUILTINS}) {
     }
     // the G heads' maxima, then their sums, reduced side by side
     ${each((g) => `redMax[${g * WG}u + li] = s${g};`)}
-    workgroupBarrier();
-    for (var w = ${WG / 2}u; w > 0u; w >>= 1u) {
-      if (li < w) { for (var g = 0u; g < ${G}u; g++) { redMax[g * ${WG}u + li] = max(redMax[g * ${WG}u + li], redMax[g * ${WG}u + li + w]); } }
-      workgroupBarrier();
-    }
+    ${workgroupReduceRows('redMax', WG, G, 'max')}
     ${each((g) => `let mNew${g} = max(mRun${g}, redMax[${g * WG}u]);
     var pj${g} = 0.0;
     if (j <= hi) { pj${g} = exp(s${g} - mNew${g}); }
     probs[${g * WG}u + li] = pj${g};
     redSum[${g * WG}u + li] = pj${g};`)}
-    workgroupBarrier();
-    for (var w = ${WG / 2}u; w > 0u; w >>= 1u) {
-      if (li < w) { for (var g = 0u; g < ${G}u; g++) { redSum[g * ${WG}u + li] += redSum[g * ${WG}u + li + w]; } }
-      workgroupBarrier();
-    }
+    ${workgroupReduceRows('redSum', WG, G, '+')}
     // rescale what was summed under the old max (exp underflows to 0 on the first chunk)
     ${each((g) => `let corr${g} = exp(mRun${g} - mNew${g});
     lRun${g} = lRun${g} * corr${g} + redSum[${g * WG}u];

@@ -40,11 +40,22 @@ export const lines = (n: number, f: (i: number) => string): string => Array.from
  * power of two) with max or +, leaving the result in arr[0]; it ends after a barrier.
  */
 export const workgroupReduce = (arr: string, size: number, value: string, op: 'max' | '+'): string => `${arr}[li] = ${value};
-  workgroupBarrier();
+  ${workgroupReduceRows(arr, size, 1, op)}`;
+
+/**
+ * WGSL that reduces `rows` runs of `size` values side by side (run m at arr[m · size …], already
+ * stored by the invocations) with max or +, leaving run m's result in arr[m · size]; it starts and
+ * ends with a barrier. One tree for all runs: log2(size) barriers, however many rows.
+ */
+export function workgroupReduceRows(arr: string, size: number, rows: number, op: 'max' | '+'): string {
+  const at = (o: string) => (rows === 1 ? `${arr}[li${o}]` : `${arr}[m * ${size}u + li${o}]`);
+  const step = op === 'max' ? `${at('')} = max(${at('')}, ${at(' + w')});` : `${at('')} += ${at(' + w')};`;
+  return `workgroupBarrier();
   for (var w = ${size / 2}u; w > 0u; w >>= 1u) {
-    if (li < w) { ${op === 'max' ? `${arr}[li] = max(${arr}[li], ${arr}[li + w]);` : `${arr}[li] += ${arr}[li + w];`} }
+    if (li < w) { ${rows === 1 ? step : `for (var m = 0u; m < ${rows}u; m++) { ${step} }`} }
     workgroupBarrier();
   }`;
+}
 
 /** A large negative stand-in for -inf (a running max that no real score is below). */
 export const NEG_BIG = '-3.0e38';
@@ -88,11 +99,7 @@ export function rowScalePass(rows: number, wg: number, vec: boolean, row: (m: nu
       ${lines(rows, (m) => `{ let v = X[(${row(m)}) * ${n} + i]; ss${m} += ${vec ? 'dot(v, v)' : 'v * v'}; }`)}
     }
     ${lines(rows, (m) => `part[${m * wg}u + li] = ss${m};`)}
-    workgroupBarrier();
-    for (var s = ${wg / 2}u; s > 0u; s >>= 1u) {
-      if (li < s) { for (var m = 0u; m < ${rows}u; m++) { part[m * ${wg}u + li] += part[m * ${wg}u + li + s]; } }
-      workgroupBarrier();
-    }
+    ${workgroupReduceRows('part', wg, rows, '+')}
     if (li < ${rows}u) { rowScale[li] = 1.0 / sqrt(part[li * ${wg}u] / f32(p.K) + p.eps); }
     workgroupBarrier();
   }`;
