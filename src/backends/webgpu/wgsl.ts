@@ -73,11 +73,14 @@ export function cacheReaders(kvF16: boolean, v4: boolean, access: 'read' | 'read
 fn kc(i: u32) -> ${kt} { return KC[i]; }
 fn vc(i: u32) -> f32 { return VC[i]; }`;
   }
+  // half(w, i): half i % 2 of word w, shifted down and unpacked (indexing the unpacked pair by a
+  // runtime i instead can send it through memory)
   return `@group(0) @binding(5) var<storage, ${access}> KC: array<${v4 ? 'vec2<u32>' : 'u32'}>;
+fn half(w: u32, i: u32) -> f32 { return unpack2x16float(w >> ((i & 1u) << 4u)).x; }
 @group(0) @binding(6) var<storage, ${access}> VC: array<u32>;
 ${v4 ? `fn kc(i: u32) -> vec4<f32> { let w = KC[i]; return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)); }`
-    : 'fn kc(i: u32) -> f32 { return unpack2x16float(KC[i >> 1u])[i & 1u]; }'}
-fn vc(i: u32) -> f32 { return unpack2x16float(VC[i >> 1u])[i & 1u]; }`;
+    : 'fn kc(i: u32) -> f32 { return half(KC[i >> 1u], i); }'}
+fn vc(i: u32) -> f32 { return half(VC[i >> 1u], i); }`;
 }
 
 /**
