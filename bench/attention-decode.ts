@@ -6,11 +6,11 @@
 // includes the host's recording), so a dispatch's GPU overhead (launch, the barrier after it) stays
 // in, as it does inside a decoding step, and the host's does not.
 //   node dist/bench/attention-decode.js [--shapes 32x4x64,18x18x128] [--window 2048] [--batch 1] [--reps 200]
-//     [--splits 64:1024,256:1024] [--pv-loads 8,16]
+//     [--splits 64:1024,256:1024] [--pv-loads 8,16] [--group-pv-loads 4,8,16]
 //   shapes: query heads × KV heads × head size (defaults: samba-1.7b, samba-1.3b); splits: split
 //   policies to compare, fewest keys per split : workgroups to aim for [: groupMinKeys, e.g. 0 to
 //   group the heads of a KV head always, Infinity never] (default: the backend's);
-//   pv-loads: values of attentionShape.pvLoads to compare. The GPU is kept busy for a second first,
+//   pv-loads, group-pv-loads: values of attentionShape.pvLoads and .groupPvLoads to compare. The GPU is kept busy for a second first,
 //   so that the first row does not pay for its clocks rising.
 import { parseArgs } from 'node:util';
 import { attentionShape } from '../src/backends/webgpu/attention.js';
@@ -28,16 +28,19 @@ const { values } = parseArgs({
     reps: { type: 'string', default: '200' },
     splits: { type: 'string' },
     'pv-loads': { type: 'string' },
+    'group-pv-loads': { type: 'string' },
   },
 });
 const pvLoads = values['pv-loads'] ? values['pv-loads'].split(',').map(Number) : [attentionShape.pvLoads];
+const groupPvLoads = values['group-pv-loads'] ? values['group-pv-loads'].split(',').map(Number) : [attentionShape.groupPvLoads];
 const policies = values.splits ? values.splits.split(',').map((s) => s.split(':').map(Number)) : [null];
 const W = Number(values.window), B = Number(values.batch), reps = Number(values.reps);
 const rng = new Rng(3);
 const rows: string[][] = [];
 let warm = false;
-for (const pv of pvLoads) for (const policy of policies) {
+for (const pv of pvLoads) for (const gpv of groupPvLoads) for (const policy of policies) {
   attentionShape.pvLoads = pv;
+  attentionShape.groupPvLoads = gpv;
   const attentionSplit = policy ? { minKeys: policy[0], targetWorkgroups: policy[1], ...(policy.length > 2 ? { groupMinKeys: policy[2] } : {}) } : undefined;
   const be = (await createNodeWebGpuBackend({ requireAdapter: true, attentionSplit, profile: 'passes' }).catch(() => null))
     ?? (await createNodeWebGpuBackend({ requireAdapter: true, attentionSplit }))!;
@@ -69,12 +72,12 @@ for (const pv of pvLoads) for (const policy of policies) {
       }
       const ms = times.sort((a, b) => a - b)[1];
       const bytes = 2 * B * (W - 1) * F * (dtype === 'f16' ? 2 : 4);
-      rows.push([`${H}×${Hkv}×${hs}`, String(B), split, String(pv), dtype, (ms * 1000).toFixed(1), (bytes / (ms * 1e6)).toFixed(0)]);
+      rows.push([`${H}×${Hkv}×${hs}`, String(B), split, `${pv}, ${gpv}`, dtype, (ms * 1000).toFixed(1), (bytes / (ms * 1e6)).toFixed(0)]);
       for (const t of [q, k, v, cache.k, cache.v, rope.cos, rope.sin] as Tensor[]) be.dispose(t);
     }
   }
   be.destroy();
 }
 console.log(`\ndecoding attention over ${W} cached keys, ${new Date().toISOString()}`);
-for (const l of tableLines(['heads q×kv×size', 'batch', 'split', 'loads', 'cache', 'µs per call', 'GB/s of cache read'], rows, (i) => i < 5)) console.log(l);
+for (const l of tableLines(['heads q×kv×size', 'batch', 'split', 'loads (1 head, grouped)', 'cache', 'µs per call', 'GB/s of cache read'], rows, (i) => i < 5)) console.log(l);
 process.exit(0);

@@ -26,10 +26,12 @@ const WG = 64;
 /**
  * pvLoads: loads each invocation issues at once in the P·V sums and the split merge, which read one
  * value per key: decoding attention is bound by their latency, not by its bytes (H100, samba-1.7b's
- * heads over 2048 keys: 20.7 µs a call on the GPU; docs/PERFORMANCE.md). bench/attention-decode.ts
- * sets it to compare.
+ * heads over 2048 keys: 20.7 µs a call on the GPU; docs/PERFORMANCE.md). groupPvLoads: the same
+ * where G query heads share a workgroup, each load then feeding G sums (H100, 16 sequences of
+ * llama3-1.6b's heads over 65536 keys, G = 8: 2 loads 4.17 ms a call with an f16 cache, 8 loads
+ * 1.95 ms). bench/attention-decode.ts sets both to compare.
  */
-export const attentionShape = { pvLoads: 16 };
+export const attentionShape = { pvLoads: 16, groupPvLoads: 8 };
 
 /**
  * The per-row kernel for head size hs, known when the WGSL is generated: the dot products and the
@@ -42,9 +44,8 @@ export const attentionShape = { pvLoads: 16 };
  * G = 1. Long caches are bound by reading keys and values, which G > 1 divides by G.
  */
 function attentionKernel(hs: number, kvF16: boolean, fused = false, G = 1): Kernel {
-  // each value loaded feeds G sums, so G heads need 1/G as many loads in flight (and the unrolled
-  // body, which lavapipe takes seconds to compile, stays the size of one head's)
-  const PV_LOADS = Math.max(1, Math.floor(attentionShape.pvLoads / G));
+  // the unrolled P·V body has PV_LOADS · G sums, which lavapipe takes seconds to compile
+  const PV_LOADS = G > 1 ? attentionShape.groupPvLoads : attentionShape.pvLoads;
   const D = Math.ceil(hs / WG), v4 = hs % 4 === 0, L = v4 ? 4 : 1, HL = hs / L;
   const vt = v4 ? 'vec4<f32>' : 'f32';
   // fused (one new token per sequence, hs % 8 == 0): q and k arrive un-rotated and are turned by
@@ -364,7 +365,7 @@ export function attention(
     G = headsPerWorkgroup(ctx, d.H / d.Hkv, d.hs);
     splits = splitsFor(rows / G, maxKeys, policy);
   }
-  const kernel = kernels(`${d.hs}${kvF16 ? 'h' : ''}${fused ? 'r' : ''}|${attentionShape.pvLoads}|${G}`, () => attentionKernel(d.hs, kvF16, fused, G));
+  const kernel = kernels(`${d.hs}${kvF16 ? 'h' : ''}${fused ? 'r' : ''}|${G > 1 ? attentionShape.groupPvLoads : attentionShape.pvLoads}|${G}`, () => attentionKernel(d.hs, kvF16, fused, G));
   const units = (rows / G) * splits; // workgroups
   const params = new Params()
     .u32(d.T, d.H, d.hs, d.C, d.Hkv * d.hs, d.H / d.Hkv).i32(window).u32(units).f32(1 / Math.sqrt(d.hs)).u32(splits);

@@ -38,7 +38,7 @@
 import { type Binding, GpuContext, type Kernel, Params, kernelCache } from './context.js';
 import type { PooledBuffer } from './pool.js';
 import { GpuTensor, Storage, bind } from './tensor.js';
-import { BUILTINS, MATH, WG_INDEX, rowScalePass, rowScaleVar } from './wgsl.js';
+import { BUILTINS, MATH, WG_INDEX, lines, rowScalePass, rowScaleVar, workgroupReduceRows } from './wgsl.js';
 import { F16_MAX } from '../../io/half.js';
 
 /**
@@ -303,7 +303,7 @@ const GV_COLS = 8;
  * at once. One row of x is the decoding case, bound by how many weight bytes are in flight; the
  * bench (bench/matmul.ts --gemv-sweep) sets these to compare shapes.
  */
-export const gemvShape = { wgOneRow: 256, wgRows: 64, unroll: 2 };
+export const gemvShape = { wgOneRow: 256, wgRows: 64, unroll: 2, rowsCols: 0 };
 
 /**
  * y[m, n] for m < rows and GV_COLS columns n per workgroup. Each step an invocation reads 8
@@ -444,17 +444,20 @@ function checkGemvWeight(op: string, w: F16Matrix, N: number, K: number): void {
 }
 
 /**
- * silu(x · w1ᵀ) ⊙ (x · w2ᵀ) for one row of x and two packed f16 weights of one shape: a SwiGLU
- * MLP's gate, up and product in one dispatch when decoding one sequence; x normalised first with
- * `norm` (K % 4 == 0).
+ * silu(x · w1ᵀ) ⊙ (x · w2ᵀ) for M ≤ F16_GEMV_MAX_ROWS rows of x and two packed f16 weights of one
+ * shape: a SwiGLU MLP's gate, up and product in one dispatch per block of rows when decoding; x
+ * normalised first with `norm` (K % 4 == 0).
  */
 export function swigluF16Gemv(
-  ctx: GpuContext, out: GpuTensor, x: GpuTensor, w1: F16Matrix, w2: F16Matrix, N: number, K: number, norm?: GemvEnds['norm'],
+  ctx: GpuContext, out: GpuTensor, x: GpuTensor, w1: F16Matrix, w2: F16Matrix, M: number, N: number, K: number, norm?: GemvEnds['norm'],
 ): void {
   checkGemvWeight('swigluF16Gemv', w1, N, K); checkGemvWeight('swigluF16Gemv', w2, N, K);
-  const groups = Math.ceil(N / GV_COLS), vec = K % 4 === 0;
-  const kernel = gemvFor(1, vec, { swiglu: true, norm: !!norm });
+  if (M < 1 || M > F16_GEMV_MAX_ROWS) throw new Error(`swigluF16Gemv: ${M} rows, expected 1 to ${F16_GEMV_MAX_ROWS}`);
+  const vec = K % 4 === 0;
   const bindings = [bind(x), bindF16(w1), bindF16(w2), ...endsBindings({ norm }), bind(out)];
+  if (M > 1) { rowsGemv(ctx, bindings, M, N, K, w1.colsP, vec, { swiglu: true, norm: !!norm }, norm?.eps ?? 0); return; }
+  const groups = Math.ceil(N / GV_COLS);
+  const kernel = gemvFor(1, vec, { swiglu: true, norm: !!norm });
   ctx.dispatch(kernel, new Params().u32(1, N, K, w1.colsP / 8, groups, 0).f32(norm?.eps ?? 0), bindings, groups);
 }
 
@@ -476,13 +479,12 @@ export function mambaInputF16Gemv(
   ctx.dispatch(kernel, params, bindings, groups);
 }
 
-/** Rows of x one gemv dispatch reads the weights for. */
-export const GEMV_BLOCK_ROWS = 8;
+/** Rows of x one gemv dispatch reads the weights for (rowsGemvKernel). */
+export const GEMV_BLOCK_ROWS = 16;
 /**
- * Rows of x up to which the packed gemv is used, one dispatch per block of 8 rows, where there are
- * no tensor cores: batched decoding (16 sequences) reads the weights twice, where the tiled kernel
- * would spend 7/8 of its 128-row tiles on padding (H100, 16×4096×4096: two gemv passes 0.16–0.21
- * ms, the tiled kernel 0.73; tensor cores 0.12, so with them the gemv stops at one block).
+ * Rows of x up to which the packed gemv is used, one dispatch per block of 16 rows: batched
+ * decoding reads the weights once per 16 sequences, where tensor cores would spend most of a
+ * 64-row tile on padding.
  */
 export const F16_GEMV_MAX_ROWS = 32;
 /**
@@ -492,12 +494,140 @@ export const F16_GEMV_MAX_ROWS = 32;
 export function matmulF16Gemv(ctx: GpuContext, out: GpuTensor, x: GpuTensor, w: F16Matrix, M: number, N: number, K: number, ends: GemvEnds = {}): void {
   checkGemvWeight('matmulF16Gemv', w, N, K);
   if (M < 1 || M > F16_GEMV_MAX_ROWS) throw new Error(`matmulF16Gemv: ${M} rows, expected 1 to ${F16_GEMV_MAX_ROWS}`);
-  const groups = Math.ceil(N / GV_COLS), vec = K % 4 === 0, { norm, residual } = ends;
+  const vec = K % 4 === 0, { norm, residual } = ends;
   const bindings = [bind(x), bindF16(w), ...endsBindings(ends), bind(out)];
+  if (M > 1) { rowsGemv(ctx, bindings, M, N, K, w.colsP, vec, { norm: !!norm, residual: !!residual }, norm?.eps ?? 0); return; }
+  const groups = Math.ceil(N / GV_COLS);
+  ctx.dispatch(gemvFor(1, vec, { norm: !!norm, residual: !!residual }), new Params().u32(M, N, K, w.colsP / 8, groups, 0).f32(norm?.eps ?? 0), bindings, groups);
+}
+
+// ---- gemv for blocks of rows (batched decoding) ----
+
+/** Invocations of a rows-gemv workgroup, and the vec4s of its one workgroup array (16 KiB, WebGPU's default limit). */
+const RG_THREADS = 256, RG_VEC4S = 1024;
+
+/**
+ * y[m, n] for R (4, 8 or 16) rows m of x, of which the first p.M - p.row0 (at most R) are real.
+ * The weight is read once for all R rows, which the one-row kernel's layout (invocations across K,
+ * a reduction of every sum over the workgroup) makes costly: with R rows its sums crowd the
+ * registers and the reduction outweighs the products. Here each invocation owns one column n
+ * (a row of w, read 16 halves at a time) and one of S = 256 / COLS slices of K, and keeps R sums
+ * (2R for swiglu); x is staged in workgroup memory a tile of k at a time, rounded to f16 (and
+ * normalised) once per workgroup, and read back as broadcasts; at the end the S slices' sums of
+ * each column are added in slice order.
+ */
+function rowsGemvKernel(R: number, COLS: number, vec: boolean, o: GemvFusion): Kernel {
+  const { swiglu = false, norm = false, residual = false } = o;
+  if (![4, 8, 16].includes(R) || RG_THREADS % COLS !== 0) throw new Error(`rowsGemvKernel: ${R} rows or ${COLS} columns do not fit`);
+  if (norm && !vec) throw new Error('rowsGemvKernel: the fused norm needs K % 4 == 0');
+  const S = RG_THREADS / COLS, KT = (RG_VEC4S * 4) / R, NW = swiglu ? 2 : 1, R4 = R / 4;
+  if (KT % (16 * S) !== 0) throw new Error(`rowsGemvKernel: a tile of ${KT} k does not split into ${S} slices of 16`);
+  const extra = [...(swiglu ? ['W2'] : []), ...(norm ? ['G'] : []), ...(residual ? ['R'] : [])];
+  const acc = (w: number, r: number) => `acc${w}_${r}`;
+  // one step: the 16 halves of column n at k (two 16-byte loads per weight), against each row's x
+  const step = Array.from({ length: NW }, (_, w) => {
+    const W = w === 0 ? 'W' : 'W2';
+    return `{ let h0 = ${W}[wi]; let h1 = ${W}[wi + 1u];
+        let a0 = vec4<f32>(unpack2x16float(h0.x), unpack2x16float(h0.y)); let a1 = vec4<f32>(unpack2x16float(h0.z), unpack2x16float(h0.w));
+        let a2 = vec4<f32>(unpack2x16float(h1.x), unpack2x16float(h1.y)); let a3 = vec4<f32>(unpack2x16float(h1.z), unpack2x16float(h1.w));
+        ${lines(R, (r) => `${acc(w, r)} += dot(xs[${r * (KT / 4)}u + q4], a0) + dot(xs[${r * (KT / 4)}u + q4 + 1u], a1) + dot(xs[${r * (KT / 4)}u + q4 + 2u], a2) + dot(xs[${r * (KT / 4)}u + q4 + 3u], a3);`).split('\n').join('\n        ')}
+      }`;
+  }).join('\n      ');
+  // sums of weight w: each invocation's R sums as R/4 vec4s, then per (column, 4 rows) the S slices in order
+  const reduce = (w: number, into: string) => `workgroupBarrier();
+  ${lines(R4, (j) => `xs[${j * RG_THREADS}u + li] = vec4<f32>(${[0, 1, 2, 3].map((i) => acc(w, 4 * j + i)).join(', ')});`).split('\n').join('\n  ')}
+  workgroupBarrier();
+  var ${into} = vec4<f32>(0.0);
+  if (li < ${COLS * R4}u) {
+    let c = li % ${COLS}u;
+    let j = li / ${COLS}u;
+    for (var s = 0u; s < ${S}u; s++) { ${into} += xs[j * ${RG_THREADS}u + s * ${COLS}u + c]; }
+  }`;
+  return {
+    key: `matmul_f16_gemv_rows${R}_c${COLS}_${vec ? 'v' : 's'}${swiglu ? '_swiglu' : ''}${norm ? '_norm' : ''}${residual ? '_res' : ''}`,
+    bindings: ['read', 'read', ...extra.map(() => 'read' as const), 'write'],
+    code: () => /* wgsl */ `${ROUND_F16}${MATH}
+struct P { M: u32, N: u32, K: u32, Kp: u32, row0: u32, eps: f32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> X: ${vec ? 'array<vec4<f32>>' : 'array<f32>'};
+@group(0) @binding(2) var<storage, read> W: array<vec4<u32>>;
+${extra.map((name, i) => `@group(0) @binding(${3 + i}) var<storage, read> ${name}: ${name === 'W2' ? 'array<vec4<u32>>' : name === 'G' ? 'array<vec4<f32>>' : 'array<f32>'};`).join('\n')}
+@group(0) @binding(${3 + extra.length}) var<storage, read_write> Y: array<f32>;
+// a tile of x (R rows × ${KT} k, rounded), and at the ends the row scales' and the products' partial sums
+var<workgroup> xs: array<vec4<f32>, ${RG_VEC4S}>;
+
+@compute @workgroup_size(${RG_THREADS})
+fn main(${BUILTINS}) {
+  ${WG_INDEX}
+  let c = li % ${COLS}u;
+  let s = li / ${COLS}u;
+  let n = wg * ${COLS}u + c;     // this invocation's column; packed rows are zeros past N
+  let rows = min(p.M - p.row0, ${R}u);
+  ${norm ? `// the rows' scales, as rmsNorm computes them: sums of squares split over the workgroup
+  ${lines(R, (r) => `var ss${r} = 0.0;`).split('\n').join(' ')}
+  for (var i = li; i < p.K / 4u; i += ${RG_THREADS}u) {
+    ${lines(R, (r) => `if (${r}u < rows) { let v = X[(p.row0 + ${r}u) * (p.K / 4u) + i]; ss${r} += dot(v, v); }`).split('\n').join('\n    ')}
+  }
+  ${lines(R4, (j) => `xs[${j * RG_THREADS}u + li] = vec4<f32>(${[0, 1, 2, 3].map((i) => `ss${4 * j + i}`).join(', ')});`).split('\n').join('\n  ')}
+  ${workgroupReduceRows('xs', RG_THREADS, R4, '+')}
+  var scale = array<vec4<f32>, ${R4}>(${lines(R4, (j) => `1.0 / sqrt(xs[${j * RG_THREADS}u] / f32(p.K) + p.eps)`).split('\n').join(', ')});` : ''}
+  ${lines(NW * R, (i) => `var ${acc(Math.floor(i / R), i % R)} = 0.0;`).split('\n').join(' ')}
+  for (var k0 = 0u; k0 < p.Kp; k0 += ${KT}u) {
+    workgroupBarrier(); // the last tile has been read
+    for (var e = li; e < ${R * (KT / 4)}u; e += ${RG_THREADS}u) {
+      let r = e / ${KT / 4}u;
+      let k = k0 + (e % ${KT / 4}u) * 4u;
+      var v = vec4<f32>(0.0);
+      if (r < rows && k < p.K) {
+        let i = (p.row0 + r) * p.K + k;
+        ${vec ? `v = X[i / 4u];${norm ? ' v = v * scale[r / 4u][r % 4u] * G[k / 4u];' : ''}`
+          : 'for (var q = 0u; q < 4u; q++) { if (k + q < p.K) { v[q] = X[i + q]; } }'}
+      }
+      xs[e] = round_f16v(v);
+    }
+    workgroupBarrier();
+    // this slice's steps of 16 k in the tile (K is padded to a multiple of 16 with zeros)
+    for (var q = s * 16u; q < ${KT}u; q += ${S * 16}u) {
+      if (k0 + q >= p.Kp) { break; }
+      let wi = (n * p.Kp + k0 + q) / 8u;
+      let q4 = q / 4u;
+      ${step}
+    }
+  }
+  ${swiglu ? `${reduce(0, 'gate')}
+  ${reduce(1, 'up')}
+  let y = vec4<f32>(silu(gate.x), silu(gate.y), silu(gate.z), silu(gate.w)) * up;` : `${reduce(0, 'y')}`}
+  if (li < ${COLS * R4}u) {
+    let col = wg * ${COLS}u + li % ${COLS}u;
+    let r0 = (li / ${COLS}u) * 4u;
+    if (col < p.N) {
+      for (var i = 0u; i < 4u; i++) {
+        if (r0 + i < rows) {
+          let o = (p.row0 + r0 + i) * p.N + col;
+          Y[o] = ${residual ? 'y[i] + R[o]' : 'y[i]'};
+        }
+      }
+    }
+  }
+}`,
+  };
+}
+
+const rowsGemvCache = kernelCache();
+
+/**
+ * Columns per rows-gemv workgroup: the fewest (16 at least, so that a tile's k split into whole
+ * steps) that still give about two workgroups per SM of a large GPU.
+ */
+const rowsGemvCols = (N: number) => gemvShape.rowsCols || (N >= 64 * 264 ? 64 : N >= 32 * 264 ? 32 : 16);
+
+/** Dispatches rowsGemvKernel over M rows in blocks of GEMV_BLOCK_ROWS; bindings as the kernel takes them. */
+function rowsGemv(ctx: GpuContext, bindings: Binding[], M: number, N: number, K: number, Kp: number, vec: boolean, o: GemvFusion, eps: number): void {
+  const COLS = rowsGemvCols(N), groups = Math.ceil(N / COLS);
   for (let row0 = 0; row0 < M; row0 += GEMV_BLOCK_ROWS) {
-    const rows = Math.min(GEMV_BLOCK_ROWS, M - row0);
-    const kernel = gemvFor(rows, vec, { norm: !!norm, residual: !!residual });
-    ctx.dispatch(kernel, new Params().u32(M, N, K, w.colsP / 8, groups, row0).f32(norm?.eps ?? 0), bindings, groups);
+    const left = M - row0, R = left <= 4 ? 4 : left <= 8 ? 8 : 16; // compiled for 4, 8 or 16 rows
+    const kernel = rowsGemvCache(`${R}|${COLS}|${vec}|${!!o.swiglu}|${!!o.norm}|${!!o.residual}`, () => rowsGemvKernel(R, COLS, vec, o));
+    ctx.dispatch(kernel, new Params().u32(M, N, K, Kp, row0).f32(eps), bindings, groups);
   }
 }
 

@@ -183,7 +183,8 @@ export function productFusesEnds(M: number, N: number, K: number, packed: F16Cap
   if (M === 0 || N === 0 || K === 0) return false;
   return packed ? M <= packedGemvRows(packed) && K % 4 === 0 : M <= GEMV_MAX_ROWS;
 }
-const packedGemvRows = (f16: F16Caps) => (f16.subgroupMatrix ? GEMV_BLOCK_ROWS : F16_GEMV_MAX_ROWS);
+/** Rows of x up to which a product with packed f16 weights takes the gemv kernels. */
+export const packedGemvRows = (f16: F16Caps): number => (f16.subgroupMatrix ? GEMV_BLOCK_ROWS : F16_GEMV_MAX_ROWS);
 
 function checkEnds(op: string, ends: GemvEnds, fuses: boolean): void {
   if ((ends.norm || ends.residual) && !fuses) throw new Error(`${op}: this product cannot take a norm or residual (see productFusesEnds)`);

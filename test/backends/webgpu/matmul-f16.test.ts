@@ -213,8 +213,8 @@ test('webgpu f16 weights (packed once, as for inference): decode gemv and larger
       const w = randomArray(rng, N * K);
       const gw = be.tensor(w, [N, K]) as GpuTensor;
       const packed = packF16(be.ctx, gw, N, K);
-      // gemv blocks of 8 rows up to 32 rows (F16_GEMV_MAX_ROWS), then the tiled kernels
-      for (const M of [1, 2, 3, 4, 5, 8, 9, 17, 32, 33, 65]) {
+      // the one-row gemv, blocks of up to 16 rows up to 32 rows (F16_GEMV_MAX_ROWS), then the tiled kernels
+      for (const M of [1, 2, 3, 4, 5, 8, 9, 16, 17, 32, 33, 65]) {
         const x = randomArray(rng, M * K);
         const gx = be.tensor(x, [M, K]) as GpuTensor, out = be.zeros([M, N]) as GpuTensor;
         matmulPackedF16(be.ctx, out, gx, packed, M, N, K, caps);
@@ -237,23 +237,25 @@ test('webgpu f16 weights with a norm and a residual (fused into the decoding gem
     for (const [N, K] of [[9, 8], [130, 256], [65, 1000], [7, 63]]) {
       const w = randomArray(rng, N * K), w2 = randomArray(rng, N * K), g = randomArray(rng, K);
       const gw = be.keep(be.compactWeight(be.tensor(w, [N, K]))), gw2 = be.keep(be.compactWeight(be.tensor(w2, [N, K])));
-      for (const M of K === 8 ? [1, 3, 8, 9, 40] : [1, 9]) { // 9: two gemv blocks; 40: composed around the tiled kernel
+      for (const M of K === 8 ? [1, 3, 8, 9, 17, 40] : [1, 9]) { // 17: two gemv blocks; 40: composed around the tiled kernel
         // a residual stream of large values: normalised before the rounding to f16, it stays in range
         const x = randomArray(rng, M * K, 3000), r = randomArray(rng, M * N);
         const xn = await cpu.read(cpu.rmsNorm(cpu.tensor(x, [M, K]), cpu.tensor(g, [K]), 1e-5));
         const before = be.ctx.counts.dispatches;
         const out = await be.read(be.tidy(() => be.matmul(be.tensor(x, [M, K]), gw, { norm: { g: be.tensor(g, [K]), eps: 1e-5 }, residual: be.tensor(r, [M, N]) })));
-        const fused = be.ctx.counts.dispatches - before === Math.ceil(M / 8);
-        if (K % 4 === 0 && M <= 8) assert.ok(fused, `${name} M=${M} K=${K}: norm and residual fused into the gemv`);
+        const fused = be.ctx.counts.dispatches - before === Math.ceil(M / 16);
+        if (K % 4 === 0 && M <= 16) assert.ok(fused, `${name} M=${M} K=${K}: norm and residual fused into the gemv`);
         const prod = await cpu.read(cpu.matmul(cpu.tensor(xn, [M, K]), cpu.tensor(w, [N, K])));
         const res = new Float32Array(M * N);
         for (let i = 0; i < M * N; i++) res[i] = out[i] - r[i]; // exact up to one rounding of the sum
         checkF16Product(`${name} norm+residual M=${M} N=${N} K=${K}`, res, xn, w, M, N, K, prod, 2 ** -23 * Math.max(...r.map(Math.abs)));
-        if (M !== 1) continue;
-        const sv = await be.read(be.tidy(() => be.swiglu(be.tensor(x, [1, K]), gw, gw2, { norm: { g: be.tensor(g, [K]), eps: 1e-5 } })));
-        const cv = await cpu.read(cpu.swiglu(cpu.tensor(x, [1, K]), cpu.tensor(w, [N, K]), cpu.tensor(w2, [N, K]), { norm: { g: cpu.tensor(g, [K]), eps: 1e-5 } }));
+        if (M > 16) continue;
+        const d0 = be.ctx.counts.dispatches;
+        const sv = await be.read(be.tidy(() => be.swiglu(be.tensor(x, [M, K]), gw, gw2, { norm: { g: be.tensor(g, [K]), eps: 1e-5 } })));
+        if (K % 4 === 0) assert.equal(be.ctx.counts.dispatches - d0, 1, `${name} swiglu with norm M=${M} K=${K}: one dispatch`);
+        const cv = await cpu.read(cpu.swiglu(cpu.tensor(x, [M, K]), cpu.tensor(w, [N, K]), cpu.tensor(w2, [N, K]), { norm: { g: cpu.tensor(g, [K]), eps: 1e-5 } }));
         const e = relErr(sv, cv);
-        assert.ok(e < 4e-3, `${name} swiglu with norm K=${K}: relative error ${e}`);
+        assert.ok(e < 4e-3, `${name} swiglu with norm M=${M} K=${K}: relative error ${e}`);
       }
       be.dispose(gw); be.dispose(gw2);
     }
