@@ -5,7 +5,7 @@
 //   node dist/bench/matmul.js --quick         # small shapes (lavapipe, integrated GPUs)
 //   node dist/bench/matmul.js --shapes 1x4096x4096,2048x4096x4096 [--seconds 0.3] [--log out.txt]
 //   node dist/bench/matmul.js --shapes 1x2048x8192 --gemv-sweep 64x1,256x2   # packed gemv shapes: workgroup × unroll
-//   node dist/bench/matmul.js --shapes 16x8192x2048 --rows-cols 16,32,64      # the block-of-rows gemv's columns per workgroup
+//   node dist/bench/matmul.js --shapes 16x8192x2048 --rows-cols 16,32:8:8      # the rows gemv: columns per workgroup[:rows per dispatch[:k per step]]
 // Kernels: f32 tiled / f32 gemv (the default precision); f16 tiled over f32 weights (the
 // 'f16-matmul' precision without tensor cores; 64×64 and 128×128 tiles), f32 gemv with f16-rounded
 // operands (that precision's decode path); packed-f16 weights (inference: f16 gemv, f16 tiled); and
@@ -21,7 +21,7 @@ import { parseArgs } from 'node:util';
 import type { WebGpuBackend } from '../src/backends/webgpu/backend.js';
 import { matmul, matmulPackedF16 } from '../src/backends/webgpu/matmul.js';
 import {
-  type F16Caps, type F16Matrix, type StagedConfig, F16_GEMV_MAX_ROWS, GEMV_BLOCK_ROWS, TILE_LARGE, gemvShape, TILE_SMALL, matmulF16Tiled, matmulSubgroupMatrix, packF16,
+  type F16Caps, type F16Matrix, type StagedConfig, F16_GEMV_MAX_ROWS, TILE_LARGE, gemvShape, TILE_SMALL, matmulF16Tiled, matmulSubgroupMatrix, packF16,
 } from '../src/backends/webgpu/matmul-f16.js';
 import type { GpuTensor } from '../src/backends/webgpu/tensor.js';
 import { Rng, randomArray } from '../src/core/random.js';
@@ -130,7 +130,7 @@ for (const [M, N, K] of shapes) {
   if (packed && (gemv || caps.shaderF16)) {
     const p = packed;
     const f16: F16Caps = { shaderF16: caps.shaderF16, subgroupMatrix: null };
-    kernels.push({ name: M <= F16_GEMV_MAX_ROWS ? `f16 gemv (f16 weights${M > GEMV_BLOCK_ROWS ? `, ${Math.ceil(M / GEMV_BLOCK_ROWS)} passes` : ''})` : 'f16 tiled (f16 weights)', run: () => matmulPackedF16(be.ctx, out, gx, p, M, N, K, f16), bytes: f16wBytes });
+    kernels.push({ name: M <= F16_GEMV_MAX_ROWS ? `f16 gemv (f16 weights${M > gemvShape.rowsBlock ? `, ${Math.ceil(M / gemvShape.rowsBlock)} passes` : ''})` : 'f16 tiled (f16 weights)', run: () => matmulPackedF16(be.ctx, out, gx, p, M, N, K, f16), bytes: f16wBytes });
   }
   if (packed && M === 1 && values['gemv-sweep']) {
     const p = packed, f16: F16Caps = { shaderF16: caps.shaderF16, subgroupMatrix: null }, dflt = { ...gemvShape };
@@ -144,10 +144,12 @@ for (const [M, N, K] of shapes) {
   }
   if (packed && M > 1 && M <= F16_GEMV_MAX_ROWS && values['rows-cols']) {
     const p = packed, f16: F16Caps = { shaderF16: caps.shaderF16, subgroupMatrix: null };
-    for (const cols of values['rows-cols'].split(',').map(Number)) {
+    const dflt = { ...gemvShape };
+    for (const v of values['rows-cols'].split(',')) {
+      const [cols, block = dflt.rowsBlock, step = dflt.rowsStep] = v.split(':').map(Number);
       kernels.push({
-        name: `f16 rows gemv, ${cols} columns a workgroup`, bytes: f16wBytes,
-        run: () => { gemvShape.rowsCols = cols; matmulPackedF16(be.ctx, out, gx, p, M, N, K, f16); gemvShape.rowsCols = 0; },
+        name: `f16 rows gemv, ${cols} columns, ${block} rows, ${step} k`, bytes: f16wBytes,
+        run: () => { Object.assign(gemvShape, { rowsCols: cols, rowsBlock: block, rowsStep: step }); matmulPackedF16(be.ctx, out, gx, p, M, N, K, f16); Object.assign(gemvShape, dflt); },
       });
     }
   }

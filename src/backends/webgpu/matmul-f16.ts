@@ -303,7 +303,11 @@ const GV_COLS = 8;
  * at once. One row of x is the decoding case, bound by how many weight bytes are in flight; the
  * bench (bench/matmul.ts --gemv-sweep) sets these to compare shapes.
  */
-export const gemvShape = { wgOneRow: 256, wgRows: 64, unroll: 2, rowsCols: 0 };
+export const gemvShape = {
+  wgOneRow: 256, wgRows: 64, unroll: 2,
+  /** The rows gemv (rowsGemvKernel): columns per workgroup (0: by N), rows per dispatch (8 or 16), halves of k per step (8 or 16). */
+  rowsCols: 0, rowsBlock: 16, rowsStep: 16,
+};
 
 /**
  * y[m, n] for m < rows and GV_COLS columns n per workgroup. Each step an invocation reads 8
@@ -479,8 +483,6 @@ export function mambaInputF16Gemv(
   ctx.dispatch(kernel, params, bindings, groups);
 }
 
-/** Rows of x one gemv dispatch reads the weights for (rowsGemvKernel). */
-export const GEMV_BLOCK_ROWS = 16;
 /**
  * Rows of x up to which the packed gemv is used, one dispatch per block of 16 rows: batched
  * decoding reads the weights once per 16 sequences, where tensor cores would spend most of a
@@ -516,21 +518,21 @@ const RG_THREADS = 256, RG_VEC4S = 1024;
  * normalised) once per workgroup, and read back as broadcasts; at the end the S slices' sums of
  * each column are added in slice order.
  */
-function rowsGemvKernel(R: number, COLS: number, vec: boolean, o: GemvFusion): Kernel {
+function rowsGemvKernel(R: number, COLS: number, STEP: number, vec: boolean, o: GemvFusion): Kernel {
   const { swiglu = false, norm = false, residual = false } = o;
   if (![4, 8, 16].includes(R) || RG_THREADS % COLS !== 0) throw new Error(`rowsGemvKernel: ${R} rows or ${COLS} columns do not fit`);
   if (norm && !vec) throw new Error('rowsGemvKernel: the fused norm needs K % 4 == 0');
   const S = RG_THREADS / COLS, KT = (RG_VEC4S * 4) / R, NW = swiglu ? 2 : 1, R4 = R / 4;
-  if (KT % (16 * S) !== 0) throw new Error(`rowsGemvKernel: a tile of ${KT} k does not split into ${S} slices of 16`);
+  if ((STEP !== 8 && STEP !== 16) || KT % (STEP * S) !== 0) throw new Error(`rowsGemvKernel: a tile of ${KT} k does not split into ${S} slices of ${STEP}`);
   const extra = [...(swiglu ? ['W2'] : []), ...(norm ? ['G'] : []), ...(residual ? ['R'] : [])];
   const acc = (w: number, r: number) => `acc${w}_${r}`;
-  // one step: the 16 halves of column n at k (two 16-byte loads per weight), against each row's x
+  // one step: STEP halves of column n at k (16-byte loads), against each row's x
+  const V = STEP / 4; // vec4s of k per step
   const step = Array.from({ length: NW }, (_, w) => {
     const W = w === 0 ? 'W' : 'W2';
-    return `{ let h0 = ${W}[wi]; let h1 = ${W}[wi + 1u];
-        let a0 = vec4<f32>(unpack2x16float(h0.x), unpack2x16float(h0.y)); let a1 = vec4<f32>(unpack2x16float(h0.z), unpack2x16float(h0.w));
-        let a2 = vec4<f32>(unpack2x16float(h1.x), unpack2x16float(h1.y)); let a3 = vec4<f32>(unpack2x16float(h1.z), unpack2x16float(h1.w));
-        ${lines(R, (r) => `${acc(w, r)} += dot(xs[${r * (KT / 4)}u + q4], a0) + dot(xs[${r * (KT / 4)}u + q4 + 1u], a1) + dot(xs[${r * (KT / 4)}u + q4 + 2u], a2) + dot(xs[${r * (KT / 4)}u + q4 + 3u], a3);`).split('\n').join('\n        ')}
+    return `{ ${lines(STEP / 8, (h) => `let h${h} = ${W}[wi + ${h}u];`).split('\n').join(' ')}
+        ${lines(STEP / 8, (h) => `let a${2 * h} = vec4<f32>(unpack2x16float(h${h}.x), unpack2x16float(h${h}.y)); let a${2 * h + 1} = vec4<f32>(unpack2x16float(h${h}.z), unpack2x16float(h${h}.w));`).split('\n').join('\n        ')}
+        ${lines(R, (r) => `${acc(w, r)} += ${Array.from({ length: V }, (_, i) => `dot(xs[${r * (KT / 4)}u + q4${i ? ` + ${i}u` : ''}], a${i})`).join(' + ')};`).split('\n').join('\n        ')}
       }`;
   }).join('\n      ');
   // sums of weight w: each invocation's R sums as R/4 vec4s, then per (column, 4 rows) the S slices in order
@@ -544,7 +546,7 @@ function rowsGemvKernel(R: number, COLS: number, vec: boolean, o: GemvFusion): K
     for (var s = 0u; s < ${S}u; s++) { ${into} += xs[j * ${RG_THREADS}u + s * ${COLS}u + c]; }
   }`;
   return {
-    key: `matmul_f16_gemv_rows${R}_c${COLS}_${vec ? 'v' : 's'}${swiglu ? '_swiglu' : ''}${norm ? '_norm' : ''}${residual ? '_res' : ''}`,
+    key: `matmul_f16_gemv_rows${R}_c${COLS}_k${STEP}_${vec ? 'v' : 's'}${swiglu ? '_swiglu' : ''}${norm ? '_norm' : ''}${residual ? '_res' : ''}`,
     bindings: ['read', 'read', ...extra.map(() => 'read' as const), 'write'],
     code: () => /* wgsl */ `${ROUND_F16}${MATH}
 struct P { M: u32, N: u32, K: u32, Kp: u32, row0: u32, eps: f32 }
@@ -586,8 +588,8 @@ fn main(${BUILTINS}) {
       xs[e] = round_f16v(v);
     }
     workgroupBarrier();
-    // this slice's steps of 16 k in the tile (K is padded to a multiple of 16 with zeros)
-    for (var q = s * 16u; q < ${KT}u; q += ${S * 16}u) {
+    // this slice's steps of ${STEP} k in the tile (K is padded to a multiple of 16 with zeros)
+    for (var q = s * ${STEP}u; q < ${KT}u; q += ${S * STEP}u) {
       if (k0 + q >= p.Kp) { break; }
       let wi = (n * p.Kp + k0 + q) / 8u;
       let q4 = q / 4u;
@@ -621,12 +623,12 @@ const rowsGemvCache = kernelCache();
  */
 const rowsGemvCols = (N: number) => gemvShape.rowsCols || (N >= 64 * 264 ? 64 : N >= 32 * 264 ? 32 : 16);
 
-/** Dispatches rowsGemvKernel over M rows in blocks of GEMV_BLOCK_ROWS; bindings as the kernel takes them. */
+/** Dispatches rowsGemvKernel over M rows in blocks of gemvShape.rowsBlock; bindings as the kernel takes them. */
 function rowsGemv(ctx: GpuContext, bindings: Binding[], M: number, N: number, K: number, Kp: number, vec: boolean, o: GemvFusion, eps: number): void {
-  const COLS = rowsGemvCols(N), groups = Math.ceil(N / COLS);
-  for (let row0 = 0; row0 < M; row0 += GEMV_BLOCK_ROWS) {
-    const left = M - row0, R = left <= 4 ? 4 : left <= 8 ? 8 : 16; // compiled for 4, 8 or 16 rows
-    const kernel = rowsGemvCache(`${R}|${COLS}|${vec}|${!!o.swiglu}|${!!o.norm}|${!!o.residual}`, () => rowsGemvKernel(R, COLS, vec, o));
+  const COLS = rowsGemvCols(N), groups = Math.ceil(N / COLS), block = gemvShape.rowsBlock, STEP = gemvShape.rowsStep;
+  for (let row0 = 0; row0 < M; row0 += block) {
+    const left = M - row0, R = left <= 4 ? 4 : left <= 8 || block === 8 ? 8 : 16; // compiled for 4, 8 or 16 rows
+    const kernel = rowsGemvCache(`${R}|${COLS}|${STEP}|${vec}|${!!o.swiglu}|${!!o.norm}|${!!o.residual}`, () => rowsGemvKernel(R, COLS, STEP, vec, o));
     ctx.dispatch(kernel, new Params().u32(M, N, K, Kp, row0).f32(eps), bindings, groups);
   }
 }

@@ -13,7 +13,7 @@
 // so the f32 gemv reads them no slower than any f16 kernel could).
 import { type GpuContext, type Kernel, Params, kernelCache } from './context.js';
 import {
-  type F16Caps, type F16Matrix, F16_GEMV_MAX_ROWS, GEMV_BLOCK_ROWS, type GemvEnds, ROUND_F16, endsBindings, matmulF16Gemv, matmulF16Tiled, matmulSubgroupMatrix,
+  type F16Caps, type F16Matrix, F16_GEMV_MAX_ROWS, type GemvEnds, ROUND_F16, endsBindings, matmulF16Gemv, matmulF16Tiled, matmulSubgroupMatrix,
 } from './matmul-f16.js';
 import { type GpuTensor, bind } from './tensor.js';
 import { BUILTINS, WG_INDEX, rowScalePass, rowScaleVar } from './wgsl.js';
@@ -184,7 +184,8 @@ export function productFusesEnds(M: number, N: number, K: number, packed: F16Cap
   return packed ? M <= packedGemvRows(packed) && K % 4 === 0 : M <= GEMV_MAX_ROWS;
 }
 /** Rows of x up to which a product with packed f16 weights takes the gemv kernels. */
-export const packedGemvRows = (f16: F16Caps): number => (f16.subgroupMatrix ? GEMV_BLOCK_ROWS : F16_GEMV_MAX_ROWS);
+// (with tensor cores, 16: their 64-row tiles would be mostly padding below that)
+export const packedGemvRows = (f16: F16Caps): number => (f16.subgroupMatrix ? 16 : F16_GEMV_MAX_ROWS);
 
 function checkEnds(op: string, ends: GemvEnds, fuses: boolean): void {
   if ((ends.norm || ends.residual) && !fuses) throw new Error(`${op}: this product cannot take a norm or residual (see productFusesEnds)`);
