@@ -149,7 +149,11 @@ for (const [M, N, K] of shapes) {
       const [cols, block = dflt.rowsBlock, step = dflt.rowsStep] = v.split(':').map(Number);
       kernels.push({
         name: `f16 rows gemv, ${cols} columns, ${block} rows, ${step} k`, bytes: f16wBytes,
-        run: () => { Object.assign(gemvShape, { rowsCols: cols, rowsBlock: block, rowsStep: step }); matmulPackedF16(be.ctx, out, gx, p, M, N, K, f16); Object.assign(gemvShape, dflt); },
+        run: () => {
+          Object.assign(gemvShape, { rowsCols: cols, rowsBlock: block, rowsStep: step });
+          matmulPackedF16(be.ctx, out, gx, p, M, N, K, f16);
+          Object.assign(gemvShape, dflt);
+        },
       });
     }
   }

@@ -618,10 +618,11 @@ fn main(${BUILTINS}) {
 const rowsGemvCache = kernelCache();
 
 /**
- * Columns per rows-gemv workgroup: the fewest (16 at least, so that a tile's k split into whole
- * steps) that still give about two workgroups per SM of a large GPU.
+ * Columns per rows-gemv workgroup: 16 (so that a tile's k splits into whole steps), 32 from 512
+ * workgroups on. H100, 16 rows (bench/matmul.ts --rows-cols, GPU time): 16×2048×8192 86 µs with 16
+ * columns, 120 with 32, 197 with 64; 16×4096×4096 61, 69–73, 103; 16×8192×2048 66–72, 50, 56.
  */
-const rowsGemvCols = (N: number) => gemvShape.rowsCols || (N >= 64 * 264 ? 64 : N >= 32 * 264 ? 32 : 16);
+const rowsGemvCols = (N: number) => gemvShape.rowsCols || (N >= 512 * 16 ? 32 : 16);
 
 /** Dispatches rowsGemvKernel over M rows in blocks of gemvShape.rowsBlock; bindings as the kernel takes them. */
 function rowsGemv(ctx: GpuContext, bindings: Binding[], M: number, N: number, K: number, Kp: number, vec: boolean, o: GemvFusion, eps: number): void {
