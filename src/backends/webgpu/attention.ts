@@ -28,10 +28,10 @@ const WG = 64;
  * value per key: decoding attention is bound by their latency, not by its bytes (H100, samba-1.7b's
  * heads over 2048 keys: 20.7 µs a call on the GPU; docs/PERFORMANCE.md). groupPvLoads: the same
  * where G query heads share a workgroup, each load then feeding G sums (H100, 16 sequences of
- * llama3-1.6b's heads over 65536 keys, G = 8: 2 loads 4.17 ms a call with an f16 cache, 8 loads
- * 1.95 ms). bench/attention-decode.ts sets both to compare.
+ * llama3-1.6b's heads over 65536 keys, G = 8, f16 cache: 2 loads 4.17 ms a call, 8 loads 1.94 ms, 16
+ * loads 1.68 ms). bench/attention-decode.ts sets both to compare.
  */
-export const attentionShape = { pvLoads: 16, groupPvLoads: 8 };
+export const attentionShape = { pvLoads: 16, groupPvLoads: 16 };
 
 /**
  * The per-row kernel for head size hs, known when the WGSL is generated: the dot products and the
