@@ -298,50 +298,45 @@ function checkPacked(w: F16Matrix, N: number, K: number): void {
 const GV_COLS = 8;
 
 /**
- * The gemv's shape: invocations per workgroup for one row of x and for blocks of more rows (whose
- * sums take workgroup memory in proportion), and the steps over k each invocation issues loads for
- * at once. One row of x is the decoding case, bound by how many weight bytes are in flight; the
+ * The one-row gemv's shape: invocations per workgroup, and the steps over k each invocation issues
+ * loads for at once. Decoding one sequence is bound by how many weight bytes are in flight; the
  * bench (bench/matmul.ts --gemv-sweep) sets these to compare shapes.
  */
 export const gemvShape = {
-  wgOneRow: 256, wgRows: 64, unroll: 2,
+  wgOneRow: 256, unroll: 2,
   /** The rows gemv (rowsGemvKernel): columns per workgroup (0: by N), rows per dispatch (8 or 16), halves of k per step (8 or 16). */
   rowsCols: 0, rowsBlock: 16, rowsStep: 16,
 };
 
 /**
- * y[m, n] for m < rows and GV_COLS columns n per workgroup. Each step an invocation reads 8
- * consecutive k of every one of its columns as one vec4<u32> (eight f16) and the matching eight x
- * values of every row; partial sums are then reduced across the workgroup. Padded rows and K of
- * the packed weight are zeros, so the loop has no bounds checks on w.
+ * y[0, n] for one row of x (decoding one sequence; more rows go to rowsGemvKernel) and GV_COLS
+ * columns n per workgroup. Each step an invocation reads 8 consecutive k of every one of its
+ * columns as one vec4<u32> (eight f16) and the matching eight x values; partial sums are then
+ * reduced across the workgroup. Padded rows and K of the packed weight are zeros, so the loop has
+ * no bounds checks on w.
  */
-function gemvKernel(rows: number, vec: boolean, o: GemvFusion = {}): Kernel {
+function gemvKernel(vec: boolean, o: GemvFusion = {}): Kernel {
   // swiglu: a second weight W2 over the same x, and y = silu(x·Wᵀ) ⊙ (x·W2ᵀ): an MLP's gate, up and
   // product in one dispatch. Each product is summed exactly as the plain kernel sums it.
   // norm: x is rmsNorm(x) ⊙ G, scaled as the rmsNorm kernel scales it before the f16 rounding;
   // residual: Y = R + the product (the add kernel's sum). Both need vec (K % 4 == 0).
-  // conv (one row of x, decoding): the first p.C columns are a Mamba mixer's x, each turned by
+  // conv: the first p.C columns are a Mamba mixer's x, each turned by
   // its channel's causal conv1d and SiLU as conv1d_silu_step turns it, the channel's next conv
   // state written to NEXT; the rest (z) stay as they are.
   const { swiglu = false, norm = false, residual = false, conv = false } = o;
   if ((norm || residual) && !vec) throw new Error('gemvKernel: the fused norm and residual need K % 4 == 0');
   if (swiglu && residual) throw new Error('gemvKernel: swiglu has no residual');
-  if (conv && (rows !== 1 || swiglu || residual)) throw new Error('gemvKernel: the fused conv takes one row and no swiglu or residual');
-  const A = rows * GV_COLS, AA = swiglu ? 2 * A : A;
-  // more invocations and steps in flight for one row of x, whose loop over k is short; blocks of
-  // rows issue rows × more arithmetic per load already
-  const GV_WG = rows === 1 ? gemvShape.wgOneRow : gemvShape.wgRows, U = rows === 1 ? gemvShape.unroll : 1;
+  if (conv && (swiglu || residual)) throw new Error('gemvKernel: the fused conv takes no swiglu or residual');
+  const A = GV_COLS, AA = swiglu ? 2 * A : A;
+  const GV_WG = gemvShape.wgOneRow, U = gemvShape.unroll;
   // accumulators reduced per round: as many as 16 KB of workgroup memory holds (one round at the
   // default shapes; each round is more code for the shader compiler)
   const CH = Math.min(AA, Math.max(GV_COLS, Math.floor(4096 / GV_WG / GV_COLS) * GV_COLS));
   if (AA % CH !== 0) throw new Error(`gemvKernel: ${AA} sums do not split into rounds of ${CH}`);
-  const xs: string[] = [];
-  for (let m = 0; m < rows; m++) {
-    const s = norm ? `, rs${m}` : '';
-    xs.push(vec
-      ? `let x${m}l = rx4(k, (p.row0 + ${m}u) * p.K + k${s}); let x${m}h = rx4(k + 4u, (p.row0 + ${m}u) * p.K + k + 4u${s});`
-      : `let x${m}l = rx1(k, (p.row0 + ${m}u) * p.K + k); let x${m}h = rx1(k + 4u, (p.row0 + ${m}u) * p.K + k + 4u);`);
-  }
+  const s = norm ? ', rs0' : '';
+  const xs = [vec
+    ? `let x0l = rx4(k, (p.row0 + 0u) * p.K + k${s}); let x0h = rx4(k + 4u, (p.row0 + 0u) * p.K + k + 4u${s});`
+    : 'let x0l = rx1(k, (p.row0 + 0u) * p.K + k); let x0h = rx1(k + 4u, (p.row0 + 0u) * p.K + k + 4u);'];
   const extra = [...(swiglu ? ['W2'] : []), ...(norm ? ['G'] : []), ...(residual ? ['R'] : []), ...(conv ? ['S', 'CW', 'CB'] : [])];
   const out = swiglu ? `silu(sums[li]) * sums[li + ${A}u]` : 'sums[li]';
   const body: string[] = [];
@@ -349,7 +344,7 @@ function gemvKernel(rows: number, vec: boolean, o: GemvFusion = {}): Kernel {
     for (let c = 0; c < GV_COLS; c++) {
       body.push(`{ let w = ${W}[(n0 + ${c}u) * p.K8 + qw];`);
       body.push(`  let wl = vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)); let wh = vec4<f32>(unpack2x16float(w.z), unpack2x16float(w.w));`);
-      for (let m = 0; m < rows; m++) body.push(`  acc[${base + m * GV_COLS + c}] += dot(x${m}l, wl) + dot(x${m}h, wh);`);
+      body.push(`  acc[${base + c}] += dot(x0l, wl) + dot(x0h, wh);`);
       body.push('}');
     }
   }
@@ -359,7 +354,7 @@ function gemvKernel(rows: number, vec: boolean, o: GemvFusion = {}): Kernel {
     ? `{ let qw = q; let k = q * 8u;\n    ${xs.join('\n    ')}\n    ${body.join('\n    ')}\n    }`
     : `{ let qw = min(q + ${u * GV_WG}u, p.K8 - 1u); let k = (q + ${u * GV_WG}u) * 8u;\n    ${xs.join('\n    ')}\n    ${body.join('\n    ')}\n    }`);
   return {
-    key: `matmul_f16_gemv_${rows}_${vec ? 'v' : 's'}${swiglu ? '_swiglu' : ''}${norm ? '_norm' : ''}${residual ? '_res' : ''}${conv ? '_conv' : ''}_${GV_WG}x${U}`,
+    key: `matmul_f16_gemv_1_${vec ? 'v' : 's'}${swiglu ? '_swiglu' : ''}${norm ? '_norm' : ''}${residual ? '_res' : ''}${conv ? '_conv' : ''}_${GV_WG}x${U}`,
     bindings: ['read', 'read', ...extra.map(() => 'read' as const), 'write', ...(conv ? ['write' as const] : [])],
     code: () => /* wgsl */ `${ROUND_F16}${MATH}
 struct P { M: u32, N: u32, K: u32, K8: u32, groups: u32, row0: u32, eps: f32${conv ? ', C: u32, CK: u32, hasState: u32' : ''} }
@@ -384,7 +379,7 @@ fn convStep(c: u32, x: f32) -> f32 {
 }` : ''}
 var<workgroup> part: array<f32, ${GV_WG * CH}>;
 var<workgroup> sums: array<f32, ${AA}>;
-${norm ? rowScaleVar(rows) : ''}
+${norm ? rowScaleVar(1) : ''}
 fn r4(v: vec4<f32>) -> vec4<f32> { return round_f16v(v); }
 ${vec
   ? `/** x[i .. i+3] (k .. k+3 of a row; K % 4 == 0, so all or none are in range)${norm ? ', normalised,' : ''} rounded to f16 */
@@ -400,8 +395,8 @@ fn main(${BUILTINS}) {
   ${WG_INDEX}
   if (wg >= p.groups) { return; }
   let n0 = wg * ${GV_COLS}u;
-  ${norm ? `${rowScalePass(rows, GV_WG, true, (m) => `p.row0 + ${m}u`)}
-  ${Array.from({ length: rows }, (_, m) => `let rs${m} = rowScale[${m}];`).join(' ')}` : ''}
+  ${norm ? `${rowScalePass(1, GV_WG, true, () => 'p.row0 + 0u')}
+  let rs0 = rowScale[0];` : ''}
   var acc: array<f32, ${AA}>;
   for (var q = li; q < p.K8; q += ${U * GV_WG}u) {
     ${steps.join('\n    ')}
@@ -436,10 +431,9 @@ export interface GemvEnds { norm?: { g: GpuTensor; eps: number }; residual?: Gpu
 export const endsBindings = (ends: GemvEnds): Binding[] => [...(ends.norm ? [bind(ends.norm.g)] : []), ...(ends.residual ? [bind(ends.residual)] : [])];
 const gemvCache = kernelCache();
 // a numeric key: decoding looks a kernel up for every product, and a string would be built each time
-const gemvFor = (rows: number, vec: boolean, o: GemvFusion): Kernel => gemvCache(
-  rows + 64 * (+vec + 2 * +!!o.swiglu + 4 * +!!o.norm + 8 * +!!o.residual + 16 * +!!o.conv) +
-    2048 * (gemvShape.wgOneRow + 2048 * (gemvShape.wgRows + 2048 * gemvShape.unroll)),
-  () => gemvKernel(rows, vec, o));
+const gemvFor = (vec: boolean, o: GemvFusion): Kernel => gemvCache(
+  +vec + 2 * +!!o.swiglu + 4 * +!!o.norm + 8 * +!!o.residual + 16 * +!!o.conv + 32 * (gemvShape.wgOneRow + 2048 * gemvShape.unroll),
+  () => gemvKernel(vec, o));
 
 /** A packed weight for the gemv kernels: its shape, and rows padded to whole workgroups' columns. */
 function checkGemvWeight(op: string, w: F16Matrix, N: number, K: number): void {
@@ -461,7 +455,7 @@ export function swigluF16Gemv(
   const bindings = [bind(x), bindF16(w1), bindF16(w2), ...endsBindings({ norm }), bind(out)];
   if (M > 1) { rowsGemv(ctx, bindings, M, N, K, w1.colsP, vec, { swiglu: true, norm: !!norm }, norm?.eps ?? 0); return; }
   const groups = Math.ceil(N / GV_COLS);
-  const kernel = gemvFor(1, vec, { swiglu: true, norm: !!norm });
+  const kernel = gemvFor(vec, { swiglu: true, norm: !!norm });
   ctx.dispatch(kernel, new Params().u32(1, N, K, w1.colsP / 8, groups, 0).f32(norm?.eps ?? 0), bindings, groups);
 }
 
@@ -477,7 +471,7 @@ export function mambaInputF16Gemv(
   checkGemvWeight('mambaInputF16Gemv', w, N, K);
   if (K % 4 !== 0 || N % 2 !== 0) throw new Error(`mambaInputF16Gemv: needs K % 4 == 0 and an even N, got ${N} × ${K}`);
   const groups = Math.ceil(N / GV_COLS), C = N / 2;
-  const kernel = gemvFor(1, true, { norm: !!norm, conv: true });
+  const kernel = gemvFor(true, { norm: !!norm, conv: true });
   const bindings = [bind(x), bindF16(w), ...endsBindings({ norm }), bind(conv.state ?? conv.w), bind(conv.w), bind(conv.b), bind(out), bind(next)];
   const params = new Params().u32(1, N, K, w.colsP / 8, groups, 0).f32(norm?.eps ?? 0).u32(C, conv.width, conv.state ? 1 : 0);
   ctx.dispatch(kernel, params, bindings, groups);
@@ -500,7 +494,7 @@ export function matmulF16Gemv(ctx: GpuContext, out: GpuTensor, x: GpuTensor, w: 
   const bindings = [bind(x), bindF16(w), ...endsBindings(ends), bind(out)];
   if (M > 1) { rowsGemv(ctx, bindings, M, N, K, w.colsP, vec, { norm: !!norm, residual: !!residual }, norm?.eps ?? 0); return; }
   const groups = Math.ceil(N / GV_COLS);
-  ctx.dispatch(gemvFor(1, vec, { norm: !!norm, residual: !!residual }), new Params().u32(M, N, K, w.colsP / 8, groups, 0).f32(norm?.eps ?? 0), bindings, groups);
+  ctx.dispatch(gemvFor(vec, { norm: !!norm, residual: !!residual }), new Params().u32(M, N, K, w.colsP / 8, groups, 0).f32(norm?.eps ?? 0), bindings, groups);
 }
 
 // ---- gemv for blocks of rows (batched decoding) ----
