@@ -524,14 +524,14 @@ function rowsGemvKernel(R: number, COLS: number, STEP: number, vec: boolean, o: 
   const V = STEP / 4; // vec4s of k per step
   const step = Array.from({ length: NW }, (_, w) => {
     const W = w === 0 ? 'W' : 'W2';
-    return `{ ${lines(STEP / 8, (h) => `let h${h} = ${W}[wi + ${h}u];`).split('\n').join(' ')}
-        ${lines(STEP / 8, (h) => `let a${2 * h} = vec4<f32>(unpack2x16float(h${h}.x), unpack2x16float(h${h}.y)); let a${2 * h + 1} = vec4<f32>(unpack2x16float(h${h}.z), unpack2x16float(h${h}.w));`).split('\n').join('\n        ')}
-        ${lines(R, (r) => `${acc(w, r)} += ${Array.from({ length: V }, (_, i) => `dot(xs[${r * (KT / 4)}u + q4${i ? ` + ${i}u` : ''}], a${i})`).join(' + ')};`).split('\n').join('\n        ')}
+    return `{ ${lines(STEP / 8, (h) => `let h${h} = ${W}[wi + ${h}u];`, ' ')}
+        ${lines(STEP / 8, (h) => `let a${2 * h} = vec4<f32>(unpack2x16float(h${h}.x), unpack2x16float(h${h}.y)); let a${2 * h + 1} = vec4<f32>(unpack2x16float(h${h}.z), unpack2x16float(h${h}.w));`, '\n        ')}
+        ${lines(R, (r) => `${acc(w, r)} += ${Array.from({ length: V }, (_, i) => `dot(xs[${r * (KT / 4)}u + q4${i ? ` + ${i}u` : ''}], a${i})`).join(' + ')};`, '\n        ')}
       }`;
   }).join('\n      ');
   // sums of weight w: each invocation's R sums as R/4 vec4s, then per (column, 4 rows) the S slices in order
   const reduce = (w: number, into: string) => `workgroupBarrier();
-  ${lines(R4, (j) => `xs[${j * RG_THREADS}u + li] = vec4<f32>(${[0, 1, 2, 3].map((i) => acc(w, 4 * j + i)).join(', ')});`).split('\n').join('\n  ')}
+  ${lines(R4, (j) => `xs[${j * RG_THREADS}u + li] = vec4<f32>(${[0, 1, 2, 3].map((i) => acc(w, 4 * j + i)).join(', ')});`, '\n  ')}
   workgroupBarrier();
   var ${into} = vec4<f32>(0.0);
   if (li < ${COLS * R4}u) {
@@ -560,14 +560,14 @@ fn main(${BUILTINS}) {
   let n = wg * ${COLS}u + c;     // this invocation's column; packed rows are zeros past N
   let rows = min(p.M - p.row0, ${R}u);
   ${norm ? `// the rows' scales, as rmsNorm computes them: sums of squares split over the workgroup
-  ${lines(R, (r) => `var ss${r} = 0.0;`).split('\n').join(' ')}
+  ${lines(R, (r) => `var ss${r} = 0.0;`, ' ')}
   for (var i = li; i < p.K / 4u; i += ${RG_THREADS}u) {
-    ${lines(R, (r) => `if (${r}u < rows) { let v = X[(p.row0 + ${r}u) * (p.K / 4u) + i]; ss${r} += dot(v, v); }`).split('\n').join('\n    ')}
+    ${lines(R, (r) => `if (${r}u < rows) { let v = X[(p.row0 + ${r}u) * (p.K / 4u) + i]; ss${r} += dot(v, v); }`, '\n    ')}
   }
-  ${lines(R4, (j) => `xs[${j * RG_THREADS}u + li] = vec4<f32>(${[0, 1, 2, 3].map((i) => `ss${4 * j + i}`).join(', ')});`).split('\n').join('\n  ')}
+  ${lines(R4, (j) => `xs[${j * RG_THREADS}u + li] = vec4<f32>(${[0, 1, 2, 3].map((i) => `ss${4 * j + i}`).join(', ')});`, '\n  ')}
   ${workgroupReduceRows('xs', RG_THREADS, R4, '+')}
-  var scale = array<vec4<f32>, ${R4}>(${lines(R4, (j) => `1.0 / sqrt(xs[${j * RG_THREADS}u] / f32(p.K) + p.eps)`).split('\n').join(', ')});` : ''}
-  ${lines(NW * R, (i) => `var ${acc(Math.floor(i / R), i % R)} = 0.0;`).split('\n').join(' ')}
+  var scale = array<vec4<f32>, ${R4}>(${lines(R4, (j) => `1.0 / sqrt(xs[${j * RG_THREADS}u] / f32(p.K) + p.eps)`, ', ')});` : ''}
+  ${lines(NW * R, (i) => `var ${acc(Math.floor(i / R), i % R)} = 0.0;`, ' ')}
   for (var k0 = 0u; k0 < p.Kp; k0 += ${KT}u) {
     workgroupBarrier(); // the last tile has been read
     for (var e = li; e < ${R * (KT / 4)}u; e += ${RG_THREADS}u) {

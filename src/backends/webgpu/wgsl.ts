@@ -32,8 +32,8 @@ fn softplus(x: f32) -> f32 {
 }
 `;
 
-/** n generated lines f(0) … f(n − 1): unrolled WGSL. */
-export const lines = (n: number, f: (i: number) => string): string => Array.from({ length: n }, (_, i) => f(i)).join('\n');
+/** n generated lines f(0) … f(n − 1), joined by sep (a newline; or e.g. a newline and an indent, a space): unrolled WGSL. */
+export const lines = (n: number, f: (i: number) => string, sep = '\n'): string => Array.from({ length: n }, (_, i) => f(i)).join(sep);
 
 /**
  * WGSL that stores `value` at arr[li] and reduces arr over a workgroup of `size` invocations (a
