@@ -559,7 +559,8 @@ fn main(${BUILTINS}) {
   let s = li / ${COLS}u;
   let n = wg * ${COLS}u + c;     // this invocation's column; packed rows are zeros past N
   let rows = min(p.M - p.row0, ${R}u);
-  ${norm ? `// the rows' scales, as rmsNorm computes them: sums of squares split over the workgroup
+  ${norm ? `// the rows' scales, as rmsNorm computes them: sums of squares split over the workgroup (reduced
+  // in xs, as R/4 vec4s per invocation; rowScalePass's own array would need another 16 KiB)
   ${lines(R, (r) => `var ss${r} = 0.0;`, ' ')}
   for (var i = li; i < p.K / 4u; i += ${RG_THREADS}u) {
     ${lines(R, (r) => `if (${r}u < rows) { let v = X[(p.row0 + ${r}u) * (p.K / 4u) + i]; ss${r} += dot(v, v); }`, '\n    ')}
