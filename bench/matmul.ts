@@ -6,6 +6,7 @@
 //   node dist/bench/matmul.js --shapes 1x4096x4096,2048x4096x4096 [--seconds 0.3] [--log out.txt]
 //   node dist/bench/matmul.js --shapes 1x2048x8192 --gemv-sweep 64x1,256x2   # packed gemv shapes: workgroup × unroll
 //   node dist/bench/matmul.js --shapes 16x8192x2048 --rows-cols 16,32:8:8      # the rows gemv: columns per workgroup[:rows per dispatch[:k per step]]
+//   node dist/bench/matmul.js --shapes 4096x4096x4096 --ablate   # the staged tensor-core kernel with parts of its loop dropped
 // Kernels: f32 tiled / f32 gemv (the default precision); f16 tiled over f32 weights (the
 // 'f16-matmul' precision without tensor cores; 64×64 and 128×128 tiles), f32 gemv with f16-rounded
 // operands (that precision's decode path); packed-f16 weights (inference: f16 gemv, f16 tiled); and
@@ -21,7 +22,7 @@ import { parseArgs } from 'node:util';
 import type { WebGpuBackend } from '../src/backends/webgpu/backend.js';
 import { matmul, matmulPackedF16 } from '../src/backends/webgpu/matmul.js';
 import {
-  type F16Caps, type F16Matrix, type StagedConfig, F16_GEMV_MAX_ROWS, TILE_LARGE, gemvShape, TILE_SMALL, matmulF16Tiled, matmulSubgroupMatrix, packF16,
+  type F16Caps, type F16Matrix, type StagedConfig, F16_GEMV_MAX_ROWS, STAGED_DEFAULT, stagedTile, TILE_LARGE, gemvShape, TILE_SMALL, matmulF16Tiled, matmulSubgroupMatrix, packF16,
 } from '../src/backends/webgpu/matmul-f16.js';
 import type { GpuTensor } from '../src/backends/webgpu/tensor.js';
 import { Rng, randomArray } from '../src/core/random.js';
@@ -36,6 +37,8 @@ const { values } = parseArgs({
     log: { type: 'string' },
     // every staged tensor-core tiling in SWEEP (and the direct kernel), f16 weights
     sweep: { type: 'boolean', default: false },
+    // the default staged tiling with parts of its loop dropped (wrong results: timing only)
+    ablate: { type: 'boolean', default: false },
     // one-row packed gemv under each workgroup size × unroll (gemvShape)
     'gemv-sweep': { type: 'string' },
     // the rows gemv (2 … 32 rows) under each number of columns per workgroup (gemvShape.rowsCols)
@@ -52,6 +55,8 @@ const SWEEP: StagedConfig[] = [
   [2, 2, 4, 4, 32], [2, 2, 4, 4, 16], [2, 2, 4, 4, 64], [2, 4, 4, 4, 32], [4, 2, 4, 4, 32],
   [4, 2, 2, 4, 64], [2, 2, 2, 4, 32], [2, 2, 2, 4, 16],
 ].map(([SGM, SGN, TI, TJ, BK]) => ({ SGM, SGN, TI, TJ, BK }));
+/** --ablate: the default large tiling with parts of its loop dropped (StagedConfig.ablate), to see what bounds it. */
+const ABLATE: StagedConfig[] = (['mma', 'smem', 'no-global', 'stores', 'barriers', 'memory'] as const).map((ablate) => ({ ...STAGED_DEFAULT, ablate }));
 const log: string[] = [];
 const say = (s: string) => { console.log(s); log.push(s); };
 
@@ -98,6 +103,7 @@ async function timeIt(run: () => void): Promise<number> {
 }
 
 const rows: string[][] = [];
+const xPacked: F16Matrix[] = [];
 const head = ['shape M×N×K', 'kernel', 'ms', 'TFLOP/s', 'GB/s', 'max rel err'];
 const rng = new Rng(1);
 for (const [M, N, K] of shapes) {
@@ -164,10 +170,22 @@ for (const [M, N, K] of shapes) {
       kernels.push({ name: `${name} (f16 w)`, run: () => matmulSubgroupMatrix(be.ctx, out, gx, { f16: p }, M, N, K, s, c), bytes: f16wBytes });
     }
   }
+  if (sweepShape && values.ablate && !gemv) {
+    const s = sweepShape, p = packed!, xp = packF16(be.ctx, gx, M, K);
+    xPacked.push(xp);
+    for (const c of [STAGED_DEFAULT, ...ABLATE]) {
+      const { BM, BN } = stagedTile(c, s);
+      kernels.push({ name: `sgm staged ${BM}×${BN} ${c.SGM}×${c.SGN} sg BK ${c.BK}, f16 x and w, ${c.ablate ? `${c.ablate} only` : 'whole'}`, run: () => matmulSubgroupMatrix(be.ctx, out, { f16: xp }, { f16: p }, M, N, K, s, c), bytes: 2 * (M * K + N * K) + 4 * M * N });
+    }
+  }
   if (sgm && !gemv) {
     const s = sgm, p = packed!;
     kernels.push({ name: 'subgroup matrix (f32 weights, packing incl.)', run: () => matmulSubgroupMatrix(be.ctx, out, gx, { f32: gw }, M, N, K, s), bytes: f32Bytes });
     kernels.push({ name: 'subgroup matrix (f16 weights)', run: () => matmulSubgroupMatrix(be.ctx, out, gx, { f16: p }, M, N, K, s), bytes: f16wBytes });
+    // f16 in, f32 out: the kernel alone, x packed once outside the timing
+    const xp = packF16(be.ctx, gx, M, K);
+    xPacked.push(xp);
+    kernels.push({ name: 'subgroup matrix (f16 x and weights)', run: () => matmulSubgroupMatrix(be.ctx, out, { f16: xp }, { f16: p }, M, N, K, s), bytes: 2 * (M * K + N * K) + 4 * M * N });
   }
   for (const k of kernels) {
     let ms: number, err: number;
@@ -194,6 +212,7 @@ for (const [M, N, K] of shapes) {
     say(row.join('  '));
   }
   if (packed) be.ctx.release(packed.buf);
+  for (const xp of xPacked.splice(0)) be.ctx.release(xp.buf);
   be.dispose(gx); be.dispose(gw); be.dispose(out);
 }
 

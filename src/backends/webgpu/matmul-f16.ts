@@ -705,7 +705,17 @@ fn main(${BUILTINS}) {
  * registers while the previous slab is multiplied) and staged in workgroup memory, where the
  * subgroups load their matrices from.
  */
-export interface StagedConfig { SGM: number; SGN: number; TI: number; TJ: number; BK: number }
+export interface StagedConfig {
+  SGM: number; SGN: number; TI: number; TJ: number; BK: number;
+  /**
+   * For bench/matmul.ts only, to find what bounds the kernel: each drops parts of its loop, so
+   * its results are wrong. 'mma': the multiply-adds alone, on matrices loaded once; 'smem': the
+   * matrix loads from workgroup memory and the multiply-adds; 'no-global': everything but the
+   * global loads (the same registers staged every slab); 'memory': global loads, staging and
+   * barriers, no matrix loads or multiply-adds.
+   */
+  ablate?: 'mma' | 'smem' | 'no-global' | 'memory' | 'stores' | 'barriers';
+}
 /** The tiling for large outputs (bench/matmul.ts --sweep compares them). */
 export const STAGED_DEFAULT: StagedConfig = { SGM: 2, SGN: 2, TI: 4, TJ: 4, BK: 32 };
 /** Half as many rows per tile (64×128), for outputs too small to fill the GPU with 128×128 tiles. */
@@ -785,8 +795,26 @@ export function stagedKernel(s: SubgroupMatrixShape & { subgroupSize: number }, 
     workgroupBarrier();`);
     }
   }
+  const loop = (): string => {
+    const body = (parts: string[]) => `for (var k0 = 0u; k0 < p.Kp; k0 += ${BK}u) {\n    ${parts.join('\n    ')}\n  }`;
+    const matrices = mma.filter((l) => l.startsWith('let ')), products = mma.filter((l) => !l.startsWith('let '));
+    const [st, ft] = [stage, fetch];
+    switch (c.ablate) {
+      case 'mma': return `${matrices.join('\n  ')}\n  ${body(products)}`;
+      case 'smem': return body(mma);
+      case 'no-global': return body([...st, 'workgroupBarrier();', ...mma, 'workgroupBarrier();']);
+      case 'memory': return body([...st, 'workgroupBarrier();', `k1 = k0 + ${BK}u;`, ...ft, 'workgroupBarrier();']);
+      case 'stores': return body([...st, ...mma]);
+      case 'barriers': return body(['workgroupBarrier();', ...mma, 'workgroupBarrier();']);
+    }
+    return body([
+      ...st, 'workgroupBarrier();',
+      `k1 = k0 + ${BK}u; // the next slab's loads are in flight while this one is multiplied`, ...ft,
+      ...mma, 'workgroupBarrier();',
+    ]);
+  };
   return {
-    key: `matmul_f16_sgmat_staged_${s.M}x${s.N}x${s.K}_${s.subgroupSize}_${SGM}x${SGN}_${TI}x${TJ}_${BK}`,
+    key: `matmul_f16_sgmat_staged_${s.M}x${s.N}x${s.K}_${s.subgroupSize}_${SGM}x${SGN}_${TI}x${TJ}_${BK}${c.ablate ? `_${c.ablate}` : ''}`,
     bindings: ['read', 'read', 'write'],
     // The matrix builtins want offsets the uniformity analysis can prove subgroup-uniform, and it
     // only knows workgroup uniformity: a subgroup's offsets derive from its index in the
@@ -818,14 +846,7 @@ fn main(${BUILTINS}) {
   ${pre.join('\n  ')}
   var k1 = 0u;
   ${fetch.join('\n  ')}
-  for (var k0 = 0u; k0 < p.Kp; k0 += ${BK}u) {
-    ${stage.join('\n    ')}
-    workgroupBarrier();
-    k1 = k0 + ${BK}u; // the next slab's loads are in flight while this one is multiplied
-    ${fetch.join('\n    ')}
-    ${mma.join('\n    ')}
-    workgroupBarrier();
-  }
+  ${loop()}
   if (m0 + ${BM}u <= p.M && n0 + ${BN}u <= p.N) {
     ${full.join('\n    ')}
   } else {
@@ -838,20 +859,23 @@ fn main(${BUILTINS}) {
 const sgmCache = kernelCache();
 
 /**
- * y = x · wᵀ on tensor cores. x is packed here (and released); w is packed here too unless given
- * packed already (an f16 weight kept for inference).
+ * y = x · wᵀ on tensor cores. x is packed here (and released) unless given packed (f16 in, as
+ * bench/matmul.ts times the kernel alone); w is packed here too unless given packed already (an
+ * f16 weight kept for inference).
  */
 export function matmulSubgroupMatrix(
-  ctx: GpuContext, out: GpuTensor, x: GpuTensor, w: F16Weight, M: number, N: number, K: number,
+  ctx: GpuContext, out: GpuTensor, x: GpuTensor | { f16: F16Matrix }, w: F16Weight, M: number, N: number, K: number,
   shape: NonNullable<F16Caps['subgroupMatrix']>,
   tiling: StagedConfig | 'direct' = stagedFor(M, N, shape, ctx.device.limits.maxComputeWorkgroupStorageSize),
 ): void {
   if (M * N < shape.M * shape.N) {
     // Dawn sizes the output binding for at least one whole result matrix; so few outputs gain nothing anyway
+    if ('f16' in x) throw new Error('matmul: a packed f16 x needs an output of at least one subgroup matrix');
     matmulF16Tiled(ctx, out, x, w, M, N, K);
     return;
   }
-  const xp = packF16(ctx, x, M, K);
+  const xp = 'f16' in x ? x.f16 : packF16(ctx, x, M, K);
+  if ('f16' in x) checkPacked(xp, M, K);
   const wp = 'f16' in w ? w.f16 : packF16(ctx, w.f32, N, K);
   if ('f16' in w) {
     checkPacked(wp, N, K);
@@ -863,11 +887,11 @@ export function matmulSubgroupMatrix(
     ctx.dispatch(kernel, new Params().u32(M, N, xp.colsP, tilesN, tiles), [bindF16(xp), bindF16(wp), bind(out)], tiles);
   } else {
     const c = tiling, { BM, BN } = stagedTile(c, shape);
-    const kernel = sgmCache(`staged_${shape.M}x${shape.N}x${shape.K}_${shape.subgroupSize}_${c.SGM}_${c.SGN}_${c.TI}_${c.TJ}_${c.BK}`, () => stagedKernel(shape, c));
+    const kernel = sgmCache(`staged_${shape.M}x${shape.N}x${shape.K}_${shape.subgroupSize}_${c.SGM}_${c.SGN}_${c.TI}_${c.TJ}_${c.BK}_${c.ablate ?? ''}`, () => stagedKernel(shape, c));
     const tilesN = Math.ceil(N / BN), tiles = tilesN * Math.ceil(M / BM);
     ctx.dispatch(kernel, new Params().u32(M, N, xp.colsP, xp.rowsP, wp.rowsP, tilesN, tiles), [bindF16(xp), bindF16(wp), bind(out)], tiles);
   }
-  ctx.release(xp.buf);
+  if (!('f16' in x)) ctx.release(xp.buf);
   if (!('f16' in w)) ctx.release(wp.buf);
 }
 
