@@ -6,6 +6,7 @@
 //   node dist/bench/matmul.js --shapes 1x4096x4096,2048x4096x4096 [--seconds 0.3] [--log out.txt]
 //   node dist/bench/matmul.js --shapes 1x2048x8192 --gemv-sweep 64x1,256x2   # packed gemv shapes: workgroup × unroll
 //   node dist/bench/matmul.js --shapes 16x8192x2048 --rows-cols 16,32:8:8      # the rows gemv: columns per workgroup[:rows per dispatch[:k per step]]
+//   node dist/bench/matmul.js --shapes 16x8192x2048 --tc-rows 8:1,8:2,4:1:1024   # the tensor-core rows gemv: subgroups:column tiles[:x tile k]
 //   node dist/bench/matmul.js --shapes 4096x4096x4096 --ablate   # the staged tensor-core kernel with parts of its loop dropped
 // Kernels: f32 tiled / f32 gemv (the default precision); f16 tiled over f32 weights (the
 // 'f16-matmul' precision without tensor cores; 64×64 and 128×128 tiles), f32 gemv with f16-rounded
@@ -22,7 +23,7 @@ import { parseArgs } from 'node:util';
 import type { WebGpuBackend } from '../src/backends/webgpu/backend.js';
 import { matmul, matmulPackedF16 } from '../src/backends/webgpu/matmul.js';
 import {
-  type F16Caps, type F16Matrix, type StagedConfig, F16_GEMV_MAX_ROWS, STAGED_DEFAULT, stagedTile, TILE_LARGE, gemvShape, TILE_SMALL, matmulF16Tiled, matmulSubgroupMatrix, packF16,
+  type F16Caps, type F16Matrix, type StagedConfig, F16_GEMV_MAX_ROWS, STAGED_DEFAULT, stagedTile, tcRowsShape, TILE_LARGE, gemvShape, TILE_SMALL, matmulF16Tiled, matmulSubgroupMatrix, packF16,
 } from '../src/backends/webgpu/matmul-f16.js';
 import type { GpuTensor } from '../src/backends/webgpu/tensor.js';
 import { Rng, randomArray } from '../src/core/random.js';
@@ -43,6 +44,8 @@ const { values } = parseArgs({
     'gemv-sweep': { type: 'string' },
     // the rows gemv (2 … 32 rows) under each number of columns per workgroup (gemvShape.rowsCols)
     'rows-cols': { type: 'string' },
+    // the tensor-core rows gemv (2 … 32 rows) under each subgroups:column tiles[:x tile k] (tcRowsShape)
+    'tc-rows': { type: 'string' },
     'gpu-time': { type: 'boolean', default: false },
   },
 });
@@ -145,6 +148,17 @@ for (const [M, N, K] of shapes) {
       kernels.push({
         name: `f16 gemv, ${wg} × ${unroll}`, bytes: f16wBytes,
         run: () => { Object.assign(gemvShape, { wgOneRow: wg, unroll }); matmulPackedF16(be.ctx, out, gx, p, M, N, K, f16); Object.assign(gemvShape, dflt); },
+      });
+    }
+  }
+  if (packed && sgm && M > 1 && M <= F16_GEMV_MAX_ROWS) {
+    const p = packed, f16: F16Caps = { shaderF16: caps.shaderF16, subgroupMatrix: sgm }, dflt = { ...tcRowsShape };
+    kernels.push({ name: 'f16 gemv on tensor cores (f16 weights)', run: () => matmulPackedF16(be.ctx, out, gx, p, M, N, K, f16), bytes: f16wBytes });
+    for (const v of values['tc-rows']?.split(',') ?? []) {
+      const [subgroups, colTiles, kTile = 0] = v.split(':').map(Number);
+      kernels.push({
+        name: `f16 gemv on tensor cores, ${subgroups} subgroups, ${colTiles} column tiles, x tile ${kTile || 'auto'}`, bytes: f16wBytes,
+        run: () => { Object.assign(tcRowsShape, { subgroups, colTiles, kTile }); matmulPackedF16(be.ctx, out, gx, p, M, N, K, f16); Object.assign(tcRowsShape, dflt); },
       });
     }
   }

@@ -20,8 +20,8 @@ import * as gr from './grad-reduce.js';
 import * as mb from './mamba.js';
 import * as sm from './sample.js';
 import { f16ArrayToF32 } from '../../io/half.js';
-import { matmul, matmulPackedF16, packedGemvRows, productFusesEnds } from './matmul.js';
-import { type F16Caps, type GemvEnds, checkSubgroupMatrix, detectF16, mambaInputF16Gemv, packF16, swigluF16Gemv } from './matmul-f16.js';
+import { matmul, matmulPackedF16, productFusesEnds } from './matmul.js';
+import { F16_GEMV_MAX_ROWS, type F16Caps, type GemvEnds, checkSubgroupMatrix, detectF16, mambaInputF16Gemv, packF16, swigluF16Gemv } from './matmul-f16.js';
 import { F16WeightTensor, GpuTensor, Storage, gpu, gpuFloats } from './tensor.js';
 
 export { GpuTensor } from './tensor.js';
@@ -267,11 +267,11 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     const a = gpu(x, 'swiglu'), { norm } = opts;
     if (a.shape.length === 2 && w1 instanceof F16WeightTensor && w2 instanceof F16WeightTensor && w1.storage && w2.storage &&
         w1.shape[0] === w2.shape[0] && w1.shape[1] === a.shape[1] && w2.shape[1] === a.shape[1] &&
-        a.shape[0] >= 1 && a.shape[0] <= packedGemvRows(this.f16Caps) && (!norm || a.shape[1] % 4 === 0)) {
+        a.shape[0] >= 1 && a.shape[0] <= F16_GEMV_MAX_ROWS && (!norm || a.shape[1] % 4 === 0)) {
       // decoding with f16 weights: norm, gate, up and product in one dispatch per block of rows
       const M = a.shape[0], [N, K] = w1.shape, out = this.make([M, N]);
       if (norm) checkMatmulOptions('swiglu', a, N, { norm });
-      swigluF16Gemv(this.ctx, out, a, w1.packed, w2.packed, M, N, K, norm && { g: gpu(norm.g, 'swiglu'), eps: norm.eps });
+      swigluF16Gemv(this.ctx, out, a, w1.packed, w2.packed, M, N, K, norm && { g: gpu(norm.g, 'swiglu'), eps: norm.eps }, this.f16Caps.subgroupMatrix);
       return out;
     }
     return swigluComposed(this, x, w1, w2, opts);

@@ -181,11 +181,8 @@ const gemvFor = (rows: number, round: boolean, ends: GemvEnds): Kernel =>
  */
 export function productFusesEnds(M: number, N: number, K: number, packed: F16Caps | null): boolean {
   if (M === 0 || N === 0 || K === 0) return false;
-  return packed ? M <= packedGemvRows(packed) && K % 4 === 0 : M <= GEMV_MAX_ROWS;
+  return packed ? M <= F16_GEMV_MAX_ROWS && K % 4 === 0 : M <= GEMV_MAX_ROWS;
 }
-/** Rows of x up to which a product with packed f16 weights takes the gemv kernels. */
-// (with tensor cores, 16: their 64-row tiles would be mostly padding below that)
-export const packedGemvRows = (f16: F16Caps): number => (f16.subgroupMatrix ? 16 : F16_GEMV_MAX_ROWS);
 
 function checkEnds(op: string, ends: GemvEnds, fuses: boolean): void {
   if ((ends.norm || ends.residual) && !fuses) throw new Error(`${op}: this product cannot take a norm or residual (see productFusesEnds)`);
@@ -238,7 +235,9 @@ export function matmulPackedF16(
   checkEnds('matmul', ends, productFusesEnds(M, N, K, f16));
   if (M === 0 || N === 0) return;
   if (K === 0) { ctx.clear(out.buf!, 0, out.bytes); return; }
-  if (M <= packedGemvRows(f16)) matmulF16Gemv(ctx, out, x, w, M, N, K, ends);
+  // up to F16_GEMV_MAX_ROWS rows, the gemvs (on tensor cores from TC_ROWS_MIN rows where the device
+  // has them: the staged kernel's 64- and 128-row tiles would be mostly padding)
+  if (M <= F16_GEMV_MAX_ROWS) matmulF16Gemv(ctx, out, x, w, M, N, K, ends, f16.subgroupMatrix);
   else if (f16.subgroupMatrix) matmulSubgroupMatrix(ctx, out, x, { f16: w }, M, N, K, f16.subgroupMatrix);
   else if (f16.shaderF16) matmulF16Tiled(ctx, out, x, { f16: w }, M, N, K);
   else throw new Error(`matmul: f16 weights need the shader-f16 feature for more than ${F16_GEMV_MAX_ROWS} rows`);
