@@ -500,7 +500,7 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
       throw new Error(`matmulNN: x ${shapeStr(a.shape)} and w ${shapeStr(b.shape)} do not fit`);
     }
     const out = this.make([M, K]);
-    gmm.matmulNN(this.ctx, out, a, b, M, N, K, this.precision === 'f16-matmul');
+    gmm.matmulNN(this.ctx, out, a, b, M, N, K, this.precision === 'f16-matmul', this.f16?.subgroupMatrix ?? null);
     return out;
   }
 
@@ -511,7 +511,7 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
       throw new Error(`matmulTN: a ${shapeStr(x.shape)} and b ${shapeStr(y.shape)} do not fit`);
     }
     const out = this.make([N, K]);
-    gmm.matmulTN(this.ctx, out, x, y, M, N, K, this.precision === 'f16-matmul');
+    gmm.matmulTN(this.ctx, out, x, y, M, N, K, this.precision === 'f16-matmul', this.f16?.subgroupMatrix ?? null);
     return out;
   }
 

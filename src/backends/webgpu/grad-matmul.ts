@@ -13,12 +13,14 @@
 // partials in order. No atomics, and the result does not depend on scheduling.
 //
 // In 'f16-matmul' precision (mixed-precision training) both operands are rounded to f16 as they
-// are loaded, the products summed in f32 — as the forward's f16 paths do.
+// are loaded, the products summed in f32 — as the forward's f16 paths do. Where the device has
+// subgroup matrices, those products go to the forward's tensor-core kernel instead, the operands
+// that reduce over their rows packed transposed (packF16's `transposed`).
 import { type GpuContext, type Kernel, Params } from './context.js';
 import { scratch, sumRows } from './grad-reduce.js';
 import { type GpuTensor, bind } from './tensor.js';
 import { BUILTINS, WG_INDEX } from './wgsl.js';
-import { ROUND_F16 } from './matmul-f16.js';
+import { PACK_ROWS, ROUND_F16, type TensorCores, matmulSubgroupMatrix, packF16 } from './matmul-f16.js';
 
 type Layout = 'r' | 'o';
 
@@ -130,12 +132,28 @@ function run(ctx: GpuContext, kernel: Kernel, out: GpuTensor, a: GpuTensor, b: G
   ctx.release(part.buf!);
 }
 
-/** out [M, K] = x [M, N] · w [N, K]; f16: operands rounded to f16 */
-export function matmulNN(ctx: GpuContext, out: GpuTensor, x: GpuTensor, w: GpuTensor, M: number, N: number, K: number, f16 = false): void {
+/** Whether an f16 product with `rows` × `cols` outputs and a reduction of R goes to tensor cores (tc: the device's shape). */
+const onTensorCores = (tc: TensorCores, rows: number, cols: number, R: number): tc is NonNullable<TensorCores> =>
+  tc !== null && R > 0 && rows * cols >= tc.M * tc.N; // the kernel writes whole result matrices through its output binding
+
+/** out [M, K] = x [M, N] · w [N, K]; f16: operands rounded to f16 (on tensor cores where `tc` is given) */
+export function matmulNN(ctx: GpuContext, out: GpuTensor, x: GpuTensor, w: GpuTensor, M: number, N: number, K: number, f16 = false, tc: TensorCores = null): void {
+  if (f16 && onTensorCores(tc, M, K, N)) {
+    const wT = packF16(ctx, w, N, K, PACK_ROWS, true); // [K, N]: x · (wᵀ)ᵀ
+    matmulSubgroupMatrix(ctx, out, x, { f16: wT }, M, K, N, tc);
+    ctx.release(wT.buf);
+    return;
+  }
   run(ctx, NN[+f16], out, x, w, M, K, N);
 }
 
-/** out [N, K] = a [M, N]ᵀ · b [M, K]; f16: operands rounded to f16 */
-export function matmulTN(ctx: GpuContext, out: GpuTensor, a: GpuTensor, b: GpuTensor, M: number, N: number, K: number, f16 = false): void {
+/** out [N, K] = a [M, N]ᵀ · b [M, K]; f16: operands rounded to f16 (on tensor cores where `tc` is given) */
+export function matmulTN(ctx: GpuContext, out: GpuTensor, a: GpuTensor, b: GpuTensor, M: number, N: number, K: number, f16 = false, tc: TensorCores = null): void {
+  if (f16 && onTensorCores(tc, N, K, M)) {
+    const aT = packF16(ctx, a, M, N, PACK_ROWS, true), bT = packF16(ctx, b, M, K, PACK_ROWS, true); // [N, M], [K, M]
+    matmulSubgroupMatrix(ctx, out, { f16: aT }, { f16: bT }, N, K, M, tc);
+    ctx.release(aT.buf); ctx.release(bT.buf);
+    return;
+  }
   run(ctx, TN_[+f16], out, a, b, N, K, M);
 }

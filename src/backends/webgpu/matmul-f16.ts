@@ -145,15 +145,61 @@ fn main(${BUILTINS}) {
 };
 
 /**
- * Records the conversion of `x` (f32, read as [rows, cols]) into a new zero-padded f16 matrix; the
- * caller releases `buf` (ctx.release) when done with it.
+ * The packing of xᵀ: 32 × 32 tiles of x [rows, cols] pass through workgroup memory, so that both
+ * the reads (along x's rows) and the writes (along xᵀ's rows, two halves per u32) are coalesced.
  */
-export function packF16(ctx: GpuContext, x: GpuTensor, rows: number, cols: number, rowPad = PACK_ROWS): F16Matrix {
-  const rowsP = Math.max(rowPad, roundUp(rows, rowPad)), colsP = Math.max(PACK_K, roundUp(cols, PACK_K));
+const PACK_T: Kernel = {
+  key: 'f16_pack_transposed',
+  bindings: ['read', 'write'],
+  code: () => /* wgsl */ `
+struct P { rows: u32, cols: u32, rowsP: u32, colsP: u32, tilesC: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read_write> Y: array<u32>;
+${ROUND_F16}
+var<workgroup> tile: array<f32, ${32 * 33}>; // [x's row in the tile][x's column], rows padded to 33 against bank conflicts
+@compute @workgroup_size(256)
+fn main(${BUILTINS}) {
+  ${WG_INDEX}
+  let r0 = (wg / p.tilesC) * 32u;  // the tile's first row of xᵀ (a column of x)
+  let c0 = (wg % p.tilesC) * 32u;  // its first column of xᵀ (a row of x)
+  let tx = li % 32u;
+  for (var j = li / 32u; j < 32u; j += 8u) {
+    let xr = c0 + j;
+    let xc = r0 + tx;
+    var v = 0.0;
+    if (xr < p.rows && xc < p.cols) { v = X[xr * p.cols + xc]; }
+    tile[j * 33u + tx] = round_f16(v);
+  }
+  workgroupBarrier();
+  let pair = li % 16u;
+  for (var j = li / 16u; j < 32u; j += 16u) {
+    let r = r0 + j;
+    let c = c0 + 2u * pair;
+    if (r < p.rowsP && c < p.colsP) {
+      Y[(r * p.colsP + c) / 2u] = pack2x16float(vec2<f32>(tile[2u * pair * 33u + j], tile[(2u * pair + 1u) * 33u + j])); // exact: f16 values
+    }
+  }
+}`,
+};
+
+/**
+ * Records the conversion of `x` (f32, read as [rows, cols]) into a new zero-padded f16 matrix, or
+ * with `transposed` of xᵀ ([cols, rows]: the backward's products reduce over x's rows); the caller
+ * releases `buf` (ctx.release) when done with it.
+ */
+export function packF16(ctx: GpuContext, x: GpuTensor, rows: number, cols: number, rowPad = PACK_ROWS, transposed = false): F16Matrix {
+  const [r, c] = transposed ? [cols, rows] : [rows, cols];
+  const rowsP = Math.max(rowPad, roundUp(r, rowPad)), colsP = Math.max(PACK_K, roundUp(c, PACK_K));
   const n = (rowsP * colsP) / 2;
-  const buf = ctx.alloc(n * 4, () => `f16 copy of a [${rows}, ${cols}] matrix`);
-  ctx.dispatch(PACK, new Params().u32(rows, cols, colsP / 2, n), [bind(x), { buf, size: n * 4 }], Math.ceil(n / PACK_WG));
-  return { buf, rows, cols, rowsP, colsP };
+  const buf = ctx.alloc(n * 4, () => `f16 copy of a [${r}, ${c}] matrix`);
+  if (transposed) {
+    const tilesC = Math.ceil(colsP / 32), tiles = tilesC * Math.ceil(rowsP / 32);
+    ctx.dispatch(PACK_T, new Params().u32(rows, cols, rowsP, colsP, tilesC), [bind(x), { buf, size: n * 4 }], tiles);
+  } else {
+    ctx.dispatch(PACK, new Params().u32(rows, cols, colsP / 2, n), [bind(x), { buf, size: n * 4 }], Math.ceil(n / PACK_WG));
+  }
+  return { buf, rows: r, cols: c, rowsP, colsP };
 }
 
 const bindF16 = (m: F16Matrix) => ({ buf: m.buf, size: m.rowsP * m.colsP * 2 });

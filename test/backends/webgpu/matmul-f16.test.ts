@@ -30,6 +30,7 @@ import { matmulPackedF16 } from '../../../src/backends/webgpu/matmul.js';
 import { TC_ROWS_MAX, TC_ROWS_MIN, TILE_LARGE, TILE_SMALL, gemvShape, matmulF16Tiled, packF16 } from '../../../src/backends/webgpu/matmul-f16.js';
 import { GpuTensor } from '../../../src/backends/webgpu/tensor.js';
 import { Rng, randomArray } from '../../../src/core/random.js';
+import { f32ToF16Bits } from '../../../src/io/half.js';
 import type { Backend } from '../../../src/core/backend.js';
 import { createNodeWebGpuBackend } from '../../../src/node/webgpu.js';
 import { gpuBackendOrSkip, relErr } from '../../helpers/gpu.js';
@@ -260,6 +261,46 @@ test('webgpu f16 weights with a norm and a residual (fused into the decoding gem
         assert.ok(e < 4e-3, `${name} swiglu with norm M=${M} K=${K}: relative error ${e}`);
       }
       be.dispose(gw); be.dispose(gw2);
+    }
+  }
+});
+
+test('webgpu packF16 transposed: xᵀ rounded to f16, zero-padded, across 32 × 32 tiles', async (t) => {
+  const be = await gpuBackendOrSkip(t);
+  if (!be) return;
+  const rng = new Rng(21);
+  for (const [rows, cols] of [[1, 1], [33, 70], [65, 17], [130, 257]]) {
+    const x = randomArray(rng, rows * cols, 70000); // past the f16 range: saturates
+    const gx = be.tensor(x, [rows, cols]) as GpuTensor;
+    const m = packF16((be as WebGpuBackend).ctx, gx, rows, cols, 64, true);
+    assert.deepEqual([m.rows, m.cols, m.rowsP % 64, m.colsP % 16], [cols, rows, 0, 0]);
+    const got: Uint16Array = new Uint16Array(await (be as WebGpuBackend).ctx.readBytes(m.buf, m.rowsP * m.colsP * 2));
+    for (let r = 0; r < m.rowsP; r++) {
+      for (let c = 0; c < m.colsP; c++) {
+        const want = r < cols && c < rows ? f32ToF16Bits(roundF16(x[c * cols + r])) : 0;
+        if (got[r * m.colsP + c] !== want) assert.fail(`[${rows}, ${cols}]ᵀ at (${r}, ${c}): ${got[r * m.colsP + c]}, expected ${want}`);
+      }
+    }
+    (be as WebGpuBackend).ctx.release(m.buf);
+    be.dispose(gx);
+  }
+});
+
+test("webgpu 'f16-matmul' backward products (matmulNN, matmulTN) within f16 rounding of the f32 reference, on every f16 path", async (t) => {
+  const paths = await f16BackendsOrSkip(t);
+  if (!paths) return;
+  const T = (a: Float32Array, rows: number, cols: number) => Float32Array.from({ length: rows * cols }, (_, i) => a[(i % rows) * cols + Math.floor(i / rows)]);
+  for (const { name, be } of paths) {
+    const rng = new Rng(23);
+    for (const [M, N, K] of [[1, 1, 1], [7, 63, 65], [130, 64, 257], [257, 130, 17], [300, 40, 96]]) {
+      const x = randomArray(rng, M * N), w = randomArray(rng, N * K), b = randomArray(rng, M * K);
+      const [nn, tn] = await be.tidy(() => Promise.all([
+        be.read(be.matmulNN(be.tensor(x, [M, N]), be.tensor(w, [N, K]))), be.read(be.matmulTN(be.tensor(x, [M, N]), be.tensor(b, [M, K])))]));
+      const [nnRef, tnRef] = await Promise.all([
+        cpu.read(cpu.matmulNN(cpu.tensor(x, [M, N]), cpu.tensor(w, [N, K]))), cpu.read(cpu.matmulTN(cpu.tensor(x, [M, N]), cpu.tensor(b, [M, K])))]);
+      // as products x · vᵀ with the reduction along both operands' rows: NN is x · (wᵀ)ᵀ, TN is xᵀ · (bᵀ)ᵀ
+      checkF16Product(`${name} matmulNN M=${M} N=${N} K=${K}`, nn, x, T(w, N, K), M, K, N, nnRef);
+      checkF16Product(`${name} matmulTN M=${M} N=${N} K=${K}`, tn, T(x, M, N), T(b, M, K), N, K, M, tnRef);
     }
   }
 });
