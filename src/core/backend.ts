@@ -51,6 +51,11 @@ export interface AttentionFusion {
   rope?: { cos: Tensor; sin: Tensor };
   /** Write the (rotated) new keys and the values into the cache afterwards, as writeKv does. */
   store?: boolean;
+  /**
+   * A training forward (no cache): the backend may keep what attentionBackward would otherwise
+   * recompute (each row's softmax log-sum-exp) with the output, for attentionBackward's `o`.
+   */
+  forBackward?: boolean;
 }
 
 export interface AttentionArgs {
@@ -395,8 +400,11 @@ export interface GradOps {
   embeddingBackward(dOut: Tensor, ids: Tensor, vocab: number): Tensor;
   rmsNormBackward(x: Tensor, g: Tensor, dy: Tensor, eps: number): { dx: Tensor; dg: Tensor };
   siluMulBackward(a: Tensor, b: Tensor, dy: Tensor): { da: Tensor; db: Tensor };
-  /** Backward of attention without a cache (training: whole sequences from pos0). */
-  attentionBackward(q: Tensor, k: Tensor, v: Tensor, dOut: Tensor, args: AttentionArgs): { dq: Tensor; dk: Tensor; dv: Tensor };
+  /**
+   * Backward of attention without a cache (training: whole sequences from pos0). `o`: the
+   * forward's output, where it ran with forBackward (optional: only a speed-up).
+   */
+  attentionBackward(q: Tensor, k: Tensor, v: Tensor, dOut: Tensor, args: AttentionArgs, o?: Tensor): { dq: Tensor; dk: Tensor; dv: Tensor };
   /** Backward of conv1dSilu with a zero initial state. */
   conv1dSiluBackward(x: Tensor, w: Tensor, b: Tensor, dy: Tensor): { dx: Tensor; dw: Tensor; db: Tensor };
   /**

@@ -11,6 +11,7 @@ export interface AttentionCall {
   pos0: Int32Array; // absolute position of each sequence's first new token
   rope: { cos: Tensor; sin: Tensor; negSin: Tensor | null } | null; // [B·T, hs/2]; negSin for the backward only
   window: number; // keys per query incl. itself; Infinity for full attention
+  training?: boolean; // a backward follows: the backend may keep what it needs from the forward
 }
 
 export interface AttentionSaved { x: Tensor; q: Tensor; k: Tensor; v: Tensor; o: Tensor; args: AttentionArgs; call: AttentionCall }
@@ -37,7 +38,7 @@ export function attention(
     // RoPE turns every head of a position by the same angles, q's and k's alike: one call rotates both
     const qk = call.rope ? be.rope(be.sliceCols(qkv, 0, (H + Hkv) * hs), call.rope.cos, call.rope.sin, H + Hkv) : qkv;
     q3 = heads(qk, 0, H); k3 = heads(qk, H * hs, Hkv);
-    o = be.attention(q3, k3, v, null, args);
+    o = be.attention(q3, k3, v, null, args, { forBackward: !!call.training });
   }
   o = be.reshape(o, [B * T, H * hs]);
   return { out: be.matmul(o, p('out.weight'), { residual: ends.residual }), saved: { x, q: q3, k: k3, v, o, args, call } }; // [B·T, d]
@@ -47,7 +48,7 @@ export function attention(
 export function attentionBackward(be: TrainBackend, p: Params, cfg: ModelConfig, s: AttentionSaved, dOut: Tensor): { dx: Tensor; grads: Grads } {
   const { nHeads: H, nKvHeads: Hkv, headDim: hs } = cfg, { B, T, rope } = s.call;
   const dO = be.reshape(be.matmulNN(dOut, p('out.weight')), [B, T, H * hs]);
-  const g = be.attentionBackward(s.q, s.k, s.v, dO, s.args);
+  const g = be.attentionBackward(s.q, s.k, s.v, dO, s.args, s.o);
   let dq = be.reshape(g.dq, [B * T, H * hs]), dk = be.reshape(g.dk, [B * T, Hkv * hs]);
   if (rope) { // a rotation's transpose is the rotation by the opposite angle
     if (!rope.negSin) throw new Error('attentionBackward: the forward ran without the backward\'s rope table');

@@ -268,7 +268,7 @@ export class SambaModel {
         return { y: r.out, ms: null, sv: { kind: 'mlp', s: r.saved } as Saved };
       }
       const window = kind === 'swa' ? c.window : Infinity;
-      const r = attention(be, p, c, xn, { B, T, pos0, rope, window }, st?.kind === 'attn' ? st.cache : null, ends);
+      const r = attention(be, p, c, xn, { B, T, pos0, rope, window, training }, st?.kind === 'attn' ? st.cache : null, ends);
       return { y: r.out, ms: null, sv: { kind: 'attn', s: r.saved } as Saved };
     };
     let h: Tensor | null = null;

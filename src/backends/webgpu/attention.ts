@@ -339,21 +339,27 @@ export function attentionFuses(ctx: GpuContext, d: AttentionDims): boolean {
   return d.T === 1 && d.C > 0 && d.hs % 8 === 0 && ctx.device.limits.maxStorageBuffersPerShaderStage >= 9;
 }
 
+/** Whether attention runs the flash kernel for these dims (else the per-row kernel). */
+export const usesFlash = (d: AttentionDims, policy: SplitPolicy): boolean => d.T > 1 && d.T * (d.H / d.Hkv) >= policy.flashMinRows;
+
 /**
  * kc/vc: the cache's k and v, or any buffer when C = 0 (never read then). `rope`: q and k are
  * un-rotated, and the kernel turns them and stores the new keys and values in the cache (only
- * where attentionFuses).
+ * where attentionFuses). `keep` [B·T·H, 2]: each row's log-sum-exp is written to its first column
+ * (usesFlash, no cache: the training forward, for flash-backward.ts).
  */
 export function attention(
   ctx: GpuContext, out: GpuTensor, q: GpuTensor, k: GpuTensor, v: GpuTensor,
   kc: GpuTensor, vc: GpuTensor, pos0: Int32Array, d: AttentionDims, policy: SplitPolicy = DEFAULT_SPLIT,
   rope?: { cos: GpuTensor; sin: GpuTensor },
+  keep?: GpuTensor,
 ): void {
   const rows = d.B * d.T * d.H;
   if (rope && !attentionFuses(ctx, d)) throw new Error('attention: this call cannot fuse RoPE and the cache store (see attentionFuses)');
+  if (keep && !(d.C === 0 && usesFlash(d, policy))) throw new Error('attention: row statistics are kept on the flash path without a cache only');
   if (rows === 0 || d.hs === 0) return;
-  if (d.T > 1 && d.T * (d.H / d.Hkv) >= policy.flashMinRows) {
-    flashAttention(ctx, out, q, k, v, kc, vc, pos0, d, policy.flashTile ?? pickTile(ctx.device));
+  if (usesFlash(d, policy)) {
+    flashAttention(ctx, out, q, k, v, kc, vc, pos0, d, policy.flashTile ?? pickTile(ctx.device), keep && { ld: keep });
     return;
   }
   const kvF16 = kc.dtype === 'f16', fused = !!rope;

@@ -170,6 +170,7 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     if (--t.storage.refs === 0) {
       this.ctx.release(t.storage.buf);
       if (t.storage.derived) this.ctx.release(t.storage.derived.buf);
+      if (t.storage.rowStats) this.ctx.release(t.storage.rowStats);
     }
     t.storage = null;
   }
@@ -364,7 +365,12 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
       tables = { cos: gpu(r.cos, 'attention'), sin: gpu(r.sin, 'attention') };
     }
     const out = this.make(q.shape);
-    att.attention(this.ctx, out, Q, Kn, Vn, Kc, Vc, p0, d, this.split, tables);
+    // a training forward on the flash path keeps each row's log-sum-exp for attentionBackward, as the
+    // backward would compute it (whole sequences from position 0, the same tile)
+    const keep = fuse.forBackward && !cache && p0.every((p) => p === 0) && att.usesFlash(d, this.split)
+      ? this.make([B * T * H, 2]) as GpuTensor : undefined;
+    att.attention(this.ctx, out, Q, Kn, Vn, Kc, Vc, p0, d, this.split, tables, keep);
+    if (keep) { out.storage!.rowStats = keep.storage!.buf; keep.storage = null; } // owned by out's storage now
     return out;
   }
 
@@ -564,12 +570,19 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     return { da, db };
   }
 
-  attentionBackward(q: Tensor, k: Tensor, v: Tensor, dOut: Tensor, args: AttentionArgs): { dq: Tensor; dk: Tensor; dv: Tensor } {
+  attentionBackward(q: Tensor, k: Tensor, v: Tensor, dOut: Tensor, args: AttentionArgs, o?: Tensor): { dq: Tensor; dk: Tensor; dv: Tensor } {
     const { nHeads: H, nKvHeads: Hkv, headDim: hs, window } = args;
     const op = 'attentionBackward', { B, T } = checkAttention(op, q, k, v, args, { dOut });
     const Q = gpu(q, op), K = gpu(k, op), V = gpu(v, op), dO = gpu(dOut, op);
     const dq = this.make(q.shape), dk = this.make(k.shape), dv = this.make(v.shape);
-    ga.attentionBackward(this.ctx, dq, dk, dv, Q, K, V, dO, { B, T, H, Hkv, hs, window }, this.split);
+    // the forward's kept row statistics, where it ran with forBackward and `o` is its output
+    let kept: { o: GpuTensor; ld: GpuTensor } | undefined;
+    if (o) {
+      const O = gpu(o, op);
+      if (O.size !== dO.size) throw new Error(`attentionBackward: o ${shapeStr(O.shape)} is not the forward's output for dOut ${shapeStr(dO.shape)}`);
+      if (O.storage!.rowStats) kept = { o: O, ld: new GpuTensor([B * T * H, 2], 'f32', new Storage(O.storage!.rowStats)) };
+    }
+    ga.attentionBackward(this.ctx, dq, dk, dv, Q, K, V, dO, { B, T, H, Hkv, hs, window }, this.split, kept);
     return { dq, dk, dv };
   }
 

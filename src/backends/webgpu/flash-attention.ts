@@ -88,20 +88,25 @@ ${lines(RI, (i) => js.map((j) => `      ${acc}[${i * EJ + j}] = fma(p${i}, v${j}
 }
 
 /**
- * stats: also take dO and write, per query row (b, t, h), L = m + log l (the log-sum-exp of its
- * scaled scores) and δ = dO·o to LD [B·T·H, 2], which the tiled backward needs.
+ * What the forward writes besides o, per query row (b, t, h), into LD [B·T·H, 2] for the tiled
+ * backward: nothing; L = m + log l, the log-sum-exp of its scaled scores (a training forward keeps
+ * it for its backward); or L and δ = dO·o, taking dO (the backward's recomputation, where L was not kept).
  */
-function flashKernel(tile: FlashTile, hs: number, stats: boolean, kvF16: boolean): Kernel {
+export type FlashStats = 'none' | 'logsumexp' | 'logsumexp+delta';
+
+function flashKernel(tile: FlashTile, hs: number, mode: FlashStats, kvF16: boolean): Kernel {
+  const stats = mode !== 'none', delta = mode === 'logsumexp+delta';
   const { BQ, BK, DC, VC } = tile;
   const RI = BQ / TX, CJ = BK / TX, EJ = Math.ceil(hs / TX);
   const QST = BQ + 1, KST = BK + 1, PST = BK + 1; // +1: transposed stores hit distinct banks
   const KOFF = DC * QST; // Ks after Qs in the stage
 
   return {
-    key: `flash_attention_${BQ}_${BK}_${DC}_${VC}_${hs}${stats ? '_stats' : ''}${kvF16 ? '_kvf16' : ''}`,
-    // stats mode has no cache (whole sequences from 0): no KC/VC, which keeps it within the 8
+    key: `flash_attention_${BQ}_${BK}_${DC}_${VC}_${hs}${delta ? '_stats' : stats ? '_lse' : ''}${kvF16 ? '_kvf16' : ''}`,
+    // the stats modes have no cache (whole sequences from 0): no KC/VC, which keeps them within the 8
     // storage buffers every device offers
-    bindings: stats ? ['ints', 'read', 'read', 'read', 'write', 'read', 'write'] : ['ints', 'read', 'read', 'read', 'read', 'read', 'write'],
+    bindings: delta ? ['ints', 'read', 'read', 'read', 'write', 'read', 'write']
+      : stats ? ['ints', 'read', 'read', 'read', 'write', 'write'] : ['ints', 'read', 'read', 'read', 'read', 'read', 'write'],
     code: () => /* wgsl */ `
 struct P {
   T: u32, H: u32, Hkv: u32, hs: u32, C: u32, F: u32, group: u32, window: i32, nTiles: u32, total: u32,
@@ -113,8 +118,8 @@ struct P {
 @group(0) @binding(3) var<storage, read> K: array<f32>;
 @group(0) @binding(4) var<storage, read> V: array<f32>;
 ${stats ? `@group(0) @binding(5) var<storage, read_write> Y: array<f32>;
-@group(0) @binding(6) var<storage, read> DO: array<f32>;
-@group(0) @binding(7) var<storage, read_write> LD: array<f32>;` : `${cacheReaders(kvF16, false)}
+${delta ? `@group(0) @binding(6) var<storage, read> DO: array<f32>;
+@group(0) @binding(7) var<storage, read_write> LD: array<f32>;` : '@group(0) @binding(6) var<storage, read_write> LD: array<f32>;'}` : `${cacheReaders(kvF16, false)}
 @group(0) @binding(7) var<storage, read_write> Y: array<f32>;`}
 // scores, then probabilities, of the current key tile [BQ, BK+1]
 var<workgroup> PS: array<f32, ${BQ * PST}>;
@@ -244,7 +249,7 @@ ${pvProduct(tile, hs, 'acc', `let j = kt0 + i32(c);
       }`)}
   }
   workgroupBarrier();
-  var part: array<f32, ${RI}>; // this invocation's share of dO·o per row (stats)
+  ${delta ? `var part: array<f32, ${RI}>; // this invocation's share of dO·o per row` : ''}
   for (var i = 0u; i < ${RI}u; i++) {
     let r = ty + i * ${TX}u;
     let o = rowQ[r];
@@ -255,19 +260,19 @@ ${pvProduct(tile, hs, 'acc', `let j = kt0 + i32(c);
       if (e < p.hs) {
         let y = acc[i * ${EJ}u + jj] * inv;
         Y[o + e] = y;
-        ${stats ? 'part[i] = fma(DO[o + e], y, part[i]);' : ''}
+        ${delta ? 'part[i] = fma(DO[o + e], y, part[i]);' : ''}
       }
     }
   }
-${stats ? `  // δ: the 16 shares of each row through PS (free now), summed in a fixed order
+${delta ? `  // δ: the ${TX} shares of each row through PS (free now), summed in a fixed order (as flashDelta sums them)
   for (var i = 0u; i < ${RI}u; i++) { PS[(ty + i * ${TX}u) * ${PST}u + tx] = part[i]; }
-  workgroupBarrier();
-  if (li < ${BQ}u && rowQ[li] != 0xffffffffu) {
+  workgroupBarrier();` : ''}
+${stats ? `  if (li < ${BQ}u && rowQ[li] != 0xffffffffu) {
+    let row = rowQ[li] / p.hs;
+    LD[2u * row] = rowM[li] + log(rowL[li]);${delta ? `
     var delta = 0.0;
     for (var x = 0u; x < ${TX}u; x++) { delta += PS[li * ${PST}u + x]; }
-    let row = rowQ[li] / p.hs;
-    LD[2u * row] = rowM[li] + log(rowL[li]);
-    LD[2u * row + 1u] = delta;
+    LD[2u * row + 1u] = delta;` : ''}
   }` : ''}
 }`,
   };
@@ -285,24 +290,25 @@ export function flashTiles(d: FlashDims, tile: FlashTile): number {
 }
 
 /**
- * kc/vc: the cache's k and v, or any buffer when C = 0 (never read then). stats: dO and the
- * [B·T·H, 2] buffer for each query row's L and δ (see flashKernel).
+ * kc/vc: the cache's k and v, or any buffer when C = 0 (never read then). stats: the [B·T·H, 2]
+ * buffer for each query row's L, and δ too where dO is given (see FlashStats).
  */
 export function flashAttention(
   ctx: GpuContext, out: GpuTensor, q: GpuTensor, k: GpuTensor, v: GpuTensor,
   kc: GpuTensor, vc: GpuTensor, pos0: Int32Array, d: FlashDims, tile: FlashTile,
-  stats?: { dO: GpuTensor; ld: GpuTensor },
+  stats?: { dO?: GpuTensor; ld: GpuTensor },
 ): void {
   if (d.B * d.T * d.H === 0 || d.hs === 0) return;
   const kvF16 = !stats && kc.dtype === 'f16';
-  const key = `${tile.BQ}_${tile.BK}_${tile.DC}_${tile.VC}_${d.hs}${stats ? '_stats' : ''}${kvF16 ? '_kvf16' : ''}`;
-  const kernel = cached(key, () => flashKernel(tile, d.hs, !!stats, kvF16));
+  const mode: FlashStats = !stats ? 'none' : stats.dO ? 'logsumexp+delta' : 'logsumexp';
+  const key = `${tile.BQ}_${tile.BK}_${tile.DC}_${tile.VC}_${d.hs}_${mode}${kvF16 ? '_kvf16' : ''}`;
+  const kernel = cached(key, () => flashKernel(tile, d.hs, mode, kvF16));
   const window = Math.min(d.window, 2 ** 30); // beyond any position: as infinite
   const nTiles = flashTiles(d, tile), total = d.B * d.Hkv * nTiles;
   const params = new Params()
     .u32(d.T, d.H, d.Hkv, d.hs, d.C, d.Hkv * d.hs, d.H / d.Hkv).i32(window).u32(nTiles, total).f32(1 / Math.sqrt(d.hs));
   const bindings = stats
-    ? [pos0, bind(q), bind(k), bind(v), bind(out), bind(stats.dO), bind(stats.ld)]
+    ? [pos0, bind(q), bind(k), bind(v), bind(out), ...(stats.dO ? [bind(stats.dO)] : []), bind(stats.ld)]
     : [pos0, bind(q), bind(k), bind(v), bind(kc), bind(vc), bind(out)];
   ctx.dispatch(kernel, params, bindings, total);
 }

@@ -4,7 +4,8 @@
 //   dp_ij = dO_i·v_j ;  ds_ij = p_ij (dp_ij − δ_i) / √hs
 //   dq_i = Σ_j ds_ij k_j ;  dk_j = Σ_i ds_ij q_i ;  dv_j = Σ_i p_ij dO_i
 // Three dispatches:
-// 1. the forward (flash-attention.ts) in its statistics mode: L_i and δ_i per query row;
+// 1. the forward (flash-attention.ts) in its statistics mode: L_i and δ_i per query row; or, where
+//    the training forward kept L_i (its 'logsumexp' mode), δ_i alone from the saved o (flashDelta);
 // 2. per tile of BQ query rows: the key tiles inside the window, dq (same tiling as the forward);
 // 3. per tile of BQ keys of one KV head: the tiles of query rows (t, g) of every head of the group
 //    that see them (t = j … j + window − 1), dk and dv — GQA's sum over heads stays in a workgroup.
@@ -270,18 +271,62 @@ ${g.store('dv', 'DV')}
 
 const cached = kernelCache();
 
+/**
+ * δ_i = dO_i·o_i into LD[2i + 1] for each query row, summed in the order the forward's
+ * 'logsumexp+delta' mode sums it (TX strided shares, then the shares in order): the same bits.
+ */
+const DELTA: Kernel = {
+  key: 'flash_delta',
+  bindings: ['read', 'read', 'write'],
+  code: () => /* wgsl */ `
+struct P { rows: u32, hs: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> O: array<f32>;
+@group(0) @binding(2) var<storage, read> DO: array<f32>;
+@group(0) @binding(3) var<storage, read_write> LD: array<f32>;
+var<workgroup> shares: array<f32, ${WG}>;
+@compute @workgroup_size(${WG})
+fn main(${BUILTINS}) {
+  ${WG_INDEX}
+  let row = wg * ${WG / TX}u + li / ${TX}u;
+  let x = li % ${TX}u;
+  var part = 0.0;
+  if (row < p.rows) {
+    for (var e = x; e < p.hs; e += ${TX}u) { part = fma(DO[row * p.hs + e], O[row * p.hs + e], part); }
+  }
+  shares[li] = part;
+  workgroupBarrier();
+  if (x == 0u && row < p.rows) {
+    var delta = 0.0;
+    for (var s = 0u; s < ${TX}u; s++) { delta += shares[li + s]; }
+    LD[2u * row + 1u] = delta;
+  }
+}`,
+};
+
+/**
+ * kept: the training forward's output o and the [B·T·H, 2] buffer where it kept each row's L
+ * (flashAttention's 'logsumexp' mode, same tile); without it the forward is recomputed for L.
+ */
 export function flashAttentionBackward(
   ctx: GpuContext, dq: GpuTensor, dk: GpuTensor, dv: GpuTensor,
   q: GpuTensor, k: GpuTensor, v: GpuTensor, dO: GpuTensor, d: AttentionGradDims, tile: FlashTile,
+  kept?: { o: GpuTensor; ld: GpuTensor },
 ): void {
   const qRows = d.B * d.T * d.H;
   if (qRows === 0 || d.hs === 0) return;
   const window = Math.min(d.window, 2 ** 30); // beyond any position: as infinite
   const group = d.H / d.Hkv, scale = 1 / Math.sqrt(d.hs), F = d.Hkv * d.hs;
-  // 1. L and δ per query row (the forward's output o lands in scratch, unused after)
-  const ld = scratch(ctx, 2 * qRows, () => `attentionBackward row statistics of ${qRows} rows`);
-  const o = scratch(ctx, qRows * d.hs, () => `attentionBackward recomputed output of ${qRows} rows`);
-  flashAttention(ctx, o, q, k, v, k, v, new Int32Array(d.B), { ...d, C: 0 }, tile, { dO, ld });
+  // 1. L and δ per query row
+  let ld: GpuTensor, o: GpuTensor | null = null;
+  if (kept) {
+    ld = kept.ld;
+    ctx.dispatch(DELTA, new Params().u32(qRows, d.hs), [bind(kept.o), bind(dO), bind(ld)], Math.ceil(qRows / (WG / TX)));
+  } else { // the forward recomputed (its output o lands in scratch, unused after)
+    ld = scratch(ctx, 2 * qRows, () => `attentionBackward row statistics of ${qRows} rows`);
+    o = scratch(ctx, qRows * d.hs, () => `attentionBackward recomputed output of ${qRows} rows`);
+    flashAttention(ctx, o, q, k, v, k, v, new Int32Array(d.B), { ...d, C: 0 }, tile, { dO, ld });
+  }
   const ins = [bind(q), bind(k), bind(v), bind(dO), bind(ld)];
   const params = (nTiles: number) =>
     new Params().u32(d.T, d.H, d.Hkv, d.hs, F, group).i32(window).u32(nTiles, d.B * d.Hkv * nTiles).f32(scale);
@@ -291,6 +336,5 @@ export function flashAttentionBackward(
   // 3. dk, dv per tile of keys
   const kTiles = Math.ceil(d.T / tile.BQ);
   ctx.dispatch(cached(`dkv${d.hs}_${JSON.stringify(tile)}`, () => dkvKernel(tile, d.hs)), params(kTiles), [...ins, bind(dk), bind(dv)], d.B * d.Hkv * kTiles);
-  ctx.release(o.buf!);
-  ctx.release(ld.buf!);
+  if (o) { ctx.release(o.buf!); ctx.release(ld.buf!); }
 }

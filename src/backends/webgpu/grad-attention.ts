@@ -268,11 +268,12 @@ export function attentionBackward(
   ctx: GpuContext, dq: GpuTensor, dk: GpuTensor, dv: GpuTensor,
   q: GpuTensor, k: GpuTensor, v: GpuTensor, dO: GpuTensor, d: AttentionGradDims,
   policy: { flashMinRows?: number; flashTile?: FlashTile } = {},
+  kept?: { o: GpuTensor; ld: GpuTensor },
 ): void {
   const qRows = d.B * d.T * d.H, kRows = d.B * d.T * d.Hkv;
   if (qRows === 0 || d.hs === 0) return;
   if (d.T * (d.H / d.Hkv) >= (policy.flashMinRows ?? 64)) {
-    flashAttentionBackward(ctx, dq, dk, dv, q, k, v, dO, d, policy.flashTile ?? pickTile(ctx.device));
+    flashAttentionBackward(ctx, dq, dk, dv, q, k, v, dO, d, policy.flashTile ?? pickTile(ctx.device), kept);
     return;
   }
   const D = Math.ceil(d.hs / WG);

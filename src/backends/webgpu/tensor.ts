@@ -12,6 +12,11 @@ export class Storage {
    * released with this storage.
    */
   derived: { epoch: number; sources: readonly Storage[]; buf: PooledBuffer } | null = null;
+  /**
+   * A buffer written along with this one for a later op: a training attention forward's row
+   * log-sum-exps, for its backward (WebGpuBackend.attention with forBackward); released with this storage.
+   */
+  rowStats: PooledBuffer | null = null;
   constructor(readonly buf: PooledBuffer) {}
 }
 

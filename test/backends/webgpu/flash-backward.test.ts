@@ -11,6 +11,7 @@ import { type FlashTile, TILE_16K, TILE_32K, TILE_48K } from '../../../src/backe
 import { backwardTileBytes } from '../../../src/backends/webgpu/flash-backward.js';
 import type { AttentionArgs, Backend, GradOps } from '../../../src/core/backend.js';
 import { Rng, randomArray } from '../../../src/core/random.js';
+import { GpuTensor } from '../../../src/backends/webgpu/tensor.js';
 import { gpuBackendOrSkip, relErr } from '../../helpers/gpu.js';
 
 const cpu = new CpuBackend();
@@ -88,4 +89,32 @@ test('webgpu flash attentionBackward is bitwise reproducible', async (t) => {
   const first = await once(), second = await once();
   for (let i = 0; i < 3; i++) assert.deepEqual(second[i], first[i], `output ${i}`);
   be.destroy();
+});
+
+test('webgpu attention: a training forward keeps its rows\' log-sum-exps, and the backward with them equals the backward that recomputes them, bit for bit', async (t) => {
+  const shared = await gpuBackendOrSkip(t);
+  if (!shared) return;
+  const rng = new Rng(31);
+  for (const { name, be } of flashBackends(shared)) {
+    for (const c of [
+      { B: 2, T: 80, H: 4, Hkv: 2, hs: 32, window: 48 },
+      { B: 1, T: 70, H: 2, Hkv: 2, hs: 20, window: Infinity },
+    ]) {
+      const { B, T, H, Hkv, hs, window } = c;
+      const args: AttentionArgs = { nHeads: H, nKvHeads: Hkv, headDim: hs, window, pos0: new Int32Array(B) };
+      const q = be.tensor(randomArray(rng, B * T * H * hs, 2), [B, T, H * hs]), k = be.tensor(randomArray(rng, B * T * Hkv * hs, 2), [B, T, Hkv * hs]);
+      const v = be.tensor(randomArray(rng, B * T * Hkv * hs), [B, T, Hkv * hs]), dO = be.tensor(randomArray(rng, B * T * H * hs), [B, T, H * hs]);
+      const plain = be.attention(q, k, v, null, args), kept = be.attention(q, k, v, null, args, { forBackward: true });
+      const label = `${name} ${JSON.stringify(c)}`;
+      assert.deepEqual(await be.read(kept), await be.read(plain), `${label}: the same output`);
+      assert.ok((kept as GpuTensor).storage!.rowStats && !(plain as GpuTensor).storage!.rowStats, `${label}: statistics kept only for a backward`);
+      const before = be.ctx.counts.dispatches;
+      const withKept = be.attentionBackward(q, k, v, dO, args, be.reshape(kept, [B * T, H * hs]));
+      const keptDispatches = be.ctx.counts.dispatches - before;
+      const recomputed = be.attentionBackward(q, k, v, dO, args, plain);
+      assert.equal(keptDispatches, 3, `${label}: δ, dq and dk/dv, without the forward`);
+      for (const n of ['dq', 'dk', 'dv'] as const) assert.deepEqual(await be.read(withKept[n]), await be.read(recomputed[n]), `${label}: ${n}`);
+      for (const x of [q, k, v, dO, plain, kept, ...Object.values(withKept), ...Object.values(recomputed)]) be.dispose(x);
+    }
+  }
 });
