@@ -694,7 +694,7 @@ function rowsGemv(ctx: GpuContext, bindings: Binding[], M: number, N: number, K:
  * workgroup, 16-column tiles per workgroup, and the k-width of the staged x tile at 16 rows
  * (halved at 32). bench/matmul.ts --tc-rows sets them.
  */
-export const tcRowsShape = { subgroups: 0, colTiles: 0, kTile: 0 };
+export const tcRowsShape = { subgroups: 0, colTiles: 0, kTile: 0, weightsOnly: false };
 /** Rows of x one tensor-core rows gemv serves: two 16-row matrices per k step. */
 export const TC_ROWS_MAX = 32;
 
@@ -746,7 +746,7 @@ function tcRowsGemvKernel(s: SubgroupMatrixShape & { subgroupSize: number }, MT:
     for (var k = 0u; k < ${KS}u; k++) { y${w}_${j} += red[k * ${CT * MT * MN}u + at]; }
   }`, '\n  ')}`;
   return {
-    key: `matmul_f16_gemv_tc_${s.M}x${s.N}x${s.K}_${s.subgroupSize}_sg${SG}_m${MT}_c${CT}_k${KT}_${vec ? 'v' : 's'}${swiglu ? '_swiglu' : ''}${norm ? '_norm' : ''}${residual ? '_res' : ''}`,
+    key: `matmul_f16_gemv_tc_${s.M}x${s.N}x${s.K}_${s.subgroupSize}_sg${SG}_m${MT}_c${CT}_k${KT}${t.weightsOnly ? '_weights_only' : ''}_${vec ? 'v' : 's'}${swiglu ? '_swiglu' : ''}${norm ? '_norm' : ''}${residual ? '_res' : ''}`,
     bindings: ['read', 'read', ...extra.map(() => 'read' as const), 'write'],
     code: () => /* wgsl */ `enable f16;
 enable chromium_experimental_subgroup_matrix;
@@ -792,6 +792,7 @@ fn main(${BUILTINS}) {
   ${lines(NW * MT, (j) => `var c${Math.floor(j / MT)}_${j % MT} = ${C}();`, ' ')}
   let xk = ks * ${SK}u;         // this subgroup's slice of each x tile
   for (var k0 = 0u; k0 < p.Kp; k0 += ${KT}u) {
+    ${t.weightsOnly ? 'if (k0 == 0u) {' : ''}
     workgroupBarrier(); // the last tile has been read (and the row scales written)
     for (var e = li; e < ${(ROWS * KT) / 4}u; e += ${T}u) {
       let r = e / ${KT / 4}u;
@@ -808,6 +809,7 @@ fn main(${BUILTINS}) {
       xs[o] = h.x; xs[o + 1u] = h.y; xs[o + 2u] = h.z; xs[o + 3u] = h.w;
     }
     workgroupBarrier();
+    ${t.weightsOnly ? '}' : ''}
     if (live) {
       let kb = k0 + xk;
       ${slice.join('\n      ')}
@@ -829,7 +831,8 @@ fn main(${BUILTINS}) {
 
 const tcRowsCache = kernelCache();
 
-interface TcRowsTiling { subgroups: number; colTiles: number; kTile: number }
+/** weightsOnly (bench/matmul.ts --tc-rows …:w, wrong results): x staged for the first tile only, to time the weights' loads and the products alone. */
+interface TcRowsTiling { subgroups: number; colTiles: number; kTile: number; weightsOnly?: boolean }
 /**
  * The tensor-core rows gemv's tiling for MT row matrices and N columns (tcRowsShape overrides it).
  * H100, GPU time (bench/matmul.ts --tc-rows), against the f32-unit rows gemv: 16 rows × 8192 × 2048
@@ -839,7 +842,10 @@ interface TcRowsTiling { subgroups: number; colTiles: number; kTile: number }
  */
 function tcRowsTiling(MT: number, N: number): TcRowsTiling {
   const auto = MT > 1 ? { subgroups: 8, colTiles: 2, kTile: 512 } : N >= 8192 ? { subgroups: 8, colTiles: 2, kTile: 256 } : { subgroups: 16, colTiles: 2, kTile: 512 };
-  return { subgroups: tcRowsShape.subgroups || auto.subgroups, colTiles: tcRowsShape.colTiles || auto.colTiles, kTile: tcRowsShape.kTile || auto.kTile };
+  return {
+    subgroups: tcRowsShape.subgroups || auto.subgroups, colTiles: tcRowsShape.colTiles || auto.colTiles, kTile: tcRowsShape.kTile || auto.kTile,
+    ...(tcRowsShape.weightsOnly ? { weightsOnly: true } : {}),
+  };
 }
 
 /** Workgroup memory the tensor-core rows gemv needs for M rows (at most TC_ROWS_MAX) and N columns. */
@@ -862,7 +868,7 @@ function tcRowsGemv(
 ): void {
   for (let row0 = 0; row0 < M; row0 += TC_ROWS_MAX) {
     const MT = Math.ceil(Math.min(M - row0, TC_ROWS_MAX) / s.M), t = tcRowsTiling(MT, N), groups = Math.ceil(N / (t.colTiles * s.N));
-    const kernel = tcRowsCache(`${s.M}x${s.N}x${s.K}|${s.subgroupSize}|${MT}|${t.subgroups}|${t.colTiles}|${t.kTile}|${vec}|${!!o.swiglu}|${!!o.norm}|${!!o.residual}`,
+    const kernel = tcRowsCache(`${s.M}x${s.N}x${s.K}|${s.subgroupSize}|${MT}|${t.subgroups}|${t.colTiles}|${t.kTile}|${!!t.weightsOnly}|${vec}|${!!o.swiglu}|${!!o.norm}|${!!o.residual}`,
       () => tcRowsGemvKernel(s, MT, t, vec, o));
     ctx.dispatch(kernel, new Params().u32(M, N, K, w.colsP, w.rowsP, row0).f32(eps), bindings, groups);
   }
