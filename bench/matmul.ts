@@ -44,7 +44,7 @@ const { values } = parseArgs({
     'gemv-sweep': { type: 'string' },
     // the rows gemv (2 … 32 rows) under each number of columns per workgroup (gemvShape.rowsCols)
     'rows-cols': { type: 'string' },
-    // the tensor-core rows gemv (9 … 32 rows) under each subgroups:column tiles[:x tile k][:w] (tcRowsShape; 0: the default; w: weights only)
+    // the tensor-core rows gemv (9 … 32 rows) under each subgroups:column tiles[:x tile k][:w] (tcRowsShape; 0: the default; w: weights only; s: streaming x)
     'tc-rows': { type: 'string' },
     'gpu-time': { type: 'boolean', default: false },
   },
@@ -155,10 +155,10 @@ for (const [M, N, K] of shapes) {
     const p = packed, f16: F16Caps = { shaderF16: caps.shaderF16, subgroupMatrix: sgm }, dflt = { ...tcRowsShape };
     kernels.push({ name: 'f16 gemv on tensor cores (f16 weights)', run: () => matmulPackedF16(be.ctx, out, gx, p, M, N, K, f16), bytes: f16wBytes });
     for (const v of values['tc-rows']?.split(',') ?? []) {
-      const [subgroups, colTiles, kTile = 0] = v.split(':').map(Number), weightsOnly = v.endsWith(':w');
+      const [subgroups, colTiles, kTile = 0] = v.split(':').map(Number), weightsOnly = v.endsWith(':w'), stream = v.endsWith(':s');
       kernels.push({
-        name: `f16 gemv on tensor cores, ${subgroups || 'auto'} subgroups, ${colTiles || 'auto'} column tiles, x tile ${kTile || 'auto'}${weightsOnly ? ', weights only' : ''}`, bytes: f16wBytes,
-        run: () => { Object.assign(tcRowsShape, { subgroups, colTiles, kTile: kTile || 0, weightsOnly }); matmulPackedF16(be.ctx, out, gx, p, M, N, K, f16); Object.assign(tcRowsShape, dflt); },
+        name: `f16 gemv on tensor cores, ${subgroups || 'auto'} subgroups, ${colTiles || 'auto'} column tiles, x tile ${kTile || 'auto'}${weightsOnly ? ', weights only' : ''}${stream ? ', streaming x' : ''}`, bytes: f16wBytes,
+        run: () => { Object.assign(tcRowsShape, { subgroups, colTiles, kTile: kTile || 0, weightsOnly, stream }); matmulPackedF16(be.ctx, out, gx, p, M, N, K, f16); Object.assign(tcRowsShape, dflt); },
       });
     }
   }

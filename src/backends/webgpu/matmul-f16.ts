@@ -41,7 +41,7 @@
 import { type Binding, GpuContext, type Kernel, Params, kernelCache } from './context.js';
 import type { PooledBuffer } from './pool.js';
 import { GpuTensor, Storage, bind } from './tensor.js';
-import { BUILTINS, MATH, WG_INDEX, lines, rowScalePass, rowScaleVar, workgroupReduceRows } from './wgsl.js';
+import { BUILTINS, MATH, WG_INDEX, lines, rowScalePass, rowScaleVar, workgroupReduce, workgroupReduceRows } from './wgsl.js';
 import { F16_MAX } from '../../io/half.js';
 
 /**
@@ -505,7 +505,7 @@ export function swigluF16Gemv(
   if (M < 1 || M > F16_GEMV_MAX_ROWS) throw new Error(`swigluF16Gemv: ${M} rows, expected 1 to ${F16_GEMV_MAX_ROWS}`);
   const vec = K % 4 === 0, fusion = { swiglu: true, norm: !!norm }, eps = norm?.eps ?? 0;
   const bindings = [bind(x), bindF16(w1), bindF16(w2), ...endsBindings({ norm }), bind(out)];
-  const s = tcRowsFor(ctx, tc, M, N);
+  const s = tcRowsFor(ctx, tc, M, N, K);
   if (s) { tcRowsGemv(ctx, s, bindings, M, N, K, w1, vec, fusion, eps); return; }
   if (M > 1) { rowsGemv(ctx, bindings, M, N, K, w1.colsP, vec, fusion, eps); return; }
   const groups = Math.ceil(N / GV_COLS);
@@ -548,7 +548,7 @@ export function matmulF16Gemv(
   if (M < 1 || M > F16_GEMV_MAX_ROWS) throw new Error(`matmulF16Gemv: ${M} rows, expected 1 to ${F16_GEMV_MAX_ROWS}`);
   const vec = K % 4 === 0, { norm, residual } = ends, fusion = { norm: !!norm, residual: !!residual }, eps = norm?.eps ?? 0;
   const bindings = [bind(x), bindF16(w), ...endsBindings(ends), bind(out)];
-  const s = tcRowsFor(ctx, tc, M, N);
+  const s = tcRowsFor(ctx, tc, M, N, K);
   if (s) { tcRowsGemv(ctx, s, bindings, M, N, K, w, vec, fusion, eps); return; }
   if (M > 1) { rowsGemv(ctx, bindings, M, N, K, w.colsP, vec, fusion, eps); return; }
   const groups = Math.ceil(N / GV_COLS);
@@ -694,9 +694,43 @@ function rowsGemv(ctx: GpuContext, bindings: Binding[], M: number, N: number, K:
  * workgroup, 16-column tiles per workgroup, and the k-width of the staged x tile at 16 rows
  * (halved at 32). bench/matmul.ts --tc-rows sets them.
  */
-export const tcRowsShape = { subgroups: 0, colTiles: 0, kTile: 0, weightsOnly: false };
+export const tcRowsShape = { subgroups: 0, colTiles: 0, kTile: 0, weightsOnly: false, stream: false };
 /** Rows of x one tensor-core rows gemv serves: two 16-row matrices per k step. */
 export const TC_ROWS_MAX = 32;
+
+
+/**
+ * The tensor-core rows kernels' end: weight w's sums (each subgroup's result matrices into red,
+ * then each output element's KS slices added in order), SwiGLU, the residual, and the store of
+ * the real rows and columns. Needs live, ks, ct, rows, wg, li and the accumulators c{w}_{i}.
+ */
+function tcRowsEnd(s: SubgroupMatrixShape, MT: number, CT: number, KS: number, T: number, o: GemvFusion): string {
+  const { swiglu = false, residual = false } = o, NW = swiglu ? 2 : 1;
+  const ROWS = MT * s.M, COLS = CT * s.N, MN = s.M * s.N, EPT = (ROWS * COLS) / T;
+  const reduce = (w: number) => `workgroupBarrier();
+  if (live) {
+    ${lines(MT, (i) => `subgroupMatrixStore<row_major>(&red, ((ks * ${CT}u + ct) * ${MT}u + ${i}u) * ${MN}u, c${w}_${i}, ${s.N}u);`, '\n    ')}
+  }
+  workgroupBarrier();
+  ${lines(EPT, (j) => `var y${w}_${j} = 0.0;
+  {
+    let e = li + ${j * T}u;
+    let r = e / ${COLS}u;
+    let c = e % ${COLS}u;
+    let at = ((c / ${s.N}u) * ${MT}u + r / ${s.M}u) * ${MN}u + (r % ${s.M}u) * ${s.N}u + c % ${s.N}u;
+    for (var k = 0u; k < ${KS}u; k++) { y${w}_${j} += red[k * ${CT * MT * MN}u + at]; }
+  }`, '\n  ')}`;
+  return `${lines(NW, reduce, '\n  ')}
+  ${lines(EPT, (j) => `{
+    let e = li + ${j * T}u;
+    let r = e / ${COLS}u;
+    let col = wg * ${COLS}u + e % ${COLS}u;
+    if (r < rows && col < p.N) {
+      let o = (p.row0 + r) * p.N + col;
+      Y[o] = ${swiglu ? `silu(y0_${j}) * y1_${j}` : `y0_${j}`}${residual ? ' + R[o]' : ''};
+    }
+  }`, '\n  ')}`;
+}
 
 /**
  * y[m, n] for up to 32 rows m of x on tensor cores, the packed weight read once. The rows gemv
@@ -711,7 +745,7 @@ export const TC_ROWS_MAX = 32;
 function tcRowsGemvKernel(s: SubgroupMatrixShape & { subgroupSize: number }, MT: number, t: TcRowsTiling, vec: boolean, o: GemvFusion): Kernel {
   const { swiglu = false, norm = false, residual = false } = o;
   const { subgroups: SG, colTiles: CT } = t, T = SG * s.subgroupSize, KS = SG / CT, KT = t.kTile / MT, SK = KT / KS;
-  const ROWS = MT * s.M, COLS = CT * s.N, KTP = KT + 8, MN = s.M * s.N, EPT = (ROWS * COLS) / T, PARTS = T / ROWS;
+  const ROWS = MT * s.M, COLS = CT * s.N, KTP = KT + 8, MN = s.M * s.N, PARTS = T / ROWS;
   if (SG % CT !== 0 || SK % s.K !== 0 || KT % 16 !== 0 || (ROWS * COLS) % T !== 0 || T % ROWS !== 0) {
     throw new Error(`tcRowsGemvKernel: ${SG} subgroups, ${CT} column tiles, ${MT} row tiles and a ${KT}-wide x tile do not fit together`);
   }
@@ -731,20 +765,6 @@ function tcRowsGemvKernel(s: SubgroupMatrixShape & { subgroupSize: number }, MT:
       lines(NW * MT, (j) => `c${Math.floor(j / MT)}_${j % MT} = subgroupMatrixMultiplyAccumulate(a${j % MT}_${u}, b${Math.floor(j / MT)}_${u}, c${Math.floor(j / MT)}_${j % MT});`, ' '),
     ].join('\n      ')),
   ];
-  // weight w's sums: each subgroup's result matrices into red, then each output element's KS slices added in order
-  const reduce = (w: number) => `workgroupBarrier();
-  if (live) {
-    ${lines(MT, (i) => `subgroupMatrixStore<row_major>(&red, ((ks * ${CT}u + ct) * ${MT}u + ${i}u) * ${MN}u, c${w}_${i}, ${s.N}u);`, '\n    ')}
-  }
-  workgroupBarrier();
-  ${lines(EPT, (j) => `var y${w}_${j} = 0.0;
-  {
-    let e = li + ${j * T}u;
-    let r = e / ${COLS}u;
-    let c = e % ${COLS}u;
-    let at = ((c / ${s.N}u) * ${MT}u + r / ${s.M}u) * ${MN}u + (r % ${s.M}u) * ${s.N}u + c % ${s.N}u;
-    for (var k = 0u; k < ${KS}u; k++) { y${w}_${j} += red[k * ${CT * MT * MN}u + at]; }
-  }`, '\n  ')}`;
   return {
     key: `matmul_f16_gemv_tc_${s.M}x${s.N}x${s.K}_${s.subgroupSize}_sg${SG}_m${MT}_c${CT}_k${KT}${t.weightsOnly ? '_weights_only' : ''}_${vec ? 'v' : 's'}${swiglu ? '_swiglu' : ''}${norm ? '_norm' : ''}${residual ? '_res' : ''}`,
     bindings: ['read', 'read', ...extra.map(() => 'read' as const), 'write'],
@@ -815,42 +835,139 @@ fn main(${BUILTINS}) {
       ${slice.join('\n      ')}
     }
   }
-  ${lines(NW, reduce, '\n  ')}
-  ${lines(EPT, (j) => `{
-    let e = li + ${j * T}u;
-    let r = e / ${COLS}u;
-    let col = wg * ${COLS}u + e % ${COLS}u;
-    if (r < rows && col < p.N) {
-      let o = (p.row0 + r) * p.N + col;
-      Y[o] = ${swiglu ? `silu(y0_${j}) * y1_${j}` : `y0_${j}`}${residual ? ' + R[o]' : ''};
-    }
-  }`, '\n  ')}
+  ${tcRowsEnd(s, MT, CT, KS, T, o)}
 }`,
   };
 }
 
 const tcRowsCache = kernelCache();
 
-/** weightsOnly (bench/matmul.ts --tc-rows …:w, wrong results): x staged for the first tile only, to time the weights' loads and the products alone. */
-interface TcRowsTiling { subgroups: number; colTiles: number; kTile: number; weightsOnly?: boolean }
 /**
- * The tensor-core rows gemv's tiling for MT row matrices and N columns (tcRowsShape overrides it).
- * H100, GPU time (bench/matmul.ts --tc-rows), against the f32-unit rows gemv: 16 rows × 8192 × 2048
- * 37 µs with 8 subgroups, 2 column tiles and a 256-wide x tile (48); 16 × 4096 × 4096 43.5 with 16,
- * 2, 512 (64); 16 × 2048 × 8192 77 with 16, 2, 512 (94.5); 32 × 4096 × 4096 79 with 8, 2, 512 (118
- * in two passes). With one column tile per workgroup each was 1.2–1.7× slower.
+ * The streaming variant (TcRowsTiling.stream): x arrives packed as f16 rows (packRowsKernel, the
+ * norm applied there), and each subgroup loads its left matrices from global memory like its
+ * right ones: no workgroup staging and no barriers in the loop, where the staged kernel has every
+ * workgroup round and store all of x. Subgroup ks walks k from ks·SK in strides of KS·SK.
  */
-function tcRowsTiling(MT: number, N: number): TcRowsTiling {
-  const auto = MT > 1 ? { subgroups: 8, colTiles: 2, kTile: 512 } : N >= 8192 ? { subgroups: 8, colTiles: 2, kTile: 256 } : { subgroups: 16, colTiles: 2, kTile: 512 };
+function tcRowsStreamKernel(s: SubgroupMatrixShape & { subgroupSize: number }, MT: number, t: TcRowsTiling, o: GemvFusion): Kernel {
+  const { swiglu = false, residual = false } = o;
+  const { subgroups: SG, colTiles: CT } = t, T = SG * s.subgroupSize, KS = SG / CT, SK = t.kTile / MT / KS;
+  const ROWS = MT * s.M, COLS = CT * s.N, MN = s.M * s.N;
+  if (SG % CT !== 0 || SK % s.K !== 0 || (ROWS * COLS) % T !== 0) {
+    throw new Error(`tcRowsStreamKernel: ${SG} subgroups, ${CT} column tiles, ${MT} row tiles and ${SK} k per step do not fit together`);
+  }
+  const NW = swiglu ? 2 : 1, STEPS = SK / s.K;
+  const extra = [...(swiglu ? ['W2'] : []), ...(residual ? ['R'] : [])];
+  const L = `subgroup_matrix_left<f16, ${s.K}, ${s.M}>`;
+  const Rm = `subgroup_matrix_right<f16, ${s.N}, ${s.K}>`;
+  const C = `subgroup_matrix_result<f32, ${s.N}, ${s.M}>`;
+  const W = (w: number) => (w === 0 ? 'W' : 'W2');
+  // every load of a trip first (clamped to the last block of k: in bounds), then the products of the steps inside Kp
+  const trip = [
+    ...Array.from({ length: STEPS }, (_, u) => `let k${u} = min(kb + ${u * s.K}u, kLast); ${lines(NW, (w) => `let b${w}_${u} = subgroupMatrixLoad<${Rm}, col_major>(&${W(w)}, nOff + k${u}, p.Kp);`, ' ')} ${lines(MT, (i) => `let a${i}_${u} = subgroupMatrixLoad<${L}, row_major>(&XH, ${i * s.M}u * p.Kp + k${u}, p.Kp);`, ' ')}`),
+    ...Array.from({ length: STEPS }, (_, u) => `if (kb + ${u * s.K}u < p.Kp) { ${lines(NW * MT, (j) => `c${Math.floor(j / MT)}_${j % MT} = subgroupMatrixMultiplyAccumulate(a${j % MT}_${u}, b${Math.floor(j / MT)}_${u}, c${Math.floor(j / MT)}_${j % MT});`, ' ')} }`),
+  ];
   return {
-    subgroups: tcRowsShape.subgroups || auto.subgroups, colTiles: tcRowsShape.colTiles || auto.colTiles, kTile: tcRowsShape.kTile || auto.kTile,
-    ...(tcRowsShape.weightsOnly ? { weightsOnly: true } : {}),
+    key: `matmul_f16_gemv_tc_stream_${s.M}x${s.N}x${s.K}_${s.subgroupSize}_sg${SG}_m${MT}_c${CT}_k${SK}${swiglu ? '_swiglu' : ''}${residual ? '_res' : ''}`,
+    bindings: ['read', 'read', ...extra.map(() => 'read' as const), 'write'],
+    code: () => /* wgsl */ `enable f16;
+enable chromium_experimental_subgroup_matrix;
+diagnostic(off, chromium.subgroup_matrix_uniformity);
+${MATH}
+struct P { M: u32, N: u32, K: u32, Kp: u32, rowsW: u32, row0: u32, eps: f32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> XH: array<f16>; // this block's ${ROWS} rows of x, rounded (and normalised), [${ROWS}, Kp]
+@group(0) @binding(2) var<storage, read> W: array<f16>;
+${extra.map((name, i) => `@group(0) @binding(${3 + i}) var<storage, read> ${name}: ${name === 'W2' ? 'array<f16>' : 'array<f32>'};`).join('\n')}
+@group(0) @binding(${3 + extra.length}) var<storage, read_write> Y: array<f32>;
+var<workgroup> red: array<f32, ${KS * CT * MT * MN}>; // the slices' partial sums
+
+@compute @workgroup_size(${T})
+fn main(${BUILTINS}) {
+  ${WG_INDEX}
+  // subgroups are consecutive runs of local_invocation_index (checked by checkSubgroupMatrix)
+  let sg = li / ${s.subgroupSize}u;
+  let ct = sg % ${CT}u;
+  let ks = sg / ${CT}u;
+  let n0 = wg * ${COLS}u + ct * ${s.N}u;
+  let live = n0 < p.rowsW;       // packed rows are zeros past N, up to rowsW
+  let nOff = n0 * p.Kp;
+  let kLast = p.Kp - ${s.K}u;
+  let rows = min(p.M - p.row0, ${ROWS}u);
+  ${lines(NW * MT, (j) => `var c${Math.floor(j / MT)}_${j % MT} = ${C}();`, ' ')}
+  if (live) {
+    for (var kb = ks * ${SK}u; kb < p.Kp; kb += ${KS * SK}u) {
+      ${trip.join('\n      ')}
+    }
+  }
+  ${tcRowsEnd(s, MT, CT, KS, T, o)}
+}`,
   };
 }
 
-/** Workgroup memory the tensor-core rows gemv needs for M rows (at most TC_ROWS_MAX) and N columns. */
-export function tcRowsBytes(s: SubgroupMatrixShape & { subgroupSize: number }, M: number, N: number): number {
-  const MT = Math.ceil(M / s.M), { subgroups: SG, kTile } = tcRowsTiling(MT, N), KT = kTile / MT;
+/**
+ * x's rows row0 … row0 + p.rows − 1 as f16 [rows, Kp] for tcRowsStreamKernel: rounded as the
+ * other f16 paths round, zeros past M and K; with norm, rmsNorm(x) ⊙ G first (the row's sum of
+ * squares reduced over the workgroup, one workgroup per row).
+ */
+const packRowsKernel = (norm: boolean): Kernel => ({
+  key: `f16_pack_rows${norm ? '_norm' : ''}`,
+  bindings: norm ? ['read', 'read', 'write'] : ['read', 'write'],
+  code: () => /* wgsl */ `${ROUND_F16}
+struct P { M: u32, K: u32, Kp: u32, row0: u32, eps: f32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+${norm ? '@group(0) @binding(2) var<storage, read> G: array<f32>;\n@group(0) @binding(3) var<storage, read_write> Y: array<u32>;' : '@group(0) @binding(2) var<storage, read_write> Y: array<u32>;'}
+var<workgroup> part: array<f32, 256>;
+@compute @workgroup_size(256)
+fn main(${BUILTINS}) {
+  ${WG_INDEX}
+  let row = p.row0 + wg;
+  let real = row < p.M;
+  var scale = 1.0;
+  ${norm ? `var ss = 0.0;
+  if (real) { for (var k = li; k < p.K; k += 256u) { let v = X[row * p.K + k]; ss += v * v; } }
+  ${workgroupReduce('part', 256, 'ss', '+')}
+  scale = 1.0 / sqrt(part[0] / f32(p.K) + p.eps);` : ''}
+  for (var i = li; i < p.Kp / 2u; i += 256u) {
+    let k = 2u * i;
+    var v = vec2<f32>(0.0);
+    if (real && k < p.K) { v.x = X[row * p.K + k]${norm ? ' * scale * G[k]' : ''}; }
+    if (real && k + 1u < p.K) { v.y = X[row * p.K + k + 1u]${norm ? ' * scale * G[k + 1u]' : ''}; }
+    Y[wg * (p.Kp / 2u) + i] = pack2x16float(round_f16v(vec4<f32>(v, 0.0, 0.0)).xy); // exact: f16 values
+  }
+}`,
+});
+
+/**
+ * stream: tcRowsStreamKernel (x packed first) instead of the staged kernel. weightsOnly
+ * (bench/matmul.ts --tc-rows …:w, wrong results): x staged for the first tile only, to time the
+ * weights' loads and the products alone.
+ */
+interface TcRowsTiling { subgroups: number; colTiles: number; kTile: number; weightsOnly?: boolean; stream?: boolean }
+/**
+ * The tensor-core rows gemv's kernel and tiling for MT row matrices, N columns and a reduction of
+ * K (tcRowsShape overrides it). H100, GPU time (bench/matmul.ts --tc-rows), against the f32-unit
+ * rows gemv: 16 rows × 8192 × 2048 35 µs staged with 8 subgroups, 2 column tiles and a 256-wide x
+ * tile (48; streaming 43); 16 × 4096 × 4096 42 staged with 16, 2, 512 (64; streaming 44);
+ * 16 × 2048 × 8192 48 streaming with 8, 1, 512 (94.5; staged 80: every workgroup staged all 8192 k
+ * of x); 32 × 4096 × 4096 63 streaming with 8, 2, 512 (118 in two passes; staged 78).
+ */
+function tcRowsTiling(MT: number, N: number, K: number): TcRowsTiling {
+  const auto = MT > 1 ? { subgroups: 8, colTiles: 2, kTile: 512, stream: true }
+    : K >= 2 * N ? { subgroups: 8, colTiles: 1, kTile: 512, stream: true }
+      : N >= 8192 ? { subgroups: 8, colTiles: 2, kTile: 256, stream: false } : { subgroups: 16, colTiles: 2, kTile: 512, stream: false };
+  const o = tcRowsShape;
+  return {
+    subgroups: o.subgroups || auto.subgroups, colTiles: o.colTiles || auto.colTiles, kTile: o.kTile || auto.kTile,
+    ...(o.weightsOnly ? { weightsOnly: true } : {}),
+    ...((o.subgroups ? o.stream : auto.stream) ? { stream: true } : {}),
+  };
+}
+
+/** Workgroup memory the tensor-core rows gemv needs for M rows (at most TC_ROWS_MAX), N columns and a reduction of K. */
+export function tcRowsBytes(s: SubgroupMatrixShape & { subgroupSize: number }, M: number, N: number, K: number): number {
+  const MT = Math.ceil(M / s.M), { subgroups: SG, kTile, stream } = tcRowsTiling(MT, N, K), KT = kTile / MT;
+  if (stream) return SG * MT * s.M * s.N * 4;
   return MT * s.M * (KT + 8) * 2 + Math.max(SG * MT * s.M * s.N, SG * s.subgroupSize) * 4 + MT * s.M * 4;
 }
 /**
@@ -859,18 +976,30 @@ export function tcRowsBytes(s: SubgroupMatrixShape & { subgroupSize: number }, M
  */
 export const TC_ROWS_MIN = 9;
 /** The device's subgroup-matrix shape where the tensor-core rows gemv serves M rows and fits its workgroup memory, else null. */
-const tcRowsFor = (ctx: GpuContext, tc: TensorCores, M: number, N: number): TensorCores =>
-  (tc && M >= TC_ROWS_MIN && tcRowsBytes(tc, Math.min(M, TC_ROWS_MAX), N) <= ctx.device.limits.maxComputeWorkgroupStorageSize ? tc : null);
+const tcRowsFor = (ctx: GpuContext, tc: TensorCores, M: number, N: number, K: number): TensorCores =>
+  (tc && M >= TC_ROWS_MIN && tcRowsBytes(tc, Math.min(M, TC_ROWS_MAX), N, K) <= ctx.device.limits.maxComputeWorkgroupStorageSize ? tc : null);
 
 /** Dispatches tcRowsGemvKernel over M rows in blocks of TC_ROWS_MAX; bindings as the kernel takes them (W, W2 bound as f16). */
 function tcRowsGemv(
   ctx: GpuContext, s: SubgroupMatrixShape & { subgroupSize: number }, bindings: Binding[], M: number, N: number, K: number, w: F16Matrix, vec: boolean, o: GemvFusion, eps: number,
 ): void {
   for (let row0 = 0; row0 < M; row0 += TC_ROWS_MAX) {
-    const MT = Math.ceil(Math.min(M - row0, TC_ROWS_MAX) / s.M), t = tcRowsTiling(MT, N), groups = Math.ceil(N / (t.colTiles * s.N));
+    const MT = Math.ceil(Math.min(M - row0, TC_ROWS_MAX) / s.M), t = tcRowsTiling(MT, N, K), groups = Math.ceil(N / (t.colTiles * s.N));
+    const params = new Params().u32(M, N, K, w.colsP, w.rowsP, row0).f32(eps);
+    if (t.stream) {
+      // x's rows packed (and normalised) first; then the kernel takes them in x's place, and no G
+      const nw = o.swiglu ? 2 : 1, ROWS = MT * s.M, xh = { buf: ctx.alloc(ROWS * w.colsP * 2, () => `f16 rows of x [${ROWS}, ${w.colsP}]`), size: ROWS * w.colsP * 2 };
+      const pack = tcRowsCache(`pack|${!!o.norm}`, () => packRowsKernel(!!o.norm));
+      ctx.dispatch(pack, new Params().u32(M, K, w.colsP, row0).f32(eps), [bindings[0], ...(o.norm ? [bindings[1 + nw]] : []), xh], ROWS);
+      const kernel = tcRowsCache(`stream|${s.M}x${s.N}x${s.K}|${s.subgroupSize}|${MT}|${t.subgroups}|${t.colTiles}|${t.kTile}|${!!o.swiglu}|${!!o.residual}`,
+        () => tcRowsStreamKernel(s, MT, t, o));
+      ctx.dispatch(kernel, params, [xh, ...bindings.slice(1, 1 + nw), ...bindings.slice(1 + nw + (o.norm ? 1 : 0))], groups);
+      ctx.release(xh.buf);
+      continue;
+    }
     const kernel = tcRowsCache(`${s.M}x${s.N}x${s.K}|${s.subgroupSize}|${MT}|${t.subgroups}|${t.colTiles}|${t.kTile}|${!!t.weightsOnly}|${vec}|${!!o.swiglu}|${!!o.norm}|${!!o.residual}`,
       () => tcRowsGemvKernel(s, MT, t, vec, o));
-    ctx.dispatch(kernel, new Params().u32(M, N, K, w.colsP, w.rowsP, row0).f32(eps), bindings, groups);
+    ctx.dispatch(kernel, params, bindings, groups);
   }
 }
 
@@ -1185,7 +1314,8 @@ export async function checkSubgroupMatrix(device: GPUDevice, adapterInfo?: GPUAd
     }
     // the batched decoding gemv, with one and two row matrices, where it fits
     const wp = packF16(ctx, gw, N, K);
-    for (const rows of [9, 20].filter((r) => tcRowsFor(ctx, shape, r, N))) {
+    // (with N = 140 and K = 72: 9 rows staged, 20 streaming)
+    for (const rows of [9, 20].filter((r) => tcRowsFor(ctx, shape, r, N, K))) {
       await check(`tensor-core gemv of ${rows} rows`, rows, (out) => matmulF16Gemv(ctx, out, gx, wp, rows, N, K, {}, shape));
     }
   } catch (e) {

@@ -244,9 +244,11 @@ test('webgpu f16 weights with a norm and a residual (fused into the decoding gem
         const xn = await cpu.read(cpu.rmsNorm(cpu.tensor(x, [M, K]), cpu.tensor(g, [K]), 1e-5));
         const before = be.ctx.counts.dispatches;
         const out = await be.read(be.tidy(() => be.matmul(be.tensor(x, [M, K]), gw, { norm: { g: be.tensor(g, [K]), eps: 1e-5 }, residual: be.tensor(r, [M, N]) })));
-        // rows per dispatch: the tensor-core rows gemv takes 32, the f32-unit one gemvShape.rowsBlock
-        const block = M === 1 ? 1 : be.f16Caps.subgroupMatrix && M >= TC_ROWS_MIN ? TC_ROWS_MAX : gemvShape.rowsBlock;
-        const fused = be.ctx.counts.dispatches - before === Math.ceil(M / block);
+        // rows per dispatch: the tensor-core rows gemv takes 32 (in two dispatches where it streams x:
+        // its rows packed, with the norm, then the product), the f32-unit one gemvShape.rowsBlock
+        const tc = M > 1 && be.f16Caps.subgroupMatrix && M >= TC_ROWS_MIN;
+        const block = M === 1 ? 1 : tc ? TC_ROWS_MAX : gemvShape.rowsBlock, perBlock = tc ? 2 : 1;
+        const fused = be.ctx.counts.dispatches - before <= Math.ceil(M / block) * perBlock;
         if (K % 4 === 0 && M <= 16) assert.ok(fused, `${name} M=${M} K=${K}: norm and residual fused into the gemv`);
         const prod = await cpu.read(cpu.matmul(cpu.tensor(xn, [M, K]), cpu.tensor(w, [N, K])));
         const res = new Float32Array(M * N);
@@ -255,7 +257,7 @@ test('webgpu f16 weights with a norm and a residual (fused into the decoding gem
         if (M > 16) continue;
         const d0 = be.ctx.counts.dispatches;
         const sv = await be.read(be.tidy(() => be.swiglu(be.tensor(x, [M, K]), gw, gw2, { norm: { g: be.tensor(g, [K]), eps: 1e-5 } })));
-        if (K % 4 === 0) assert.equal(be.ctx.counts.dispatches - d0, Math.ceil(M / block), `${name} swiglu with norm M=${M} K=${K}: one dispatch per block of rows`);
+        if (K % 4 === 0) assert.ok(be.ctx.counts.dispatches - d0 <= Math.ceil(M / block) * perBlock, `${name} swiglu with norm M=${M} K=${K}: one dispatch per block of rows (two where x streams)`);
         const cv = await cpu.read(cpu.swiglu(cpu.tensor(x, [M, K]), cpu.tensor(w, [N, K]), cpu.tensor(w2, [N, K]), { norm: { g: cpu.tensor(g, [K]), eps: 1e-5 } }));
         const e = relErr(sv, cv);
         assert.ok(e < 4e-3, `${name} swiglu with norm M=${M} K=${K}: relative error ${e}`);
