@@ -199,15 +199,176 @@ export function packScanParams(ctx: GpuContext, par: PooledBuffer, dtBias: GpuTe
   ctx.copy(aLog.buf!, aLog.offset, par, 2 * C * 4, C * N * 4);
 }
 
-/** par: the packed parameters (packScanParams) of 2C + C·N floats; hOut: already holds h0 (or zeros). */
+// ---- the chunked scan: the sequence cut into Q chunks of L steps that are scanned in parallel ----
+//
+// One invocation per (b, c) walks all T steps: B·C invocations, a few thousand for one sequence,
+// leave most of a large GPU idle. Since h_t = exp(Δ_t A) h_{t-1} + Δ_t B_t x_t is linear in h, a
+// chunk's scan from the true start state h_s equals its scan from zeros plus h_s decayed:
+//   h_t = h_t⁰ + exp(A · Σ_{chunk start ≤ s ≤ t} Δ_s) ⊙ h_s.
+// So (1) every (b, chunk, c) scans its chunk from zeros: y from those states, the chunk's end state
+// and ΣΔ; (2) one invocation per (b, c) carries the start states across the chunks, from h0, and
+// leaves the final state; (3) every (b, chunk, c) after the first (or every one, with an h0) walks
+// its chunk again and adds C_t · exp(A · ΣΔ) ⊙ h_s (times silu(z_t)) to y.
+
+/** Invocations the chunked scan aims for, and the fewest steps per chunk (tests shrink them). */
+export const scanShape = { invocations: 1 << 17, minChunk: 32 };
+
+/** Chunks for a scan of T steps over B·C channels (1: the sequential kernel). */
+export function scanChunks(B: number, T: number, C: number): number {
+  const want = Math.ceil(scanShape.invocations / Math.max(1, B * C));
+  const Q = Math.min(want, Math.floor(T / scanShape.minChunk));
+  if (Q < 2) return 1;
+  return Math.ceil(T / Math.ceil(T / Q)); // no empty chunk
+}
+
+const CHUNK_HEAD = /* wgsl */ `
+struct P { B: u32, T: u32, C: u32, Q: u32, L: u32 }
+@group(0) @binding(0) var<uniform> p: P;`;
+
+// the index of the invocation's (b, q, c), channel fastest; its chunk's steps t0 … t1 − 1
+const CHUNK_INDEX = /* wgsl */ `
+  let i = wg * ${SCAN_WG}u + li;
+  if (i >= p.B * p.Q * p.C) { return; }
+  let c = i % p.C;
+  let q = (i / p.C) % p.Q;
+  let b = i / (p.C * p.Q);
+  let t0 = q * p.L;
+  let t1 = min(t0 + p.L, p.T);`;
+
+/** (1) Each chunk from zeros: y (without the start state's part), then [its end state (N) | ΣΔ] into HL [B, Q, C, N + 1]. */
+function chunkLocalKernel(N: number): Kernel {
+  return {
+    key: `selective_scan_chunk_local_${N}`,
+    bindings: ['read', 'read', 'read', 'read', 'read', 'read', 'write', 'write'],
+    code: () => /* wgsl */ `${MATH}${CHUNK_HEAD}
+@group(0) @binding(1) var<storage, read> U: array<f32>;
+@group(0) @binding(2) var<storage, read> DT: array<f32>;
+@group(0) @binding(3) var<storage, read> Z: array<f32>;
+@group(0) @binding(4) var<storage, read> BM: array<f32>;
+@group(0) @binding(5) var<storage, read> CM: array<f32>;
+@group(0) @binding(6) var<storage, read> PAR: array<f32>;
+@group(0) @binding(7) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(8) var<storage, read_write> HL: array<f32>;
+@compute @workgroup_size(${SCAN_WG})
+fn main(${BUILTINS}) {
+  ${WG_INDEX}${CHUNK_INDEX}
+  let dtBias = PAR[c];
+  let dSkip = PAR[p.C + c];
+  var a: array<f32, ${Math.max(N, 1)}>;
+  var h: array<f32, ${Math.max(N, 1)}>;
+  for (var n = 0u; n < ${N}u; n++) { a[n] = -exp(PAR[2u * p.C + c * ${N}u + n]); h[n] = 0.0; }
+  var sum = 0.0;
+  for (var t = t0; t < t1; t++) {
+    let r = b * p.T + t;
+    let ut = U[r * p.C + c];
+    let delta = softplus(DT[r * p.C + c] + dtBias);
+    sum += delta;
+    let du = delta * ut;
+    var yt = 0.0;
+    for (var n = 0u; n < ${N}u; n++) {
+      h[n] = fma(exp(delta * a[n]), h[n], du * BM[r * ${N}u + n]);
+      yt = fma(h[n], CM[r * ${N}u + n], yt);
+    }
+    Y[r * p.C + c] = fma(dSkip, ut, yt) * silu(Z[r * p.C + c]);
+  }
+  for (var n = 0u; n < ${N}u; n++) { HL[i * ${N + 1}u + n] = h[n]; }
+  HL[i * ${N + 1}u + ${N}u] = sum;
+}`,
+  };
+}
+
+/** (2) Per (b, c): the chunks' start states into HS [B, Q, C, N], from h0 in H, which ends holding the final state. */
+function chunkCarryKernel(N: number): Kernel {
+  return {
+    key: `selective_scan_chunk_carry_${N}`,
+    bindings: ['read', 'read', 'write', 'write'],
+    code: () => /* wgsl */ `${CHUNK_HEAD}
+@group(0) @binding(1) var<storage, read> HL: array<f32>;
+@group(0) @binding(2) var<storage, read> PAR: array<f32>;
+@group(0) @binding(3) var<storage, read_write> H: array<f32>;
+@group(0) @binding(4) var<storage, read_write> HS: array<f32>;
+@compute @workgroup_size(${SCAN_WG})
+fn main(${BUILTINS}) {
+  ${WG_INDEX}
+  let i = wg * ${SCAN_WG}u + li;
+  if (i >= p.B * p.C) { return; }
+  let c = i % p.C;
+  let b = i / p.C;
+  var a: array<f32, ${Math.max(N, 1)}>;
+  var h: array<f32, ${Math.max(N, 1)}>;
+  for (var n = 0u; n < ${N}u; n++) { a[n] = -exp(PAR[2u * p.C + c * ${N}u + n]); h[n] = H[i * ${N}u + n]; }
+  for (var q = 0u; q < p.Q; q++) {
+    let j = (b * p.Q + q) * p.C + c;
+    let sum = HL[j * ${N + 1}u + ${N}u];
+    for (var n = 0u; n < ${N}u; n++) {
+      HS[j * ${N}u + n] = h[n];
+      h[n] = fma(exp(a[n] * sum), h[n], HL[j * ${N + 1}u + n]);
+    }
+  }
+  for (var n = 0u; n < ${N}u; n++) { H[i * ${N}u + n] = h[n]; }
+}`,
+  };
+}
+
+/** (3) Each chunk's start state, decayed step by step, added to its y: C_t · exp(A · ΣΔ) ⊙ h_s · silu(z_t). */
+function chunkFixKernel(N: number): Kernel {
+  return {
+    key: `selective_scan_chunk_fix_${N}`,
+    bindings: ['read', 'read', 'read', 'read', 'read', 'write'],
+    code: () => /* wgsl */ `${MATH}${CHUNK_HEAD}
+@group(0) @binding(1) var<storage, read> DT: array<f32>;
+@group(0) @binding(2) var<storage, read> Z: array<f32>;
+@group(0) @binding(3) var<storage, read> CM: array<f32>;
+@group(0) @binding(4) var<storage, read> PAR: array<f32>;
+@group(0) @binding(5) var<storage, read> HS: array<f32>;
+@group(0) @binding(6) var<storage, read_write> Y: array<f32>;
+@compute @workgroup_size(${SCAN_WG})
+fn main(${BUILTINS}) {
+  ${WG_INDEX}${CHUNK_INDEX}
+  let dtBias = PAR[c];
+  var a: array<f32, ${Math.max(N, 1)}>;
+  var hs: array<f32, ${Math.max(N, 1)}>;
+  var nonzero = false;
+  for (var n = 0u; n < ${N}u; n++) { a[n] = -exp(PAR[2u * p.C + c * ${N}u + n]); hs[n] = HS[i * ${N}u + n]; nonzero = nonzero || hs[n] != 0.0; }
+  if (!nonzero) { return; } // the first chunk without an h0: nothing to add
+  var sum = 0.0;
+  for (var t = t0; t < t1; t++) {
+    let r = b * p.T + t;
+    sum += softplus(DT[r * p.C + c] + dtBias);
+    var yt = 0.0;
+    for (var n = 0u; n < ${N}u; n++) { yt = fma(exp(a[n] * sum) * hs[n], CM[r * ${N}u + n], yt); }
+    Y[r * p.C + c] += yt * silu(Z[r * p.C + c]);
+  }
+}`,
+  };
+}
+
+/**
+ * par: the packed parameters (packScanParams) of 2C + C·N floats; hOut: already holds h0 (or
+ * zeros). Long scans over few channels run chunked (scanChunks), others one invocation per (b, c).
+ */
 export function selectiveScan(
   ctx: GpuContext, y: GpuTensor, hOut: GpuTensor, par: PooledBuffer,
   u: GpuTensor, dt: GpuTensor, bm: GpuTensor, cm: GpuTensor, z: GpuTensor,
   B: number, T: number, C: number, N: number,
 ): void {
   if (B * C === 0) return;
+  const parB = { buf: par, size: (2 * C + C * N) * 4 };
+  const Q = scanChunks(B, T, C);
+  if (Q > 1) {
+    const L = Math.ceil(T / Q), params = new Params().u32(B, T, C, Q, L), groups = Math.ceil((B * Q * C) / SCAN_WG);
+    const hl = ctx.alloc(B * Q * C * (N + 1) * 4, () => `chunked scan: local end states of ${B} × ${Q} chunks × ${C} channels`);
+    const hs = ctx.alloc(B * Q * C * N * 4, () => `chunked scan: start states of ${B} × ${Q} chunks × ${C} channels`);
+    const hlB = { buf: hl, size: B * Q * C * (N + 1) * 4 }, hsB = { buf: hs, size: B * Q * C * N * 4 };
+    ctx.dispatch(scanKernels(`cl${N}`, () => chunkLocalKernel(N)), params, [bind(u), bind(dt), bind(z), bind(bm), bind(cm), parB, bind(y), hlB], groups);
+    ctx.dispatch(scanKernels(`cc${N}`, () => chunkCarryKernel(N)), params, [hlB, parB, bind(hOut), hsB], Math.ceil((B * C) / SCAN_WG));
+    ctx.dispatch(scanKernels(`cf${N}`, () => chunkFixKernel(N)), params, [bind(dt), bind(z), bind(cm), parB, hsB, bind(y)], groups);
+    ctx.release(hl);
+    ctx.release(hs);
+    return;
+  }
   const kernel = scanKernels(N, () => scanKernel(N));
-  ctx.dispatch(kernel, new Params().u32(B, T, C, 0, 0, 0), [bind(u), bind(dt), bind(z), bind(bm), bind(cm), { buf: par, size: (2 * C + C * N) * 4 }, bind(y), bind(hOut)], Math.ceil((B * C) / SCAN_WG));
+  ctx.dispatch(kernel, new Params().u32(B, T, C, 0, 0, 0), [bind(u), bind(dt), bind(z), bind(bm), bind(cm), parB, bind(y), bind(hOut)], Math.ceil((B * C) / SCAN_WG));
 }
 
 /**

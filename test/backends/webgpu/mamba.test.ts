@@ -6,6 +6,7 @@ import { CpuBackend } from '../../../src/backends/cpu/cpu.js';
 import { type Backend, type Tensor, numel } from '../../../src/core/backend.js';
 import { Rng, randomArray } from '../../../src/core/random.js';
 import { assertParity, gpuBackendOrSkip } from '../../helpers/gpu.js';
+import { scanChunks, scanShape } from '../../../src/backends/webgpu/mamba.js';
 
 const cpu = new CpuBackend();
 
@@ -73,6 +74,38 @@ test('webgpu selectiveScan: with and without h0, several N, chained calls', asyn
       assert.deepEqual(await be.read(d.h), await be.read(g.h), 'the state outlives the donated tensor');
       assert.deepEqual(await be.read(gh), before, 'an h0 not donated keeps its values');
     }
+  }
+});
+
+test('webgpu selectiveScan chunked (chunks scanned in parallel, their start states carried and added after): equals the CPU across chunk edges, with and without h0', async (t) => {
+  const be = await gpuBackendOrSkip(t);
+  if (!be) return;
+  const saved = { ...scanShape };
+  Object.assign(scanShape, { invocations: 1 << 20, minChunk: 4 }); // chunk these small scans
+  try {
+    const rng = new Rng(14);
+    for (const [B, T, C, N] of [[1, 9, 5, 16], [2, 40, 7, 4], [1, 131, 3, 16], [3, 23, 2, 1]]) {
+      assert.ok(scanChunks(B, T, C) > 1, `B=${B} T=${T} C=${C} is chunked`);
+      const three = [B, T, C];
+      const [gu, cu] = twin(be, three, rand(rng, three, -2, 2));
+      const [gdt, cdt] = twin(be, three, rand(rng, three, -5, 3));
+      const [gbias, cbias] = twin(be, [C], rand(rng, [C], -1, 1));
+      const [ga, ca] = twin(be, [C, N], Float32Array.from({ length: C * N }, () => Math.log(rng.uniform(0.05, 4))));
+      const [gbm, cbm] = twin(be, [B, T, N], rand(rng, [B, T, N]));
+      const [gcm, ccm] = twin(be, [B, T, N], rand(rng, [B, T, N]));
+      const [gd, cd] = twin(be, [C], rand(rng, [C]));
+      const [gz, cz] = twin(be, three, rand(rng, three, -4, 4));
+      const [gh, ch] = twin(be, [B, C, N], rand(rng, [B, C, N], -2, 2));
+      for (const withH0 of [false, true]) {
+        const what = `chunked scan B=${B} T=${T} C=${C} N=${N} (${scanChunks(B, T, C)} chunks) h0=${withH0}`;
+        const g = be.selectiveScan(gu, gdt, gbias, ga, gbm, gcm, gd, gz, withH0 ? gh : null);
+        const c = cpu.selectiveScan(cu, cdt, cbias, ca, cbm, ccm, cd, cz, withH0 ? ch : null);
+        await assertParity(`${what}: y`, be, g.y, cpu, c.y);
+        await assertParity(`${what}: h`, be, g.h, cpu, c.h);
+      }
+    }
+  } finally {
+    Object.assign(scanShape, saved);
   }
 });
 
