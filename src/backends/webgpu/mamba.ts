@@ -133,6 +133,13 @@ export const SCAN_PROJECTED_MAX_T = 8;
 // channel's invocation (R products per token: cheap for the few tokens of a decoding step), its
 // operands rounded as the product kernels round them: δ to f16 for f16 weights (as the gemv takes
 // x), both for f32 weights in the f16-matmul precision.
+// the invocation's (sequence b, channel c), channel fastest
+const CHANNEL_INDEX = /* wgsl */ `
+  let i = wg * ${SCAN_WG}u + li;
+  if (i >= p.B * p.C) { return; }
+  let c = i % p.C;
+  let b = i / p.C;`;
+
 function scanKernel(N: number, projected: DtWeightKind | null = null): Kernel {
   const w = projected;
   const dtSum = w === 'f16'
@@ -157,11 +164,7 @@ ${inputs.map((v, i) => `@group(0) @binding(${i + 1}) var<storage, read> ${v};`).
 @group(0) @binding(${inputs.length + 2}) var<storage, read_write> H: array<f32>;
 @compute @workgroup_size(${SCAN_WG})
 fn main(${BUILTINS}) {
-  ${WG_INDEX}
-  let i = wg * ${SCAN_WG}u + li;
-  if (i >= p.B * p.C) { return; }
-  let c = i % p.C;
-  let b = i / p.C;
+  ${WG_INDEX}${CHANNEL_INDEX}
   let dtBias = PAR[c];
   let dSkip = PAR[p.C + c];
   var a: array<f32, ${Math.max(N, 1)}>;
@@ -228,9 +231,16 @@ export function scanChunks(B: number, T: number, C: number): number {
   return Math.ceil(T / Math.ceil(T / Q)); // no empty chunk
 }
 
-const CHUNK_HEAD = /* wgsl */ `
+/** The chunk kernels' parameters and storage bindings: `reads`, then `writes` (name: element type, f32 arrays). */
+const chunkHead = (reads: string[], writes: string[]): string => /* wgsl */ `
 struct P { B: u32, T: u32, C: u32, Q: u32, L: u32 }
-@group(0) @binding(0) var<uniform> p: P;`;
+@group(0) @binding(0) var<uniform> p: P;
+${[...reads.map((v) => `read> ${v}`), ...writes.map((v) => `read_write> ${v}`)].map((v, i) => `@group(0) @binding(${i + 1}) var<storage, ${v}: array<f32>;`).join('\n')}`;
+
+/** A = -exp(A_log) of channel c, as the sequential kernel computes it, and a second per-state array `other`. */
+const chunkA = (N: number, other: string, init: string): string => /* wgsl */ `var a: array<f32, ${Math.max(N, 1)}>;
+  var ${other}: array<f32, ${Math.max(N, 1)}>;
+  for (var n = 0u; n < ${N}u; n++) { a[n] = -exp(PAR[2u * p.C + c * ${N}u + n]); ${other}[n] = ${init}; }`;
 
 // the index of the invocation's (b, q, c), channel fastest; its chunk's steps t0 … t1 − 1
 const CHUNK_INDEX = /* wgsl */ `
@@ -247,23 +257,13 @@ function chunkLocalKernel(N: number): Kernel {
   return {
     key: `selective_scan_chunk_local_${N}`,
     bindings: ['read', 'read', 'read', 'read', 'read', 'read', 'write', 'write'],
-    code: () => /* wgsl */ `${MATH}${CHUNK_HEAD}
-@group(0) @binding(1) var<storage, read> U: array<f32>;
-@group(0) @binding(2) var<storage, read> DT: array<f32>;
-@group(0) @binding(3) var<storage, read> Z: array<f32>;
-@group(0) @binding(4) var<storage, read> BM: array<f32>;
-@group(0) @binding(5) var<storage, read> CM: array<f32>;
-@group(0) @binding(6) var<storage, read> PAR: array<f32>;
-@group(0) @binding(7) var<storage, read_write> Y: array<f32>;
-@group(0) @binding(8) var<storage, read_write> HL: array<f32>;
+    code: () => /* wgsl */ `${MATH}${chunkHead(['U', 'DT', 'Z', 'BM', 'CM', 'PAR'], ['Y', 'HL'])}
 @compute @workgroup_size(${SCAN_WG})
 fn main(${BUILTINS}) {
   ${WG_INDEX}${CHUNK_INDEX}
   let dtBias = PAR[c];
   let dSkip = PAR[p.C + c];
-  var a: array<f32, ${Math.max(N, 1)}>;
-  var h: array<f32, ${Math.max(N, 1)}>;
-  for (var n = 0u; n < ${N}u; n++) { a[n] = -exp(PAR[2u * p.C + c * ${N}u + n]); h[n] = 0.0; }
+  ${chunkA(N, 'h', '0.0')}
   var sum = 0.0;
   for (var t = t0; t < t1; t++) {
     let r = b * p.T + t;
@@ -289,21 +289,11 @@ function chunkCarryKernel(N: number): Kernel {
   return {
     key: `selective_scan_chunk_carry_${N}`,
     bindings: ['read', 'read', 'write', 'write'],
-    code: () => /* wgsl */ `${CHUNK_HEAD}
-@group(0) @binding(1) var<storage, read> HL: array<f32>;
-@group(0) @binding(2) var<storage, read> PAR: array<f32>;
-@group(0) @binding(3) var<storage, read_write> H: array<f32>;
-@group(0) @binding(4) var<storage, read_write> HS: array<f32>;
+    code: () => /* wgsl */ `${chunkHead(['HL', 'PAR'], ['H', 'HS'])}
 @compute @workgroup_size(${SCAN_WG})
 fn main(${BUILTINS}) {
-  ${WG_INDEX}
-  let i = wg * ${SCAN_WG}u + li;
-  if (i >= p.B * p.C) { return; }
-  let c = i % p.C;
-  let b = i / p.C;
-  var a: array<f32, ${Math.max(N, 1)}>;
-  var h: array<f32, ${Math.max(N, 1)}>;
-  for (var n = 0u; n < ${N}u; n++) { a[n] = -exp(PAR[2u * p.C + c * ${N}u + n]); h[n] = H[i * ${N}u + n]; }
+  ${WG_INDEX}${CHANNEL_INDEX}
+  ${chunkA(N, 'h', `H[i * ${N}u + n]`)}
   for (var q = 0u; q < p.Q; q++) {
     let j = (b * p.Q + q) * p.C + c;
     let sum = HL[j * ${N + 1}u + ${N}u];
@@ -322,21 +312,14 @@ function chunkFixKernel(N: number): Kernel {
   return {
     key: `selective_scan_chunk_fix_${N}`,
     bindings: ['read', 'read', 'read', 'read', 'read', 'write'],
-    code: () => /* wgsl */ `${MATH}${CHUNK_HEAD}
-@group(0) @binding(1) var<storage, read> DT: array<f32>;
-@group(0) @binding(2) var<storage, read> Z: array<f32>;
-@group(0) @binding(3) var<storage, read> CM: array<f32>;
-@group(0) @binding(4) var<storage, read> PAR: array<f32>;
-@group(0) @binding(5) var<storage, read> HS: array<f32>;
-@group(0) @binding(6) var<storage, read_write> Y: array<f32>;
+    code: () => /* wgsl */ `${MATH}${chunkHead(['DT', 'Z', 'CM', 'PAR', 'HS'], ['Y'])}
 @compute @workgroup_size(${SCAN_WG})
 fn main(${BUILTINS}) {
   ${WG_INDEX}${CHUNK_INDEX}
   let dtBias = PAR[c];
-  var a: array<f32, ${Math.max(N, 1)}>;
-  var hs: array<f32, ${Math.max(N, 1)}>;
+  ${chunkA(N, 'hs', `HS[i * ${N}u + n]`)}
   var nonzero = false;
-  for (var n = 0u; n < ${N}u; n++) { a[n] = -exp(PAR[2u * p.C + c * ${N}u + n]); hs[n] = HS[i * ${N}u + n]; nonzero = nonzero || hs[n] != 0.0; }
+  for (var n = 0u; n < ${N}u; n++) { nonzero = nonzero || hs[n] != 0.0; }
   if (!nonzero) { return; } // the first chunk without an h0: nothing to add
   var sum = 0.0;
   for (var t = t0; t < t1; t++) {

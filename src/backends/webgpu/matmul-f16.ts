@@ -699,6 +699,17 @@ export const tcRowsShape = { subgroups: 0, colTiles: 0, kTile: 0, weightsOnly: f
 export const TC_ROWS_MAX = 32;
 
 
+/** The tensor-core rows kernels' start: this invocation's subgroup, column tile, k slice and rows. */
+const tcRowsStart = (s: SubgroupMatrixShape & { subgroupSize: number }, CT: number, ROWS: number): string => `// subgroups are consecutive runs of local_invocation_index (checked by checkSubgroupMatrix)
+  let sg = li / ${s.subgroupSize}u;
+  let ct = sg % ${CT}u;
+  let ks = sg / ${CT}u;
+  let n0 = wg * ${CT * s.N}u + ct * ${s.N}u;
+  let live = n0 < p.rowsW;       // packed rows are zeros past N, up to rowsW
+  let nOff = n0 * p.Kp;
+  let kLast = p.Kp - ${s.K}u;
+  let rows = min(p.M - p.row0, ${ROWS}u);`;
+
 /**
  * The tensor-core rows kernels' end: weight w's sums (each subgroup's result matrices into red,
  * then each output element's KS slices added in order), SwiGLU, the residual, and the store of
@@ -785,15 +796,7 @@ var<workgroup> rowScale: array<f32, ${ROWS}>;
 @compute @workgroup_size(${T})
 fn main(${BUILTINS}) {
   ${WG_INDEX}
-  // subgroups are consecutive runs of local_invocation_index (checked by checkSubgroupMatrix)
-  let sg = li / ${s.subgroupSize}u;
-  let ct = sg % ${CT}u;
-  let ks = sg / ${CT}u;
-  let n0 = wg * ${COLS}u + ct * ${s.N}u;
-  let live = n0 < p.rowsW;       // packed rows are zeros past N, up to rowsW
-  let nOff = n0 * p.Kp;
-  let kLast = p.Kp - ${s.K}u;
-  let rows = min(p.M - p.row0, ${ROWS}u);
+  ${tcRowsStart(s, CT, ROWS)}
   ${norm ? `// the rows' scales, as rmsNorm computes them: ${PARTS} invocations per row, their partial sums added in order
   {
     let r = li % ${ROWS}u;
@@ -884,15 +887,7 @@ var<workgroup> red: array<f32, ${KS * CT * MT * MN}>; // the slices' partial sum
 @compute @workgroup_size(${T})
 fn main(${BUILTINS}) {
   ${WG_INDEX}
-  // subgroups are consecutive runs of local_invocation_index (checked by checkSubgroupMatrix)
-  let sg = li / ${s.subgroupSize}u;
-  let ct = sg % ${CT}u;
-  let ks = sg / ${CT}u;
-  let n0 = wg * ${COLS}u + ct * ${s.N}u;
-  let live = n0 < p.rowsW;       // packed rows are zeros past N, up to rowsW
-  let nOff = n0 * p.Kp;
-  let kLast = p.Kp - ${s.K}u;
-  let rows = min(p.M - p.row0, ${ROWS}u);
+  ${tcRowsStart(s, CT, ROWS)}
   ${lines(NW * MT, (j) => `var c${Math.floor(j / MT)}_${j % MT} = ${C}();`, ' ')}
   if (live) {
     for (var kb = ks * ${SK}u; kb < p.Kp; kb += ${KS * SK}u) {

@@ -16,6 +16,24 @@ function twin(be: Backend, shape: number[], data: Float32Array): [Tensor, Tensor
 const rand = (rng: Rng, shape: number[], lo = -1, hi = 1) =>
   Float32Array.from({ length: numel(shape) }, () => rng.uniform(lo, hi));
 
+type ScanTensors = [u: Tensor, dt: Tensor, dtBias: Tensor, aLog: Tensor, bm: Tensor, cm: Tensor, d: Tensor, z: Tensor];
+/** A selective scan's inputs on the GPU (g) and the CPU (c), and an h0 on each: dt in a range (with spikes past 20: softplus's identity), A = -exp(aLog) in -a. */
+function scanInputs(
+  be: Backend, rng: Rng, B: number, T: number, C: number, N: number, o: { dt: [number, number]; dtSpikes: boolean; a: [number, number] },
+): { g: ScanTensors; c: ScanTensors; gh: Tensor; ch: Tensor } {
+  const three = [B, T, C];
+  const dt = rand(rng, three, ...o.dt);
+  if (o.dtSpikes) for (let i = 0; i < dt.length; i += 7) dt[i] = rng.uniform(18, 23);
+  const pairs = [
+    twin(be, three, rand(rng, three, -2, 2)), twin(be, three, dt), twin(be, [C], rand(rng, [C], -1, 1)),
+    twin(be, [C, N], Float32Array.from({ length: C * N }, () => Math.log(rng.uniform(...o.a)))),
+    twin(be, [B, T, N], rand(rng, [B, T, N])), twin(be, [B, T, N], rand(rng, [B, T, N])),
+    twin(be, [C], rand(rng, [C])), twin(be, three, rand(rng, three, -4, 4)),
+  ];
+  const [gh, ch] = twin(be, [B, C, N], rand(rng, [B, C, N], -2, 2));
+  return { g: pairs.map((p) => p[0]) as ScanTensors, c: pairs.map((p) => p[1]) as ScanTensors, gh, ch };
+}
+
 test('webgpu conv1dSilu: with and without state, T below and above K-1, the decoding kernel (T ≤ 8) and the general pair', async (t) => {
   const be = await gpuBackendOrSkip(t);
   if (!be) return;
@@ -39,19 +57,9 @@ test('webgpu selectiveScan: with and without h0, several N, chained calls', asyn
   if (!be) return;
   const rng = new Rng(12);
   for (const [B, T, C, N] of [[2, 1, 5, 16], [2, 9, 67, 16], [1, 40, 70, 4], [3, 7, 3, 1]]) {
-    const three = [B, T, C];
-    const [gu, cu] = twin(be, three, rand(rng, three, -2, 2));
     // dt + bias spans roughly -6 … 24: softplus's log1p region, its middle and its identity past 20
-    const dtData = rand(rng, three, -5, 5);
-    for (let i = 0; i < dtData.length; i += 7) dtData[i] = rng.uniform(18, 23);
-    const [gdt, cdt] = twin(be, three, dtData);
-    const [gbias, cbias] = twin(be, [C], rand(rng, [C], -1, 1));
-    const [ga, ca] = twin(be, [C, N], Float32Array.from({ length: C * N }, () => Math.log(rng.uniform(0.5, 16))));
-    const [gbm, cbm] = twin(be, [B, T, N], rand(rng, [B, T, N]));
-    const [gcm, ccm] = twin(be, [B, T, N], rand(rng, [B, T, N]));
-    const [gd, cd] = twin(be, [C], rand(rng, [C]));
-    const [gz, cz] = twin(be, three, rand(rng, three, -4, 4));
-    const [gh, ch] = twin(be, [B, C, N], rand(rng, [B, C, N], -2, 2));
+    const { g: [gu, gdt, gbias, ga, gbm, gcm, gd, gz], c: [cu, cdt, cbias, ca, cbm, ccm, cd, cz], gh, ch } =
+      scanInputs(be, rng, B, T, C, N, { dt: [-5, 5], dtSpikes: true, a: [0.5, 16] });
     for (const withH0 of [false, true]) {
       const what = `scan B=${B} T=${T} C=${C} N=${N} h0=${withH0}`;
       const g = be.selectiveScan(gu, gdt, gbias, ga, gbm, gcm, gd, gz, withH0 ? gh : null);
@@ -86,20 +94,12 @@ test('webgpu selectiveScan chunked (chunks scanned in parallel, their start stat
     const rng = new Rng(14);
     for (const [B, T, C, N] of [[1, 9, 5, 16], [2, 40, 7, 4], [1, 131, 3, 16], [3, 23, 2, 1]]) {
       assert.ok(scanChunks(B, T, C) > 1, `B=${B} T=${T} C=${C} is chunked`);
-      const three = [B, T, C];
-      const [gu, cu] = twin(be, three, rand(rng, three, -2, 2));
-      const [gdt, cdt] = twin(be, three, rand(rng, three, -5, 3));
-      const [gbias, cbias] = twin(be, [C], rand(rng, [C], -1, 1));
-      const [ga, ca] = twin(be, [C, N], Float32Array.from({ length: C * N }, () => Math.log(rng.uniform(0.05, 4))));
-      const [gbm, cbm] = twin(be, [B, T, N], rand(rng, [B, T, N]));
-      const [gcm, ccm] = twin(be, [B, T, N], rand(rng, [B, T, N]));
-      const [gd, cd] = twin(be, [C], rand(rng, [C]));
-      const [gz, cz] = twin(be, three, rand(rng, three, -4, 4));
-      const [gh, ch] = twin(be, [B, C, N], rand(rng, [B, C, N], -2, 2));
+      // slower decays than above (A down to -0.05), so that start states reach far into their chunks
+      const { g: ins, c: cins, gh, ch } = scanInputs(be, rng, B, T, C, N, { dt: [-5, 3], dtSpikes: false, a: [0.05, 4] });
       for (const withH0 of [false, true]) {
         const what = `chunked scan B=${B} T=${T} C=${C} N=${N} (${scanChunks(B, T, C)} chunks) h0=${withH0}`;
-        const g = be.selectiveScan(gu, gdt, gbias, ga, gbm, gcm, gd, gz, withH0 ? gh : null);
-        const c = cpu.selectiveScan(cu, cdt, cbias, ca, cbm, ccm, cd, cz, withH0 ? ch : null);
+        const g = be.selectiveScan(...ins, withH0 ? gh : null);
+        const c = cpu.selectiveScan(...cins, withH0 ? ch : null);
         await assertParity(`${what}: y`, be, g.y, cpu, c.y);
         await assertParity(`${what}: h`, be, g.h, cpu, c.h);
       }
