@@ -170,7 +170,7 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     if (--t.storage.refs === 0) {
       this.ctx.release(t.storage.buf);
       if (t.storage.derived) this.ctx.release(t.storage.derived.buf);
-      if (t.storage.rowStats) this.ctx.release(t.storage.rowStats);
+      if (t.storage.rowStats) this.ctx.release(t.storage.rowStats.buf);
     }
     t.storage = null;
   }
@@ -370,7 +370,10 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     const keep = fuse.forBackward && !cache && p0.every((p) => p === 0) && att.usesFlash(d, this.split)
       ? this.make([B * T * H, 2]) as GpuTensor : undefined;
     att.attention(this.ctx, out, Q, Kn, Vn, Kc, Vc, p0, d, this.split, tables, keep);
-    if (keep) { out.storage!.rowStats = keep.storage!.buf; keep.storage = null; } // owned by out's storage now
+    if (keep) { // owned by out's storage now
+      out.storage!.rowStats = { buf: keep.storage!.buf, inputs: [Q.storage!, Kn.storage!, Vn.storage!] };
+      keep.storage = null;
+    }
     return out;
   }
 
@@ -580,7 +583,9 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     if (o) {
       const O = gpu(o, op);
       if (O.size !== dO.size) throw new Error(`attentionBackward: o ${shapeStr(O.shape)} is not the forward's output for dOut ${shapeStr(dO.shape)}`);
-      if (O.storage!.rowStats) kept = { o: O, ld: new GpuTensor([B * T * H, 2], 'f32', new Storage(O.storage!.rowStats)) };
+      // kept for these q, k and v (anything else: recomputed)
+      const stats = O.storage!.rowStats, same = stats && [Q, K, V].every((t, i) => t.storage === stats.inputs[i]);
+      if (stats && same) kept = { o: O, ld: new GpuTensor([B * T * H, 2], 'f32', new Storage(stats.buf)) };
     }
     ga.attentionBackward(this.ctx, dq, dk, dv, Q, K, V, dO, { B, T, H, Hkv, hs, window }, this.split, kept);
     return { dq, dk, dv };

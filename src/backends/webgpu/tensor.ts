@@ -14,9 +14,10 @@ export class Storage {
   derived: { epoch: number; sources: readonly Storage[]; buf: PooledBuffer } | null = null;
   /**
    * A buffer written along with this one for a later op: a training attention forward's row
-   * log-sum-exps, for its backward (WebGpuBackend.attention with forBackward); released with this storage.
+   * log-sum-exps, for its backward (WebGpuBackend.attention with forBackward), with the storages
+   * of the q, k and v they belong to; released with this storage.
    */
-  rowStats: PooledBuffer | null = null;
+  rowStats: { buf: PooledBuffer; inputs: readonly Storage[] } | null = null;
   constructor(readonly buf: PooledBuffer) {}
 }
 

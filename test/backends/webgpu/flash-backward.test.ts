@@ -91,6 +91,13 @@ test('webgpu flash attentionBackward is bitwise reproducible', async (t) => {
   be.destroy();
 });
 
+/** What `run` returns, and the keys of the kernels it dispatched. */
+function kernelsOf<R>(be: WebGpuBackend, run: () => R): { out: R; keys: string[] } {
+  const keys: string[] = [], dispatch = be.ctx.dispatch;
+  be.ctx.dispatch = function (this: typeof be.ctx, kernel, ...rest) { keys.push(kernel.key); return dispatch.call(this, kernel, ...rest); };
+  try { return { out: run(), keys }; } finally { be.ctx.dispatch = dispatch; }
+}
+
 test('webgpu attention: a training forward keeps its rows\' log-sum-exps, and the backward with them equals the backward that recomputes them, bit for bit', async (t) => {
   const shared = await gpuBackendOrSkip(t);
   if (!shared) return;
@@ -108,13 +115,17 @@ test('webgpu attention: a training forward keeps its rows\' log-sum-exps, and th
       const label = `${name} ${JSON.stringify(c)}`;
       assert.deepEqual(await be.read(kept), await be.read(plain), `${label}: the same output`);
       assert.ok((kept as GpuTensor).storage!.rowStats && !(plain as GpuTensor).storage!.rowStats, `${label}: statistics kept only for a backward`);
-      const before = be.ctx.counts.dispatches;
-      const withKept = be.attentionBackward(q, k, v, dO, args, be.reshape(kept, [B * T, H * hs]));
-      const keptDispatches = be.ctx.counts.dispatches - before;
-      const recomputed = be.attentionBackward(q, k, v, dO, args, plain);
-      assert.equal(keptDispatches, 3, `${label}: δ, dq and dk/dv, without the forward`);
-      for (const n of ['dq', 'dk', 'dv'] as const) assert.deepEqual(await be.read(withKept[n]), await be.read(recomputed[n]), `${label}: ${n}`);
-      for (const x of [q, k, v, dO, plain, kept, ...Object.values(withKept), ...Object.values(recomputed)]) be.dispose(x);
+      const withKept = kernelsOf(be, () => be.attentionBackward(q, k, v, dO, args, be.reshape(kept, [B * T, H * hs])));
+      const recomputed = kernelsOf(be, () => be.attentionBackward(q, k, v, dO, args, plain));
+      assert.ok(withKept.keys.includes('flash_delta') && !withKept.keys.some((key) => key.startsWith('flash_attention')), `${label}: δ from the kept statistics, no forward (${withKept.keys})`);
+      assert.ok(!recomputed.keys.includes('flash_delta'), `${label}: without kept statistics the forward is recomputed (${recomputed.keys})`);
+      for (const n of ['dq', 'dk', 'dv'] as const) assert.deepEqual(await be.read(withKept.out[n]), await be.read(recomputed.out[n]), `${label}: ${n}`);
+      // another q (equal values, its own storage) with the same o: the statistics are not its own, so the forward is recomputed
+      const q2 = be.tensor(await be.read(q), [B, T, H * hs]);
+      const other = kernelsOf(be, () => be.attentionBackward(q2, k, v, dO, args, kept));
+      assert.ok(!other.keys.includes('flash_delta'), `${label}: statistics kept for other inputs are not used (${other.keys})`);
+      assert.deepEqual(await be.read(other.out.dq), await be.read(recomputed.out.dq), `${label}: dq with the forward recomputed`);
+      for (const x of [q, q2, k, v, dO, plain, kept, ...[withKept, recomputed, other].flatMap((r) => Object.values(r.out))]) be.dispose(x);
     }
   }
 });
