@@ -692,7 +692,8 @@ function rowsGemv(ctx: GpuContext, bindings: Binding[], M: number, N: number, K:
 /**
  * The tensor-core rows gemv's shape, where not 0 (by the product: tcRowsTiling): subgroups per
  * workgroup, 16-column tiles per workgroup, and the k-width of the staged x tile at 16 rows
- * (halved at 32). bench/matmul.ts --tc-rows sets them.
+ * (halved at 32); with subgroups set, `stream` picks the kernel, and `weightsOnly` is a timing
+ * ablation (see TcRowsTiling). bench/matmul.ts --tc-rows sets them.
  */
 export const tcRowsShape = { subgroups: 0, colTiles: 0, kTile: 0, weightsOnly: false, stream: false };
 /** Rows of x one tensor-core rows gemv serves: two 16-row matrices per k step. */
