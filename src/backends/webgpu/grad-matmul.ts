@@ -20,7 +20,7 @@ import { type GpuContext, type Kernel, Params } from './context.js';
 import { scratch, sumRows } from './grad-reduce.js';
 import { type GpuTensor, bind } from './tensor.js';
 import { BUILTINS, WG_INDEX } from './wgsl.js';
-import { PACK_ROWS, ROUND_F16, type TensorCores, matmulSubgroupMatrix, packF16 } from './matmul-f16.js';
+import { PACK_K, PACK_ROWS, ROUND_F16, type TensorCores, matmulSubgroupMatrix, packF16 } from './matmul-f16.js';
 
 type Layout = 'r' | 'o';
 
@@ -132,13 +132,20 @@ function run(ctx: GpuContext, kernel: Kernel, out: GpuTensor, a: GpuTensor, b: G
   ctx.release(part.buf!);
 }
 
-/** Whether an f16 product with `rows` × `cols` outputs and a reduction of R goes to tensor cores (tc: the device's shape). */
-const onTensorCores = (tc: TensorCores, rows: number, cols: number, R: number): tc is NonNullable<TensorCores> =>
-  tc !== null && R > 0 && rows * cols >= tc.M * tc.N; // the kernel writes whole result matrices through its output binding
+/**
+ * Whether an f16 product with `rows` × `cols` outputs and a reduction of R goes to tensor cores
+ * (tc: the device's shape): the kernel writes whole result matrices through its output binding,
+ * and both operands' f16 copies (rows and cols padded to PACK_ROWS, R to PACK_K) must fit one binding each;
+ * else the tiled kernel, which needs no copies.
+ */
+export function onTensorCores(ctx: Pick<GpuContext, 'maxBinding'>, tc: TensorCores, rows: number, cols: number, R: number): tc is NonNullable<TensorCores> {
+  const copy = (n: number) => Math.ceil(n / PACK_ROWS) * PACK_ROWS * Math.ceil(R / PACK_K) * PACK_K * 2;
+  return tc !== null && R > 0 && rows * cols >= tc.M * tc.N && Math.max(copy(rows), copy(cols)) <= ctx.maxBinding;
+}
 
 /** out [M, K] = x [M, N] · w [N, K]; f16: operands rounded to f16 (on tensor cores where `tc` is given) */
 export function matmulNN(ctx: GpuContext, out: GpuTensor, x: GpuTensor, w: GpuTensor, M: number, N: number, K: number, f16 = false, tc: TensorCores = null): void {
-  if (f16 && onTensorCores(tc, M, K, N)) {
+  if (f16 && onTensorCores(ctx, tc, M, K, N)) {
     const wT = packF16(ctx, w, N, K, PACK_ROWS, true); // [K, N]: x · (wᵀ)ᵀ
     matmulSubgroupMatrix(ctx, out, x, { f16: wT }, M, K, N, tc);
     ctx.release(wT.buf);
@@ -149,7 +156,7 @@ export function matmulNN(ctx: GpuContext, out: GpuTensor, x: GpuTensor, w: GpuTe
 
 /** out [N, K] = a [M, N]ᵀ · b [M, K]; f16: operands rounded to f16 (on tensor cores where `tc` is given) */
 export function matmulTN(ctx: GpuContext, out: GpuTensor, a: GpuTensor, b: GpuTensor, M: number, N: number, K: number, f16 = false, tc: TensorCores = null): void {
-  if (f16 && onTensorCores(tc, N, K, M)) {
+  if (f16 && onTensorCores(ctx, tc, N, K, M)) {
     const aT = packF16(ctx, a, M, N, PACK_ROWS, true), bT = packF16(ctx, b, M, K, PACK_ROWS, true); // [N, M], [K, M]
     matmulSubgroupMatrix(ctx, out, { f16: aT }, { f16: bT }, N, K, M, tc);
     ctx.release(aT.buf); ctx.release(bT.buf);

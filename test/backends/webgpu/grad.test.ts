@@ -15,6 +15,7 @@ import assert from 'node:assert/strict';
 import { CpuBackend } from '../../../src/backends/cpu/cpu.js';
 import { GpuTensor, type WebGpuBackend } from '../../../src/backends/webgpu/backend.js';
 import { scanChunk } from '../../../src/backends/webgpu/grad-mamba.js';
+import { onTensorCores } from '../../../src/backends/webgpu/grad-matmul.js';
 import { type AttentionArgs, type Backend, type GradOps, type Tensor, numel } from '../../../src/core/backend.js';
 import { Rng } from '../../../src/core/random.js';
 import { Trainer, defaultTrainOptions } from '../../../src/train/trainer.js';
@@ -360,4 +361,14 @@ test('webgpu samba: a few training steps follow the CPU run', async (t) => {
   for (let s = 0; s < 6; s++) assert.ok(Math.abs(g.losses[s] - c.losses[s]) <= 1e-4 * c.losses[s], `step ${s}: loss ${g.losses[s]} vs ${c.losses[s]}`);
   assert.ok(relErr(g.weights, c.weights) <= 1e-4, 'the weights after 6 steps');
   assert.ok(g.losses[5] < g.losses[0], 'the loss falls');
+});
+
+test("webgpu backward products go to tensor cores only where the kernel's output and both f16 copies fit", () => {
+  const tc = { M: 16, N: 16, K: 16, subgroupSize: 32 }, big = { maxBinding: 2 ** 31 }, small = { maxBinding: 2 ** 20 };
+  assert.equal(onTensorCores(big, tc, 4096, 4096, 4096), true);
+  assert.equal(onTensorCores(small, tc, 4096, 4096, 4096), false, 'a 32 MiB copy does not fit a 1 MiB binding');
+  assert.equal(onTensorCores(small, tc, 64, 64, 4096), true, '64 × 4096 halves: 512 KiB');
+  assert.equal(onTensorCores(big, tc, 4, 32, 100), false, 'fewer outputs than one result matrix');
+  assert.equal(onTensorCores(big, tc, 64, 64, 0), false, 'an empty reduction');
+  assert.equal(onTensorCores(big, null, 4096, 4096, 4096), false, 'no tensor cores');
 });
