@@ -220,14 +220,19 @@ export function packScanParams(ctx: GpuContext, par: PooledBuffer, dtBias: GpuTe
  * tok/s; samba-1.7b prefill in 16K chunks (4096 channels) 10057–11580 tok/s sequential, 8546
  * with 32 chunks of 512, 10593 with 128 of 128 (bench/throughput.ts --scan-invocations).
  */
-export const scanShape = { invocations: 1 << 17, minChunk: 32, maxChunk: 128 };
+export const scanShape = { invocations: 1 << 17, minChunk: 32, maxChunk: 128, maxScratchBytes: 1 << 27 };
 
-/** Chunks for a scan of T steps over B·C channels (1: the sequential kernel). */
-export function scanChunks(B: number, T: number, C: number): number {
+/**
+ * Chunks for a scan of T steps over B·C channels of N states (1: the sequential kernel), as many
+ * as the chunks' end states ([B, Q, C, N + 1] floats) fit `maxBytes` (one binding) and
+ * scanShape.maxScratchBytes; none where that would leave chunks longer than maxChunk.
+ */
+export function scanChunks(B: number, T: number, C: number, N: number, maxBytes: number): number {
   if (B * C >= scanShape.invocations) return 1;
   const want = Math.max(Math.ceil(scanShape.invocations / Math.max(1, B * C)), Math.ceil(T / scanShape.maxChunk));
-  const Q = Math.min(want, Math.floor(T / scanShape.minChunk));
-  if (Q < 2) return 1;
+  const room = Math.floor(Math.min(maxBytes, scanShape.maxScratchBytes) / (B * C * (N + 1) * 4));
+  const Q = Math.min(want, Math.floor(T / scanShape.minChunk), room);
+  if (Q < 2 || Q < Math.ceil(T / scanShape.maxChunk)) return 1; // longer chunks were slower than none (the prefill row in scanShape)
   return Math.ceil(T / Math.ceil(T / Q)); // no empty chunk
 }
 
@@ -344,7 +349,7 @@ export function selectiveScan(
 ): void {
   if (B * C === 0) return;
   const parB = { buf: par, size: (2 * C + C * N) * 4 };
-  const Q = scanChunks(B, T, C);
+  const Q = scanChunks(B, T, C, N, ctx.maxBinding);
   if (Q > 1) {
     const L = Math.ceil(T / Q), params = new Params().u32(B, T, C, Q, L), groups = Math.ceil((B * Q * C) / SCAN_WG);
     const hl = ctx.alloc(B * Q * C * (N + 1) * 4, () => `chunked scan: local end states of ${B} × ${Q} chunks × ${C} channels`);

@@ -93,11 +93,11 @@ test('webgpu selectiveScan chunked (chunks scanned in parallel, their start stat
   try {
     const rng = new Rng(14);
     for (const [B, T, C, N] of [[1, 9, 5, 16], [2, 40, 7, 4], [1, 131, 3, 16], [3, 23, 2, 1]]) {
-      assert.ok(scanChunks(B, T, C) > 1, `B=${B} T=${T} C=${C} is chunked`);
+      assert.ok(scanChunks(B, T, C, N, be.ctx.maxBinding) > 1, `B=${B} T=${T} C=${C} is chunked`);
       // slower decays than above (A down to -0.05), so that start states reach far into their chunks
       const { g: ins, c: cins, gh, ch } = scanInputs(be, rng, B, T, C, N, { dt: [-5, 3], dtSpikes: false, a: [0.05, 4] });
       for (const withH0 of [false, true]) {
-        const what = `chunked scan B=${B} T=${T} C=${C} N=${N} (${scanChunks(B, T, C)} chunks) h0=${withH0}`;
+        const what = `chunked scan B=${B} T=${T} C=${C} N=${N} (${scanChunks(B, T, C, N, be.ctx.maxBinding)} chunks) h0=${withH0}`;
         const g = be.selectiveScan(...ins, withH0 ? gh : null);
         const c = cpu.selectiveScan(...cins, withH0 ? ch : null);
         await assertParity(`${what}: y`, be, g.y, cpu, c.y);
