@@ -367,13 +367,11 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     const out = this.make(q.shape);
     // a training forward on the flash path keeps each row's log-sum-exp for attentionBackward, as the
     // backward would compute it (whole sequences from position 0, the same tile)
+    // (owned by out's storage, released with it)
     const keep = fuse.forBackward && !cache && p0.every((p) => p === 0) && att.usesFlash(d, this.split)
-      ? this.make([B * T * H, 2]) as GpuTensor : undefined;
-    att.attention(this.ctx, out, Q, Kn, Vn, Kc, Vc, p0, d, this.split, tables, keep);
-    if (keep) { // owned by out's storage now
-      out.storage!.rowStats = { buf: keep.storage!.buf, inputs: [Q.storage!, Kn.storage!, Vn.storage!] };
-      keep.storage = null;
-    }
+      ? this.ctx.alloc(B * T * H * 2 * 4, () => `attention row statistics of ${B * T * H} rows`) : null;
+    att.attention(this.ctx, out, Q, Kn, Vn, Kc, Vc, p0, d, this.split, tables, keep ? new GpuTensor([B * T * H, 2], 'f32', new Storage(keep)) : undefined);
+    if (keep) out.storage!.rowStats = { buf: keep, inputs: [Q.storage!, Kn.storage!, Vn.storage!] };
     return out;
   }
 

@@ -264,7 +264,7 @@ ${pvProduct(tile, hs, 'acc', `let j = kt0 + i32(c);
       }
     }
   }
-${delta ? `  // δ: the ${TX} shares of each row through PS (free now), summed in a fixed order (as flashDelta sums them)
+${delta ? `  // δ: the ${TX} shares of each row through PS (free now), summed in a fixed order (as flash-backward.ts's flash_delta sums them)
   for (var i = 0u; i < ${RI}u; i++) { PS[(ty + i * ${TX}u) * ${PST}u + tx] = part[i]; }
   workgroupBarrier();` : ''}
 ${stats ? `  if (li < ${BQ}u && rowQ[li] != 0xffffffffu) {

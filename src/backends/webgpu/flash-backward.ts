@@ -5,7 +5,7 @@
 //   dq_i = Σ_j ds_ij k_j ;  dk_j = Σ_i ds_ij q_i ;  dv_j = Σ_i p_ij dO_i
 // Three dispatches:
 // 1. the forward (flash-attention.ts) in its statistics mode: L_i and δ_i per query row; or, where
-//    the training forward kept L_i (its 'logsumexp' mode), δ_i alone from the saved o (flashDelta);
+//    the training forward kept L_i (its 'logsumexp' mode), δ_i alone from the saved o (flash_delta);
 // 2. per tile of BQ query rows: the key tiles inside the window, dq (same tiling as the forward);
 // 3. per tile of BQ keys of one KV head: the tiles of query rows (t, g) of every head of the group
 //    that see them (t = j … j + window − 1), dk and dv — GQA's sum over heads stays in a workgroup.

@@ -352,9 +352,10 @@ export function selectiveScan(
   const Q = scanChunks(B, T, C, N, ctx.maxBinding);
   if (Q > 1) {
     const L = Math.ceil(T / Q), params = new Params().u32(B, T, C, Q, L), groups = Math.ceil((B * Q * C) / SCAN_WG);
-    const hl = ctx.alloc(B * Q * C * (N + 1) * 4, () => `chunked scan: local end states of ${B} × ${Q} chunks × ${C} channels`);
-    const hs = ctx.alloc(B * Q * C * N * 4, () => `chunked scan: start states of ${B} × ${Q} chunks × ${C} channels`);
-    const hlB = { buf: hl, size: B * Q * C * (N + 1) * 4 }, hsB = { buf: hs, size: B * Q * C * N * 4 };
+    const hlBytes = B * Q * C * (N + 1) * 4, hsBytes = B * Q * C * N * 4;
+    const hl = ctx.alloc(hlBytes, () => `chunked scan: local end states of ${B} × ${Q} chunks × ${C} channels`);
+    const hs = ctx.alloc(hsBytes, () => `chunked scan: start states of ${B} × ${Q} chunks × ${C} channels`);
+    const hlB = { buf: hl, size: hlBytes }, hsB = { buf: hs, size: hsBytes };
     ctx.dispatch(scanKernels(`cl${N}`, () => chunkLocalKernel(N)), params, [bind(u), bind(dt), bind(z), bind(bm), bind(cm), parB, bind(y), hlB], groups);
     ctx.dispatch(scanKernels(`cc${N}`, () => chunkCarryKernel(N)), params, [hlB, parB, bind(hOut), hsB], Math.ceil((B * C) / SCAN_WG));
     ctx.dispatch(scanKernels(`cf${N}`, () => chunkFixKernel(N)), params, [bind(dt), bind(z), bind(cm), parB, hsB, bind(y)], groups);

@@ -341,6 +341,19 @@ function checkPacked(w: F16Matrix, N: number, K: number): void {
   if (w.rows !== N || w.cols !== K) throw new Error(`matmul: packed f16 weight is [${w.rows}, ${w.cols}], expected [${N}, ${K}]`);
 }
 
+/** WGSL names of a subgroup-matrix shape's left (f16, M × K), right (f16, K × N) and result (f32, M × N) matrix types. */
+const matrixTypes = (s: SubgroupMatrixShape) => ({
+  L: `subgroup_matrix_left<f16, ${s.K}, ${s.M}>`,
+  R: `subgroup_matrix_right<f16, ${s.N}, ${s.K}>`,
+  C: `subgroup_matrix_result<f32, ${s.N}, ${s.M}>`,
+});
+/**
+ * The start of a kernel whose matrix offsets derive from its subgroup's index: the matrix builtins
+ * want offsets the uniformity analysis can prove subgroup-uniform, and it only knows workgroup
+ * uniformity (the offsets are uniform within a subgroup, not across the workgroup).
+ */
+const SGM_PREAMBLE = 'enable f16;\nenable chromium_experimental_subgroup_matrix;\ndiagnostic(off, chromium.subgroup_matrix_uniformity);';
+
 // ---- gemv over packed f16 weights (decode) ----
 
 /** The device's subgroup-matrix shape (F16Caps.subgroupMatrix) where the batched gemvs may use tensor cores; null: they do not. */
@@ -386,9 +399,9 @@ function gemvKernel(vec: boolean, o: GemvFusion = {}): Kernel {
   const CH = Math.min(AA, Math.max(GV_COLS, Math.floor(4096 / GV_WG / GV_COLS) * GV_COLS));
   if (AA % CH !== 0) throw new Error(`gemvKernel: ${AA} sums do not split into rounds of ${CH}`);
   const s = norm ? ', rs0' : '';
-  const xs = [vec
-    ? `let x0l = rx4(k, (p.row0 + 0u) * p.K + k${s}); let x0h = rx4(k + 4u, (p.row0 + 0u) * p.K + k + 4u${s});`
-    : 'let x0l = rx1(k, (p.row0 + 0u) * p.K + k); let x0h = rx1(k + 4u, (p.row0 + 0u) * p.K + k + 4u);'];
+  const xs = vec
+    ? `let x0l = rx4(k, p.row0 * p.K + k${s}); let x0h = rx4(k + 4u, p.row0 * p.K + k + 4u${s});`
+    : 'let x0l = rx1(k, p.row0 * p.K + k); let x0h = rx1(k + 4u, p.row0 * p.K + k + 4u);';
   const extra = [...(swiglu ? ['W2'] : []), ...(norm ? ['G'] : []), ...(residual ? ['R'] : []), ...(conv ? ['S', 'CW', 'CB'] : [])];
   const out = swiglu ? `silu(sums[li]) * sums[li + ${A}u]` : 'sums[li]';
   const body: string[] = [];
@@ -403,8 +416,8 @@ function gemvKernel(vec: boolean, o: GemvFusion = {}): Kernel {
   // U steps of k per turn: step u reads weight column block qw (clamped in range: past K8 its x is
   // zero, so it adds nothing) and x at k; the sums run in the same order as one step per turn
   const steps = Array.from({ length: U }, (_, u) => u === 0
-    ? `{ let qw = q; let k = q * 8u;\n    ${xs.join('\n    ')}\n    ${body.join('\n    ')}\n    }`
-    : `{ let qw = min(q + ${u * GV_WG}u, p.K8 - 1u); let k = (q + ${u * GV_WG}u) * 8u;\n    ${xs.join('\n    ')}\n    ${body.join('\n    ')}\n    }`);
+    ? `{ let qw = q; let k = q * 8u;\n    ${xs}\n    ${body.join('\n    ')}\n    }`
+    : `{ let qw = min(q + ${u * GV_WG}u, p.K8 - 1u); let k = (q + ${u * GV_WG}u) * 8u;\n    ${xs}\n    ${body.join('\n    ')}\n    }`);
   return {
     key: `matmul_f16_gemv_1_${vec ? 'v' : 's'}${swiglu ? '_swiglu' : ''}${norm ? '_norm' : ''}${residual ? '_res' : ''}${conv ? '_conv' : ''}_${GV_WG}x${U}`,
     bindings: ['read', 'read', ...extra.map(() => 'read' as const), 'write', ...(conv ? ['write' as const] : [])],
@@ -447,7 +460,7 @@ fn main(${BUILTINS}) {
   ${WG_INDEX}
   if (wg >= p.groups) { return; }
   let n0 = wg * ${GV_COLS}u;
-  ${norm ? `${rowScalePass(1, GV_WG, true, () => 'p.row0 + 0u')}
+  ${norm ? `${rowScalePass(1, GV_WG, true, () => 'p.row0')}
   let rs0 = rowScale[0];` : ''}
   var acc: array<f32, ${AA}>;
   for (var q = li; q < p.K8; q += ${U * GV_WG}u) {
@@ -509,8 +522,7 @@ export function swigluF16Gemv(
   if (s) { tcRowsGemv(ctx, s, bindings, M, N, K, w1, vec, fusion, eps); return; }
   if (M > 1) { rowsGemv(ctx, bindings, M, N, K, w1.colsP, vec, fusion, eps); return; }
   const groups = Math.ceil(N / GV_COLS);
-  const kernel = gemvFor(vec, { swiglu: true, norm: !!norm });
-  ctx.dispatch(kernel, new Params().u32(1, N, K, w1.colsP / 8, groups, 0).f32(norm?.eps ?? 0), bindings, groups);
+  ctx.dispatch(gemvFor(vec, fusion), new Params().u32(1, N, K, w1.colsP / 8, groups, 0).f32(eps), bindings, groups);
 }
 
 /**
@@ -552,7 +564,7 @@ export function matmulF16Gemv(
   if (s) { tcRowsGemv(ctx, s, bindings, M, N, K, w, vec, fusion, eps); return; }
   if (M > 1) { rowsGemv(ctx, bindings, M, N, K, w.colsP, vec, fusion, eps); return; }
   const groups = Math.ceil(N / GV_COLS);
-  ctx.dispatch(gemvFor(vec, { norm: !!norm, residual: !!residual }), new Params().u32(M, N, K, w.colsP / 8, groups, 0).f32(norm?.eps ?? 0), bindings, groups);
+  ctx.dispatch(gemvFor(vec, fusion), new Params().u32(M, N, K, w.colsP / 8, groups, 0).f32(eps), bindings, groups);
 }
 
 // ---- gemv for blocks of rows (batched decoding) ----
@@ -699,7 +711,6 @@ export const tcRowsShape = { subgroups: 0, colTiles: 0, kTile: 0, weightsOnly: f
 /** Rows of x one tensor-core rows gemv serves: two 16-row matrices per k step. */
 export const TC_ROWS_MAX = 32;
 
-
 /** The tensor-core rows kernels' start: this invocation's subgroup, column tile, k slice and rows. */
 const tcRowsStart = (s: SubgroupMatrixShape & { subgroupSize: number }, CT: number, ROWS: number): string => `// subgroups are consecutive runs of local_invocation_index (checked by checkSubgroupMatrix)
   let sg = li / ${s.subgroupSize}u;
@@ -710,6 +721,12 @@ const tcRowsStart = (s: SubgroupMatrixShape & { subgroupSize: number }, CT: numb
   let nOff = n0 * p.Kp;
   let kLast = p.Kp - ${s.K}u;
   let rows = min(p.M - p.row0, ${ROWS}u);`;
+
+/** The tensor-core rows kernels' accumulators c{w}_{i}: weight w (2 for SwiGLU) against row matrix i. */
+const tcAccumulators = (NW: number, MT: number, C: string): string => lines(NW * MT, (j) => `var c${Math.floor(j / MT)}_${j % MT} = ${C}();`, ' ');
+/** Step u's multiply-adds: every accumulator c{w}_{i} += a{i}_u · b{w}_u. */
+const tcProducts = (NW: number, MT: number, u: number): string =>
+  lines(NW * MT, (j) => `c${Math.floor(j / MT)}_${j % MT} = subgroupMatrixMultiplyAccumulate(a${j % MT}_${u}, b${Math.floor(j / MT)}_${u}, c${Math.floor(j / MT)}_${j % MT});`, ' ');
 
 /**
  * The tensor-core rows kernels' end: weight w's sums (each subgroup's result matrices into red,
@@ -764,25 +781,21 @@ function tcRowsGemvKernel(s: SubgroupMatrixShape & { subgroupSize: number }, MT:
   if (norm && !vec) throw new Error('tcRowsGemvKernel: the fused norm needs K % 4 == 0');
   const NW = swiglu ? 2 : 1, STEPS = SK / s.K;
   const extra = [...(swiglu ? ['W2'] : []), ...(norm ? ['G'] : []), ...(residual ? ['R'] : [])];
-  const L = `subgroup_matrix_left<f16, ${s.K}, ${s.M}>`;
-  const Rm = `subgroup_matrix_right<f16, ${s.N}, ${s.K}>`;
-  const C = `subgroup_matrix_result<f32, ${s.N}, ${s.M}>`;
+  const { L, R, C } = matrixTypes(s);
   const W = (w: number) => (w === 0 ? 'W' : 'W2');
   // a slice's steps: every right matrix's load first (the weight bytes in flight), then x's matrices and the products.
   // Past Kp the load is clamped to the last block of k: x is zero there, and packed weights are finite.
   const slice = [
-    ...Array.from({ length: STEPS }, (_, u) => lines(NW, (w) => `let b${w}_${u} = subgroupMatrixLoad<${Rm}, col_major>(&${W(w)}, nOff + min(kb + ${u * s.K}u, kLast), p.Kp);`, ' ')),
+    ...Array.from({ length: STEPS }, (_, u) => lines(NW, (w) => `let b${w}_${u} = subgroupMatrixLoad<${R}, col_major>(&${W(w)}, nOff + min(kb + ${u * s.K}u, kLast), p.Kp);`, ' ')),
     ...Array.from({ length: STEPS }, (_, u) => [
       lines(MT, (i) => `let a${i}_${u} = subgroupMatrixLoad<${L}, row_major>(&xs, ${i * s.M * KTP}u + xk + ${u * s.K}u, ${KTP}u);`, ' '),
-      lines(NW * MT, (j) => `c${Math.floor(j / MT)}_${j % MT} = subgroupMatrixMultiplyAccumulate(a${j % MT}_${u}, b${Math.floor(j / MT)}_${u}, c${Math.floor(j / MT)}_${j % MT});`, ' '),
+      tcProducts(NW, MT, u),
     ].join('\n      ')),
   ];
   return {
     key: `matmul_f16_gemv_tc_${s.M}x${s.N}x${s.K}_${s.subgroupSize}_sg${SG}_m${MT}_c${CT}_k${KT}${t.weightsOnly ? '_weights_only' : ''}_${vec ? 'v' : 's'}${swiglu ? '_swiglu' : ''}${norm ? '_norm' : ''}${residual ? '_res' : ''}`,
     bindings: ['read', 'read', ...extra.map(() => 'read' as const), 'write'],
-    code: () => /* wgsl */ `enable f16;
-enable chromium_experimental_subgroup_matrix;
-diagnostic(off, chromium.subgroup_matrix_uniformity);
+    code: () => /* wgsl */ `${SGM_PREAMBLE}
 ${ROUND_F16}${MATH}
 struct P { M: u32, N: u32, K: u32, Kp: u32, rowsW: u32, row0: u32, eps: f32 }
 @group(0) @binding(0) var<uniform> p: P;
@@ -813,7 +826,7 @@ fn main(${BUILTINS}) {
       rowScale[li] = 1.0 / sqrt(t / f32(p.K) + p.eps);
     }
   }` : ''}
-  ${lines(NW * MT, (j) => `var c${Math.floor(j / MT)}_${j % MT} = ${C}();`, ' ')}
+  ${tcAccumulators(NW, MT, C)}
   let xk = ks * ${SK}u;         // this subgroup's slice of each x tile
   for (var k0 = 0u; k0 < p.Kp; k0 += ${KT}u) {
     ${t.weightsOnly ? 'if (k0 == 0u) {' : ''}
@@ -861,21 +874,17 @@ function tcRowsStreamKernel(s: SubgroupMatrixShape & { subgroupSize: number }, M
   }
   const NW = swiglu ? 2 : 1, STEPS = SK / s.K;
   const extra = [...(swiglu ? ['W2'] : []), ...(residual ? ['R'] : [])];
-  const L = `subgroup_matrix_left<f16, ${s.K}, ${s.M}>`;
-  const Rm = `subgroup_matrix_right<f16, ${s.N}, ${s.K}>`;
-  const C = `subgroup_matrix_result<f32, ${s.N}, ${s.M}>`;
+  const { L, R, C } = matrixTypes(s);
   const W = (w: number) => (w === 0 ? 'W' : 'W2');
   // every load of a trip first (clamped to the last block of k: in bounds), then the products of the steps inside Kp
   const trip = [
-    ...Array.from({ length: STEPS }, (_, u) => `let k${u} = min(kb + ${u * s.K}u, kLast); ${lines(NW, (w) => `let b${w}_${u} = subgroupMatrixLoad<${Rm}, col_major>(&${W(w)}, nOff + k${u}, p.Kp);`, ' ')} ${lines(MT, (i) => `let a${i}_${u} = subgroupMatrixLoad<${L}, row_major>(&XH, ${i * s.M}u * p.Kp + k${u}, p.Kp);`, ' ')}`),
-    ...Array.from({ length: STEPS }, (_, u) => `if (kb + ${u * s.K}u < p.Kp) { ${lines(NW * MT, (j) => `c${Math.floor(j / MT)}_${j % MT} = subgroupMatrixMultiplyAccumulate(a${j % MT}_${u}, b${Math.floor(j / MT)}_${u}, c${Math.floor(j / MT)}_${j % MT});`, ' ')} }`),
+    ...Array.from({ length: STEPS }, (_, u) => `let k${u} = min(kb + ${u * s.K}u, kLast); ${lines(NW, (w) => `let b${w}_${u} = subgroupMatrixLoad<${R}, col_major>(&${W(w)}, nOff + k${u}, p.Kp);`, ' ')} ${lines(MT, (i) => `let a${i}_${u} = subgroupMatrixLoad<${L}, row_major>(&XH, ${i * s.M}u * p.Kp + k${u}, p.Kp);`, ' ')}`),
+    ...Array.from({ length: STEPS }, (_, u) => `if (kb + ${u * s.K}u < p.Kp) { ${tcProducts(NW, MT, u)} }`),
   ];
   return {
     key: `matmul_f16_gemv_tc_stream_${s.M}x${s.N}x${s.K}_${s.subgroupSize}_sg${SG}_m${MT}_c${CT}_k${SK}${swiglu ? '_swiglu' : ''}${residual ? '_res' : ''}`,
     bindings: ['read', 'read', ...extra.map(() => 'read' as const), 'write'],
-    code: () => /* wgsl */ `enable f16;
-enable chromium_experimental_subgroup_matrix;
-diagnostic(off, chromium.subgroup_matrix_uniformity);
+    code: () => /* wgsl */ `${SGM_PREAMBLE}
 ${MATH}
 struct P { M: u32, N: u32, K: u32, Kp: u32, rowsW: u32, row0: u32, eps: f32 }
 @group(0) @binding(0) var<uniform> p: P;
@@ -889,7 +898,7 @@ var<workgroup> red: array<f32, ${KS * CT * MT * MN}>; // the slices' partial sum
 fn main(${BUILTINS}) {
   ${WG_INDEX}
   ${tcRowsStart(s, CT, ROWS)}
-  ${lines(NW * MT, (j) => `var c${Math.floor(j / MT)}_${j % MT} = ${C}();`, ' ')}
+  ${tcAccumulators(NW, MT, C)}
   if (live) {
     for (var kb = ks * ${SK}u; kb < p.Kp; kb += ${KS * SK}u) {
       ${trip.join('\n      ')}
@@ -1010,9 +1019,7 @@ const BLOCK = PACK_ROWS;
  */
 function subgroupMatrixKernel(s: SubgroupMatrixShape & { subgroupSize: number }): Kernel {
   const TI = BLOCK / s.M, TJ = BLOCK / s.N;
-  const L = `subgroup_matrix_left<f16, ${s.K}, ${s.M}>`;
-  const R = `subgroup_matrix_right<f16, ${s.N}, ${s.K}>`;
-  const C = `subgroup_matrix_result<f32, ${s.N}, ${s.M}>`;
+  const { L, R, C } = matrixTypes(s);
   const decl: string[] = [], loop: string[] = [], full: string[] = [], edge: string[] = [];
   for (let i = 0; i < TI; i++) {
     loop.push(`let a${i} = subgroupMatrixLoad<${L}, row_major>(&X, (m0 + ${i * s.M}u) * p.Kp + k, p.Kp);`);
@@ -1081,8 +1088,9 @@ export interface StagedConfig {
    * For bench/matmul.ts only, to find what bounds the kernel: each drops parts of its loop, so
    * its results are wrong. 'mma': the multiply-adds alone, on matrices loaded once; 'smem': the
    * matrix loads from workgroup memory and the multiply-adds; 'no-global': everything but the
-   * global loads (the same registers staged every slab); 'memory': global loads, staging and
-   * barriers, no matrix loads or multiply-adds.
+   * global loads (the same registers staged every slab); 'stores': that without the barriers;
+   * 'barriers': the barriers, matrix loads and multiply-adds, no staging; 'memory': global loads,
+   * staging and barriers, no matrix loads or multiply-adds.
    */
   ablate?: 'mma' | 'smem' | 'no-global' | 'memory' | 'stores' | 'barriers';
 }
@@ -1128,9 +1136,7 @@ export function stagedKernel(s: SubgroupMatrixShape & { subgroupSize: number }, 
   if (BK % s.K !== 0 || BK % 16 !== 0) throw new Error(`staged matmul: BK ${BK} must be a multiple of 16 and of ${s.K}`);
   if ((BM * V) % T !== 0 || (BN * V) % T !== 0) throw new Error(`staged matmul: a ${BM}×${BK} or ${BN}×${BK} slab does not split over ${T} invocations`);
   const LA = (BM * V) / T, LB = (BN * V) / T;
-  const L = `subgroup_matrix_left<f16, ${s.K}, ${s.M}>`;
-  const R = `subgroup_matrix_right<f16, ${s.N}, ${s.K}>`;
-  const C = `subgroup_matrix_result<f32, ${s.N}, ${s.M}>`;
+  const { L, R, C } = matrixTypes(s);
   const pre: string[] = [], fetch: string[] = [], stage: string[] = [];
   // invocation li's share of a slab: slot e = li + l·T is row e / V, halves 8·(e % V) .. +7
   for (const [name, count, G, rows, base, tile] of [['a', LA, 'X', 'p.rowsX', 'm0', 'sa'], ['b', LB, 'W', 'p.rowsW', 'n0', 'sb']] as const) {
@@ -1168,30 +1174,24 @@ export function stagedKernel(s: SubgroupMatrixShape & { subgroupSize: number }, 
   const loop = (): string => {
     const body = (parts: string[]) => `for (var k0 = 0u; k0 < p.Kp; k0 += ${BK}u) {\n    ${parts.join('\n    ')}\n  }`;
     const matrices = mma.filter((l) => l.startsWith('let ')), products = mma.filter((l) => !l.startsWith('let '));
-    const [st, ft] = [stage, fetch];
     switch (c.ablate) {
       case 'mma': return `${matrices.join('\n  ')}\n  ${body(products)}`;
       case 'smem': return body(mma);
-      case 'no-global': return body([...st, 'workgroupBarrier();', ...mma, 'workgroupBarrier();']);
-      case 'memory': return body([...st, 'workgroupBarrier();', `k1 = k0 + ${BK}u;`, ...ft, 'workgroupBarrier();']);
-      case 'stores': return body([...st, ...mma]);
+      case 'no-global': return body([...stage, 'workgroupBarrier();', ...mma, 'workgroupBarrier();']);
+      case 'memory': return body([...stage, 'workgroupBarrier();', `k1 = k0 + ${BK}u;`, ...fetch, 'workgroupBarrier();']);
+      case 'stores': return body([...stage, ...mma]);
       case 'barriers': return body(['workgroupBarrier();', ...mma, 'workgroupBarrier();']);
     }
     return body([
-      ...st, 'workgroupBarrier();',
-      `k1 = k0 + ${BK}u; // the next slab's loads are in flight while this one is multiplied`, ...ft,
+      ...stage, 'workgroupBarrier();',
+      `k1 = k0 + ${BK}u; // the next slab's loads are in flight while this one is multiplied`, ...fetch,
       ...mma, 'workgroupBarrier();',
     ]);
   };
   return {
     key: `matmul_f16_sgmat_staged_${s.M}x${s.N}x${s.K}_${s.subgroupSize}_${SGM}x${SGN}_${TI}x${TJ}_${BK}${c.ablate ? `_${c.ablate}` : ''}`,
     bindings: ['read', 'read', 'write'],
-    // The matrix builtins want offsets the uniformity analysis can prove subgroup-uniform, and it
-    // only knows workgroup uniformity: a subgroup's offsets derive from its index in the
-    // workgroup, uniform within the subgroup but not across the workgroup.
-    code: () => /* wgsl */ `enable f16;
-enable chromium_experimental_subgroup_matrix;
-diagnostic(off, chromium.subgroup_matrix_uniformity);
+    code: () => /* wgsl */ `${SGM_PREAMBLE}
 struct P { M: u32, N: u32, Kp: u32, rowsX: u32, rowsW: u32, tilesN: u32, tiles: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> X: array<vec4<u32>>;
