@@ -140,3 +140,12 @@ test('webgpu selectiveScanProjected: Δ projected inside the scan (one dispatch,
   assert.throws(() => be.selectiveScanProjected(be.zeros([1, 1, 4]), be.zeros([1, 9]), be.zeros([4, 2]), be.zeros([4]), be.zeros([4, 3]), be.zeros([4]), be.zeros([1, 1, 4]), null),
     /selectiveScanProjected: dbc has shape \[1, 9\], expected \[1, 8\]/);
 });
+
+test('scanChunks: chunks where the channels underfill the GPU, at most maxChunk steps each, within the scratch limit', () => {
+  assert.equal(scanChunks(1, 4096, 3072, 16, 2 ** 31), 43, "samba-421m's training scan: 43 chunks of 96");
+  assert.equal(scanChunks(1, 16384, 4096, 16, 2 ** 31), 128, 'a 16K prefill pass: 128 chunks of 128');
+  assert.equal(scanChunks(1, 8, 4096, 16, 2 ** 31), 1, 'decoding: too short to chunk');
+  assert.equal(scanChunks(64, 4096, 4096, 16, 2 ** 31), 1, 'enough channels already');
+  assert.equal(scanChunks(16, 16384, 4096, 16, 2 ** 31), 1, 'the scratch limit would force chunks over maxChunk');
+  assert.equal(scanChunks(1, 16384, 4096, 16, 1 << 20), 1, 'nor may one binding');
+});
