@@ -7,11 +7,13 @@
 //     [--train-seq 4096] [--train-batch 1] [--precision f32|mixed] [--reps 4] [--top 14]
 //     [--by-grid]   (one row per kernel and workgroup count, e.g. to tell the matmul shapes apart)
 //     [--warmup N]  (untimed steps before each timed set: default 64 for decode, 1 otherwise)
+//     [--scan-grad-invocations N] (the chunked scan backward's target invocations, grad-mamba.ts scanGradShape; 0: walked in order)
 //     [--passes]    (time whole compute passes instead: the GPU's busy time per step without the
 //                    per-dispatch passes' overhead, to set against the host's time to record a step)
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { KernelTime } from '../src/backends/webgpu/context.js';
+import { scanGradShape } from '../src/backends/webgpu/grad-mamba.js';
 import { Rng } from '../src/core/random.js';
 import { makeConfig, type ModelConfig } from '../src/model/config.js';
 import { SambaModel } from '../src/model/model.js';
@@ -37,8 +39,10 @@ const { values } = parseArgs({
     'by-grid': { type: 'boolean', default: false },
     passes: { type: 'boolean', default: false },
     warmup: { type: 'string' },
+    'scan-grad-invocations': { type: 'string' },
   },
 });
+if (values['scan-grad-invocations'] !== undefined) scanGradShape.invocations = Number(values['scan-grad-invocations']);
 const precision = values.precision === 'mixed' ? 'f16-matmul' as const : 'f32' as const;
 const open = (profile: boolean) => createNodeWebGpuBackend({ requireAdapter: true, profile: profile && values.passes ? 'passes' : profile, precision });
 const reps = Number(values.reps), top = Number(values.top);

@@ -117,7 +117,7 @@ export function conv1dSilu(
   }
 }
 
-const SCAN_WG = 64;
+export const SCAN_WG = 64;
 
 /** How the projected scan reads Δ's weight: f32, f32 rounded to f16 (the f16-matmul precision), or packed f16. */
 export type DtWeightKind = 'f32' | 'f32r16' | 'f16';
@@ -134,7 +134,7 @@ export const SCAN_PROJECTED_MAX_T = 8;
 // operands rounded as the product kernels round them: δ to f16 for f16 weights (as the gemv takes
 // x), both for f32 weights in the f16-matmul precision.
 // the invocation's (sequence b, channel c), channel fastest
-const CHANNEL_INDEX = /* wgsl */ `
+export const CHANNEL_INDEX = /* wgsl */ `
   let i = wg * ${SCAN_WG}u + li;
   if (i >= p.B * p.C) { return; }
   let c = i % p.C;
@@ -243,12 +243,12 @@ struct P { B: u32, T: u32, C: u32, Q: u32, L: u32 }
 ${[...reads.map((v) => `read> ${v}`), ...writes.map((v) => `read_write> ${v}`)].map((v, i) => `@group(0) @binding(${i + 1}) var<storage, ${v}: array<f32>;`).join('\n')}`;
 
 /** A = -exp(A_log) of channel c, as the sequential kernel computes it, and a second per-state array `other`. */
-const chunkA = (N: number, other: string, init: string): string => /* wgsl */ `var a: array<f32, ${Math.max(N, 1)}>;
+export const chunkA = (N: number, other: string, init: string): string => /* wgsl */ `var a: array<f32, ${Math.max(N, 1)}>;
   var ${other}: array<f32, ${Math.max(N, 1)}>;
   for (var n = 0u; n < ${N}u; n++) { a[n] = -exp(PAR[2u * p.C + c * ${N}u + n]); ${other}[n] = ${init}; }`;
 
 // the index of the invocation's (b, q, c), channel fastest; its chunk's steps t0 … t1 − 1
-const CHUNK_INDEX = /* wgsl */ `
+export const CHUNK_INDEX = /* wgsl */ `
   let i = wg * ${SCAN_WG}u + li;
   if (i >= p.B * p.Q * p.C) { return; }
   let c = i % p.C;

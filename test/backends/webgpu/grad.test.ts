@@ -14,7 +14,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CpuBackend } from '../../../src/backends/cpu/cpu.js';
 import { GpuTensor, type WebGpuBackend } from '../../../src/backends/webgpu/backend.js';
-import { scanChunk } from '../../../src/backends/webgpu/grad-mamba.js';
+import { scanChunk, scanGradChunk, scanGradShape } from '../../../src/backends/webgpu/grad-mamba.js';
 import { onTensorCores } from '../../../src/backends/webgpu/grad-matmul.js';
 import { type AttentionArgs, type Backend, type GradOps, type Tensor, numel } from '../../../src/core/backend.js';
 import { Rng } from '../../../src/core/random.js';
@@ -171,33 +171,80 @@ test('webgpu conv1dSiluBackward: kernel sizes 1 … 4, T below and above K−1, 
   }
 });
 
-test('webgpu selectiveScanBackward: T across checkpoint chunks, channels across workgroups, softplus past 20, with and without h0', async (t) => {
+// The scan backward's inputs: Δ past softplus' threshold at every 7th step, decays exp(Δ·A) with A in [-16, -0.5]
+function scanGradInputs(be: WebGpuBackend, rng: Rng, B: number, T: number, C: number, N: number, withH0: boolean) {
+  const three = [B, T, C];
+  const dtData = rand(rng, three, -5, 3);
+  for (let i = 0; i < dtData.length; i += 7) dtData[i] = rng.uniform(18, 23);
+  const pairs = [
+    twin(be, three, rand(rng, three, -2, 2)), twin(be, three, dtData), twin(be, [C], rand(rng, [C], -1, 1)),
+    twin(be, [C, N], Float32Array.from({ length: C * N }, () => Math.log(rng.uniform(0.5, 16)))),
+    twin(be, [B, T, N], rand(rng, [B, T, N])), twin(be, [B, T, N], rand(rng, [B, T, N])), twin(be, [C], rand(rng, [C])),
+    twin(be, three, rand(rng, three, -4, 4)), twin(be, three, rand(rng, three)),
+  ];
+  if (withH0) pairs.push(twin(be, [B, C, N], rand(rng, [B, C, N], -2, 2)));
+  const side = (k: 0 | 1) => [...pairs.map((q) => q[k]), ...(withH0 ? [] : [null])] as Parameters<typeof be.selectiveScanBackward>;
+  return { g: side(0), c: side(1) };
+}
+
+const SCAN_GRADS = ['du', 'ddt', 'dz', 'dbm', 'dcm', 'ddtBias', 'daLog', 'dd'] as const;
+
+test('webgpu selectiveScanBackward walked in order: T across checkpoint intervals, channels across workgroups, softplus past 20, with and without h0', async (t) => {
   const be = await gpuBackendOrSkip(t);
   if (!be) return;
   const rng = new Rng(7);
+  const saved = { ...scanGradShape };
+  scanGradShape.invocations = 0; // no chunks
+  t.after(() => Object.assign(scanGradShape, saved));
   // chunk sizes: N=16 → 16 steps, N=4 and N=1 → 64 steps
   assert.equal(scanChunk(16), 16);
   assert.equal(scanChunk(4), 64);
   for (const [i, [B, T, C, N]] of ([[2, 40, 67, 16], [2, 16, 5, 16], [1, 70, 5, 4], [3, 7, 3, 1], [1, 130, 130, 1], [2, 33, 130, 16]] as const).entries()) {
-    const three = [B, T, C];
-    const [gu, cu] = twin(be, three, rand(rng, three, -2, 2));
-    const dtData = rand(rng, three, -5, 3);
-    for (let i = 0; i < dtData.length; i += 7) dtData[i] = rng.uniform(18, 23);
-    const [gdt, cdt] = twin(be, three, dtData);
-    const [gbias, cbias] = twin(be, [C], rand(rng, [C], -1, 1));
-    const [ga, ca] = twin(be, [C, N], Float32Array.from({ length: C * N }, () => Math.log(rng.uniform(0.5, 16))));
-    const [gbm, cbm] = twin(be, [B, T, N], rand(rng, [B, T, N]));
-    const [gcm, ccm] = twin(be, [B, T, N], rand(rng, [B, T, N]));
-    const [gd, cd] = twin(be, [C], rand(rng, [C]));
-    const [gz, cz] = twin(be, three, rand(rng, three, -4, 4));
-    const [gy, cy] = twin(be, three, rand(rng, three));
+    assert.equal(scanGradChunk(B, T, C, N, be.ctx.maxBinding), T);
     // every other case starts from a carried state (truncated BPTT), the rest from zeros
-    const [gh, ch] = i % 2 === 1 ? twin(be, [B, C, N], rand(rng, [B, C, N], -2, 2)) : [null, null];
-    const g = be.selectiveScanBackward(gu, gdt, gbias, ga, gbm, gcm, gd, gz, gy, gh);
-    const c = cpu.selectiveScanBackward(cu, cdt, cbias, ca, cbm, ccm, cd, cz, cy, ch);
-    for (const n of ['du', 'ddt', 'dz', 'dbm', 'dcm', 'ddtBias', 'daLog', 'dd'] as const) {
-      await same(`scan B=${B} T=${T} C=${C} N=${N}${gh ? ' h0' : ''}: ${n}`, be, g[n], c[n]);
+    const ins = scanGradInputs(be, rng, B, T, C, N, i % 2 === 1);
+    const g = be.selectiveScanBackward(...ins.g), c = cpu.selectiveScanBackward(...ins.c);
+    for (const n of SCAN_GRADS) await same(`scan B=${B} T=${T} C=${C} N=${N}${ins.g[9] ? ' h0' : ''}: ${n}`, be, g[n], c[n]);
+  }
+});
+
+test('webgpu selectiveScanBackward chunked (chunks walked in parallel from carried states and adjoints): equals the CPU across chunk, checkpoint and workgroup edges, with and without h0', async (t) => {
+  const be = await gpuBackendOrSkip(t);
+  if (!be) return;
+  const saved = { ...scanGradShape };
+  const rng = new Rng(19);
+  try {
+    // chunks of one checkpoint interval (many invocations wanted), and of several (three chunks wanted)
+    for (const chunksWanted of [Infinity, 3]) {
+      for (const [i, [B, T, C, N]] of ([[1, 100, 67, 16], [2, 40, 5, 16], [1, 200, 3, 4], [3, 150, 2, 1], [2, 33, 70, 16]] as const).entries()) {
+        scanGradShape.invocations = Math.min(1 << 20, chunksWanted * B * C);
+        const L = scanGradChunk(B, T, C, N, be.ctx.maxBinding), KC = scanChunk(N);
+        assert.ok(L < T && L % KC === 0, `B=${B} T=${T} C=${C} N=${N}: chunks of whole checkpoint intervals (${L} steps)`);
+        if (chunksWanted === 3) assert.ok(L > KC || Math.ceil(T / KC) <= 3, `${L} steps: several intervals per chunk`);
+        const ins = scanGradInputs(be, rng, B, T, C, N, i % 2 === 0);
+        const g = be.selectiveScanBackward(...ins.g), c = cpu.selectiveScanBackward(...ins.c);
+        for (const n of SCAN_GRADS) {
+          await same(`chunked scan B=${B} T=${T} C=${C} N=${N} (chunks of ${L})${ins.g[9] ? ' h0' : ''}: ${n}`, be, g[n], c[n]);
+        }
+      }
     }
+  } finally {
+    Object.assign(scanGradShape, saved);
+  }
+});
+
+test('scanGradChunk: chunks where the channels underfill the GPU, whole checkpoint intervals each, within the scratch limit', () => {
+  assert.equal(scanGradChunk(1, 4096, 3072, 16, 2 ** 31), 96, "samba-421m's training scan: 43 chunks of 96 steps");
+  assert.equal(scanGradChunk(1, 8, 3072, 16, 2 ** 31), 8, 'one checkpoint interval: nothing to chunk');
+  assert.equal(scanGradChunk(64, 4096, 4096, 16, 2 ** 31), 4096, 'enough channels already');
+  assert.equal(scanGradChunk(1, 4096, 3072, 16, 48 << 20), 4096, 'the checkpoints alone nearly fill one binding: walked in order');
+  assert.equal(scanGradChunk(1, 4096, 3072, 16, 52 << 20), 464, 'fewer, longer chunks where one binding is small (9 of 464)');
+  const saved = { ...scanGradShape };
+  try {
+    scanGradShape.maxScratchBytes = 8 << 20;
+    assert.equal(scanGradChunk(1, 4096, 3072, 16, 2 ** 31), 16 * 13, "the chunks' states within maxScratchBytes (20 chunks)");
+  } finally {
+    Object.assign(scanGradShape, saved);
   }
 });
 
