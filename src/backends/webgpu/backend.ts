@@ -585,7 +585,9 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
       const stats = O.storage!.rowStats, same = stats && [Q, K, V].every((t, i) => t.storage === stats.inputs[i]);
       if (stats && same) kept = { o: O, ld: new GpuTensor([B * T * H, 2], 'f32', new Storage(stats.buf)) };
     }
-    ga.attentionBackward(this.ctx, dq, dk, dv, Q, K, V, dO, { B, T, H, Hkv, hs, window }, this.split, kept);
+    // mixed precision: its products on tensor cores where the device has them
+    const tc = this.precision === 'f16-matmul' ? this.f16?.subgroupMatrix ?? null : null;
+    ga.attentionBackward(this.ctx, dq, dk, dv, Q, K, V, dO, { B, T, H, Hkv, hs, window }, this.split, kept, tc);
     return { dq, dk, dv };
   }
 

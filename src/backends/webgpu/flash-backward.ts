@@ -16,7 +16,9 @@
 import { type GpuContext, type Kernel, Params, kernelCache } from './context.js';
 import type { AttentionGradDims } from './grad-attention.js';
 import { type FlashTile, TX, WG, flashAttention, pvProduct } from './flash-attention.js';
+import { flashBackwardTensorCores, tcBackwardFits } from './flash-backward-tc.js';
 import { scratch } from './grad-reduce.js';
+import type { TensorCores } from './matmul-f16.js';
 import { type GpuTensor, bind } from './tensor.js';
 import { BUILTINS, WG_INDEX, lines } from './wgsl.js';
 
@@ -311,12 +313,10 @@ fn main(${BUILTINS}) {
 export function flashAttentionBackward(
   ctx: GpuContext, dq: GpuTensor, dk: GpuTensor, dv: GpuTensor,
   q: GpuTensor, k: GpuTensor, v: GpuTensor, dO: GpuTensor, d: AttentionGradDims, tile: FlashTile,
-  kept?: { o: GpuTensor; ld: GpuTensor },
+  kept?: { o: GpuTensor; ld: GpuTensor }, tensorCores: TensorCores = null,
 ): void {
   const qRows = d.B * d.T * d.H;
   if (qRows === 0 || d.hs === 0) return;
-  const window = Math.min(d.window, 2 ** 30); // beyond any position: as infinite
-  const group = d.H / d.Hkv, scale = 1 / Math.sqrt(d.hs), F = d.Hkv * d.hs;
   // 1. L and δ per query row
   let ld: GpuTensor, o: GpuTensor | null = null;
   if (kept) {
@@ -327,6 +327,20 @@ export function flashAttentionBackward(
     o = scratch(ctx, qRows * d.hs, () => `attentionBackward recomputed output of ${qRows} rows`);
     flashAttention(ctx, o, q, k, v, k, v, new Int32Array(d.B), { ...d, C: 0 }, tile, { dO, ld });
   }
+  if (tensorCores && tcBackwardFits(tensorCores, d.hs, ctx.device.limits.maxComputeWorkgroupStorageSize)) {
+    flashBackwardTensorCores(ctx, dq, dk, dv, q, k, v, dO, ld, d, tensorCores);
+  } else {
+    f32Kernels(ctx, dq, dk, dv, q, k, v, dO, ld, d, tile);
+  }
+  if (o) { ctx.release(o.buf!); ctx.release(ld.buf!); }
+}
+
+/** Steps 2 and 3 on the f32 units. */
+function f32Kernels(
+  ctx: GpuContext, dq: GpuTensor, dk: GpuTensor, dv: GpuTensor,
+  q: GpuTensor, k: GpuTensor, v: GpuTensor, dO: GpuTensor, ld: GpuTensor, d: AttentionGradDims, tile: FlashTile,
+): void {
+  const window = Math.min(d.window, 2 ** 30), group = d.H / d.Hkv, scale = 1 / Math.sqrt(d.hs), F = d.Hkv * d.hs;
   const ins = [bind(q), bind(k), bind(v), bind(dO), bind(ld)];
   const params = (nTiles: number) =>
     new Params().u32(d.T, d.H, d.Hkv, d.hs, F, group).i32(window).u32(nTiles, d.B * d.Hkv * nTiles).f32(scale);
@@ -336,5 +350,4 @@ export function flashAttentionBackward(
   // 3. dk, dv per tile of keys
   const kTiles = Math.ceil(d.T / tile.BQ);
   ctx.dispatch(cached(`dkv${d.hs}_${JSON.stringify(tile)}`, () => dkvKernel(tile, d.hs)), params(kTiles), [...ins, bind(dk), bind(dv)], d.B * d.Hkv * kTiles);
-  if (o) { ctx.release(o.buf!); ctx.release(ld.buf!); }
 }

@@ -19,6 +19,7 @@ import { type GpuTensor, bind } from './tensor.js';
 import { BUILTINS, NEG_BIG, WG_INDEX } from './wgsl.js';
 import { type FlashTile, pickTile } from './flash-attention.js';
 import { flashAttentionBackward } from './flash-backward.js';
+import type { TensorCores } from './matmul-f16.js';
 
 const WG = 64;
 
@@ -268,12 +269,12 @@ export function attentionBackward(
   ctx: GpuContext, dq: GpuTensor, dk: GpuTensor, dv: GpuTensor,
   q: GpuTensor, k: GpuTensor, v: GpuTensor, dO: GpuTensor, d: AttentionGradDims,
   policy: { flashMinRows?: number; flashTile?: FlashTile } = {},
-  kept?: { o: GpuTensor; ld: GpuTensor },
+  kept?: { o: GpuTensor; ld: GpuTensor }, tensorCores: TensorCores = null,
 ): void {
   const qRows = d.B * d.T * d.H, kRows = d.B * d.T * d.Hkv;
   if (qRows === 0 || d.hs === 0) return;
   if (d.T * (d.H / d.Hkv) >= (policy.flashMinRows ?? 64)) {
-    flashAttentionBackward(ctx, dq, dk, dv, q, k, v, dO, d, policy.flashTile ?? pickTile(ctx.device), kept);
+    flashAttentionBackward(ctx, dq, dk, dv, q, k, v, dO, d, policy.flashTile ?? pickTile(ctx.device), kept, tensorCores);
     return;
   }
   const D = Math.ceil(d.hs / WG);

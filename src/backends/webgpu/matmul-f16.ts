@@ -202,7 +202,7 @@ export function packF16(ctx: GpuContext, x: GpuTensor, rows: number, cols: numbe
   return { buf, rows: r, cols: c, rowsP, colsP };
 }
 
-const bindF16 = (m: F16Matrix) => ({ buf: m.buf, size: m.rowsP * m.colsP * 2 });
+export const bindF16 = (m: F16Matrix) => ({ buf: m.buf, size: m.rowsP * m.colsP * 2 });
 
 // ---- tiled kernel (shader-f16) ----
 
@@ -342,7 +342,7 @@ function checkPacked(w: F16Matrix, N: number, K: number): void {
 }
 
 /** WGSL names of a subgroup-matrix shape's left (f16, M × K), right (f16, K × N) and result (f32, M × N) matrix types. */
-const matrixTypes = (s: SubgroupMatrixShape) => ({
+export const matrixTypes = (s: SubgroupMatrixShape) => ({
   L: `subgroup_matrix_left<f16, ${s.K}, ${s.M}>`,
   R: `subgroup_matrix_right<f16, ${s.N}, ${s.K}>`,
   C: `subgroup_matrix_result<f32, ${s.N}, ${s.M}>`,
@@ -352,7 +352,7 @@ const matrixTypes = (s: SubgroupMatrixShape) => ({
  * want offsets the uniformity analysis can prove subgroup-uniform, and it only knows workgroup
  * uniformity (the offsets are uniform within a subgroup, not across the workgroup).
  */
-const SGM_PREAMBLE = 'enable f16;\nenable chromium_experimental_subgroup_matrix;\ndiagnostic(off, chromium.subgroup_matrix_uniformity);';
+export const SGM_PREAMBLE = 'enable f16;\nenable chromium_experimental_subgroup_matrix;\ndiagnostic(off, chromium.subgroup_matrix_uniformity);';
 
 // ---- gemv over packed f16 weights (decode) ----
 

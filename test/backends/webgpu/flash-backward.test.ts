@@ -13,9 +13,12 @@ import type { AttentionArgs, Backend, GradOps } from '../../../src/core/backend.
 import { Rng, randomArray } from '../../../src/core/random.js';
 import { GpuTensor } from '../../../src/backends/webgpu/tensor.js';
 import { gpuBackendOrSkip, relErr } from '../../helpers/gpu.js';
+import { createNodeWebGpuBackend } from '../../../src/node/webgpu.js';
 
 const cpu = new CpuBackend();
 const TOL = 1e-4;
+/** The tensor-core backward: q, k, v, dO, p and dS rounded to f16. */
+const TC_TOL = 1e-2;
 
 function flashBackends(shared: WebGpuBackend): { name: string; be: WebGpuBackend }[] {
   const room = shared.device.limits.maxComputeWorkgroupStorageSize;
@@ -26,7 +29,7 @@ function flashBackends(shared: WebGpuBackend): { name: string; be: WebGpuBackend
 
 interface Case { B: number; T: number; H: number; Hkv: number; hs: number; window: number }
 
-async function check(be: Backend & GradOps, rng: Rng, c: Case, label: string): Promise<void> {
+async function check(be: Backend & GradOps, rng: Rng, c: Case, label: string, tol = TOL): Promise<void> {
   const { B, T, H, Hkv, hs, window } = c;
   const q = randomArray(rng, B * T * H * hs, 2), k = randomArray(rng, B * T * Hkv * hs, 2);
   const v = randomArray(rng, B * T * Hkv * hs), dO = randomArray(rng, B * T * H * hs);
@@ -42,7 +45,7 @@ async function check(be: Backend & GradOps, rng: Rng, c: Case, label: string): P
   for (const [x, n] of names.entries()) {
     const [a, ref] = got[x];
     const err = relErr(a, ref);
-    assert.ok(err <= TOL, `${label} ${JSON.stringify(c)} ${n}: max |Δ| / max |ref| = ${err}`);
+    assert.ok(err <= tol, `${label} ${JSON.stringify(c)} ${n}: max |Δ| / max |ref| = ${err}`);
   }
 }
 
@@ -128,4 +131,32 @@ test('webgpu attention: a training forward keeps its rows\' log-sum-exps, and th
       for (const x of [q, q2, k, v, dO, plain, kept, ...[withKept, recomputed, other].flatMap((r) => Object.values(r.out))]) be.dispose(x);
     }
   }
+});
+
+test('webgpu flash attentionBackward in mixed precision: on tensor cores where the device has subgroup matrices (within f16 rounding), else the f32 kernels; T, windows and heads across tile edges', async (t) => {
+  const shared = await gpuBackendOrSkip(t);
+  if (!shared) return;
+  const be = await createNodeWebGpuBackend({ precision: 'f16-matmul', requireAdapter: true }) as WebGpuBackend;
+  const tc = be.matmulPath === 'f16-subgroup-matrix';
+  t.diagnostic(tc ? 'tensor-core backward' : `no subgroup matrices (${be.matmulPath}): the f32 kernels`);
+  const rng = new Rng(34);
+  const cases: Case[] = [
+    ...[1, 5, 33, 64, 65, Infinity].map((window) => ({ B: 2, T: 70, H: 2, Hkv: 2, hs: 16, window })),
+    ...[[4, 1, 37], [4, 2, 45], [6, 2, 130]].flatMap(([H, Hkv, T]) => [7, 48, Infinity].map((window) => ({ B: 2, T, H, Hkv, hs: 32, window }))),
+    { B: 1, T: 67, H: 2, Hkv: 1, hs: 64, window: 40 }, { B: 1, T: 80, H: 2, Hkv: 2, hs: 128, window: Infinity },
+    { B: 1, T: 200, H: 4, Hkv: 2, hs: 128, window: 100 },
+  ];
+  for (const c of cases) {
+    const { keys } = await be.tidy(async () => {
+      const run = kernelsOf(be, () => check(be, rng, c, 'mixed', tc ? TC_TOL : TOL));
+      await run.out;
+      return run;
+    });
+    assert.equal(keys.some((k) => k.startsWith('flash_bwd_tc_')), tc, `${JSON.stringify(c)}: tensor cores ${tc ? '' : 'not '}used (${keys})`);
+  }
+  // a head size the matrices do not tile: the f32 kernels
+  const odd = kernelsOf(be, () => check(be, rng, { B: 1, T: 70, H: 2, Hkv: 1, hs: 20, window: 30 }, 'mixed hs 20'));
+  await odd.out;
+  assert.ok(!odd.keys.some((k) => k.startsWith('flash_bwd_tc_')), `hs 20: the f32 kernels (${odd.keys})`);
+  be.destroy();
 });
