@@ -21,6 +21,7 @@ import { GpuTensor, Storage, bind } from './tensor.js';
 import { BUILTINS, NEG_BIG, WG_INDEX, cacheReaders, lines, workgroupReduce, workgroupReduceRows } from './wgsl.js';
 import { F16_MAX } from '../../io/half.js';
 import { type FlashTile, flashAttention, pickTile } from './flash-attention.js';
+import type { TensorCores } from './matmul-f16.js';
 
 const WG = 64;
 /**
@@ -352,14 +353,14 @@ export function attention(
   ctx: GpuContext, out: GpuTensor, q: GpuTensor, k: GpuTensor, v: GpuTensor,
   kc: GpuTensor, vc: GpuTensor, pos0: Int32Array, d: AttentionDims, policy: SplitPolicy = DEFAULT_SPLIT,
   rope?: { cos: GpuTensor; sin: GpuTensor },
-  keep?: GpuTensor,
+  keep?: GpuTensor, tensorCores: TensorCores = null,
 ): void {
   const rows = d.B * d.T * d.H;
   if (rope && !attentionFuses(ctx, d)) throw new Error('attention: this call cannot fuse RoPE and the cache store (see attentionFuses)');
   if (keep && !(d.C === 0 && usesFlash(d, policy))) throw new Error('attention: row statistics are kept on the flash path without a cache only');
   if (rows === 0 || d.hs === 0) return;
   if (usesFlash(d, policy)) {
-    flashAttention(ctx, out, q, k, v, kc, vc, pos0, d, policy.flashTile ?? pickTile(ctx.device), keep && { ld: keep });
+    flashAttention(ctx, out, q, k, v, kc, vc, pos0, d, policy.flashTile ?? pickTile(ctx.device), keep && { ld: keep }, tensorCores);
     return;
   }
   const kvF16 = kc.dtype === 'f16', fused = !!rope;

@@ -21,7 +21,7 @@ import * as mb from './mamba.js';
 import * as sm from './sample.js';
 import { f16ArrayToF32 } from '../../io/half.js';
 import { matmul, matmulPackedF16, productFusesEnds } from './matmul.js';
-import { F16_GEMV_MAX_ROWS, type F16Caps, type GemvEnds, checkSubgroupMatrix, detectF16, mambaInputF16Gemv, packF16, swigluF16Gemv } from './matmul-f16.js';
+import { F16_GEMV_MAX_ROWS, type F16Caps, type GemvEnds, type TensorCores, checkSubgroupMatrix, detectF16, mambaInputF16Gemv, packF16, swigluF16Gemv } from './matmul-f16.js';
 import { F16WeightTensor, GpuTensor, Storage, gpu, gpuFloats } from './tensor.js';
 
 export { GpuTensor } from './tensor.js';
@@ -114,6 +114,11 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
   /** Which kernel family matmul uses for more than a few rows: 'f32', 'f16-tiled' or 'f16-subgroup-matrix'. */
   get matmulPath(): 'f32' | 'f16-tiled' | 'f16-subgroup-matrix' {
     return !this.f16 ? 'f32' : this.f16.subgroupMatrix ? 'f16-subgroup-matrix' : 'f16-tiled';
+  }
+
+  /** Mixed precision's subgroup-matrix shape for training attention (its forward with kept statistics, its backward); null: f32 units. */
+  private get trainingTensorCores(): TensorCores {
+    return this.precision === 'f16-matmul' ? this.f16?.subgroupMatrix ?? null : null;
   }
 
   /** Frees every pooled buffer (and the device, if this backend owns it). Tensors become invalid. */
@@ -370,7 +375,8 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     // (owned by out's storage, released with it)
     const keep = fuse.forBackward && !cache && p0.every((p) => p === 0) && att.usesFlash(d, this.split)
       ? this.ctx.alloc(B * T * H * 2 * 4, () => `attention row statistics of ${B * T * H} rows`) : null;
-    att.attention(this.ctx, out, Q, Kn, Vn, Kc, Vc, p0, d, this.split, tables, keep ? new GpuTensor([B * T * H, 2], 'f32', new Storage(keep)) : undefined);
+    const stats = keep ? new GpuTensor([B * T * H, 2], 'f32', new Storage(keep)) : undefined;
+    att.attention(this.ctx, out, Q, Kn, Vn, Kc, Vc, p0, d, this.split, tables, stats, this.trainingTensorCores);
     if (keep) out.storage!.rowStats = { buf: keep, inputs: [Q.storage!, Kn.storage!, Vn.storage!] };
     return out;
   }
@@ -585,9 +591,7 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
       const stats = O.storage!.rowStats, same = stats && [Q, K, V].every((t, i) => t.storage === stats.inputs[i]);
       if (stats && same) kept = { o: O, ld: new GpuTensor([B * T * H, 2], 'f32', new Storage(stats.buf)) };
     }
-    // mixed precision: its products on tensor cores where the device has them
-    const tc = this.precision === 'f16-matmul' ? this.f16?.subgroupMatrix ?? null : null;
-    ga.attentionBackward(this.ctx, dq, dk, dv, Q, K, V, dO, { B, T, H, Hkv, hs, window }, this.split, kept, tc);
+    ga.attentionBackward(this.ctx, dq, dk, dv, Q, K, V, dO, { B, T, H, Hkv, hs, window }, this.split, kept, this.trainingTensorCores);
     return { dq, dk, dv };
   }
 

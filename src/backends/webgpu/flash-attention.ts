@@ -17,6 +17,8 @@
 // through workgroup memory in chunks of DC dims (S = Q·Kᵀ) and VC value columns (O += P·V), one
 // array serving both stages. The per-row softmax step runs on BQ invocations.
 import { type GpuContext, type Kernel, Params, kernelCache } from './context.js';
+import { flashForwardTensorCores, tcFits } from './flash-tc.js';
+import type { TensorCores } from './matmul-f16.js';
 import { type GpuTensor, bind } from './tensor.js';
 import { BUILTINS, NEG_BIG, WG_INDEX, cacheReaders, lines } from './wgsl.js';
 
@@ -296,9 +298,13 @@ export function flashTiles(d: FlashDims, tile: FlashTile): number {
 export function flashAttention(
   ctx: GpuContext, out: GpuTensor, q: GpuTensor, k: GpuTensor, v: GpuTensor,
   kc: GpuTensor, vc: GpuTensor, pos0: Int32Array, d: FlashDims, tile: FlashTile,
-  stats?: { dO?: GpuTensor; ld: GpuTensor },
+  stats?: { dO?: GpuTensor; ld: GpuTensor }, tensorCores: TensorCores = null,
 ): void {
   if (d.B * d.T * d.H === 0 || d.hs === 0) return;
+  if (stats && !stats.dO && tensorCores && tcFits(tensorCores, d.hs, ctx.device.limits.maxComputeWorkgroupStorageSize)) {
+    flashForwardTensorCores(ctx, out, q, k, v, stats.ld, d, tensorCores); // the training forward
+    return;
+  }
   const kvF16 = !stats && kc.dtype === 'f16';
   const mode: FlashStats = !stats ? 'none' : stats.dO ? 'logsumexp+delta' : 'logsumexp';
   const key = `${tile.BQ}_${tile.BK}_${tile.DC}_${tile.VC}_${d.hs}_${mode}${kvF16 ? '_kvf16' : ''}`;

@@ -9,7 +9,7 @@ import { CpuBackend } from '../../../src/backends/cpu/cpu.js';
 import { WebGpuBackend } from '../../../src/backends/webgpu/backend.js';
 import { type FlashTile, TILE_16K, TILE_32K, TILE_48K } from '../../../src/backends/webgpu/flash-attention.js';
 import { backwardTileBytes } from '../../../src/backends/webgpu/flash-backward.js';
-import type { AttentionArgs, Backend, GradOps } from '../../../src/core/backend.js';
+import type { AttentionArgs, Backend, GradOps, Tensor } from '../../../src/core/backend.js';
 import { Rng, randomArray } from '../../../src/core/random.js';
 import { GpuTensor } from '../../../src/backends/webgpu/tensor.js';
 import { gpuBackendOrSkip, relErr } from '../../helpers/gpu.js';
@@ -29,7 +29,7 @@ function flashBackends(shared: WebGpuBackend): { name: string; be: WebGpuBackend
 
 interface Case { B: number; T: number; H: number; Hkv: number; hs: number; window: number }
 
-async function check(be: Backend & GradOps, rng: Rng, c: Case, label: string, tol = TOL): Promise<void> {
+async function check(be: Backend & GradOps, rng: Rng, c: Case, label: string, tol = TOL): Promise<number> {
   const { B, T, H, Hkv, hs, window } = c;
   const q = randomArray(rng, B * T * H * hs, 2), k = randomArray(rng, B * T * Hkv * hs, 2);
   const v = randomArray(rng, B * T * Hkv * hs), dO = randomArray(rng, B * T * H * hs);
@@ -41,12 +41,38 @@ async function check(be: Backend & GradOps, rng: Rng, c: Case, label: string, to
   const g = be.attentionBackward(...ts(be), args), r = cpu.attentionBackward(...ts(cpu), args);
   // read at once: the caller's tidy() disposes the tensors when check first awaits
   const names = ['dq', 'dk', 'dv'] as const;
+  let worst = 0;
   const got = await Promise.all(names.map((n) => Promise.all([be.read(g[n]), cpu.read(r[n])])));
   for (const [x, n] of names.entries()) {
     const [a, ref] = got[x];
     const err = relErr(a, ref);
     assert.ok(err <= tol, `${label} ${JSON.stringify(c)} ${n}: max |Δ| / max |ref| = ${err}`);
+    worst = Math.max(worst, err);
   }
+  return worst;
+}
+
+/** The training forward (statistics kept) and the backward from them, against the CPU's attention and backward. */
+async function checkTraining(be: WebGpuBackend, rng: Rng, c: Case, tol: number): Promise<number> {
+  const { B, T, H, Hkv, hs, window } = c;
+  const q = randomArray(rng, B * T * H * hs, 2), k = randomArray(rng, B * T * Hkv * hs, 2);
+  const v = randomArray(rng, B * T * Hkv * hs), dO = randomArray(rng, B * T * H * hs);
+  const args: AttentionArgs = { nHeads: H, nKvHeads: Hkv, headDim: hs, window, pos0: new Int32Array(B) };
+  const ts = (b: Backend) => [
+    b.tensor(q.slice(), [B, T, H * hs]), b.tensor(k.slice(), [B, T, Hkv * hs]), b.tensor(v.slice(), [B, T, Hkv * hs]), b.tensor(dO.slice(), [B, T, H * hs]),
+  ] as const;
+  const [gq, gk, gv, gdo] = ts(be), [cq, ck, cv, cdo] = ts(cpu);
+  const y = be.attention(gq, gk, gv, null, args, { forBackward: true }), yRef = cpu.attention(cq, ck, cv, null, args);
+  const g = be.attentionBackward(gq, gk, gv, gdo, args, y), r = cpu.attentionBackward(cq, ck, cv, cdo, args);
+  const pairs: [string, Tensor, Tensor][] = [['y', y, yRef], ...(['dq', 'dk', 'dv'] as const).map((n): [string, Tensor, Tensor] => [n, g[n], r[n]])];
+  let worst = 0;
+  const got = await Promise.all(pairs.map(([, a, ref]) => Promise.all([be.read(a), cpu.read(ref)])));
+  for (const [x, [n]] of pairs.entries()) {
+    const err = relErr(got[x][0], got[x][1]);
+    assert.ok(err <= tol, `training ${JSON.stringify(c)} ${n}: max |Δ| / max |ref| = ${err}`);
+    worst = Math.max(worst, err);
+  }
+  return worst;
 }
 
 test('webgpu flash attentionBackward: T and windows across tile edges, GQA/MQA, B > 1', async (t) => {
@@ -133,13 +159,14 @@ test('webgpu attention: a training forward keeps its rows\' log-sum-exps, and th
   }
 });
 
-test('webgpu flash attentionBackward in mixed precision: on tensor cores where the device has subgroup matrices (within f16 rounding), else the f32 kernels; T, windows and heads across tile edges', async (t) => {
+test('webgpu flash attention for training in mixed precision (the forward keeping L, the backward): on tensor cores where the device has subgroup matrices (within f16 rounding), else the f32 kernels; T, windows and heads across tile edges', async (t) => {
   const shared = await gpuBackendOrSkip(t);
   if (!shared) return;
   const be = await createNodeWebGpuBackend({ precision: 'f16-matmul', requireAdapter: true }) as WebGpuBackend;
   const tc = be.matmulPath === 'f16-subgroup-matrix';
   t.diagnostic(tc ? 'tensor-core backward' : `no subgroup matrices (${be.matmulPath}): the f32 kernels`);
   const rng = new Rng(34);
+  let worst = 0;
   const cases: Case[] = [
     ...[1, 5, 33, 64, 65, Infinity].map((window) => ({ B: 2, T: 70, H: 2, Hkv: 2, hs: 16, window })),
     ...[[4, 1, 37], [4, 2, 45], [6, 2, 130]].flatMap(([H, Hkv, T]) => [7, 48, Infinity].map((window) => ({ B: 2, T, H, Hkv, hs: 32, window }))),
@@ -149,11 +176,22 @@ test('webgpu flash attentionBackward in mixed precision: on tensor cores where t
   for (const c of cases) {
     const { keys } = await be.tidy(async () => {
       const run = kernelsOf(be, () => check(be, rng, c, 'mixed', tc ? TC_TOL : TOL));
-      await run.out;
+      worst = Math.max(worst, await run.out);
       return run;
     });
     assert.equal(keys.some((k) => k.startsWith('flash_bwd_tc_')), tc, `${JSON.stringify(c)}: tensor cores ${tc ? '' : 'not '}used (${keys})`);
   }
+  // the training forward (keeping L) and the backward from its statistics, as a training step runs them
+  for (const c of cases) {
+    const { keys } = await be.tidy(async () => {
+      const run = kernelsOf(be, () => checkTraining(be, rng, c, tc ? TC_TOL : TOL));
+      worst = Math.max(worst, await run.out);
+      return run;
+    });
+    assert.equal(keys.some((k) => k.startsWith('flash_attention_tc_')), tc, `${JSON.stringify(c)}: forward on tensor cores: ${tc} (${keys})`);
+    assert.ok(keys.includes('flash_delta'), `${JSON.stringify(c)}: the backward used the kept statistics (${keys})`);
+  }
+  t.diagnostic(`largest relative error: ${worst.toExponential(2)}`);
   // a head size the matrices do not tile: the f32 kernels
   const odd = kernelsOf(be, () => check(be, rng, { B: 1, T: 70, H: 2, Hkv: 1, hs: 20, window: 30 }, 'mixed hs 20'));
   await odd.out;

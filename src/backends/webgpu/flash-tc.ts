@@ -1,0 +1,314 @@
+// Windowed attention for training on tensor cores (mixed precision): the forward that keeps each
+// row's log-sum-exp L (flash-attention.ts's 'logsumexp' mode) and the backward of flash-backward.ts,
+// their products as subgroup-matrix multiply-adds on f16 copies of q, k, v (and dO), in f32.
+//
+// A workgroup is SGS subgroups; subgroup sg owns s.M "rows" (queries of one head, or for dk/dv keys
+// of one KV head) and walks the tiles of BC "columns" (keys; or queries of one head of the group,
+// head by head) that its workgroup's rows see. A product over hs (S = rows·colsᵀ) lands in the
+// subgroup's [s.M, BC] slice of workgroup memory, where its lanes apply the softmax's elementwise
+// steps (masking, exp) and write f16 probabilities back as the left matrix of the next product.
+// Accumulators are result matrices that live across the tiles, so nothing is rescaled online:
+//   forward: pass 1 walks the tiles for each row's max and Σ exp, giving L; pass 2 recomputes S and
+//     accumulates o += exp(S/√hs − L)·V, already normalised (three products instead of two, all on
+//     tensor cores);
+//   backward, per tile: S → p = exp(S/√hs − L), masked, kept per lane; dP = (dO or v rows)·(v or dO
+//     cols)ᵀ → dS = p (dP − δ)/√hs as f16; dq += dS·K (rows: queries), or dv += P·dO and dk += dS·Q
+//     (rows: keys).
+// Matrices load straight from the packed f16 copies in global memory (each s.M-row block at one
+// row stride: a head's consecutive positions), where rows past T read finite values that masked
+// zeros multiply; only the elementwise steps and the final stores go through workgroup memory.
+import { type GpuContext, type Kernel, Params, kernelCache } from './context.js';
+import type { AttentionGradDims } from './grad-attention.js';
+import { type SubgroupMatrixShape, SGM_PREAMBLE, bindF16, matrixTypes, packF16 } from './matmul-f16.js';
+import { type GpuTensor, bind } from './tensor.js';
+import { BUILTINS, NEG_BIG, WG_INDEX, lines } from './wgsl.js';
+
+type Shape = SubgroupMatrixShape & { subgroupSize: number };
+type FlashDims = Pick<AttentionGradDims, 'B' | 'T' | 'H' | 'Hkv' | 'hs' | 'window'>;
+
+/** Subgroups per workgroup, and columns per tile. */
+const SGS = 4;
+const BC = 64;
+
+/** Workgroup memory of the largest kernel, the dk/dv one: S or dP (f32), P and dS (f16), L and δ. */
+function tcBytes(s: Shape): number {
+  return SGS * s.M * BC * (4 + 2 + 2) + 2 * 4 * Math.max(BC, SGS * s.M, SGS * s.subgroupSize);
+}
+
+/** Whether attention on tensor cores takes head size hs on this subgroup-matrix shape and device. */
+export function tcFits(s: Shape, hs: number, maxWorkgroupBytes: number): boolean {
+  return hs > 0 && hs <= 256 && hs % s.K === 0 && hs % s.N === 0 && BC % s.N === 0 && BC % s.K === 0
+    && (s.M * BC) % s.subgroupSize === 0 && s.subgroupSize % s.M === 0 && tcBytes(s) <= maxWorkgroupBytes;
+}
+
+/**
+ * WGSL pieces shared by the kernels, for rows read at row stride RS and columns at CS (the packed
+ * copies' widths). In scope where they run: sg, lane, slice (this subgroup's offset in SF), aOff
+ * (the subgroup's first row, head offset included) and bOff (the tile's first column, likewise).
+ */
+function pieces(s: Shape, hs: number, RS: string, CS: string) {
+  const SG = s.subgroupSize, NT = BC / s.N, ET = hs / s.N, PER = (s.M * BC) / SG;
+  const { L, R, C } = matrixTypes(s);
+  return {
+    ET, PER, C,
+    /** rows·colsᵀ over hs into this subgroup's slice of SF: [s.M, BC] */
+    product: (A: string, B: string) => /* wgsl */ `{
+      ${lines(NT, (n) => `var s${n} = ${C}();`, '\n      ')}
+      for (var kk = 0u; kk < ${hs}u; kk += ${s.K}u) {
+        let a = subgroupMatrixLoad<${L}, row_major>(&${A}, aOff + kk, ${RS});
+        ${lines(NT, (n) => `s${n} = subgroupMatrixMultiplyAccumulate(a, subgroupMatrixLoad<${R}, col_major>(&${B}, bOff + ${n * s.N}u * ${CS} + kk, ${CS}), s${n});`, '\n        ')}
+      }
+      ${lines(NT, (n) => `subgroupMatrixStore<row_major>(&SF, slice + ${n * s.N}u, s${n}, ${BC}u);`, '\n      ')}
+    }`,
+    /** acc0 … acc(ET−1) += (this slice of P, an f16 [s.M, BC] array) · cols [BC, hs] of B */
+    accumulate: (acc: string, P: string, B: string) => /* wgsl */ `
+    for (var kc = 0u; kc < ${BC}u; kc += ${s.K}u) {
+      let a = subgroupMatrixLoad<${L}, row_major>(&${P}, slice + kc, ${BC}u);
+      ${lines(ET, (e) => `${acc}${e} = subgroupMatrixMultiplyAccumulate(a, subgroupMatrixLoad<${R}, row_major>(&${B}, bOff + kc * ${CS} + ${e * s.N}u, ${CS}), ${acc}${e});`, '\n      ')}
+    }`,
+    /** body for each of the lane's elements of the slice: e = lane + SG·x, at row r (of the workgroup's) and column c */
+    elementwise: (body: string) => /* wgsl */ `
+    for (var x = 0u; x < ${PER}u; x++) {
+      let e = lane + x * ${SG}u;
+      let r = sg * ${s.M}u + e / ${BC}u;
+      let c = e % ${BC}u;
+      ${body}
+    }`,
+    /** Writes accumulators acc·e to OUT [B·T, width] at the rows' positions pos0 + …, through SF */
+    store: (acc: string, OUT: string, width: string, pos0: string, head: string) => lines(ET, (e) => /* wgsl */ `
+  subgroupMatrixStore<row_major>(&SF, slice, ${acc}${e}, ${s.N}u);
+  workgroupBarrier();
+  for (var x = lane; x < ${s.M * s.N}u; x += ${SG}u) {
+    let t = ${pos0} + sg * ${s.M}u + x / ${s.N}u;
+    if (t < p.T) { ${OUT}[(b * p.T + t) * ${width} + ${head} * ${hs}u + ${e * s.N}u + x % ${s.N}u] = SF[slice + x]; }
+  }
+  workgroupBarrier();`),
+  };
+}
+
+const HEAD = /* wgsl */ `
+struct P { T: u32, H: u32, Hkv: u32, group: u32, window: i32, nTiles: u32, total: u32, QS: u32, KS: u32, scale: f32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> QH: array<f16>;
+@group(0) @binding(2) var<storage, read> KH: array<f16>;
+@group(0) @binding(3) var<storage, read> VH: array<f16>;`;
+
+// the workgroup's head h (of KV head kvh) of sequence b, its rows t0 … tLast, the subgroup's first
+// row in QH (aOff), the first key tile (the window's first key of row t0, down to a whole block)
+const QUERY_TILE = (RW: number, s: Shape, hs: number) => /* wgsl */ `
+  let tile = p.nTiles - 1u - wg % p.nTiles; // the longest rows first
+  let bh = wg / p.nTiles;
+  let h = bh % p.H;
+  let b = bh / p.H;
+  let kvh = h / p.group;
+  let t0 = tile * ${RW}u;
+  let tLast = min(t0 + ${RW}u, p.T) - 1u;
+  let aOff = (b * p.T + t0 + sg * ${s.M}u) * p.QS + h * ${hs}u;
+  let jStart = max(0, i32(t0) - p.window + 1) & ~${s.N - 1};`;
+
+const SUBGROUP = (s: Shape) => /* wgsl */ `
+  // subgroups are consecutive runs of local_invocation_index (checked by checkSubgroupMatrix)
+  let sg = li / ${s.subgroupSize}u;
+  let lane = li % ${s.subgroupSize}u;
+  let slice = sg * ${s.M * BC}u;`;
+
+/** The forward (training: whole sequences from 0): o [B·T, H·hs] and each row's L into LD [B·T·H, 2]. */
+function forwardKernel(s: Shape, hs: number): Kernel {
+  const SG = s.subgroupSize, RW = SGS * s.M, LPR = SG / s.M, CPL = BC / LPR;
+  const k = pieces(s, hs, 'p.QS', 'p.KS');
+  const visible = 'j <= t && t - j < p.window';
+  return {
+    key: `flash_attention_tc_${s.M}x${s.N}x${s.K}_${SG}_${hs}`,
+    bindings: ['read', 'read', 'read', 'write', 'write'],
+    code: () => /* wgsl */ `${SGM_PREAMBLE}
+${HEAD}
+@group(0) @binding(4) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(5) var<storage, read_write> LD: array<f32>;
+var<workgroup> SF: array<f32, ${SGS * s.M * BC}>;
+var<workgroup> SP: array<f16, ${SGS * s.M * BC}>;
+var<workgroup> laneM: array<f32, ${SGS * SG}>;
+var<workgroup> laneL: array<f32, ${SGS * SG}>;
+var<workgroup> RL: array<f32, ${RW}>;
+
+@compute @workgroup_size(${SGS * SG})
+fn main(${BUILTINS}) {
+  ${WG_INDEX}
+  if (wg >= p.total) { return; }
+  ${SUBGROUP(s)}
+  ${QUERY_TILE(RW, s, hs)}
+  // pass 1: ${LPR} lanes per row, ${CPL} columns each, keep a running max m and Σ exp(s − m)
+  let myRow = lane / ${LPR}u;
+  let c0 = (lane % ${LPR}u) * ${CPL}u;
+  let tr = i32(t0 + sg * ${s.M}u + myRow);
+  var m = ${NEG_BIG};
+  var l = 0.0;
+  for (var kt0 = jStart; kt0 <= i32(tLast); kt0 += ${BC}) {
+    let bOff = (b * p.T + u32(kt0)) * p.KS + kvh * ${hs}u;
+    ${k.product('QH', 'KH')}
+    workgroupBarrier();
+    var tm = ${NEG_BIG};
+    for (var c = c0; c < c0 + ${CPL}u; c++) {
+      let t = tr;
+      let j = kt0 + i32(c);
+      if (${visible}) { tm = max(tm, SF[slice + myRow * ${BC}u + c] * p.scale); }
+    }
+    let mNew = max(m, tm);
+    var sum = 0.0;
+    for (var c = c0; c < c0 + ${CPL}u; c++) {
+      let t = tr;
+      let j = kt0 + i32(c);
+      if (${visible}) { sum += exp(SF[slice + myRow * ${BC}u + c] * p.scale - mNew); }
+    }
+    l = l * exp(m - mNew) + sum;
+    m = mNew;
+    workgroupBarrier(); // SF's readers are done
+  }
+  laneM[li] = m;
+  laneL[li] = l;
+  workgroupBarrier();
+  if (lane % ${LPR}u == 0u) {
+    var mRow = ${NEG_BIG};
+    for (var q = 0u; q < ${LPR}u; q++) { mRow = max(mRow, laneM[li + q]); }
+    var lRow = 0.0;
+    for (var q = 0u; q < ${LPR}u; q++) { lRow += laneL[li + q] * exp(laneM[li + q] - mRow); }
+    RL[sg * ${s.M}u + myRow] = mRow + log(lRow);
+  }
+  // pass 2: o += exp(S/√hs − L)·V
+  ${lines(k.ET, (e) => `var o${e} = ${k.C}();`, ' ')}
+  for (var kt0 = jStart; kt0 <= i32(tLast); kt0 += ${BC}) {
+    let bOff = (b * p.T + u32(kt0)) * p.KS + kvh * ${hs}u;
+    ${k.product('QH', 'KH')}
+    workgroupBarrier();
+    ${k.elementwise(/* wgsl */ `let t = i32(t0 + r);
+      let j = kt0 + i32(c);
+      var pr = 0.0;
+      if (t < i32(p.T) && ${visible}) { pr = exp(SF[slice + e] * p.scale - RL[r]); }
+      SP[slice + e] = f16(pr);`)}
+    workgroupBarrier();
+    ${k.accumulate('o', 'SP', 'VH')}
+  }
+  if (li < ${RW}u && t0 + li < p.T) { LD[2u * ((b * p.T + t0 + li) * p.H + h)] = RL[li]; }
+  workgroupBarrier();
+  ${k.store('o', 'Y', 'p.QS', 't0', 'h')}
+}`,
+  };
+}
+
+/** The backward's dq kernel (rows: queries of one head), or its dk/dv kernel (rows: keys of one KV head). */
+function backwardKernel(s: Shape, hs: number, dq: boolean): Kernel {
+  const SG = s.subgroupSize, RW = SGS * s.M;
+  // rows' operands (A1 with the columns' B1 for S, A2 with B2 for dP) and their row strides
+  const [A1, A2, B1, B2] = dq ? ['QH', 'DOH', 'KH', 'VH'] : ['KH', 'VH', 'QH', 'DOH'];
+  const k = dq ? pieces(s, hs, 'p.QS', 'p.KS') : pieces(s, hs, 'p.KS', 'p.QS');
+  const accs = dq ? ['dq'] : ['dv', 'dk'];
+  // row r's (dq: query) or column c's (dk/dv: query) position t, key position j; visible: j ≤ t < j + window
+  const visible = dq ? 'let t = i32(t0 + r); let j = kt0 + i32(c);' : 'let t = i32(tq0 + c); let j = i32(j0 + r);';
+  const stats = dq ? 'r' : 'c';
+  return {
+    key: `flash_bwd_tc_${dq ? 'dq' : 'dkv'}_${s.M}x${s.N}x${s.K}_${SG}_${hs}`,
+    bindings: ['read', 'read', 'read', 'read', 'read', 'write', ...(dq ? [] : ['write' as const])],
+    code: () => /* wgsl */ `${SGM_PREAMBLE}
+${HEAD}
+@group(0) @binding(4) var<storage, read> DOH: array<f16>;
+@group(0) @binding(5) var<storage, read> LD: array<f32>;
+${dq ? '@group(0) @binding(6) var<storage, read_write> DQ: array<f32>;' : '@group(0) @binding(6) var<storage, read_write> DK: array<f32>;\n@group(0) @binding(7) var<storage, read_write> DV: array<f32>;'}
+var<workgroup> SF: array<f32, ${SGS * s.M * BC}>;
+var<workgroup> SDS: array<f16, ${SGS * s.M * BC}>;
+${dq ? '' : `var<workgroup> SP: array<f16, ${SGS * s.M * BC}>;`}
+// L and δ of the ${dq ? 'rows' : "current tile's columns"} (0 past T)
+var<workgroup> RL: array<f32, ${dq ? RW : BC}>;
+var<workgroup> RD: array<f32, ${dq ? RW : BC}>;
+
+@compute @workgroup_size(${SGS * SG})
+fn main(${BUILTINS}) {
+  ${WG_INDEX}
+  if (wg >= p.total) { return; }
+  ${SUBGROUP(s)}
+  ${accs.map((a) => lines(k.ET, (e) => `var ${a}${e} = ${k.C}();`, ' ')).join('\n  ')}
+  var pv: array<f32, ${k.PER}>;
+${dq ? /* wgsl */ `${QUERY_TILE(RW, s, hs)}
+  if (li < ${RW}u) {
+    var l = 0.0;
+    var d = 0.0;
+    if (t0 + li < p.T) { let row = (b * p.T + t0 + li) * p.H + h; l = LD[2u * row]; d = LD[2u * row + 1u]; }
+    RL[li] = l;
+    RD[li] = d;
+  }
+  for (var kt0 = jStart; kt0 <= i32(tLast); kt0 += ${BC}) {
+    let bOff = (b * p.T + u32(kt0)) * p.KS + kvh * ${hs}u;` : /* wgsl */ `  let tile = wg % p.nTiles; // the earliest keys are seen by the most queries under full attention
+  let bh = wg / p.nTiles;
+  let kvh = bh % p.Hkv;
+  let b = bh / p.Hkv;
+  let j0 = tile * ${RW}u;
+  let jLast = min(j0 + ${RW}u, p.T) - 1u;
+  let tEnd = u32(min(i32(p.T) - 1, i32(jLast) + p.window - 1));
+  let aOff = (b * p.T + j0 + sg * ${s.M}u) * p.KS + kvh * ${hs}u;
+  for (var g = 0u; g < p.group; g++) {
+    let h = kvh * p.group + g;
+    for (var tq0 = j0; tq0 <= tEnd; tq0 += ${BC}u) {
+    workgroupBarrier(); // RL and RD's last readers are done
+    if (li < ${BC}u) {
+      var l = 0.0;
+      var d = 0.0;
+      if (tq0 + li < p.T) { let row = (b * p.T + tq0 + li) * p.H + h; l = LD[2u * row]; d = LD[2u * row + 1u]; }
+      RL[li] = l;
+      RD[li] = d;
+    }
+    let bOff = (b * p.T + tq0) * p.QS + h * ${hs}u;`}
+    ${k.product(A1, B1)}
+    workgroupBarrier();
+    ${k.elementwise(/* wgsl */ `${visible}
+      var pr = 0.0;
+      if (t < i32(p.T) && j <= t && t - j < p.window) { pr = exp(SF[slice + e] * p.scale - RL[${stats}]); }
+      pv[x] = pr;${dq ? '' : '\n      SP[slice + e] = f16(pr);'}`)}
+    workgroupBarrier();
+    ${k.product(A2, B2)}
+    workgroupBarrier();
+    ${k.elementwise(`SDS[slice + e] = f16(pv[x] * (SF[slice + e] - RD[${stats}]) * p.scale);`)}
+    workgroupBarrier();
+    ${dq ? k.accumulate('dq', 'SDS', 'KH') : `${k.accumulate('dv', 'SP', 'DOH')}
+    ${k.accumulate('dk', 'SDS', 'QH')}`}
+  }${dq ? '' : '\n  }'}
+  workgroupBarrier();
+  ${dq ? k.store('dq', 'DQ', 'p.QS', 't0', 'h') : `${k.store('dk', 'DK', 'p.KS', 'j0', 'kvh')}\n${k.store('dv', 'DV', 'p.KS', 'j0', 'kvh')}`}
+}`,
+  };
+}
+
+const cached = kernelCache();
+
+/** f16 copies of [B·T, width] tensors, the kernels' parameters for grids over h heads, the tiles per (b, head), a cache key. */
+function setup(ctx: GpuContext, d: FlashDims, s: Shape, xs: [GpuTensor, number][]) {
+  const packed = xs.map(([x, width]) => packF16(ctx, x, d.B * d.T, width));
+  if (packed.some((m, i) => m.colsP !== xs[i][1])) throw new Error('attention on tensor cores: the head size must be a multiple of 16');
+  const tiles = Math.ceil(d.T / (SGS * s.M));
+  const params = (h: number) => new Params().u32(d.T, d.H, d.Hkv, d.H / d.Hkv).i32(Math.min(d.window, 2 ** 30))
+    .u32(tiles, d.B * h * tiles, d.H * d.hs, d.Hkv * d.hs).f32(1 / Math.sqrt(d.hs));
+  return { packed, params, tiles, key: `${s.M}x${s.N}x${s.K}_${s.subgroupSize}_${d.hs}` };
+}
+
+
+/**
+ * The training forward on tensor cores (tcFits must hold): o and each query row's L into
+ * ld[2·row] (flashAttention's 'logsumexp' mode), whole sequences from position 0.
+ */
+export function flashForwardTensorCores(ctx: GpuContext, out: GpuTensor, q: GpuTensor, k: GpuTensor, v: GpuTensor, ld: GpuTensor, d: FlashDims, s: Shape): void {
+  const x = setup(ctx, d, s, [[q, d.H * d.hs], [k, d.Hkv * d.hs], [v, d.Hkv * d.hs]]);
+  ctx.dispatch(cached(`fwd${x.key}`, () => forwardKernel(s, d.hs)), x.params(d.H), [...x.packed.map(bindF16), bind(out), bind(ld)], d.B * d.H * x.tiles);
+  for (const m of x.packed) ctx.release(m.buf);
+}
+
+/**
+ * dq, dk, dv on tensor cores (tcFits must hold), from L and δ per query row in ld [B·T·H, 2].
+ * q, k, v and dO are packed to f16 here and released after.
+ */
+export function flashBackwardTensorCores(
+  ctx: GpuContext, dq: GpuTensor, dk: GpuTensor, dv: GpuTensor,
+  q: GpuTensor, k: GpuTensor, v: GpuTensor, dO: GpuTensor, ld: GpuTensor, d: FlashDims, s: Shape,
+): void {
+  const x = setup(ctx, d, s, [[q, d.H * d.hs], [k, d.Hkv * d.hs], [v, d.Hkv * d.hs], [dO, d.H * d.hs]]);
+  const ins = [...x.packed.map(bindF16), bind(ld)];
+  ctx.dispatch(cached(`dq${x.key}`, () => backwardKernel(s, d.hs, true)), x.params(d.H), [...ins, bind(dq)], d.B * d.H * x.tiles);
+  ctx.dispatch(cached(`dkv${x.key}`, () => backwardKernel(s, d.hs, false)), x.params(d.Hkv), [...ins, bind(dk), bind(dv)], d.B * d.Hkv * x.tiles);
+  for (const m of x.packed) ctx.release(m.buf);
+}
