@@ -8,7 +8,7 @@
 #   source .gpu/enter.sh && bash bench/suite.sh prefill   # samba vs llama prompts of 4K–64K (~4 min)
 #   source .gpu/enter.sh && bash bench/suite.sh prefill128k   # both at 128K: the llama alone takes ~5 min
 #   source .gpu/enter.sh && bash bench/suite.sh batch     # decode at batch 16, 1K–64K, f16 KV caches (~4 min)
-#   source .gpu/enter.sh && bash bench/suite.sh train     # training rate + profile, samba-421m and the replication's samba (~4 min)
+#   source .gpu/enter.sh && bash bench/suite.sh train     # training rate (f32 and mixed) + profiles, samba-421m and the replication's samba (~5 min)
 #   source .gpu/enter.sh && bash bench/suite.sh toggles   # Dawn toggles (SAMBA_DAWN_FEATURES): host recording, decode, matmul (~7 min)
 #
 # Do not pipe it through tail or anything that buffers: output that has not reached the call's
@@ -42,6 +42,9 @@ case $part in
     run $T --sections batch --weights f16 --kv-cache f16 --tensor-cores --batch-positions 1024,16384,32768,65536 --tokens 8 --json "$out/batch.json" --svg "$out/batch.svg" ;;
   train)
     run $T --sections ceilings,train --json "$out/train.json"
+    # mixed precision: products and attention on tensor cores where the adapter has them
+    run $T --sections ceilings,train --tensor-cores --json "$out/train-mixed.json"
+    run node dist/bench/profile.js --sections train --precision mixed --train-model samba-421m --train-seq 4096 --reps 2
     run node dist/bench/profile.js --sections train --train-config experiments/replicate/configs/samba.json --train-seq 512 --train-batch 16 --reps 3 ;;
   toggles)
     # Dawn's validation of each recorded command (skip_validation) and the shaders' bounds clamps

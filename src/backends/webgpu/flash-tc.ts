@@ -117,6 +117,10 @@ function forwardKernel(s: Shape, hs: number): Kernel {
   const SG = s.subgroupSize, RW = SGS * s.M, LPR = SG / s.M, CPL = BC / LPR;
   const k = pieces(s, hs, 'p.QS', 'p.KS');
   const visible = 'j <= t && t - j < p.window';
+  // the lane's columns in a rotated order, so that at each step the lanes of a subgroup read
+  // different banks (rows are BC floats apart: without it, every lane of the same column half
+  // would hit one bank)
+  const column = `let c = c0 + (cc + myRow + ${s.M}u * (lane % ${LPR}u)) % ${CPL}u; let t = tr; let j = kt0 + i32(c);`;
   return {
     key: `flash_attention_tc_${s.M}x${s.N}x${s.K}_${SG}_${hs}`,
     bindings: ['read', 'read', 'read', 'write', 'write'],
@@ -147,16 +151,14 @@ fn main(${BUILTINS}) {
     ${k.product('QH', 'KH')}
     workgroupBarrier();
     var tm = ${NEG_BIG};
-    for (var c = c0; c < c0 + ${CPL}u; c++) {
-      let t = tr;
-      let j = kt0 + i32(c);
+    for (var cc = 0u; cc < ${CPL}u; cc++) {
+      ${column}
       if (${visible}) { tm = max(tm, SF[slice + myRow * ${BC}u + c] * p.scale); }
     }
     let mNew = max(m, tm);
     var sum = 0.0;
-    for (var c = c0; c < c0 + ${CPL}u; c++) {
-      let t = tr;
-      let j = kt0 + i32(c);
+    for (var cc = 0u; cc < ${CPL}u; cc++) {
+      ${column}
       if (${visible}) { sum += exp(SF[slice + myRow * ${BC}u + c] * p.scale - mNew); }
     }
     l = l * exp(m - mNew) + sum;
