@@ -16,7 +16,7 @@
 import { type GpuContext, type Kernel, Params, kernelCache } from './context.js';
 import type { AttentionGradDims } from './grad-attention.js';
 import { type FlashTile, TX, WG, flashAttention, pvProduct } from './flash-attention.js';
-import { flashBackwardTensorCores, tcFits } from './flash-tc.js';
+import { KEY_TILE, flashBackwardTensorCores, tcFits } from './flash-tc.js';
 import { scratch } from './grad-reduce.js';
 import type { TensorCores } from './matmul-f16.js';
 import { type GpuTensor, bind } from './tensor.js';
@@ -201,14 +201,8 @@ ${QROW}
 fn main(${BUILTINS}) {
   ${WG_INDEX}
   if (wg >= p.total) { return; }
-  let tile = wg % p.nTiles; // the earliest keys are seen by the most queries under full attention
-  let bh = wg / p.nTiles;
-  let kvh = bh % p.Hkv;
-  let b = bh / p.Hkv;
-  let j0 = tile * ${BQ}u;
-  let jLast = min(j0 + ${BQ}u, p.T) - 1u;
+${KEY_TILE(BQ)}
   // query rows (t, g), t-major, of the positions that see some key of the tile
-  let tEnd = u32(min(i32(p.T) - 1, i32(jLast) + p.window - 1));
   let xStart = j0 * p.group;
   let xEnd = (tEnd + 1u) * p.group; // exclusive
   let ty = li / ${TX}u;

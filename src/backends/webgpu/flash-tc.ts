@@ -128,6 +128,27 @@ const QUERY_TILE = (RW: number, s: Shape, hs: number) => /* wgsl */ `
   let aOff = (b * p.T + t0 + sg * ${s.M}u) * p.QS + h * ${hs}u;
   let jStart = max(0, i32(t0) - p.window + 1) & ~${s.N - 1};`;
 
+/**
+ * The dk/dv kernels' tile (here and in flash-backward.ts) of `rows` keys j0 … jLast of KV head kvh
+ * of sequence b, and the last query position tEnd that sees one of them.
+ */
+export const KEY_TILE = (rows: number): string => /* wgsl */ `  let tile = wg % p.nTiles; // the earliest keys are seen by the most queries under full attention
+  let bh = wg / p.nTiles;
+  let kvh = bh % p.Hkv;
+  let b = bh / p.Hkv;
+  let j0 = tile * ${rows}u;
+  let jLast = min(j0 + ${rows}u, p.T) - 1u;
+  let tEnd = u32(min(i32(p.T) - 1, i32(jLast) + p.window - 1));`;
+
+/** L and δ of query positions pos0 … pos0 + n − 1 of head h into RL and RD (zeros past T). */
+const loadStats = (n: number, pos0: string): string => /* wgsl */ `if (li < ${n}u) {
+    var l = 0.0;
+    var d = 0.0;
+    if (${pos0} + li < p.T) { let row = (b * p.T + ${pos0} + li) * p.H + h; l = LD[2u * row]; d = LD[2u * row + 1u]; }
+    RL[li] = l;
+    RD[li] = d;
+  }`;
+
 const SUBGROUP = (s: Shape) => /* wgsl */ `
   // subgroups are consecutive runs of local_invocation_index (checked by checkSubgroupMatrix)
   let sg = li / ${s.subgroupSize}u;
@@ -261,34 +282,16 @@ fn main(${BUILTINS}) {
   ${accs.map((a) => lines(k.ET, (e) => `var ${a}${e} = ${k.C}();`, ' ')).join('\n  ')}
   var pv: array<f32, ${k.PER}>;
 ${dq ? /* wgsl */ `${QUERY_TILE(RW, s, hs)}
-  if (li < ${RW}u) {
-    var l = 0.0;
-    var d = 0.0;
-    if (t0 + li < p.T) { let row = (b * p.T + t0 + li) * p.H + h; l = LD[2u * row]; d = LD[2u * row + 1u]; }
-    RL[li] = l;
-    RD[li] = d;
-  }
+  ${loadStats(RW, 't0')}
   for (var kt0 = jStart; kt0 <= i32(tLast); kt0 += ${BC}) {
     let bOff = (b * p.T + u32(kt0)) * p.KS + kvh * ${hs}u;
-    workgroupBarrier(); // the last tile's readers are done` : /* wgsl */ `  let tile = wg % p.nTiles; // the earliest keys are seen by the most queries under full attention
-  let bh = wg / p.nTiles;
-  let kvh = bh % p.Hkv;
-  let b = bh / p.Hkv;
-  let j0 = tile * ${RW}u;
-  let jLast = min(j0 + ${RW}u, p.T) - 1u;
-  let tEnd = u32(min(i32(p.T) - 1, i32(jLast) + p.window - 1));
+    workgroupBarrier(); // the last tile's readers are done` : /* wgsl */ `${KEY_TILE(RW)}
   let aOff = (b * p.T + j0 + sg * ${s.M}u) * p.KS + kvh * ${hs}u;
   for (var g = 0u; g < p.group; g++) {
     let h = kvh * p.group + g;
     for (var tq0 = j0; tq0 <= tEnd; tq0 += ${BC}u) {
     workgroupBarrier(); // RL, RD and the staged tiles' last readers are done
-    if (li < ${BC}u) {
-      var l = 0.0;
-      var d = 0.0;
-      if (tq0 + li < p.T) { let row = (b * p.T + tq0 + li) * p.H + h; l = LD[2u * row]; d = LD[2u * row + 1u]; }
-      RL[li] = l;
-      RD[li] = d;
-    }
+    ${loadStats(BC, 'tq0')}
     let bOff = (b * p.T + tq0) * p.QS + h * ${hs}u;`}
     ${k.stage(B1, T1)}
     ${k.stage(B2, T2)}
