@@ -9,6 +9,7 @@ import { CpuBackend } from '../../../src/backends/cpu/cpu.js';
 import { WebGpuBackend } from '../../../src/backends/webgpu/backend.js';
 import { type FlashTile, TILE_16K, TILE_32K, TILE_48K } from '../../../src/backends/webgpu/flash-attention.js';
 import { backwardTileBytes } from '../../../src/backends/webgpu/flash-backward.js';
+import { tcFits } from '../../../src/backends/webgpu/flash-tc.js';
 import type { AttentionArgs, Backend, GradOps, Tensor } from '../../../src/core/backend.js';
 import { Rng, randomArray } from '../../../src/core/random.js';
 import { GpuTensor } from '../../../src/backends/webgpu/tensor.js';
@@ -192,6 +193,9 @@ test('webgpu flash attention for training in mixed precision (the forward keepin
     assert.ok(keys.includes('flash_delta'), `${JSON.stringify(c)}: the backward used the kept statistics (${keys})`);
   }
   t.diagnostic(`largest relative error: ${worst.toExponential(2)}`);
+  // head sizes the tensor cores do not take: 20 (the matrices do not tile it), and 256 where its staged tiles overflow the workgroup memory
+  assert.ok(!tcFits({ M: 16, N: 16, K: 16, subgroupSize: 32 }, 20, 1 << 16) && !tcFits({ M: 16, N: 16, K: 16, subgroupSize: 32 }, 256, 48 << 10));
+  assert.ok(tcFits({ M: 16, N: 16, K: 16, subgroupSize: 32 }, 224, 48 << 10) && tcFits({ M: 16, N: 16, K: 16, subgroupSize: 32 }, 128, 48 << 10));
   // a head size the matrices do not tile: the f32 kernels
   const odd = kernelsOf(be, () => check(be, rng, { B: 1, T: 70, H: 2, Hkv: 1, hs: 20, window: 30 }, 'mixed hs 20'));
   await odd.out;
