@@ -116,8 +116,8 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     return !this.f16 ? 'f32' : this.f16.subgroupMatrix ? 'f16-subgroup-matrix' : 'f16-tiled';
   }
 
-  /** Mixed precision's subgroup-matrix shape for training attention (its forward with kept statistics, its backward); null: f32 units. */
-  private get trainingTensorCores(): TensorCores {
+  /** Mixed precision's subgroup-matrix shape for the tiled attention (forwards, with a cache or without, and the backward); null: f32 units. */
+  private get attentionTensorCores(): TensorCores {
     return this.precision === 'f16-matmul' ? this.f16?.subgroupMatrix ?? null : null;
   }
 
@@ -376,7 +376,7 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     const keep = fuse.forBackward && !cache && p0.every((p) => p === 0) && att.usesFlash(d, this.split)
       ? this.ctx.alloc(B * T * H * 2 * 4, () => `attention row statistics of ${B * T * H} rows`) : null;
     const stats = keep ? new GpuTensor([B * T * H, 2], 'f32', new Storage(keep)) : undefined;
-    att.attention(this.ctx, out, Q, Kn, Vn, Kc, Vc, p0, d, this.split, tables, stats, this.trainingTensorCores);
+    att.attention(this.ctx, out, Q, Kn, Vn, Kc, Vc, p0, d, this.split, tables, stats, this.attentionTensorCores);
     if (keep) out.storage!.rowStats = { buf: keep, inputs: [Q.storage!, Kn.storage!, Vn.storage!] };
     return out;
   }
@@ -591,7 +591,7 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
       const stats = O.storage!.rowStats, same = stats && [Q, K, V].every((t, i) => t.storage === stats.inputs[i]);
       if (stats && same) kept = { o: O, ld: new GpuTensor([B * T * H, 2], 'f32', new Storage(stats.buf)) };
     }
-    ga.attentionBackward(this.ctx, dq, dk, dv, Q, K, V, dO, { B, T, H, Hkv, hs, window }, this.split, kept, this.trainingTensorCores);
+    ga.attentionBackward(this.ctx, dq, dk, dv, Q, K, V, dO, { B, T, H, Hkv, hs, window }, this.split, kept, this.attentionTensorCores);
     return { dq, dk, dv };
   }
 

@@ -301,8 +301,9 @@ export function flashAttention(
   stats?: { dO?: GpuTensor; ld: GpuTensor }, tensorCores: TensorCores = null,
 ): void {
   if (d.B * d.T * d.H === 0 || d.hs === 0) return;
-  if (stats && !stats.dO && tensorCores && tcFits(tensorCores, d.hs, ctx.device.limits.maxComputeWorkgroupStorageSize)) {
-    flashForwardTensorCores(ctx, out, q, k, v, stats.ld, d, tensorCores); // the training forward
+  // on tensor cores: the training forward (keeping L), and any forward over a cache or none (f16 q, k and v)
+  if (!stats?.dO && tensorCores && tcFits(tensorCores, d.hs, ctx.device.limits.maxComputeWorkgroupStorageSize)) {
+    flashForwardTensorCores(ctx, out, q, k, v, d, tensorCores, stats ? { ld: stats.ld } : { kc, vc, pos0 });
     return;
   }
   const kvF16 = !stats && kc.dtype === 'f16';

@@ -27,7 +27,7 @@ import { type GpuTensor, bind } from './tensor.js';
 import { BUILTINS, NEG_BIG, WG_INDEX, lines } from './wgsl.js';
 
 type Shape = SubgroupMatrixShape & { subgroupSize: number };
-type FlashDims = Pick<AttentionGradDims, 'B' | 'T' | 'H' | 'Hkv' | 'hs' | 'window'>;
+type FlashDims = Pick<AttentionGradDims, 'B' | 'T' | 'H' | 'Hkv' | 'hs' | 'window'> & { C?: number };
 
 /** Subgroups per workgroup, and columns per tile. */
 const SGS = 4;
@@ -63,14 +63,27 @@ function pieces(s: Shape, hs: number, RS: string, CS: string) {
     ET, PER, C,
     /** Declares a staged column tile [BC, hs] (row stride HP). */
     tile: (T: string) => `var<workgroup> ${T}: array<f16, ${BC * HP}>;`,
-    /** Copies the tile's BC rows of B (an array of 8-half vectors) into T, 16 bytes per load (the caller adds the barriers). */
-    stage: (B: string, T: string) => /* wgsl */ `
+    /**
+     * Copies the tile's BC rows of B (an array of 8-half vectors) into T, 16 bytes per load (the
+     * caller adds the barriers). With `cache` (the forward over a KV cache), row j = kt0 + row is
+     * key position j: from the cache's ring buffer (slot j mod C) before p0, else new row j − p0.
+     */
+    stage: (B: string, T: string, cache?: string) => /* wgsl */ `
     for (var x = li; x < ${BC * V}u; x += ${SGS * SG}u) {
       let row = x / ${V}u;
       let col = (x % ${V}u) * 8u;
-      let gi = (bOff + row * ${CS} + col) / 8u;
       var v = vec4<u32>();
-      if (gi < arrayLength(&${B})) { v = ${B}[gi]; }
+      ${cache ? `let j = kt0 + i32(row);
+      if (j < p0) {
+        if (p.C > 0u) {
+          let gi = ((b * p.C + u32(j) % p.C) * ${CS} + kvh * ${hs}u + col) / 8u;
+          if (gi < arrayLength(&${cache})) { v = ${cache}[gi]; }
+        }
+      } else {
+        let gi = ((b * p.T + u32(j - p0)) * ${CS} + kvh * ${hs}u + col) / 8u;
+        if (gi < arrayLength(&${B})) { v = ${B}[gi]; }
+      }` : `let gi = (bOff + row * ${CS} + col) / 8u;
+      if (gi < arrayLength(&${B})) { v = ${B}[gi]; }`}
       let o = row * ${HP}u + col;
       ${lines(4, (q) => `let h${q} = bitcast<vec2<f16>>(v[${q}]); ${T}[o + ${2 * q}u] = h${q}.x; ${T}[o + ${2 * q + 1}u] = h${q}.y;`, '\n      ')}
     }`,
@@ -109,14 +122,17 @@ function pieces(s: Shape, hs: number, RS: string, CS: string) {
   };
 }
 
-/** Parameters and the packed q, k, v (and dO): the rows' operands as f16 arrays, the staged columns' as 8-half vectors. */
-const HEAD = (columns: string[], dO: boolean) => /* wgsl */ `
-struct P { T: u32, H: u32, Hkv: u32, group: u32, window: i32, nTiles: u32, total: u32, QS: u32, KS: u32, scale: f32 }
+/**
+ * Parameters (C: the KV cache's capacity, 0 without one) and the packed q, k, v (and dO) from
+ * binding `first` on: the rows' operands as f16 arrays, the staged columns' as 8-half vectors.
+ */
+const HEAD = (columns: string[], dO: boolean, first = 1) => /* wgsl */ `
+struct P { T: u32, H: u32, Hkv: u32, group: u32, window: i32, nTiles: u32, total: u32, QS: u32, KS: u32, scale: f32, C: u32 }
 @group(0) @binding(0) var<uniform> p: P;
-${['QH', 'KH', 'VH', ...(dO ? ['DOH'] : [])].map((x, i) => `@group(0) @binding(${i + 1}) var<storage, read> ${x}: array<${columns.includes(x) ? 'vec4<u32>' : 'f16'}>;`).join('\n')}`;
+${['QH', 'KH', 'VH', ...(dO ? ['DOH'] : [])].map((x, i) => `@group(0) @binding(${i + first}) var<storage, read> ${x}: array<${columns.includes(x) ? 'vec4<u32>' : 'f16'}>;`).join('\n')}`;
 
 // the workgroup's head h (of KV head kvh) of sequence b, its rows t0 … tLast, the subgroup's first
-// row in QH (aOff), the first key tile (the window's first key of row t0, down to a whole block)
+// row in QH (aOff)
 const QUERY_TILE = (RW: number, s: Shape, hs: number) => /* wgsl */ `
   let tile = p.nTiles - 1u - wg % p.nTiles; // the longest rows first
   let bh = wg / p.nTiles;
@@ -125,8 +141,10 @@ const QUERY_TILE = (RW: number, s: Shape, hs: number) => /* wgsl */ `
   let kvh = h / p.group;
   let t0 = tile * ${RW}u;
   let tLast = min(t0 + ${RW}u, p.T) - 1u;
-  let aOff = (b * p.T + t0 + sg * ${s.M}u) * p.QS + h * ${hs}u;
-  let jStart = max(0, i32(t0) - p.window + 1) & ~${s.N - 1};`;
+  let aOff = (b * p.T + t0 + sg * ${s.M}u) * p.QS + h * ${hs}u;`;
+
+/** The first key tile: the first key that row t0 (at position p0 + t0) sees, down to a whole block. */
+const FIRST_KEY = (s: Shape) => `let jStart = max(max(0, p0 + i32(t0) - p.window + 1), p0 - i32(p.C)) & ~${s.N - 1};`;
 
 /**
  * The dk/dv kernels' tile (here and in flash-backward.ts) of `rows` keys j0 … jLast of KV head kvh
@@ -155,24 +173,33 @@ const SUBGROUP = (s: Shape) => /* wgsl */ `
   let lane = li % ${s.subgroupSize}u;
   let slice = sg * ${s.M * BC}u;`;
 
-/** The forward (training: whole sequences from 0): o [B·T, H·hs] and each row's L into LD [B·T·H, 2]. */
-function forwardKernel(s: Shape, hs: number): Kernel {
+/**
+ * The forward: o [B·T, H·hs] and, for training (whole sequences from 0), each row's L into
+ * LD [B·T·H, 2]; or, with `cache`, over a KV cache (keys before each sequence's pos0 in its ring
+ * buffer, f16) and the new keys, as flash-attention.ts reads them.
+ */
+function forwardKernel(s: Shape, hs: number, cache: boolean): Kernel {
   const SG = s.subgroupSize, RW = SGS * s.M, LPR = SG / s.M, CPL = BC / LPR;
   const k = pieces(s, hs, 'p.QS', 'p.KS');
-  const visible = 'j <= t && t - j < p.window';
+  // key position j, seen from position t: inside the window and, with a cache, still in it
+  const visible = 'j <= t && t - j < p.window && j >= p0 - i32(p.C)';
   // the lane's columns in a rotated order, so that at each step the lanes of a subgroup read
   // different banks (rows are BC floats apart: without it, every lane of the same column half
   // would hit one bank)
-  const column = `let c = c0 + (cc + myRow + ${s.M}u * (lane % ${LPR}u)) % ${CPL}u; let t = tr; let j = kt0 + i32(c);`;
+  const column = `let c = c0 + (cc + myRow + ${s.M}u * (lane % ${LPR}u)) % ${CPL}u; let t = p0 + tr; let j = kt0 + i32(c);`;
   return {
-    key: `flash_attention_tc_${s.M}x${s.N}x${s.K}_${SG}_${hs}`,
-    bindings: ['read', 'read', 'read', 'write', 'write'],
+    key: `flash_attention_tc_${s.M}x${s.N}x${s.K}_${SG}_${hs}${cache ? '_cache' : ''}`,
+    bindings: cache ? ['ints', 'read', 'read', 'read', 'read', 'read', 'write'] : ['read', 'read', 'read', 'write', 'write'],
     code: () => /* wgsl */ `${SGM_PREAMBLE}
-${HEAD(['KH', 'VH'], false)}
+${cache ? `${HEAD(['KH', 'VH'], false, 2)}
+@group(0) @binding(1) var<storage, read> POS0: array<i32>;
+@group(0) @binding(5) var<storage, read> KC: array<vec4<u32>>;
+@group(0) @binding(6) var<storage, read> VC: array<vec4<u32>>;
+@group(0) @binding(7) var<storage, read_write> Y: array<f32>;` : `${HEAD(['KH', 'VH'], false)}
 @group(0) @binding(4) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(5) var<storage, read_write> LD: array<f32>;`}
 ${k.tile('TK')}
 ${k.tile('TV')}
-@group(0) @binding(5) var<storage, read_write> LD: array<f32>;
 var<workgroup> SF: array<f32, ${SGS * s.M * BC}>;
 var<workgroup> SP: array<f16, ${SGS * s.M * BC}>;
 var<workgroup> laneM: array<f32, ${SGS * SG}>;
@@ -185,15 +212,18 @@ fn main(${BUILTINS}) {
   if (wg >= p.total) { return; }
   ${SUBGROUP(s)}
   ${QUERY_TILE(RW, s, hs)}
+  let p0 = ${cache ? 'POS0[b]' : '0'};
+  ${FIRST_KEY(s)}
+  let jEnd = p0 + i32(tLast);
   // pass 1: ${LPR} lanes per row, ${CPL} columns each, keep a running max m and Σ exp(s − m)
   let myRow = lane / ${LPR}u;
   let c0 = (lane % ${LPR}u) * ${CPL}u;
   let tr = i32(t0 + sg * ${s.M}u + myRow);
   var m = ${NEG_BIG};
   var l = 0.0;
-  for (var kt0 = jStart; kt0 <= i32(tLast); kt0 += ${BC}) {
+  for (var kt0 = jStart; kt0 <= jEnd; kt0 += ${BC}) {
     let bOff = (b * p.T + u32(kt0)) * p.KS + kvh * ${hs}u;
-    ${k.stage('KH', 'TK')}
+    ${k.stage('KH', 'TK', cache ? 'KC' : undefined)}
     workgroupBarrier();
     ${k.product('QH', 'TK')}
     workgroupBarrier();
@@ -224,23 +254,23 @@ fn main(${BUILTINS}) {
   }
   // pass 2: o += exp(S/√hs − L)·V
   ${lines(k.ET, (e) => `var o${e} = ${k.C}();`, ' ')}
-  for (var kt0 = jStart; kt0 <= i32(tLast); kt0 += ${BC}) {
+  for (var kt0 = jStart; kt0 <= jEnd; kt0 += ${BC}) {
     let bOff = (b * p.T + u32(kt0)) * p.KS + kvh * ${hs}u;
     workgroupBarrier(); // the last tile's readers are done
-    ${k.stage('KH', 'TK')}
-    ${k.stage('VH', 'TV')}
+    ${k.stage('KH', 'TK', cache ? 'KC' : undefined)}
+    ${k.stage('VH', 'TV', cache ? 'VC' : undefined)}
     workgroupBarrier();
     ${k.product('QH', 'TK')}
     workgroupBarrier();
-    ${k.elementwise(/* wgsl */ `let t = i32(t0 + r);
+    ${k.elementwise(/* wgsl */ `let t = p0 + i32(t0 + r);
       let j = kt0 + i32(c);
       var pr = 0.0;
-      if (t < i32(p.T) && ${visible}) { pr = exp(SF[slice + e] * p.scale - RL[r]); }
+      if (t0 + r < p.T && ${visible}) { pr = exp(SF[slice + e] * p.scale - RL[r]); }
       SP[slice + e] = f16(pr);`)}
     workgroupBarrier();
     ${k.accumulate('o', 'SP', 'TV')}
   }
-  if (li < ${RW}u && t0 + li < p.T) { LD[2u * ((b * p.T + t0 + li) * p.H + h)] = RL[li]; }
+  ${cache ? '' : `if (li < ${RW}u && t0 + li < p.T) { LD[2u * ((b * p.T + t0 + li) * p.H + h)] = RL[li]; }`}
   workgroupBarrier();
   ${k.store('o', 'Y', 'p.QS', 't0', 'h')}
 }`,
@@ -282,6 +312,8 @@ fn main(${BUILTINS}) {
   ${accs.map((a) => lines(k.ET, (e) => `var ${a}${e} = ${k.C}();`, ' ')).join('\n  ')}
   var pv: array<f32, ${k.PER}>;
 ${dq ? /* wgsl */ `${QUERY_TILE(RW, s, hs)}
+  let p0 = 0; // whole sequences
+  ${FIRST_KEY(s)}
   ${loadStats(RW, 't0')}
   for (var kt0 = jStart; kt0 <= i32(tLast); kt0 += ${BC}) {
     let bOff = (b * p.T + u32(kt0)) * p.KS + kvh * ${hs}u;
@@ -324,18 +356,35 @@ function setup(ctx: GpuContext, d: FlashDims, s: Shape, xs: [GpuTensor, number][
   if (packed.some((m, i) => m.colsP !== xs[i][1])) throw new Error('attention on tensor cores: the head size must be a multiple of 16');
   const tiles = Math.ceil(d.T / (SGS * s.M));
   const params = (h: number) => new Params().u32(d.T, d.H, d.Hkv, d.H / d.Hkv).i32(Math.min(d.window, 2 ** 30))
-    .u32(tiles, d.B * h * tiles, d.H * d.hs, d.Hkv * d.hs).f32(1 / Math.sqrt(d.hs));
+    .u32(tiles, d.B * h * tiles, d.H * d.hs, d.Hkv * d.hs).f32(1 / Math.sqrt(d.hs)).u32(d.C ?? 0);
   return { packed, params, tiles, key: `${s.M}x${s.N}x${s.K}_${s.subgroupSize}_${d.hs}` };
 }
 
-
 /**
- * The training forward on tensor cores (tcFits must hold): o and each query row's L into
- * ld[2·row] (flashAttention's 'logsumexp' mode), whole sequences from position 0.
+ * The forward on tensor cores (tcFits must hold). Training (`ld`): whole sequences from position
+ * 0, each query row's L into ld[2·row] (flashAttention's 'logsumexp' mode). Otherwise over the KV
+ * cache kc/vc [B, C, Hkv·hs] (f32, packed to f16 here, or f16 as stored; unread when C = 0) from
+ * each sequence's pos0, as flashAttention reads it.
  */
-export function flashForwardTensorCores(ctx: GpuContext, out: GpuTensor, q: GpuTensor, k: GpuTensor, v: GpuTensor, ld: GpuTensor, d: FlashDims, s: Shape): void {
+export function flashForwardTensorCores(
+  ctx: GpuContext, out: GpuTensor, q: GpuTensor, k: GpuTensor, v: GpuTensor, d: FlashDims, s: Shape,
+  at: { ld: GpuTensor } | { kc: GpuTensor; vc: GpuTensor; pos0: Int32Array },
+): void {
   const x = setup(ctx, d, s, [[q, d.H * d.hs], [k, d.Hkv * d.hs], [v, d.Hkv * d.hs]]);
-  ctx.dispatch(cached(`fwd${x.key}`, () => forwardKernel(s, d.hs)), x.params(d.H), [...x.packed.map(bindF16), bind(out), bind(ld)], d.B * d.H * x.tiles);
+  if ('ld' in at) {
+    ctx.dispatch(cached(`fwd${x.key}`, () => forwardKernel(s, d.hs, false)), x.params(d.H), [...x.packed.map(bindF16), bind(out), bind(at.ld)], d.B * d.H * x.tiles);
+  } else {
+    // the cache as halves: an f16 cache is bound as it is stored; an f32 one (or none: any buffer) is packed
+    const C = d.C ?? 0, F = d.Hkv * d.hs;
+    const halves = (c: GpuTensor) => (c.dtype === 'f16' ? { buf: c.buf!, size: c.bytes, offset: c.offset, pooled: null }
+      : C > 0 ? (({ buf, rowsP, colsP }) => ({ buf, size: rowsP * colsP * 2, offset: 0, pooled: buf }))(packF16(ctx, c, d.B * C, F))
+        : { buf: x.packed[1].buf, size: 16, offset: 0, pooled: null });
+    const [kc, vc] = [halves(at.kc), halves(at.vc)];
+    const [qh, kh, vh] = x.packed.map(bindF16);
+    ctx.dispatch(cached(`fwdc${x.key}`, () => forwardKernel(s, d.hs, true)), x.params(d.H),
+      [at.pos0, qh, kh, vh, { buf: kc.buf, size: kc.size, offset: kc.offset }, { buf: vc.buf, size: vc.size, offset: vc.offset }, bind(out)], d.B * d.H * x.tiles);
+    for (const c of [kc, vc]) if (c.pooled) ctx.release(c.pooled);
+  }
   for (const m of x.packed) ctx.release(m.buf);
 }
 

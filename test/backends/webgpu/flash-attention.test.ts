@@ -12,6 +12,7 @@ import { type FlashTile, TILE_16K, TILE_32K, TILE_48K, tileBytes } from '../../.
 import { type AttentionArgs, type Backend, type KvCache, type Tensor, numel } from '../../../src/core/backend.js';
 import { Rng, randomArray } from '../../../src/core/random.js';
 import { gpuBackendOrSkip, relErr } from '../../helpers/gpu.js';
+import { createNodeWebGpuBackend } from '../../../src/node/webgpu.js';
 
 const cpu = new CpuBackend();
 const TOL = 1e-4;
@@ -30,9 +31,11 @@ function twin(be: Backend, data: Float32Array, shape: number[]): [Tensor, Tensor
 
 interface Case {
   B: number; T: number; H: number; Hkv: number; hs: number; window: number; pos0: number[]; capacity?: number;
+  /** f16 caches (every slot written through writeKv from random rows) */
+  f16?: boolean;
 }
 
-async function check(be: Backend, rng: Rng, c: Case, label: string): Promise<void> {
+async function check(be: Backend, rng: Rng, c: Case, label: string, tol = TOL): Promise<void> {
   const { B, T, H, Hkv, hs, window, capacity } = c;
   // scores spread enough that the softmax is far from uniform
   const [gq, cq] = twin(be, randomArray(rng, B * T * H * hs, 2), [B, T, H * hs]);
@@ -42,13 +45,20 @@ async function check(be: Backend, rng: Rng, c: Case, label: string): Promise<voi
   if (capacity !== undefined) {
     const shape = [B, capacity, Hkv * hs];
     const [gkc, ckc] = twin(be, randomArray(rng, numel(shape), 2), shape), [gvc, cvc] = twin(be, randomArray(rng, numel(shape)), shape);
-    gc = { k: gkc, v: gvc, capacity };
-    cc = { k: ckc, v: cvc, capacity };
+    if (c.f16) {
+      gc = { k: be.zeros(shape, 'f16'), v: be.zeros(shape, 'f16'), capacity };
+      cc = { k: cpu.zeros(shape, 'f16'), v: cpu.zeros(shape, 'f16'), capacity };
+      be.writeKv(gc, gkc, gvc, new Int32Array(B));
+      cpu.writeKv(cc, ckc, cvc, new Int32Array(B));
+    } else {
+      gc = { k: gkc, v: gvc, capacity };
+      cc = { k: ckc, v: cvc, capacity };
+    }
   }
   const args: AttentionArgs = { nHeads: H, nKvHeads: Hkv, headDim: hs, window, pos0: Int32Array.from(c.pos0) };
   const [a, ref] = await Promise.all([be.read(be.attention(gq, gk, gv, gc, args)), cpu.read(cpu.attention(cq, ck, cv, cc, args))]);
   const err = relErr(a, ref);
-  assert.ok(err <= TOL, `${label} ${JSON.stringify(c)}: max |Δ| / max |ref| = ${err}`);
+  assert.ok(err <= tol, `${label} ${JSON.stringify(c)}: max |Δ| / max |ref| = ${err}`);
 }
 
 test('webgpu flash attention without a cache: T and windows across tile edges, GQA/MQA, B > 1', async (t) => {
@@ -105,7 +115,7 @@ test('webgpu flash attention with a KV cache: wrapped ring buffer, partly filled
  * A sequence fed in chunks through a cache (attention, then writeKv, as the model does) gives the
  * rows of one forward over the whole sequence.
  */
-async function chunked(be: Backend, rng: Rng, label: string, c: { B: number; H: number; Hkv: number; hs: number; window: number; cuts: number[] }): Promise<void> {
+async function chunked(be: Backend, rng: Rng, label: string, c: { B: number; H: number; Hkv: number; hs: number; window: number; cuts: number[] }, tol = TOL): Promise<void> {
   const { B, H, Hkv, hs, window, cuts } = c;
   const total = cuts.reduce((a, b) => a + b, 0), F = Hkv * hs;
   const q = randomArray(rng, B * total * H * hs, 2), k = randomArray(rng, B * total * F, 2), v = randomArray(rng, B * total * F);
@@ -129,7 +139,7 @@ async function chunked(be: Backend, rng: Rng, label: string, c: { B: number; H: 
     const want = new Float32Array(B * T * H * hs);
     for (let b = 0; b < B; b++) want.set(ref.subarray((b * total + pos) * H * hs, (b * total + pos + T) * H * hs), b * T * H * hs);
     const err = relErr(y, want);
-    assert.ok(err <= TOL, `${label} chunked ${JSON.stringify(c)} at ${pos}+${T}: max |Δ| / max |ref| = ${err}`);
+    assert.ok(err <= tol, `${label} chunked ${JSON.stringify(c)} at ${pos}+${T}: max |Δ| / max |ref| = ${err}`);
     pos += T;
   }
 }
@@ -148,4 +158,35 @@ test('webgpu flash attention: chunked continuation over the cache equals one for
   // the default policy: decode and short chunks on the per-row kernel, long ones on the tiled one
   await shared.tidy(() => chunked(shared, rng, 'default', { B: 2, H: 4, Hkv: 1, hs: 32, window: 50, cuts: [81, 1, 1, 7, 70] }));
   await shared.tidy(() => chunked(shared, rng, 'default', { B: 1, H: 2, Hkv: 2, hs: 128, window: Infinity, cuts: [100, 1, 65] }));
+});
+
+test('webgpu flash attention in mixed precision: on tensor cores where the device has subgroup matrices (f16 q, k, v: within f16 rounding) over f32 and f16 caches, wrapped, partly filled, grown or none, and in chunks; else the f32 kernels', async (t) => {
+  const shared = await gpuBackendOrSkip(t);
+  if (!shared) return;
+  const be = await createNodeWebGpuBackend({ precision: 'f16-matmul', requireAdapter: true }) as WebGpuBackend;
+  const tc = be.matmulPath === 'f16-subgroup-matrix', tol = tc ? 1e-2 : TOL;
+  t.diagnostic(tc ? 'tensor cores' : `no subgroup matrices (${be.matmulPath}): the f32 kernels`);
+  const rng = new Rng(25);
+  // every case has at least 64 query rows (T · H / Hkv), so the default policy takes the tiled kernels
+  const cases: Case[] = [
+    { B: 2, T: 40, H: 4, Hkv: 2, hs: 16, window: 37, capacity: 37, pos0: [100, 3] },
+    { B: 2, T: 75, H: 2, Hkv: 2, hs: 16, window: 9, capacity: 9, pos0: [30, 2] },
+    { B: 2, T: 70, H: 4, Hkv: 1, hs: 32, window: Infinity, capacity: 160, pos0: [90, 7] },
+    { B: 2, T: 40, H: 4, Hkv: 1, hs: 64, window: 50, capacity: 50, pos0: [75, 12], f16: true },
+    { B: 2, T: 70, H: 2, Hkv: 1, hs: 128, window: 40, pos0: [0, 5] },
+  ];
+  for (const c of cases) {
+    const keys: string[] = [], dispatch = be.ctx.dispatch;
+    be.ctx.dispatch = function (this: typeof be.ctx, kernel, ...rest) { keys.push(kernel.key); return dispatch.call(this, kernel, ...rest); };
+    try {
+      await be.tidy(() => check(be, rng, c, 'mixed', tol));
+    } finally {
+      be.ctx.dispatch = dispatch;
+    }
+    assert.equal(keys.some((k) => k.startsWith('flash_attention_tc_')), tc, `${JSON.stringify(c)}: tensor cores used: ${tc} (${keys})`);
+  }
+  for (const window of [13, 70, Infinity]) {
+    await be.tidy(() => chunked(be, rng, 'mixed', { B: 2, H: 4, Hkv: 2, hs: 16, window, cuts: [37, 1, 66, 5, 40] }, tol));
+  }
+  be.destroy();
 });
