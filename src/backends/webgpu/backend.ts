@@ -38,9 +38,10 @@ export interface WebGpuBackendOptions extends ContextOptions {
    */
   precision?: Precision;
   /**
-   * Subgroup matrices (tensor cores) for f16 products. Default: used in 'f16-matmul' precision
-   * where the device has them. false: never (the f16 tiled kernel). true: also in 'f32' precision,
-   * for the products of f16 weights (packed at load) with more rows than decoding has.
+   * Subgroup matrices (tensor cores) for f16 products and the tiled attention. Default: used in
+   * 'f16-matmul' precision where the device has them. false: never (the f16 tiled kernel, f32
+   * attention). true: also in 'f32' precision, for the products of f16 weights (packed at load)
+   * with more rows than decoding has, and for the tiled attention.
    */
   subgroupMatrix?: boolean;
   /** The adapter's info, where device.adapterInfo lacks the subgroup-matrix shapes (Dawn for Node). */
@@ -116,9 +117,13 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     return !this.f16 ? 'f32' : this.f16.subgroupMatrix ? 'f16-subgroup-matrix' : 'f16-tiled';
   }
 
-  /** Mixed precision's subgroup-matrix shape for the tiled attention (forwards, with a cache or without, and the backward); null: f32 units. */
+  /**
+   * The subgroup-matrix shape for the tiled attention (forwards, with a cache or without, and the
+   * backward: q, k and v as halves) where tensor cores were asked for (subgroupMatrix), as the
+   * products' f16 paths use it; null: the f32 units.
+   */
   private get attentionTensorCores(): TensorCores {
-    return this.precision === 'f16-matmul' ? this.f16?.subgroupMatrix ?? null : null;
+    return this.f16Caps.subgroupMatrix;
   }
 
   /** Frees every pooled buffer (and the device, if this backend owns it). Tensors become invalid. */
