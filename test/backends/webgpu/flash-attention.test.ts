@@ -163,30 +163,35 @@ test('webgpu flash attention: chunked continuation over the cache equals one for
 test('webgpu flash attention in mixed precision: on tensor cores where the device has subgroup matrices (f16 q, k, v: within f16 rounding) over f32 and f16 caches, wrapped, partly filled, grown or none, and in chunks; else the f32 kernels', async (t) => {
   const shared = await gpuBackendOrSkip(t);
   if (!shared) return;
-  const be = await createNodeWebGpuBackend({ precision: 'f16-matmul', requireAdapter: true }) as WebGpuBackend;
-  const tc = be.matmulPath === 'f16-subgroup-matrix', tol = tc ? 1e-2 : TOL;
-  t.diagnostic(tc ? 'tensor cores' : `no subgroup matrices (${be.matmulPath}): the f32 kernels`);
-  const rng = new Rng(25);
-  // every case has at least 64 query rows (T · H / Hkv), so the default policy takes the tiled kernels
-  const cases: Case[] = [
-    { B: 2, T: 40, H: 4, Hkv: 2, hs: 16, window: 37, capacity: 37, pos0: [100, 3] },
-    { B: 2, T: 75, H: 2, Hkv: 2, hs: 16, window: 9, capacity: 9, pos0: [30, 2] },
-    { B: 2, T: 70, H: 4, Hkv: 1, hs: 32, window: Infinity, capacity: 160, pos0: [90, 7] },
-    { B: 2, T: 40, H: 4, Hkv: 1, hs: 64, window: 50, capacity: 50, pos0: [75, 12], f16: true },
-    { B: 2, T: 70, H: 2, Hkv: 1, hs: 128, window: 40, pos0: [0, 5] },
-  ];
-  for (const c of cases) {
-    const keys: string[] = [], dispatch = be.ctx.dispatch;
-    be.ctx.dispatch = function (this: typeof be.ctx, kernel, ...rest) { keys.push(kernel.key); return dispatch.call(this, kernel, ...rest); };
-    try {
-      await be.tidy(() => check(be, rng, c, 'mixed', tol));
-    } finally {
-      be.ctx.dispatch = dispatch;
+  const mixed = await createNodeWebGpuBackend({ precision: 'f16-matmul', requireAdapter: true }) as WebGpuBackend;
+  const tc = mixed.matmulPath === 'f16-subgroup-matrix', tol = tc ? 1e-2 : TOL;
+  t.diagnostic(tc ? 'tensor cores' : `no subgroup matrices (${mixed.matmulPath}): the f32 kernels`);
+  // mixed precision, and f32 precision with tensor cores asked for (the model commands' --tensor-cores)
+  const asked = new WebGpuBackend(mixed.device, { subgroupMatrix: tc, adapterInfo: mixed.device.adapterInfo });
+  for (const [name, be] of [['mixed', mixed], ['f32 with tensor cores', asked]] as const) {
+    const rng = new Rng(25);
+    // every case has at least 64 query rows (T · H / Hkv), so the default policy takes the tiled kernels
+    const cases: Case[] = [
+      { B: 2, T: 40, H: 4, Hkv: 2, hs: 16, window: 37, capacity: 37, pos0: [100, 3] },
+      { B: 2, T: 75, H: 2, Hkv: 2, hs: 16, window: 9, capacity: 9, pos0: [30, 2] },
+      { B: 2, T: 70, H: 4, Hkv: 1, hs: 32, window: Infinity, capacity: 160, pos0: [90, 7] },
+      { B: 2, T: 40, H: 4, Hkv: 1, hs: 64, window: 50, capacity: 50, pos0: [75, 12], f16: true },
+      { B: 2, T: 70, H: 2, Hkv: 1, hs: 128, window: 40, pos0: [0, 5] },
+    ];
+    for (const c of cases) {
+      const keys: string[] = [], dispatch = be.ctx.dispatch;
+      be.ctx.dispatch = function (this: typeof be.ctx, kernel, ...rest) { keys.push(kernel.key); return dispatch.call(this, kernel, ...rest); };
+      try {
+        await be.tidy(() => check(be, rng, c, name, tol));
+      } finally {
+        be.ctx.dispatch = dispatch;
+      }
+      assert.equal(keys.some((k) => k.startsWith('flash_attention_tc_')), tc, `${name} ${JSON.stringify(c)}: tensor cores used: ${tc} (${keys})`);
     }
-    assert.equal(keys.some((k) => k.startsWith('flash_attention_tc_')), tc, `${JSON.stringify(c)}: tensor cores used: ${tc} (${keys})`);
+    for (const window of [13, 70, Infinity]) {
+      await be.tidy(() => chunked(be, rng, name, { B: 2, H: 4, Hkv: 2, hs: 16, window, cuts: [37, 1, 66, 5, 40] }, tol));
+    }
   }
-  for (const window of [13, 70, Infinity]) {
-    await be.tidy(() => chunked(be, rng, 'mixed', { B: 2, H: 4, Hkv: 2, hs: 16, window, cuts: [37, 1, 66, 5, 40] }, tol));
-  }
-  be.destroy();
+  asked.destroy(); // its pool; the device is mixed's
+  mixed.destroy();
 });
