@@ -167,7 +167,7 @@ test('webgpu flash attention in mixed precision: on tensor cores where the devic
   const tc = mixed.matmulPath === 'f16-subgroup-matrix', tol = tc ? 1e-2 : TOL;
   t.diagnostic(tc ? 'tensor cores' : `no subgroup matrices (${mixed.matmulPath}): the f32 kernels`);
   // mixed precision, and f32 precision with tensor cores asked for (the model commands' --tensor-cores)
-  const asked = new WebGpuBackend(mixed.device, { subgroupMatrix: tc, adapterInfo: mixed.device.adapterInfo });
+  const asked = await createNodeWebGpuBackend({ subgroupMatrix: tc, requireAdapter: true }) as WebGpuBackend;
   for (const [name, be] of [['mixed', mixed], ['f32 with tensor cores', asked]] as const) {
     const rng = new Rng(25);
     // every case has at least 64 query rows (T · H / Hkv), so the default policy takes the tiled kernels
@@ -192,6 +192,6 @@ test('webgpu flash attention in mixed precision: on tensor cores where the devic
       await be.tidy(() => chunked(be, rng, name, { B: 2, H: 4, Hkv: 2, hs: 16, window, cuts: [37, 1, 66, 5, 40] }, tol));
     }
   }
-  asked.destroy(); // its pool; the device is mixed's
+  asked.destroy();
   mixed.destroy();
 });
