@@ -16,6 +16,7 @@
 //                            with --weights f16 this moves prefill's products onto the tensor cores)
 //     [--scan-invocations N] (the chunked selective scan's target invocations, mamba.ts scanShape; 0: the sequential scan)
 //     [--scan-grad-invocations N] (the same for its backward, grad-mamba.ts scanGradShape; 0: walked in order)
+//     [--tc-attention on|off] (attention on tensor cores where tensor cores are used, flash-tc.ts; off: f32 kernels)
 //     [--json out.json] [--svg out.svg]   (the measured points, and tokens/s against length for the
 //     prefill and batch sections; both rewritten after every row, so a run cut short keeps its rows)
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
@@ -23,6 +24,7 @@ import { parseArgs } from 'node:util';
 import type { Backend, Tensor } from '../src/core/backend.js';
 import { scanShape } from '../src/backends/webgpu/mamba.js';
 import { scanGradShape } from '../src/backends/webgpu/grad-mamba.js';
+import { tcAttention } from '../src/backends/webgpu/flash-tc.js';
 import { Rng } from '../src/core/random.js';
 import { countParams, makeConfig, paramSpecs, type ModelConfig } from '../src/model/config.js';
 import { prefill } from '../src/generate/generate.js';
@@ -62,6 +64,8 @@ const { values } = parseArgs({
     // invocations the chunked selective scan aims for (mamba.ts scanShape; 0: the sequential scan)
     'scan-invocations': { type: 'string' },
     'scan-grad-invocations': { type: 'string' },
+    // on: attention on tensor cores where tensor cores are used (flash-tc.ts); off: the f32 kernels, to compare
+    'tc-attention': { type: 'string', default: 'on' },
     json: { type: 'string' },
     svg: { type: 'string' },
   },
@@ -76,6 +80,8 @@ if ('matmulPath' in be) console.log(`matmul path: ${String(be.matmulPath)}`);
 const sections = new Set(values.sections!.split(','));
 if (values['scan-invocations'] !== undefined) scanShape.invocations = Number(values['scan-invocations']);
 if (values['scan-grad-invocations'] !== undefined) scanGradShape.invocations = Number(values['scan-grad-invocations']);
+if (values['tc-attention'] !== 'on' && values['tc-attention'] !== 'off') throw new Error(`--tc-attention must be on or off, got ${values['tc-attention']}`);
+tcAttention.enabled = values['tc-attention'] === 'on';
 for (const o of ['weights', 'kv-cache'] as const) if (values[o] !== 'f32' && values[o] !== 'f16') throw new Error(`--${o} must be f32 or f16, got ${values[o]}`);
 /** A preset's name, or a ModelConfig JSON file (e.g. experiments/replicate/configs/samba.json). */
 const modelConfig = (name: string): ModelConfig => (name.endsWith('.json') ? makeConfig(JSON.parse(readFileSync(name, 'utf8'))) : getPreset(name));

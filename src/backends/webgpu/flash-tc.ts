@@ -43,9 +43,12 @@ function tcBytes(s: Shape, hs: number): number {
   return SGS * s.M * BC * (4 + 2 + 2) + 2 * BC * tileStride(hs) * 2 + 2 * 4 * Math.max(BC, SGS * s.M, SGS * s.subgroupSize);
 }
 
+/** For benches (throughput.ts --tc-attention off): false keeps every attention on the f32 kernels. */
+export const tcAttention = { enabled: true };
+
 /** Whether attention on tensor cores takes head size hs on this subgroup-matrix shape and device. */
 export function tcFits(s: Shape, hs: number, maxWorkgroupBytes: number): boolean {
-  return hs > 0 && hs <= 256 && hs % s.K === 0 && hs % s.N === 0 && BC % s.N === 0 && BC % s.K === 0
+  return tcAttention.enabled && hs > 0 && hs <= 256 && hs % s.K === 0 && hs % s.N === 0 && BC % s.N === 0 && BC % s.K === 0
     && (s.M * BC) % s.subgroupSize === 0 && s.subgroupSize % s.M === 0 && tcBytes(s, hs) <= maxWorkgroupBytes;
 }
 
