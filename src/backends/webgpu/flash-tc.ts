@@ -1,6 +1,7 @@
-// Windowed attention for training on tensor cores (mixed precision): the forward that keeps each
-// row's log-sum-exp L (flash-attention.ts's 'logsumexp' mode) and the backward of flash-backward.ts,
-// their products as subgroup-matrix multiply-adds on f16 copies of q, k, v (and dO), in f32.
+// Windowed attention on tensor cores (mixed precision, or tensor cores asked for): the tiled
+// forward, over a KV cache as flash-attention.ts reads it or, for training, keeping each row's
+// log-sum-exp L (its 'logsumexp' mode); and the backward of flash-backward.ts. Their products are
+// subgroup-matrix multiply-adds on f16 copies of q, k, v (and dO), accumulated in f32.
 //
 // A workgroup is SGS subgroups; subgroup sg owns s.M "rows" (queries of one head, or for dk/dv keys
 // of one KV head) and walks the tiles of BC "columns" (keys; or queries of one head of the group,
