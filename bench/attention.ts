@@ -5,11 +5,15 @@
 //   node dist/bench/attention.js                     # T = 4K, 16K, 64K (a discrete GPU)
 //   node dist/bench/attention.js --quick             # T = 256, 512, window 128, 4 heads × 64 (lavapipe)
 //   node dist/bench/attention.js --T 4096,16384 --windows 2048,inf --heads 18 --kv-heads 18 --hs 128
-//       [--tile 16k|32k|48k] [--backward] [--reps 5] [--log out.txt]
+//       [--tile 16k|32k|48k] [--backward] [--tensor-cores] [--reps 5] [--log out.txt]
+// --tensor-cores: mixed precision, where attention runs on tensor cores (flash-tc.ts) if the adapter
+// has subgroup matrices (q, k and v as halves; the error column shows it).
+// The backward is timed as training runs it: from the statistics a forward kept (flash_delta, then
+// the dq and dk/dv kernels).
 // FLOPs counted: 4·hs·H per (query, key) pair the causal window lets a query see (QKᵀ and PV, 2 each),
 // i.e. 4·hs·H·Σ_i min(i+1, W), about 4·T·W·hs·H for T ≫ W and 2·T²·hs·H for full attention (masked
 // pairs inside visited tiles are not counted). The backward is counted as 2.5× that (5 products
-// against 2, as FlashAttention-2 reports it), though this backward recomputes more.
+// against 2, as FlashAttention-2 reports it), though its two kernels each recompute S and dP.
 // Each time is the median of --reps timed batches, each batch back-to-back calls in one command
 // buffer between onSubmittedWorkDone waits, after a warm-up call (pipeline creation).
 import { writeFileSync } from 'node:fs';
@@ -32,6 +36,7 @@ const { values } = parseArgs({
     hs: { type: 'string' },
     tile: { type: 'string' },
     backward: { type: 'boolean', default: false },
+    'tensor-cores': { type: 'boolean', default: false },
     reps: { type: 'string', default: '5' },
     seconds: { type: 'string', default: '0.5' },
     log: { type: 'string' },
@@ -45,16 +50,21 @@ const reps = Number(values.reps), budget = Number(values.seconds);
 const log: string[] = [];
 const say = (s: string) => { console.log(s); log.push(s); };
 
-const shared = (await createNodeWebGpuBackend({ requireAdapter: true }))!;
+const precision = values['tensor-cores'] ? { precision: 'f16-matmul' as const } : {};
+const shared = (await createNodeWebGpuBackend({ requireAdapter: true, ...precision }))!;
 const tiles: Record<string, FlashTile> = { '16k': TILE_16K, '32k': TILE_32K, '48k': TILE_48K };
 const tile = values.tile ? tiles[values.tile.toLowerCase()] : pickTile(shared.device);
 if (!tile) throw new Error(`--tile: one of ${Object.keys(tiles).join(', ')}`);
 if (tileBytes(tile) > shared.device.limits.maxComputeWorkgroupStorageSize) throw new Error('--tile: more workgroup memory than this device has');
-// every T > 1 on the tiled kernel, whatever the default policy's threshold
-const be: WebGpuBackend = new Backend(shared.device, { attentionSplit: { flashMinRows: 1, flashTile: tile } });
+// every T > 1 on the tiled kernel, whatever the default policy's threshold (with tensor cores: a
+// device of its own, made with the adapter's info, which names the subgroup-matrix shapes)
+const attentionSplit = { flashMinRows: 1, flashTile: tile };
+const be: WebGpuBackend = values['tensor-cores']
+  ? (await createNodeWebGpuBackend({ requireAdapter: true, ...precision, attentionSplit }))!
+  : new Backend(shared.device, { attentionSplit });
 const info = (shared.device as { adapterInfo?: GPUAdapterInfo }).adapterInfo;
 say(`adapter: ${info?.vendor ?? '?'} ${info?.architecture ?? ''} ${info?.description ?? ''}`.trim());
-say(`shape: B 1, ${H} heads (${Hkv} KV) × ${hs}; tile ${JSON.stringify(tile)} (${tileBytes(tile)} B of workgroup memory)`);
+say(`shape: B 1, ${H} heads (${Hkv} KV) × ${hs}; tile ${JSON.stringify(tile)} (${tileBytes(tile)} B of workgroup memory); matmul path ${be.matmulPath}`);
 
 async function timeIt(run: () => void): Promise<number> {
   be.tidy(run); await be.flush(); // compile + first dispatch
@@ -126,7 +136,9 @@ for (const T of Ts) {
       rows.push(row);
       say(row.join('  '));
       if (gd) {
-        const msB = await timeIt(() => { be.attentionBackward(gq, gk, gv, gd, args); });
+        const o = be.keep(be.attention(gq, gk, gv, null, args, { forBackward: true }));
+        const msB = await timeIt(() => { be.attentionBackward(gq, gk, gv, gd, args, o); });
+        be.dispose(o);
         const rowB = [String(T), wName, 'backward', msB.toPrecision(3), ((2.5 * flops) / (msB * 1e9)).toPrecision(3), '-'];
         rows.push(rowB);
         say(rowB.join('  '));
@@ -142,5 +154,5 @@ say('');
 for (const l of tableLines(head, rows, (i) => i === 2)) say(l);
 if (values.log) writeFileSync(values.log, log.join('\n') + '\n');
 be.destroy();
-shared.destroy();
+if (be !== shared) shared.destroy();
 process.exit(0);

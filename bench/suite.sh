@@ -24,6 +24,7 @@ case $part in
     run $T --sections ceilings
     run node dist/bench/matmul.js --sweep --log "$out/matmul.txt"
     run node dist/bench/attention.js --backward
+    run node dist/bench/attention.js --backward --tensor-cores
     run node dist/bench/attention-decode.js ;;
   decode)
     # pipelined: each token recorded (in one submit) while the GPU runs the last; then without
