@@ -16,22 +16,15 @@ import { CpuBackend } from '../../../src/backends/cpu/cpu.js';
 import { GpuTensor, type WebGpuBackend } from '../../../src/backends/webgpu/backend.js';
 import { scanChunk, scanGradChunk, scanGradShape } from '../../../src/backends/webgpu/grad-mamba.js';
 import { onTensorCores } from '../../../src/backends/webgpu/grad-matmul.js';
-import { type AttentionArgs, type Backend, type GradOps, type Tensor, numel } from '../../../src/core/backend.js';
+import { type AttentionArgs, type Backend, type GradOps, type Tensor } from '../../../src/core/backend.js';
 import { Rng } from '../../../src/core/random.js';
 import { Trainer, defaultTrainOptions } from '../../../src/train/trainer.js';
 import { TokenArray, WindowSampler } from '../../../src/train/data.js';
 import { assertParity, gpuBackendOrSkip, relErr } from '../../helpers/gpu.js';
+import { rand, scanInputs, twin } from '../../helpers/scan.js';
 import { ALL_ARCHITECTURES, randomIds, randomModel, tinyConfig } from '../../helpers/models.js';
 
 const cpu = new CpuBackend();
-
-const rand = (rng: Rng, shape: number[], lo = -1, hi = 1) =>
-  Float32Array.from({ length: numel(shape) }, () => rng.uniform(lo, hi));
-
-/** The same data on both backends. */
-function twin(be: Backend, shape: number[], data: Float32Array): [Tensor, Tensor] {
-  return [be.tensor(data, shape), cpu.tensor(data.slice(), shape)];
-}
 
 async function same(what: string, be: Backend, g: Tensor, c: Tensor, tol = 1e-4): Promise<void> {
   await assertParity(what, be, g, cpu, c, tol);
@@ -171,20 +164,12 @@ test('webgpu conv1dSiluBackward: kernel sizes 1 … 4, T below and above K−1, 
   }
 });
 
-// The scan backward's inputs: Δ past softplus' threshold at every 7th step, decays exp(Δ·A) with A in [-16, -0.5]
+// The scan backward's inputs (scanInputs and dy): Δ past softplus' threshold at every 7th step, decays exp(Δ·A) with A in [-16, -0.5]
 function scanGradInputs(be: WebGpuBackend, rng: Rng, B: number, T: number, C: number, N: number, withH0: boolean) {
-  const three = [B, T, C];
-  const dtData = rand(rng, three, -5, 3);
-  for (let i = 0; i < dtData.length; i += 7) dtData[i] = rng.uniform(18, 23);
-  const pairs = [
-    twin(be, three, rand(rng, three, -2, 2)), twin(be, three, dtData), twin(be, [C], rand(rng, [C], -1, 1)),
-    twin(be, [C, N], Float32Array.from({ length: C * N }, () => Math.log(rng.uniform(0.5, 16)))),
-    twin(be, [B, T, N], rand(rng, [B, T, N])), twin(be, [B, T, N], rand(rng, [B, T, N])), twin(be, [C], rand(rng, [C])),
-    twin(be, three, rand(rng, three, -4, 4)), twin(be, three, rand(rng, three)),
-  ];
-  if (withH0) pairs.push(twin(be, [B, C, N], rand(rng, [B, C, N], -2, 2)));
-  const side = (k: 0 | 1) => [...pairs.map((q) => q[k]), ...(withH0 ? [] : [null])] as Parameters<typeof be.selectiveScanBackward>;
-  return { g: side(0), c: side(1) };
+  const s = scanInputs(be, rng, B, T, C, N, { dt: [-5, 3], dtSpikes: true, a: [0.5, 16] });
+  const [gy, cy] = twin(be, [B, T, C], rand(rng, [B, T, C]));
+  type Args = Parameters<typeof be.selectiveScanBackward>;
+  return { g: [...s.g, gy, withH0 ? s.gh : null] as Args, c: [...s.c, cy, withH0 ? s.ch : null] as Args };
 }
 
 const SCAN_GRADS = ['du', 'ddt', 'dz', 'dbm', 'dcm', 'ddtBias', 'daLog', 'dd'] as const;
