@@ -12,7 +12,7 @@ import { rowChunks } from './grad-misc.js';
 import { scratch, sumRows } from './grad-reduce.js';
 import { type GpuTensor, bind } from './tensor.js';
 import { BUILTINS, MATH, WG_INDEX } from './wgsl.js';
-import { CHANNEL_INDEX, CHUNK_INDEX, SCAN_WG, chunkA } from './mamba.js';
+import { CHANNEL_INDEX, CHUNK_INDEX, SCAN_WG, chunkA, packScanParams } from './mamba.js';
 
 const WG = 256;
 
@@ -171,11 +171,19 @@ export const scanGradShape = { invocations: 1 << 17, maxScratchBytes: 1 << 27 };
 export function scanGradChunk(B: number, T: number, C: number, N: number, maxBytes: number): number {
   const KC = scanChunk(N), QK = Math.ceil(T / KC);
   if (B * C >= scanGradShape.invocations || QK < 2) return T;
-  const fixed = (2 * C + C * N + B * C * N + B * QK * Math.ceil(C / scanGroup(N)) * scanGroup(N) * N) * 4;
+  const fixed = parLayout(B, T, C, N, 1).floats * 4; // without chunk states
   const room = Math.floor(Math.min(maxBytes - fixed, scanGradShape.maxScratchBytes) / (B * C * (2 * N + 1) * 4));
   const Q = Math.min(Math.ceil(scanGradShape.invocations / (B * C)), QK, room);
   if (Q < 2) return T;
   return KC * Math.ceil(QK / Q);
+}
+
+/** Offsets (floats) of PAR's regions for Q chunks (see PAR below), and its length. */
+function parLayout(B: number, T: number, C: number, N: number, Q: number) {
+  const QK = Math.ceil(T / scanChunk(N)), lanes = Math.ceil(C / scanGroup(N)) * scanGroup(N);
+  const h00 = 2 * C + C * N, st0 = h00 + B * C * N;
+  const ad0 = st0 + (Q > 1 ? B * Q * C * (N + 1) : 0), ck0 = ad0 + (Q > 1 ? B * Q * C * N : 0);
+  return { h00, st0, ad0, ck0, QK, floats: ck0 + B * QK * lanes * N };
 }
 
 // The reverse recurrence, per step t (G_t: the gradient reaching h_t, a_t = exp(Δ_t A)):
@@ -465,19 +473,16 @@ export function selectiveScanBackward(ctx: GpuContext, g: ScanGradTensors, x: Sc
     for (const t of Object.values(g)) if (t.size) ctx.clear(t.buf!, 0, t.bytes);
     return;
   }
-  const KC = scanChunk(N), SW = scanGroup(N), G = Math.ceil(C / SW), QK = Math.ceil(T / KC);
+  const G = Math.ceil(C / scanGroup(N));
   const L = scanGradChunk(B, T, C, N, ctx.maxBinding), Q = Math.ceil(T / L);
+  const { h00, st0, ad0, ck0, QK, floats } = parLayout(B, T, C, N, Q);
   const BTN = B * T * N, BTC = B * T * C, f = 4;
   const what = (s: string) => () => `selectiveScanBackward ${s}`;
   const bc = scratch(ctx, 2 * BTN, what(`B and C [2, ${B}, ${T}, ${N}]`));
   ctx.copy(x.bm.buf!, x.bm.offset, bc.buf!, 0, BTN * f);
   ctx.copy(x.cm.buf!, x.cm.offset, bc.buf!, BTN * f, BTN * f);
-  const h00 = 2 * C + C * N, st0 = h00 + B * C * N;
-  const ad0 = st0 + (Q > 1 ? B * Q * C * (N + 1) : 0), ck0 = ad0 + (Q > 1 ? B * Q * C * N : 0);
-  const par = scratch(ctx, ck0 + B * QK * G * SW * N, what(`parameters, ${Q} chunks' states and ${B} × ${QK} checkpoints of ${C} × ${N}`));
-  ctx.copy(x.dtBias.buf!, x.dtBias.offset, par.buf!, 0, C * f);
-  ctx.copy(x.d.buf!, x.d.offset, par.buf!, C * f, C * f);
-  ctx.copy(x.aLog.buf!, x.aLog.offset, par.buf!, 2 * C * f, C * N * f);
+  const par = scratch(ctx, floats, what(`parameters, ${Q} chunks' states and ${B} × ${QK} checkpoints of ${C} × ${N}`));
+  packScanParams(ctx, par.buf!, x.dtBias, x.d, x.aLog, C, N);
   if (x.h0) ctx.copy(x.h0.buf!, x.h0.offset, par.buf!, h00 * f, B * C * N * f);
   else if (N) ctx.clear(par.buf!, h00 * f, B * C * N * f);
   const pc0 = B * T * G * 2 * N, W = C * (N + 2);
