@@ -50,8 +50,7 @@ const reps = Number(values.reps), budget = Number(values.seconds);
 const log: string[] = [];
 const say = (s: string) => { console.log(s); log.push(s); };
 
-const precision = values['tensor-cores'] ? { precision: 'f16-matmul' as const } : {};
-const shared = (await createNodeWebGpuBackend({ requireAdapter: true, ...precision }))!;
+const shared = (await createNodeWebGpuBackend({ requireAdapter: true }))!;
 const tiles: Record<string, FlashTile> = { '16k': TILE_16K, '32k': TILE_32K, '48k': TILE_48K };
 const tile = values.tile ? tiles[values.tile.toLowerCase()] : pickTile(shared.device);
 if (!tile) throw new Error(`--tile: one of ${Object.keys(tiles).join(', ')}`);
@@ -60,7 +59,7 @@ if (tileBytes(tile) > shared.device.limits.maxComputeWorkgroupStorageSize) throw
 // device of its own, made with the adapter's info, which names the subgroup-matrix shapes)
 const attentionSplit = { flashMinRows: 1, flashTile: tile };
 const be: WebGpuBackend = values['tensor-cores']
-  ? (await createNodeWebGpuBackend({ requireAdapter: true, ...precision, attentionSplit }))!
+  ? (await createNodeWebGpuBackend({ requireAdapter: true, precision: 'f16-matmul', attentionSplit }))!
   : new Backend(shared.device, { attentionSplit });
 const info = (shared.device as { adapterInfo?: GPUAdapterInfo }).adapterInfo;
 say(`adapter: ${info?.vendor ?? '?'} ${info?.architecture ?? ''} ${info?.description ?? ''}`.trim());

@@ -171,6 +171,9 @@ const loadStats = (n: number, pos0: string): string => /* wgsl */ `if (li < ${n}
     RD[li] = d;
   }`;
 
+/** Key position j inside the causal window of position t. */
+const IN_WINDOW = 'j <= t && t - j < p.window';
+
 const SUBGROUP = (s: Shape) => /* wgsl */ `
   // subgroups are consecutive runs of local_invocation_index (checked by checkSubgroupMatrix)
   let sg = li / ${s.subgroupSize}u;
@@ -186,7 +189,7 @@ function forwardKernel(s: Shape, hs: number, cache: boolean): Kernel {
   const SG = s.subgroupSize, RW = SGS * s.M, LPR = SG / s.M, CPL = BC / LPR;
   const k = pieces(s, hs, 'p.QS', 'p.KS');
   // key position j, seen from position t: inside the window and, with a cache, still in it
-  const visible = 'j <= t && t - j < p.window && j >= p0 - i32(p.C)';
+  const visible = `${IN_WINDOW} && j >= p0 - i32(p.C)`;
   // the lane's columns in a rotated order, so that at each step the lanes of a subgroup read
   // different banks (rows are BC floats apart: without it, every lane of the same column half
   // would hit one bank)
@@ -284,13 +287,12 @@ fn main(${BUILTINS}) {
 /** The backward's dq kernel (rows: queries of one head), or its dk/dv kernel (rows: keys of one KV head). */
 function backwardKernel(s: Shape, hs: number, dq: boolean): Kernel {
   const SG = s.subgroupSize, RW = SGS * s.M;
-  // rows' operands (A1 with the columns' B1 for S, A2 with B2 for dP) and their row strides
+  // rows' operands (A1 with the columns' B1 for S, A2 with B2 for dP; B1 and B2 staged in T1 and T2)
   const [A1, A2, B1, B2] = dq ? ['QH', 'DOH', 'KH', 'VH'] : ['KH', 'VH', 'QH', 'DOH'];
-  const [T1, T2] = ['T1', 'T2']; // the staged B1 and B2
   const k = dq ? pieces(s, hs, 'p.QS', 'p.KS') : pieces(s, hs, 'p.KS', 'p.QS');
   const accs = dq ? ['dq'] : ['dv', 'dk'];
-  // row r's (dq: query) or column c's (dk/dv: query) position t, key position j; visible: j ≤ t < j + window
-  const visible = dq ? 'let t = i32(t0 + r); let j = kt0 + i32(c);' : 'let t = i32(tq0 + c); let j = i32(j0 + r);';
+  // row r's (dq: query) or column c's (dk/dv: query) position t, key position j
+  const positions = dq ? 'let t = i32(t0 + r); let j = kt0 + i32(c);' : 'let t = i32(tq0 + c); let j = i32(j0 + r);';
   const stats = dq ? 'r' : 'c';
   return {
     key: `flash_bwd_tc_${dq ? 'dq' : 'dkv'}_${s.M}x${s.N}x${s.K}_${SG}_${hs}`,
@@ -298,8 +300,8 @@ function backwardKernel(s: Shape, hs: number, dq: boolean): Kernel {
     code: () => /* wgsl */ `${SGM_PREAMBLE}
 ${HEAD([B1, B2], true)}
 @group(0) @binding(5) var<storage, read> LD: array<f32>;
-${k.tile(T1)}
-${k.tile(T2)}
+${k.tile('T1')}
+${k.tile('T2')}
 ${dq ? '@group(0) @binding(6) var<storage, read_write> DQ: array<f32>;' : '@group(0) @binding(6) var<storage, read_write> DK: array<f32>;\n@group(0) @binding(7) var<storage, read_write> DV: array<f32>;'}
 var<workgroup> SF: array<f32, ${SGS * s.M * BC}>;
 var<workgroup> SDS: array<f16, ${SGS * s.M * BC}>;
@@ -329,22 +331,22 @@ ${dq ? /* wgsl */ `${QUERY_TILE(RW, s, hs)}
     workgroupBarrier(); // RL, RD and the staged tiles' last readers are done
     ${loadStats(BC, 'tq0')}
     let bOff = (b * p.T + tq0) * p.QS + h * ${hs}u;`}
-    ${k.stage(B1, T1)}
-    ${k.stage(B2, T2)}
+    ${k.stage(B1, 'T1')}
+    ${k.stage(B2, 'T2')}
     workgroupBarrier();
-    ${k.product(A1, T1)}
+    ${k.product(A1, 'T1')}
     workgroupBarrier();
-    ${k.elementwise(/* wgsl */ `${visible}
+    ${k.elementwise(/* wgsl */ `${positions}
       var pr = 0.0;
-      if (t < i32(p.T) && j <= t && t - j < p.window) { pr = exp(SF[slice + e] * p.scale - RL[${stats}]); }
+      if (t < i32(p.T) && ${IN_WINDOW}) { pr = exp(SF[slice + e] * p.scale - RL[${stats}]); }
       pv[x] = pr;${dq ? '' : '\n      SP[slice + e] = f16(pr);'}`)}
     workgroupBarrier();
-    ${k.product(A2, T2)}
+    ${k.product(A2, 'T2')}
     workgroupBarrier();
     ${k.elementwise(`SDS[slice + e] = f16(pv[x] * (SF[slice + e] - RD[${stats}]) * p.scale);`)}
     workgroupBarrier();
-    ${dq ? k.accumulate('dq', 'SDS', T1) : `${k.accumulate('dv', 'SP', T2)}
-    ${k.accumulate('dk', 'SDS', T1)}`}
+    ${dq ? k.accumulate('dq', 'SDS', 'T1') : `${k.accumulate('dv', 'SP', 'T2')}
+    ${k.accumulate('dk', 'SDS', 'T1')}`}
   }${dq ? '' : '\n  }'}
   workgroupBarrier();
   ${dq ? k.store('dq', 'DQ', 'p.QS', 't0', 'h') : `${k.store('dk', 'DK', 'p.KS', 'j0', 'kvh')}\n${k.store('dv', 'DV', 'p.KS', 'j0', 'kvh')}`}
