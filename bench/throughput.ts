@@ -165,10 +165,12 @@ if (sections.has('ceilings')) {
   const bind1 = be instanceof WebGpuBackend ? be.device.limits.maxStorageBufferBindingSize : Infinity;
   const n = Math.min(64 * 2 ** 20, Math.floor(bind1 / 4 / 2 ** 20) * 2 ** 20), mib = (n * 4) / 2 ** 20;
   const a = be.keep(be.tensor(new Float32Array(n).fill(1), [n])), b = be.keep(be.tensor(new Float32Array(n).fill(2), [n]));
-  // each timed call records `batch` operations and waits once: one wait's round trip (~0.2 ms) is
-  // not small against one operation (~0.3 ms here), and was seen to move these ceilings by 2× and more
+  // seconds per operation, from timed calls that each record 10 and wait once: one wait's round
+  // trip (~0.2 ms) is not small against one operation (~0.3 ms here), and was seen to move these
+  // ceilings by 2× and more
   const batch = 10;
-  const s = await time(async () => { for (let i = 0; i < batch; i++) be.dispose(be.add(a, b)); await be.flush(); }, 5) / batch;
+  const perOp = async (op: () => void) => (await time(async () => { for (let i = 0; i < batch; i++) op(); await be.flush(); }, 5)) / batch;
+  const s = await perOp(() => be.dispose(be.add(a, b)));
   const addBandwidth = (3 * n * 4) / s;
   row('ceiling', `elementwise bandwidth (a+b, ${mib} MiB operands)`, `${fmt(addBandwidth / 1e9, 0)} GB/s`);
   bandwidth = addBandwidth;
@@ -176,16 +178,13 @@ if (sections.has('ceilings')) {
     // the copy ceiling the rooflines use: 16-byte loads and stores, as the f16 gemv reads weights
     // (the scalar a+b kernel reaches about half of it on an H100)
     const y = be.zeros([n]) as GpuTensor, groups = Math.ceil(n / 4 / 256);
-    const sc = await time(async () => {
-      for (let i = 0; i < batch; i++) be.ctx.dispatch(COPY_VEC4, new Params().u32(n / 4), [bind(a as GpuTensor), bind(y)], groups);
-      await be.flush();
-    }, 5) / batch;
+    const sc = await perOp(() => be.ctx.dispatch(COPY_VEC4, new Params().u32(n / 4), [bind(a as GpuTensor), bind(y)], groups));
     be.dispose(y);
     bandwidth = Math.max(addBandwidth, (2 * n * 4) / sc);
     row('ceiling', `copy bandwidth (vec4 kernel, ${mib} MiB), used by the rooflines`, `${fmt((2 * n * 4) / sc / 1e9, 0)} GB/s`);
   }
   const M = 4096, x = be.keep(be.tensor(new Float32Array(M * M).fill(0.5), [M, M]));
-  const sm = await time(async () => { for (let i = 0; i < batch; i++) be.dispose(be.matmul(x, x)); await be.flush(); }, 5) / batch;
+  const sm = await perOp(() => be.dispose(be.matmul(x, x)));
   peak = (2 * M ** 3) / sm;
   row('ceiling', `matmul ${(be as { matmulPath?: string }).matmulPath ?? 'f32'} ${M}³`, `${fmt(peak / 1e12, 1)} TFLOP/s`);
   be.dispose(a); be.dispose(b); be.dispose(x);
