@@ -4,7 +4,8 @@
 //   node dist/bench/matmul.js                 # large shapes (a discrete GPU)
 //   node dist/bench/matmul.js --quick         # small shapes (lavapipe, integrated GPUs)
 //   node dist/bench/matmul.js --shapes 1x4096x4096,2048x4096x4096 [--seconds 0.3] [--log out.txt]
-//   node dist/bench/matmul.js --shapes 1x2048x8192 --gemv-sweep 64x1,256x2   # packed gemv shapes: workgroup × unroll
+//   node dist/bench/matmul.js --shapes 1x2048x8192 --gemv-sweep 64x1,256x2,256x2x32x2,256x2x32x2t   # packed gemv shapes:
+//     workgroup × unroll [× invocations per column group × columns per group] [t: sum groups by trees where subgroupAdd could]
 //   node dist/bench/matmul.js --shapes 16x8192x2048 --rows-cols 16,32:8:8      # the rows gemv: columns per workgroup[:rows per dispatch[:k per step]]
 //   node dist/bench/matmul.js --shapes 16x8192x2048 --tc-rows 8:1,8:2,4:1:1024   # the tensor-core rows gemv: subgroups:column tiles[:x tile k]
 //   node dist/bench/matmul.js --shapes 4096x4096x4096 --ablate   # the staged tensor-core kernel with parts of its loop dropped
@@ -23,7 +24,7 @@ import { parseArgs } from 'node:util';
 import type { WebGpuBackend } from '../src/backends/webgpu/backend.js';
 import { matmul, matmulPackedF16 } from '../src/backends/webgpu/matmul.js';
 import {
-  type F16Caps, type F16Matrix, type StagedConfig, F16_GEMV_MAX_ROWS, STAGED_DEFAULT, stagedTile, tcRowsShape, TILE_LARGE, gemvShape, TILE_SMALL, matmulF16Tiled, matmulSubgroupMatrix, packF16,
+  type F16Caps, type F16Matrix, type StagedConfig, F16_GEMV_MAX_ROWS, STAGED_DEFAULT, stagedTile, tcRowsShape, TILE_LARGE, gemvLayout, gemvShape, TILE_SMALL, matmulF16Tiled, matmulSubgroupMatrix, packF16,
 } from '../src/backends/webgpu/matmul-f16.js';
 import type { GpuTensor } from '../src/backends/webgpu/tensor.js';
 import { Rng, randomArray } from '../src/core/random.js';
@@ -47,6 +48,9 @@ const { values } = parseArgs({
     // the tensor-core rows gemv (9 … 32 rows) under each subgroups:column tiles[:x tile k][:w] (tcRowsShape; 0: the default; w: weights only; s: streaming x)
     'tc-rows': { type: 'string' },
     'gpu-time': { type: 'boolean', default: false },
+    // the gemv sweep reads copies of the weight that together exceed the last-level cache (192 MiB),
+    // one per run in turn, so each run reads device memory as a decoded token does
+    cold: { type: 'boolean', default: false },
   },
 });
 const LARGE = '1x4096x4096,4x4096x4096,16x4096x4096,1x14336x4096,512x4096x4096,2048x4096x4096,4096x4096x4096';
@@ -121,7 +125,7 @@ for (const [M, N, K] of shapes) {
     }
   });
   const gx = be.tensor(x, [M, K]) as GpuTensor, gw = be.tensor(w, [N, K]) as GpuTensor, out = be.zeros([M, N]) as GpuTensor;
-  let packed: F16Matrix | null = null;
+  let packed: F16Matrix | null = null, coldCopies: F16Matrix[] = [];
   // x as f16, packed once for the rows that time a kernel on f16 x (outside their timing)
   let xPacked: F16Matrix | null = null;
   const xF16 = () => (xPacked ??= packF16(be.ctx, gx, M, K));
@@ -144,12 +148,26 @@ for (const [M, N, K] of shapes) {
     kernels.push({ name: M <= F16_GEMV_MAX_ROWS ? `f16 gemv (f16 weights${M > gemvShape.rowsBlock ? `, ${Math.ceil(M / gemvShape.rowsBlock)} passes` : ''})` : 'f16 tiled (f16 weights)', run: () => matmulPackedF16(be.ctx, out, gx, p, M, N, K, f16), bytes: f16wBytes });
   }
   if (packed && M === 1 && values['gemv-sweep']) {
-    const p = packed, f16: F16Caps = { shaderF16: caps.shaderF16, subgroupMatrix: null }, dflt = { ...gemvShape };
+    const f16: F16Caps = { shaderF16: caps.shaderF16, subgroupMatrix: null }, dflt = { ...gemvShape };
+    const copies = values.cold ? [packed, ...(coldCopies = Array.from({ length: Math.ceil((192 << 20) / (2 * N * K)) }, () => packF16(be.ctx, gw, N, K)))] : [packed];
+    let turn = 0;
+    const next = () => copies[turn++ % copies.length];
+    if (copies.length > 1) say(`${M}×${N}×${K}: the gemv sweep cycles through ${copies.length} copies of the weight`);
     for (const v of values['gemv-sweep'].split(',')) {
-      const [wg, unroll] = v.split('x').map(Number);
+      // workgroup × unroll [× invocations per column group × columns per group][t: trees, not subgroupAdd]
+      const tree = v.endsWith('t'), [wg, unroll, group = wg, cols = 8] = v.replace(/t$/, '').split('x').map(Number);
+      if (v === 'auto') { // the default, gemvLayout's choice
+        kernels.push({ name: `f16 gemv, gemvLayout: ${Object.values(gemvLayout(N, K, be.ctx.subgroupSize)).join(' × ')}`, bytes: f16wBytes, run: () => matmulPackedF16(be.ctx, out, gx, next(), M, N, K, f16) });
+        continue;
+      }
+      const sg = !tree && be.ctx.subgroupSize === group;
       kernels.push({
-        name: `f16 gemv, ${wg} × ${unroll}`, bytes: f16wBytes,
-        run: () => { Object.assign(gemvShape, { wgOneRow: wg, unroll }); matmulPackedF16(be.ctx, out, gx, p, M, N, K, f16); Object.assign(gemvShape, dflt); },
+        name: `f16 gemv, ${wg} × ${unroll}, groups ${group} × ${cols}${sg ? ', subgroupAdd' : ''}`, bytes: f16wBytes,
+        run: () => {
+          Object.assign(gemvShape, { oneRow: { wg, unroll, group, cols }, subgroupReduce: !tree });
+          matmulPackedF16(be.ctx, out, gx, next(), M, N, K, f16);
+          Object.assign(gemvShape, dflt);
+        },
       });
     }
   }
@@ -226,6 +244,7 @@ for (const [M, N, K] of shapes) {
     say(row.join('  '));
   }
   if (packed) be.ctx.release(packed.buf);
+  for (const c of coldCopies) be.ctx.release(c.buf);
   const xDone = xPacked as F16Matrix | null; // (assigned inside xF16, which the narrowing cannot see)
   if (xDone) be.ctx.release(xDone.buf);
   be.dispose(gx); be.dispose(gw); be.dispose(out);

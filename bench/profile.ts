@@ -7,6 +7,7 @@
 //     [--train-seq 4096] [--train-batch 1] [--precision f32|mixed] [--reps 4] [--top 14]
 //     [--by-grid]   (one row per kernel and workgroup count, e.g. to tell the matmul shapes apart)
 //     [--warmup N]  (untimed steps before each timed set: default 64 for decode, 1 otherwise)
+//     [--gemv-subgroups on|off] (the one-row gemv's groups summed by subgroupAdd where subgroups are 32 wide; off: one tree per workgroup)
 //     [--scan-grad-invocations N] (the chunked scan backward's target invocations, grad-mamba.ts scanGradShape; 0: walked in order)
 //     [--passes]    (time whole compute passes instead: the GPU's busy time per step without the
 //                    per-dispatch passes' overhead, to set against the host's time to record a step)
@@ -14,6 +15,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { KernelTime } from '../src/backends/webgpu/context.js';
 import { scanGradShape } from '../src/backends/webgpu/grad-mamba.js';
+import { gemvShape } from '../src/backends/webgpu/matmul-f16.js';
 import { Rng } from '../src/core/random.js';
 import { makeConfig, type ModelConfig } from '../src/model/config.js';
 import { SambaModel } from '../src/model/model.js';
@@ -40,9 +42,12 @@ const { values } = parseArgs({
     passes: { type: 'boolean', default: false },
     warmup: { type: 'string' },
     'scan-grad-invocations': { type: 'string' },
+    'gemv-subgroups': { type: 'string', default: 'on' },
   },
 });
 if (values['scan-grad-invocations'] !== undefined) scanGradShape.invocations = Number(values['scan-grad-invocations']);
+if (values['gemv-subgroups'] !== 'on' && values['gemv-subgroups'] !== 'off') throw new Error(`--gemv-subgroups must be on or off, got ${values['gemv-subgroups']}`);
+gemvShape.subgroupReduce = values['gemv-subgroups'] === 'on';
 const precision = values.precision === 'mixed' ? 'f16-matmul' as const : 'f32' as const;
 const open = (profile: boolean) => createNodeWebGpuBackend({ requireAdapter: true, profile: profile && values.passes ? 'passes' : profile, precision });
 const reps = Number(values.reps), top = Number(values.top);

@@ -17,12 +17,14 @@
 //     [--scan-invocations N] (the chunked selective scan's target invocations, mamba.ts scanShape; 0: the sequential scan)
 //     [--scan-grad-invocations N] (the same for its backward, grad-mamba.ts scanGradShape; 0: walked in order)
 //     [--tc-attention on|off] (attention on tensor cores where tensor cores are used, flash-tc.ts; off: f32 kernels)
+//     [--gemv-subgroups on|off] (the one-row gemv's groups summed by subgroupAdd where subgroups are 32 wide, matmul-f16.ts gemvLayout; off: one tree per workgroup)
 //     [--json out.json] [--svg out.svg]   (the measured points, and tokens/s against length for the
 //     prefill and batch sections; both rewritten after every row, so a run cut short keeps its rows)
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { Backend, Tensor } from '../src/core/backend.js';
 import { scanShape } from '../src/backends/webgpu/mamba.js';
+import { gemvShape } from '../src/backends/webgpu/matmul-f16.js';
 import { scanGradShape } from '../src/backends/webgpu/grad-mamba.js';
 import { tcAttention } from '../src/backends/webgpu/flash-tc.js';
 import { Rng } from '../src/core/random.js';
@@ -66,6 +68,7 @@ const { values } = parseArgs({
     'scan-grad-invocations': { type: 'string' },
     // on: attention on tensor cores where tensor cores are used (flash-tc.ts); off: the f32 kernels, to compare
     'tc-attention': { type: 'string', default: 'on' },
+    'gemv-subgroups': { type: 'string', default: 'on' },
     json: { type: 'string' },
     svg: { type: 'string' },
   },
@@ -82,6 +85,8 @@ if (values['scan-invocations'] !== undefined) scanShape.invocations = Number(val
 if (values['scan-grad-invocations'] !== undefined) scanGradShape.invocations = Number(values['scan-grad-invocations']);
 if (values['tc-attention'] !== 'on' && values['tc-attention'] !== 'off') throw new Error(`--tc-attention must be on or off, got ${values['tc-attention']}`);
 tcAttention.enabled = values['tc-attention'] === 'on';
+if (values['gemv-subgroups'] !== 'on' && values['gemv-subgroups'] !== 'off') throw new Error(`--gemv-subgroups must be on or off, got ${values['gemv-subgroups']}`);
+gemvShape.subgroupReduce = values['gemv-subgroups'] === 'on';
 for (const o of ['weights', 'kv-cache'] as const) if (values[o] !== 'f32' && values[o] !== 'f16') throw new Error(`--${o} must be f32 or f16, got ${values[o]}`);
 /** A preset's name, or a ModelConfig JSON file (e.g. experiments/replicate/configs/samba.json). */
 const modelConfig = (name: string): ModelConfig => (name.endsWith('.json') ? makeConfig(JSON.parse(readFileSync(name, 'utf8'))) : getPreset(name));

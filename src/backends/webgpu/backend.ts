@@ -21,7 +21,7 @@ import * as mb from './mamba.js';
 import * as sm from './sample.js';
 import { f16ArrayToF32 } from '../../io/half.js';
 import { matmul, matmulPackedF16, productFusesEnds } from './matmul.js';
-import { F16_GEMV_MAX_ROWS, type F16Caps, type GemvEnds, type TensorCores, checkSubgroupMatrix, detectF16, mambaInputF16Gemv, packF16, swigluF16Gemv } from './matmul-f16.js';
+import { F16_GEMV_MAX_ROWS, type F16Caps, type GemvEnds, type TensorCores, checkSubgroupMatrix, detectF16, mambaInputF16Gemv, packF16, swigluF16Gemv, uniformSubgroupSize } from './matmul-f16.js';
 import { F16WeightTensor, GpuTensor, Storage, gpu, gpuFloats } from './tensor.js';
 
 export { GpuTensor } from './tensor.js';
@@ -77,7 +77,7 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
 
   constructor(readonly device: GPUDevice, opts: WebGpuBackendOptions = {}) {
     super();
-    this.ctx = new GpuContext(device, opts);
+    this.ctx = new GpuContext(device, { ...opts, subgroupSize: uniformSubgroupSize(device, opts.adapterInfo) });
     this.ownsDevice = opts.ownsDevice ?? false;
     this.split = { ...att.DEFAULT_SPLIT, ...opts.attentionSplit };
     const caps = (this.f16Detected = detectF16(device, opts.adapterInfo));

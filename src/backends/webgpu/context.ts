@@ -96,6 +96,8 @@ export interface ContextOptions {
    * decoding step's GPU time, to compare with the host's time to record it.
    */
   profile?: boolean | 'passes';
+  /** The width of every subgroup where the device has the 'subgroups' feature and one width only (0: none, or widths vary). */
+  subgroupSize?: number;
 }
 
 /** GPU time of one kernel, summed over its dispatches since profiling started. */
@@ -118,6 +120,8 @@ export class GpuContext {
   readonly maxWorkgroupsPerDim: number;
   /** Byte offsets of storage bindings must be multiples of this (views: GpuTensor.offset). */
   readonly storageAlign: number;
+  /** ContextOptions.subgroupSize: kernels that sum with subgroupAdd need their groups exactly this wide. */
+  readonly subgroupSize: number;
   private readonly maxDispatches: number;
   private readonly pipelines = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
   private readonly bindGroups = new Map<string, GPUBindGroup>();
@@ -158,6 +162,7 @@ export class GpuContext {
     this.maxBinding = lim.maxStorageBufferBindingSize;
     this.storageAlign = lim.minStorageBufferOffsetAlignment;
     this.maxBuffer = lim.maxBufferSize;
+    this.subgroupSize = device.features.has('subgroups' as GPUFeatureName) ? opts.subgroupSize ?? 0 : 0;
     this.maxWorkgroupsPerDim = Math.min(opts.maxWorkgroupsPerDim ?? Infinity, lim.maxComputeWorkgroupsPerDimension);
     this.profiler = opts.profile ? new Profiler(device) : null;
     this.profilePasses = opts.profile === 'passes';

@@ -77,6 +77,15 @@ export const PACK_K = 16;
 
 const roundUp = (n: number, m: number) => Math.ceil(n / m) * m;
 
+/** The subgroup width where the device has subgroups of one width only (adapter info: min = max), else 0. */
+export function uniformSubgroupSize(device: GPUDevice, adapterInfo?: GPUAdapterInfo): number {
+  if (!device.features.has('subgroups' as GPUFeatureName)) return 0;
+  type Info = { subgroupMinSize?: number; subgroupMaxSize?: number };
+  const info = (adapterInfo ?? (device as { adapterInfo?: unknown }).adapterInfo) as Info | undefined;
+  const min = info?.subgroupMinSize ?? 0, max = info?.subgroupMaxSize ?? 0;
+  return min > 0 && min === max ? max : 0;
+}
+
 /**
  * The f16 capabilities of a device. The subgroup-matrix path is taken only with a shape whose
  * blocks tile 64×64 (16×16×16 preferred, then 16×8×16 or 8×… shapes), and only where every
@@ -359,28 +368,50 @@ export const SGM_PREAMBLE = 'enable f16;\nenable chromium_experimental_subgroup_
 /** The device's subgroup-matrix shape (F16Caps.subgroupMatrix) where the batched gemvs may use tensor cores; null: they do not. */
 export type TensorCores = F16Caps['subgroupMatrix'];
 
-/** Output columns per workgroup: 8 rows of w (8 × 16 bytes per invocation per step) in flight. */
+/** Packed rows of a gemv weight are a multiple of this (the one-row kernel's columns per group divide or clamp to it). */
 const GV_COLS = 8;
 
 /**
- * The one-row gemv's shape: invocations per workgroup, and the steps over k each invocation issues
- * loads for at once. Decoding one sequence is bound by how many weight bytes are in flight; the
- * bench (bench/matmul.ts --gemv-sweep) sets these to compare shapes.
+ * The one-row gemv's shape. A workgroup of `wg` invocations is wg / group groups; a group of `group`
+ * invocations (a power of two) sums `cols` columns over k, each invocation issuing loads for
+ * `unroll` steps of k at once. Decoding one sequence is bound by how many weight bytes are in
+ * flight and by each dispatch's start and drain, so the shape follows the product (gemvLayout).
  */
+export interface GemvLayout { wg: number; unroll: number; group: number; cols: number }
+
+/** The one-row gemv's shape where no subgroups 32 wide sum the groups: one group of 256, 8 columns. */
+const GEMV_TREE: GemvLayout = { wg: 256, unroll: 2, group: 256, cols: 8 };
+
+/**
+ * The one-row gemv's shape for N columns and a reduction of K. Where subgroups are 32 wide, each
+ * group is one subgroup summed by subgroupAdd: long reductions take 2 columns a group in small
+ * workgroups (many workgroups for few columns), wide products 4 columns a group in workgroups of
+ * 256. Chosen by bench/matmul.ts --gemv-sweep on the H100 at samba-1.7b's shapes (docs/PERFORMANCE.md).
+ */
+export function gemvLayout(N: number, K: number, subgroupSize: number): GemvLayout {
+  if (gemvShape.oneRow) return gemvShape.oneRow;
+  if (subgroupSize === 32 && gemvShape.subgroupReduce && N >= 8192 && K <= 4096) return { wg: 256, unroll: 2, group: 32, cols: 4 };
+  return GEMV_TREE;
+}
+
 export const gemvShape = {
-  wgOneRow: 256, unroll: 2,
+  /** The one-row gemv's shape where set (the bench's sweep, tests); null: gemvLayout's choice. */
+  oneRow: null as GemvLayout | null,
+  /** Groups one subgroup wide are summed with subgroupAdd; false: by trees in workgroup memory. */
+  subgroupReduce: true,
   /** The rows gemv (rowsGemvKernel): columns per workgroup (0: by N), rows per dispatch (8 or 16), halves of k per step (8 or 16). */
   rowsCols: 0, rowsBlock: 16, rowsStep: 16,
 };
 
 /**
- * y[0, n] for one row of x (decoding one sequence; more rows go to rowsGemvKernel) and GV_COLS
- * columns n per workgroup. Each step an invocation reads 8 consecutive k of every one of its
- * columns as one vec4<u32> (eight f16) and the matching eight x values; partial sums are then
- * reduced across the workgroup. Padded rows and K of the packed weight are zeros, so the loop has
- * no bounds checks on w.
+ * y[0, n] for one row of x (decoding one sequence; more rows go to rowsGemvKernel). A workgroup is
+ * NG = WG / TPC groups of TPC invocations, and group g sums CPT consecutive columns n: each step an
+ * invocation reads 8 consecutive k of every one of its columns as one vec4<u32> (eight f16) and the
+ * matching eight x values; the group's partial sums are then reduced (subgroupAdd where `sg`, the
+ * group being one subgroup; else a tree in workgroup memory). Padded K of the packed weight is
+ * zeros, so the loop has no bounds checks on k; columns past N read row N − 1 and are not written.
  */
-function gemvKernel(vec: boolean, o: GemvFusion = {}): Kernel {
+function gemvKernel(vec: boolean, o: GemvFusion, shape: GemvLayout, sg: boolean): Kernel {
   // swiglu: a second weight W2 over the same x, and y = silu(x·Wᵀ) ⊙ (x·W2ᵀ): an MLP's gate, up and
   // product in one dispatch. Each product is summed exactly as the plain kernel sums it.
   // norm: x is rmsNorm(x) ⊙ G, scaled as the rmsNorm kernel scales it before the f16 rounding;
@@ -392,22 +423,23 @@ function gemvKernel(vec: boolean, o: GemvFusion = {}): Kernel {
   if ((norm || residual) && !vec) throw new Error('gemvKernel: the fused norm and residual need K % 4 == 0');
   if (swiglu && residual) throw new Error('gemvKernel: swiglu has no residual');
   if (conv && (swiglu || residual)) throw new Error('gemvKernel: the fused conv takes no swiglu or residual');
-  const A = GV_COLS, AA = swiglu ? 2 * A : A;
-  const GV_WG = gemvShape.wgOneRow, U = gemvShape.unroll;
-  // accumulators reduced per round: as many as 16 KB of workgroup memory holds (one round at the
+  const { wg: WG, unroll: U, group: TPC, cols: CPT } = shape;
+  if (WG % TPC !== 0 || (TPC & (TPC - 1)) !== 0) throw new Error(`gemvKernel: groups of ${TPC} invocations do not split a workgroup of ${WG} in powers of two`);
+  if (CPT > TPC) throw new Error(`gemvKernel: ${CPT} columns per group of ${TPC} invocations (one writes each column)`);
+  const NG = WG / TPC, COLS = NG * CPT, AA = swiglu ? 2 * CPT : CPT;
+  // the tree's accumulators per round: as many as 16 KB of workgroup memory holds (one round at the
   // default shapes; each round is more code for the shader compiler)
-  const CH = Math.min(AA, Math.max(GV_COLS, Math.floor(4096 / GV_WG / GV_COLS) * GV_COLS));
+  const CH = Math.min(AA, Math.max(CPT, Math.floor(4096 / WG / CPT) * CPT));
   if (AA % CH !== 0) throw new Error(`gemvKernel: ${AA} sums do not split into rounds of ${CH}`);
   const s = norm ? ', rs0' : '';
   const xs = vec
     ? `let x0l = rx4(k, p.row0 * p.K + k${s}); let x0h = rx4(k + 4u, p.row0 * p.K + k + 4u${s});`
     : 'let x0l = rx1(k, p.row0 * p.K + k); let x0h = rx1(k + 4u, p.row0 * p.K + k + 4u);';
   const extra = [...(swiglu ? ['W2'] : []), ...(norm ? ['G'] : []), ...(residual ? ['R'] : []), ...(conv ? ['S', 'CW', 'CB'] : [])];
-  const out = swiglu ? `silu(sums[li]) * sums[li + ${A}u]` : 'sums[li]';
   const body: string[] = [];
-  for (const [W, base] of swiglu ? [['W', 0], ['W2', A]] as const : [['W', 0]] as const) {
-    for (let c = 0; c < GV_COLS; c++) {
-      body.push(`{ let w = ${W}[(n0 + ${c}u) * p.K8 + qw];`);
+  for (const [W, base] of swiglu ? [['W', 0], ['W2', CPT]] as const : [['W', 0]] as const) {
+    for (let c = 0; c < CPT; c++) {
+      body.push(`{ let w = ${W}[row${c} + qw];`);
       body.push(`  let wl = vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)); let wh = vec4<f32>(unpack2x16float(w.z), unpack2x16float(w.w));`);
       body.push(`  acc[${base + c}] += dot(x0l, wl) + dot(x0h, wh);`);
       body.push('}');
@@ -417,11 +449,33 @@ function gemvKernel(vec: boolean, o: GemvFusion = {}): Kernel {
   // zero, so it adds nothing) and x at k; the sums run in the same order as one step per turn
   const steps = Array.from({ length: U }, (_, u) => u === 0
     ? `{ let qw = q; let k = q * 8u;\n    ${xs}\n    ${body.join('\n    ')}\n    }`
-    : `{ let qw = min(q + ${u * GV_WG}u, p.K8 - 1u); let k = (q + ${u * GV_WG}u) * 8u;\n    ${xs}\n    ${body.join('\n    ')}\n    }`);
+    : `{ let qw = min(q + ${u * TPC}u, p.K8 - 1u); let k = (q + ${u * TPC}u) * 8u;\n    ${xs}\n    ${body.join('\n    ')}\n    }`);
+  // the group's sums: sum(i) is accumulator i's total, read by the group's invocation `lane` < CPT
+  let reduce: string, sum: (i: string) => string;
+  if (sg) {
+    reduce = `${lines(AA, (a) => `let t${a} = subgroupAdd(acc[${a}]);`, '\n  ')}
+  var s0 = 0.0; var s1 = 0.0;
+  ${lines(CPT, (c) => `if (lane == ${c}u) { s0 = t${c};${swiglu ? ` s1 = t${c + CPT};` : ''} }`, '\n  ')}`;
+    sum = (i) => (i === 'lane' ? 's0' : 's1');
+  } else {
+    // CH accumulators per round; group g's sums land in sums[g · AA …]
+    reduce = lines(AA / CH, (g) => `${lines(CH, (c) => `part[${c * WG}u + li] = acc[${g * CH + c}];`, ' ')} // constant indices keep acc in registers
+  workgroupBarrier();
+  for (var s = ${TPC / 2}u; s > 0u; s >>= 1u) {
+    if (lane < s) {
+      for (var a = 0u; a < ${CH}u; a++) { part[a * ${WG}u + li] += part[a * ${WG}u + li + s]; }
+    }
+    workgroupBarrier();
+  }
+  for (var a = lane; a < ${CH}u; a += ${TPC}u) { sums[grp * ${AA}u + ${g * CH}u + a] = part[a * ${WG}u + grp * ${TPC}u]; }
+  workgroupBarrier();`, '\n  ');
+    sum = (i) => `sums[grp * ${AA}u + ${i === 'lane' ? 'lane' : `lane + ${CPT}u`}]`;
+  }
+  const out = swiglu ? `silu(${sum('lane')}) * ${sum('lane2')}` : sum('lane');
   return {
-    key: `matmul_f16_gemv_1_${vec ? 'v' : 's'}${swiglu ? '_swiglu' : ''}${norm ? '_norm' : ''}${residual ? '_res' : ''}${conv ? '_conv' : ''}_${GV_WG}x${U}`,
+    key: `matmul_f16_gemv_1_${vec ? 'v' : 's'}${swiglu ? '_swiglu' : ''}${norm ? '_norm' : ''}${residual ? '_res' : ''}${conv ? '_conv' : ''}_${WG}x${U}${TPC === WG && CPT === GV_COLS ? '' : `_g${TPC}c${CPT}`}${sg ? '_sg' : ''}`,
     bindings: ['read', 'read', ...extra.map(() => 'read' as const), 'write', ...(conv ? ['write' as const] : [])],
-    code: () => /* wgsl */ `${ROUND_F16}${MATH}
+    code: () => /* wgsl */ `${sg ? 'enable subgroups;\n' : ''}${ROUND_F16}${MATH}
 struct P { M: u32, N: u32, K: u32, K8: u32, groups: u32, row0: u32, eps: f32${conv ? ', C: u32, CK: u32, hasState: u32' : ''} }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> X: ${vec ? 'array<vec4<f32>>' : 'array<f32>'};
@@ -442,8 +496,8 @@ fn convStep(c: u32, x: f32) -> f32 {
   for (var k = 0u; k + 1u < p.CK; k++) { NEXT[c * (p.CK - 1u) + k] = convTap(c, k + 1u, x); }
   return silu(s);
 }` : ''}
-var<workgroup> part: array<f32, ${GV_WG * CH}>;
-var<workgroup> sums: array<f32, ${AA}>;
+var<workgroup> part: array<f32, ${WG * (sg ? 1 : CH)}>;
+${sg ? '' : `var<workgroup> sums: array<f32, ${NG * AA}>;`}
 ${norm ? rowScaleVar(1) : ''}
 fn r4(v: vec4<f32>) -> vec4<f32> { return round_f16v(v); }
 ${vec
@@ -455,32 +509,25 @@ fn rx4(k: u32, i: u32${norm ? ', rs: f32' : ''}) -> vec4<f32> { if (k < p.K) { r
   return r4(v);
 }`}
 
-@compute @workgroup_size(${GV_WG})
+@compute @workgroup_size(${WG})
 fn main(${BUILTINS}) {
   ${WG_INDEX}
   if (wg >= p.groups) { return; }
-  let n0 = wg * ${GV_COLS}u;
-  ${norm ? `${rowScalePass(1, GV_WG, true, () => 'p.row0')}
+  let grp = li / ${TPC}u;
+  let lane = li % ${TPC}u;
+  let n0 = wg * ${COLS}u + grp * ${CPT}u;
+  ${norm ? `${rowScalePass(1, WG, true, () => 'p.row0')}
   let rs0 = rowScale[0];` : ''}
+  // the weight rows of this group's columns (past N: row N − 1, read but not written)
+  ${lines(CPT, (c) => `let row${c} = min(n0 + ${c}u, p.N - 1u) * p.K8;`, '\n  ')}
   var acc: array<f32, ${AA}>;
-  for (var q = li; q < p.K8; q += ${U * GV_WG}u) {
+  for (var q = lane; q < p.K8; q += ${U * TPC}u) {
     ${steps.join('\n    ')}
   }
-  // the sums across the workgroup, CH accumulators per round
-  ${Array.from({ length: AA / CH }, (_, g) => `${Array.from({ length: CH }, (_, c) => `part[${c * GV_WG}u + li] = acc[${g * CH + c}];`).join(' ')} // constant indices keep acc in registers
-  workgroupBarrier();
-  for (var s = ${GV_WG / 2}u; s > 0u; s >>= 1u) {
-    if (li < s) {
-      for (var a = 0u; a < ${CH}u; a++) { part[a * ${GV_WG}u + li] += part[a * ${GV_WG}u + li + s]; }
-    }
-    workgroupBarrier();
-  }
-  if (li < ${CH}u) { sums[${g * CH}u + li] = part[li * ${GV_WG}u]; }
-  workgroupBarrier();`).join('\n  ')}
-  if (li < ${A}u) {
-    let m = li / ${GV_COLS}u;
-    let n = n0 + li % ${GV_COLS}u;
-    let y = (p.row0 + m) * p.N + n;
+  ${reduce}
+  if (lane < ${CPT}u) {
+    let n = n0 + lane;
+    let y = p.row0 * p.N + n;
     ${conv ? `if (n < p.C) { Y[y] = convStep(n, ${out}); } else if (n < p.N) { Y[y] = ${out}; }`
     : `if (n < p.N) { Y[y] = ${residual ? `${out} + R[y]` : out}; }`}
   }
@@ -496,9 +543,15 @@ export interface GemvEnds { norm?: { g: GpuTensor; eps: number }; residual?: Gpu
 export const endsBindings = (ends: GemvEnds): Binding[] => [...(ends.norm ? [bind(ends.norm.g)] : []), ...(ends.residual ? [bind(ends.residual)] : [])];
 const gemvCache = kernelCache();
 // a numeric key: decoding looks a kernel up for every product, and a string would be built each time
-const gemvFor = (vec: boolean, o: GemvFusion): Kernel => gemvCache(
-  +vec + 2 * +!!o.swiglu + 4 * +!!o.norm + 8 * +!!o.residual + 16 * +!!o.conv + 32 * (gemvShape.wgOneRow + 2048 * gemvShape.unroll),
-  () => gemvKernel(vec, o));
+/** The one-row gemv's kernel for N columns and a reduction of K, and its workgroups. */
+function gemvFor(ctx: GpuContext, vec: boolean, o: GemvFusion, N: number, K: number): { kernel: Kernel; groups: number } {
+  const shape = gemvLayout(N, K, ctx.subgroupSize), { wg, unroll, group, cols } = shape;
+  const sg = gemvShape.subgroupReduce && ctx.subgroupSize === group;
+  const kernel = gemvCache(
+    +vec + 2 * +!!o.swiglu + 4 * +!!o.norm + 8 * +!!o.residual + 16 * +!!o.conv + 32 * +sg + 64 * (wg + 2048 * (unroll + 64 * (group + 2048 * cols))),
+    () => gemvKernel(vec, o, shape, sg));
+  return { kernel, groups: Math.ceil(N / ((wg / group) * cols)) };
+}
 
 /** A packed weight for the gemv kernels: its shape, and rows padded to whole workgroups' columns. */
 function checkGemvWeight(op: string, w: F16Matrix, N: number, K: number): void {
@@ -521,8 +574,8 @@ export function swigluF16Gemv(
   const s = tcRowsFor(ctx, tc, M, N, K);
   if (s) { tcRowsGemv(ctx, s, bindings, M, N, K, w1, vec, fusion, eps); return; }
   if (M > 1) { rowsGemv(ctx, bindings, M, N, K, w1.colsP, vec, fusion, eps); return; }
-  const groups = Math.ceil(N / GV_COLS);
-  ctx.dispatch(gemvFor(vec, fusion), new Params().u32(1, N, K, w1.colsP / 8, groups, 0).f32(eps), bindings, groups);
+  const { kernel, groups } = gemvFor(ctx, vec, fusion, N, K);
+  ctx.dispatch(kernel, new Params().u32(1, N, K, w1.colsP / 8, groups, 0).f32(eps), bindings, groups);
 }
 
 /**
@@ -536,8 +589,7 @@ export function mambaInputF16Gemv(
 ): void {
   checkGemvWeight('mambaInputF16Gemv', w, N, K);
   if (K % 4 !== 0 || N % 2 !== 0) throw new Error(`mambaInputF16Gemv: needs K % 4 == 0 and an even N, got ${N} × ${K}`);
-  const groups = Math.ceil(N / GV_COLS), C = N / 2;
-  const kernel = gemvFor(true, { norm: !!norm, conv: true });
+  const { kernel, groups } = gemvFor(ctx, true, { norm: !!norm, conv: true }, N, K), C = N / 2;
   const bindings = [bind(x), bindF16(w), ...endsBindings({ norm }), bind(conv.state ?? conv.w), bind(conv.w), bind(conv.b), bind(out), bind(next)];
   const params = new Params().u32(1, N, K, w.colsP / 8, groups, 0).f32(norm?.eps ?? 0).u32(C, conv.width, conv.state ? 1 : 0);
   ctx.dispatch(kernel, params, bindings, groups);
@@ -563,8 +615,8 @@ export function matmulF16Gemv(
   const s = tcRowsFor(ctx, tc, M, N, K);
   if (s) { tcRowsGemv(ctx, s, bindings, M, N, K, w, vec, fusion, eps); return; }
   if (M > 1) { rowsGemv(ctx, bindings, M, N, K, w.colsP, vec, fusion, eps); return; }
-  const groups = Math.ceil(N / GV_COLS);
-  ctx.dispatch(gemvFor(vec, fusion), new Params().u32(M, N, K, w.colsP / 8, groups, 0).f32(eps), bindings, groups);
+  const { kernel, groups } = gemvFor(ctx, vec, fusion, N, K);
+  ctx.dispatch(kernel, new Params().u32(M, N, K, w.colsP / 8, groups, 0).f32(eps), bindings, groups);
 }
 
 // ---- gemv for blocks of rows (batched decoding) ----

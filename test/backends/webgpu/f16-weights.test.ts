@@ -86,6 +86,49 @@ test('webgpu mambaInput with f16 weights: the conv inside the product for one to
   assert.throws(() => be.mambaInput(be.tensor(rand(rng, 8), [1, 8]), be.tensor(rand(rng, 8 * 6), [6, 8]), be.tensor(rand(rng, 16), [4, 4]), be.tensor(rand(rng, 4), [4]), null, 1, 1), /wIn/);
 });
 
+test('webgpu one-row gemv under each shape of column groups (subgroup sums where the subgroups are that wide, trees otherwise): products, fused ends, SwiGLU and the Mamba input near the CPU', async (t) => {
+  const be = await gpuBackendOrSkip(t);
+  if (!be) return;
+  if (!be.f16Caps.shaderF16) { t.skip('no shader-f16 on this adapter'); return; }
+  const rng = new Rng(31), f16cpu = new F16OperandCpu(), saved = { ...gemvShape }, sgw = be.ctx.subgroupSize;
+  // workgroup × unroll, invocations per group × columns per group; the last, groups one subgroup wide
+  const shapes = [[256, 2, 256, 8], [64, 4, 32, 2], [256, 2, 32, 4], [64, 1, 16, 4], [256, 1, 4, 4], [128, 2, 2, 1], ...(sgw ? [[256, 2, sgw, 2], [128, 1, sgw, 1]] : [])];
+  t.diagnostic(`subgroups ${sgw || 'none, or of varying width'}`);
+  try {
+    for (const [wgOneRow, unroll, groupOneRow, colsOneRow] of shapes) {
+      gemvShape.oneRow = { wg: wgOneRow, unroll, group: groupOneRow, cols: colsOneRow };
+      for (const [N, K] of [[1, 8], [7, 36], [70, 260], [130, 1000], [33, 2056], [9, 63]]) {
+        const what = `shape ${wgOneRow}×${unroll}, groups ${groupOneRow}×${colsOneRow}, N=${N} K=${K}`;
+        const x = rand(rng, K), w = rand(rng, N * K), w2 = rand(rng, N * K), g = rand(rng, K), r = rand(rng, N);
+        const gw = be.compactWeight(be.tensor(w, [N, K])), gw2 = be.compactWeight(be.tensor(w2, [N, K]));
+        const cw = f16cpu.tensor(roundF16(w), [N, K]), cw2 = f16cpu.tensor(roundF16(w2), [N, K]);
+        const near = async (got: Tensor, want: Tensor, part: string) => {
+          const err = relErr(await be.read(got), await f16cpu.read(want));
+          assert.ok(err <= 1e-5, `${what}, ${part}: max |Δ| / max |ref| = ${err}`);
+        };
+        await near(be.matmul(be.tensor(x, [1, K]), gw), f16cpu.matmul(f16cpu.tensor(x, [1, K]), cw), 'product');
+        if (K % 4 === 0) {
+          const ends = (b: typeof be | CpuBackend) => ({ norm: { g: b.tensor(g, [K]), eps: 1e-5 }, residual: b.tensor(r, [1, N]) });
+          await near(be.matmul(be.tensor(x, [1, K]), gw, ends(be)), f16cpu.matmul(f16cpu.tensor(x, [1, K]), cw, ends(f16cpu)), 'norm and residual');
+          const norm = (b: typeof be | CpuBackend) => ({ norm: { g: b.tensor(g, [K]), eps: 1e-5 } });
+          await near(be.swiglu(be.tensor(x, [1, K]), gw, gw2, norm(be)), f16cpu.swiglu(f16cpu.tensor(x, [1, K]), cw, cw2, norm(f16cpu)), 'swiglu with norm');
+          if (N % 2 === 0) {
+            const C = N / 2, CK = 4, convW = rand(rng, C * CK), convB = rand(rng, C), st = rand(rng, C * (CK - 1));
+            const args = (b: typeof be | CpuBackend, wt: Tensor) => [b.tensor(x, [1, K]), wt, b.tensor(convW, [C, CK]), b.tensor(convB, [C]), b.tensor(st, [1, C, CK - 1]), 1, 1, norm(b)] as const;
+            const got = be.mambaInput(...args(be, gw)), want = f16cpu.mambaInput(...args(f16cpu, cw));
+            for (const k of ['xc', 'z', 'state'] as const) await near(got[k], want[k], `mamba input ${k}`);
+          }
+        }
+        be.dispose(gw); be.dispose(gw2);
+      }
+    }
+  } finally { Object.assign(gemvShape, saved); }
+  if (sgw) {
+    const keys = [...(be.ctx as unknown as { pipelines: Map<string, unknown> }).pipelines.keys()];
+    assert.ok(keys.some((k) => k.startsWith('matmul_f16_gemv_1_') && k.endsWith('_sg')), 'the groups one subgroup wide were summed with subgroupAdd');
+  }
+});
+
 test('webgpu compactWeight: x·wᵀ with f16 weights equals the CPU product with f16-rounded weights', async (t) => {
   const be = await gpuBackendOrSkip(t);
   if (!be) return;
