@@ -214,9 +214,9 @@ export const statesAcrossFits = (N: number, R: number): boolean =>
  * scanKernel's projected scan for decoding, with each channel's N states spread over N
  * invocations (scanKernel gives one invocation all N, and launches B·C / 64 workgroups: too few to
  * hide their loads on a large GPU). A workgroup holds STATES_WG / N channels. Its invocations load
- * their channels' rows of W_dt once, coalesced; per token, Δ's pre-activation is summed in N parts
- * (every N-th k; scanKernel sums k in order, so Δ may differ from it by rounding), each state is
- * updated by its invocation, and one invocation per channel sums the output in scanKernel's order.
+ * their channels' rows of W_dt once, coalesced; per token, one invocation per channel sums Δ's
+ * pre-activation and one its output from the states the others left in workgroup memory, both in
+ * scanKernel's order, so y and h are bit-identical to it.
  */
 function scanStatesKernel(N: number, w: DtWeightKind, R: number): Kernel {
   const CPW = STATES_WG / N;
@@ -243,7 +243,7 @@ struct P { B: u32, T: u32, C: u32, R: u32, W: u32, KP: u32 }
 @group(0) @binding(6) var<storage, read_write> Y: array<f32>;
 @group(0) @binding(7) var<storage, read_write> H: array<f32>;
 var<workgroup> wdt: array<f32, ${CPW * R}>; // the channels' rows of W_dt, as scanKernel's sums take them
-var<workgroup> parts: array<f32, ${STATES_WG}>; // Δ's pre-activation in N parts per channel, this token
+var<workgroup> dts: array<f32, ${CPW}>;      // Δ's pre-activation per channel, this token
 var<workgroup> hs: array<f32, ${STATES_WG}>;  // the states after this token
 @compute @workgroup_size(${STATES_WG})
 fn main(${BUILTINS}) {
@@ -264,15 +264,14 @@ fn main(${BUILTINS}) {
   for (var t = 0u; t < p.T; t++) {
     let r = b * p.T + t;
     let row = r * p.W; // [δ | B | C] of this token
-    // Δ's pre-activation: each of the channel's invocations sums every N-th k, then each adds up the N parts in order
-    var part = 0.0;
-    for (var k = n; k < p.R; k += ${N}u) { part = fma(${lowRank}, wdt[cl * ${R}u + k], part); }
-    parts[li] = part;
+    if (n == 0u) {
+      var dtv = 0.0;
+      for (var k = 0u; k < p.R; k++) { dtv = fma(${lowRank}, wdt[cl * ${R}u + k], dtv); }
+      dts[cl] = dtv;
+    }
     workgroupBarrier();
-    var dtv = 0.0;
-    for (var j = 0u; j < ${N}u; j++) { dtv += parts[cl * ${N}u + j]; }
     let ut = U[r * p.C + c];
-    let delta = softplus(dtv + dtBias);
+    let delta = softplus(dts[cl] + dtBias);
     let du = delta * ut;
     h = fma(exp(delta * a), h, du * DBC[row + p.R + n]);
     hs[li] = h;
@@ -282,7 +281,7 @@ fn main(${BUILTINS}) {
       for (var j = 0u; j < ${N}u; j++) { yt = fma(hs[cl * ${N}u + j], DBC[row + p.R + ${N}u + j], yt); }
       Y[r * p.C + c] = fma(dSkip, ut, yt) * silu(Z[r * p.C + c]);
     }
-    workgroupBarrier(); // parts and hs are the next token's
+    workgroupBarrier(); // dts and hs are the next token's
   }
   if (live) { H[i * ${N}u + n] = h; }
 }`,
