@@ -7,7 +7,6 @@
 //     [--train-seq 4096] [--train-batch 1] [--precision f32|mixed] [--reps 4] [--top 14]
 //     [--by-grid]   (one row per kernel and workgroup count, e.g. to tell the matmul shapes apart)
 //     [--warmup N]  (untimed steps before each timed set: default 64 for decode, 1 otherwise)
-//     [--scan-decode states|channels] (decoding's scan: a channel's states across invocations; channels: one invocation each)
 //     [--gemv-subgroups on|off] (the one-row gemv's groups summed by subgroupAdd where subgroups are 32 wide; off: one tree per workgroup)
 //     [--scan-grad-invocations N] (the chunked scan backward's target invocations, grad-mamba.ts scanGradShape; 0: walked in order)
 //     [--passes]    (time whole compute passes instead: the GPU's busy time per step without the
@@ -17,7 +16,6 @@ import { parseArgs } from 'node:util';
 import type { KernelTime } from '../src/backends/webgpu/context.js';
 import { scanGradShape } from '../src/backends/webgpu/grad-mamba.js';
 import { gemvShape } from '../src/backends/webgpu/matmul-f16.js';
-import { scanDecodeShape } from '../src/backends/webgpu/mamba.js';
 import { Rng } from '../src/core/random.js';
 import { makeConfig, type ModelConfig } from '../src/model/config.js';
 import { SambaModel } from '../src/model/model.js';
@@ -45,14 +43,11 @@ const { values } = parseArgs({
     warmup: { type: 'string' },
     'scan-grad-invocations': { type: 'string' },
     'gemv-subgroups': { type: 'string', default: 'on' },
-    'scan-decode': { type: 'string', default: 'states' },
   },
 });
 if (values['scan-grad-invocations'] !== undefined) scanGradShape.invocations = Number(values['scan-grad-invocations']);
 if (values['gemv-subgroups'] !== 'on' && values['gemv-subgroups'] !== 'off') throw new Error(`--gemv-subgroups must be on or off, got ${values['gemv-subgroups']}`);
 gemvShape.subgroupReduce = values['gemv-subgroups'] === 'on';
-if (values['scan-decode'] !== 'states' && values['scan-decode'] !== 'channels') throw new Error(`--scan-decode must be states or channels, got ${values['scan-decode']}`);
-scanDecodeShape.statesAcross = values['scan-decode'] === 'states';
 const precision = values.precision === 'mixed' ? 'f16-matmul' as const : 'f32' as const;
 const open = (profile: boolean) => createNodeWebGpuBackend({ requireAdapter: true, profile: profile && values.passes ? 'passes' : profile, precision });
 const reps = Number(values.reps), top = Number(values.top);

@@ -17,14 +17,13 @@
 //     [--scan-invocations N] (the chunked selective scan's target invocations, mamba.ts scanShape; 0: the sequential scan)
 //     [--scan-grad-invocations N] (the same for its backward, grad-mamba.ts scanGradShape; 0: walked in order)
 //     [--tc-attention on|off] (attention on tensor cores where tensor cores are used, flash-tc.ts; off: f32 kernels)
-//     [--scan-decode states|channels] (decoding's scan: a channel's states across invocations, mamba.ts scanStatesKernel; channels: one invocation each)
 //     [--gemv-subgroups on|off] (the one-row gemv's groups summed by subgroupAdd where subgroups are 32 wide, matmul-f16.ts gemvLayout; off: one tree per workgroup)
 //     [--json out.json] [--svg out.svg]   (the measured points, and tokens/s against length for the
 //     prefill and batch sections; both rewritten after every row, so a run cut short keeps its rows)
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { Backend, Tensor } from '../src/core/backend.js';
-import { scanDecodeShape, scanShape } from '../src/backends/webgpu/mamba.js';
+import { scanShape } from '../src/backends/webgpu/mamba.js';
 import { gemvShape } from '../src/backends/webgpu/matmul-f16.js';
 import { scanGradShape } from '../src/backends/webgpu/grad-mamba.js';
 import { tcAttention } from '../src/backends/webgpu/flash-tc.js';
@@ -70,7 +69,6 @@ const { values } = parseArgs({
     // on: attention on tensor cores where tensor cores are used (flash-tc.ts); off: the f32 kernels, to compare
     'tc-attention': { type: 'string', default: 'on' },
     'gemv-subgroups': { type: 'string', default: 'on' },
-    'scan-decode': { type: 'string', default: 'states' },
     json: { type: 'string' },
     svg: { type: 'string' },
   },
@@ -89,8 +87,6 @@ if (values['tc-attention'] !== 'on' && values['tc-attention'] !== 'off') throw n
 tcAttention.enabled = values['tc-attention'] === 'on';
 if (values['gemv-subgroups'] !== 'on' && values['gemv-subgroups'] !== 'off') throw new Error(`--gemv-subgroups must be on or off, got ${values['gemv-subgroups']}`);
 gemvShape.subgroupReduce = values['gemv-subgroups'] === 'on';
-if (values['scan-decode'] !== 'states' && values['scan-decode'] !== 'channels') throw new Error(`--scan-decode must be states or channels, got ${values['scan-decode']}`);
-scanDecodeShape.statesAcross = values['scan-decode'] === 'states';
 for (const o of ['weights', 'kv-cache'] as const) if (values[o] !== 'f32' && values[o] !== 'f16') throw new Error(`--${o} must be f32 or f16, got ${values[o]}`);
 /** A preset's name, or a ModelConfig JSON file (e.g. experiments/replicate/configs/samba.json). */
 const modelConfig = (name: string): ModelConfig => (name.endsWith('.json') ? makeConfig(JSON.parse(readFileSync(name, 'utf8'))) : getPreset(name));

@@ -195,99 +195,6 @@ fn main(${BUILTINS}) {
 
 const scanKernels = kernelCache();
 
-/**
- * The projected scan with a channel's N states across N invocations (decoding): `statesAcross`
- * false keeps one invocation per channel (scanKernel), for comparison (bench --scan-decode).
- */
-export const scanDecodeShape = { statesAcross: true };
-/** Invocations of the states-across kernel's workgroups. */
-const STATES_WG = 256;
-
-/**
- * Whether the states-across kernel takes N states and a Δ rank R: N a power of two from 2 to 64
- * (whole channels per workgroup), and its channels' rows of W_dt within 16 KiB of workgroup memory.
- */
-export const statesAcrossFits = (N: number, R: number): boolean =>
-  scanDecodeShape.statesAcross && N >= 2 && N <= 64 && (N & (N - 1)) === 0 && (STATES_WG / N) * R * 4 <= 16384;
-
-/**
- * scanKernel's projected scan for decoding, with each channel's N states spread over N
- * invocations (scanKernel gives one invocation all N, and launches B·C / 64 workgroups: too few to
- * hide their loads on a large GPU). A workgroup holds STATES_WG / N channels. Its invocations load
- * their channels' rows of W_dt once, coalesced; per token, one invocation per channel sums Δ's
- * pre-activation and one its output from the states the others left in workgroup memory, both in
- * scanKernel's order, so y and h are bit-identical to it.
- */
-function scanStatesKernel(N: number, w: DtWeightKind, R: number): Kernel {
-  const CPW = STATES_WG / N;
-  const loadRow = w === 'f16'
-    ? `for (var k8 = n; k8 * 8u < p.R; k8 += ${N}u) {
-      let wq = WDT[(c * p.KP + 8u * k8) / 8u];
-      ${[0, 1, 2, 3].map((q) => `let w${q} = unpack2x16float(wq[${q}]);`).join(' ')}
-      ${Array.from({ length: 8 }, (_, q) => `if (8u * k8 + ${q}u < p.R) { wdt[cl * ${R}u + 8u * k8 + ${q}u] = w${q >> 1}.${q & 1 ? 'y' : 'x'}; }`).join('\n      ')}
-    }`
-    : `for (var k = n; k < p.R; k += ${N}u) { wdt[cl * ${R}u + k] = ${w === 'f32r16' ? 'round_f16(WDT[c * p.R + k])' : 'WDT[c * p.R + k]'}; }`;
-  const lowRank = w === 'f32' ? 'DBC[row + k]' : 'round_f16(DBC[row + k])'; // δ_k, as scanKernel rounds it
-  return {
-    key: `selective_scan_${N}_projected_${w}_states_r${R}`,
-    bindings: ['read', 'read', 'read', 'read', 'read', 'write', 'write'],
-    code: () => /* wgsl */ `
-${MATH}${w !== 'f32' ? ROUND_F16 : ''}
-struct P { B: u32, T: u32, C: u32, R: u32, W: u32, KP: u32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> U: array<f32>;
-@group(0) @binding(2) var<storage, read> DBC: array<f32>;
-@group(0) @binding(3) var<storage, read> WDT: array<${w === 'f16' ? 'vec4<u32>' : 'f32'}>;
-@group(0) @binding(4) var<storage, read> Z: array<f32>;
-@group(0) @binding(5) var<storage, read> PAR: array<f32>;
-@group(0) @binding(6) var<storage, read_write> Y: array<f32>;
-@group(0) @binding(7) var<storage, read_write> H: array<f32>;
-var<workgroup> wdt: array<f32, ${CPW * R}>; // the channels' rows of W_dt, as scanKernel's sums take them
-var<workgroup> dts: array<f32, ${CPW}>;      // Δ's pre-activation per channel, this token
-var<workgroup> hs: array<f32, ${STATES_WG}>;  // the states after this token
-@compute @workgroup_size(${STATES_WG})
-fn main(${BUILTINS}) {
-  ${WG_INDEX}
-  let n = li % ${N}u;
-  let cl = li / ${N}u;
-  let i = wg * ${CPW}u + cl; // (b, c), channel fastest
-  let live = i < p.B * p.C;
-  let iv = min(i, p.B * p.C - 1u); // the idle invocations past the end read the last channel
-  let c = iv % p.C;
-  let b = iv / p.C;
-  ${loadRow}
-  let dtBias = PAR[c];
-  let dSkip = PAR[p.C + c];
-  let a = -exp(PAR[2u * p.C + c * ${N}u + n]);
-  var h = H[iv * ${N}u + n];
-  workgroupBarrier();
-  for (var t = 0u; t < p.T; t++) {
-    let r = b * p.T + t;
-    let row = r * p.W; // [δ | B | C] of this token
-    if (n == 0u) {
-      var dtv = 0.0;
-      for (var k = 0u; k < p.R; k++) { dtv = fma(${lowRank}, wdt[cl * ${R}u + k], dtv); }
-      dts[cl] = dtv;
-    }
-    workgroupBarrier();
-    let ut = U[r * p.C + c];
-    let delta = softplus(dts[cl] + dtBias);
-    let du = delta * ut;
-    h = fma(exp(delta * a), h, du * DBC[row + p.R + n]);
-    hs[li] = h;
-    workgroupBarrier();
-    if (n == 0u && live) {
-      var yt = 0.0;
-      for (var j = 0u; j < ${N}u; j++) { yt = fma(hs[cl * ${N}u + j], DBC[row + p.R + ${N}u + j], yt); }
-      Y[r * p.C + c] = fma(dSkip, ut, yt) * silu(Z[r * p.C + c]);
-    }
-    workgroupBarrier(); // dts and hs are the next token's
-  }
-  if (live) { H[i * ${N}u + n] = h; }
-}`,
-  };
-}
-
 /** Records the packing of the scan's constant parameters: par = [dtBias (C) | D (C) | aLog (C·N)]. */
 export function packScanParams(ctx: GpuContext, par: PooledBuffer, dtBias: GpuTensor, d: GpuTensor, aLog: GpuTensor, C: number, N: number): void {
   ctx.copy(dtBias.buf!, dtBias.offset, par, 0, C * 4);
@@ -471,10 +378,9 @@ export function selectiveScanProjected(
 ): void {
   if (T > SCAN_PROJECTED_MAX_T) throw new Error(`selectiveScanProjected: ${T} tokens per sequence, at most ${SCAN_PROJECTED_MAX_T}`);
   if (B * C === 0) return;
-  const states = statesAcrossFits(N, R), kind = dtWeight.kind;
-  const kernel = states ? scanKernels(`ps${N}${kind}${R}`, () => scanStatesKernel(N, kind, R)) : scanKernels(`p${N}${kind}`, () => scanKernel(N, kind));
+  const kernel = scanKernels(`p${N}${dtWeight.kind}`, () => scanKernel(N, dtWeight.kind));
   ctx.dispatch(kernel, new Params().u32(B, T, C, R, R + 2 * N, dtWeight.kp), [
     bind(u), bind(dbc), { buf: dtWeight.buf, size: dtWeight.size }, bind(z), { buf: par, size: (2 * C + C * N) * 4 }, bind(y), bind(hOut),
-  ], states ? Math.ceil((B * C * N) / STATES_WG) : Math.ceil((B * C) / SCAN_WG));
+  ], Math.ceil((B * C) / SCAN_WG));
 }
 
