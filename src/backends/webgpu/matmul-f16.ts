@@ -13,7 +13,9 @@
 //   as vec4<f16> (half the bytes: 128×128 output tiles fit where f32 fits 64×64), and every
 //   invocation accumulates an 8×8 (or 4×4) block in f32.
 // - gemv (decode: one row; batched decoding up to 32 rows in blocks of 16): reads weights stored
-//   as f16 (see packF16) with 16-byte loads, every weight once per block of rows. f32 weights in
+//   as f16 (see packF16) with 16-byte loads, every weight once per block of rows. The one-row
+//   kernel sums its columns in groups of invocations, by subgroupAdd where the device's subgroups
+//   are the group's width (gemvLayout picks the shape per product). f32 weights in
 //   f16 mode go through the f32 gemv with operand rounding instead (matmul.ts): there is no
 //   bandwidth to win when the weights are f32 in memory. Where the device has subgroup matrices,
 //   9 to 32 rows go to tensor cores in one dispatch, x staged as left matrices and w loaded as
