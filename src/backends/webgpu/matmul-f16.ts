@@ -370,7 +370,7 @@ export const SGM_PREAMBLE = 'enable f16;\nenable chromium_experimental_subgroup_
 /** The device's subgroup-matrix shape (F16Caps.subgroupMatrix) where the batched gemvs may use tensor cores; null: they do not. */
 export type TensorCores = F16Caps['subgroupMatrix'];
 
-/** Packed rows of a gemv weight are a multiple of this (the one-row kernel's columns per group divide or clamp to it). */
+/** Packed rows of a gemv weight are a multiple of this (the one-row kernel reads no row past N, so its columns per workgroup need not divide it). */
 const GV_COLS = 8;
 
 /**
@@ -402,7 +402,7 @@ export function gemvLayout(N: number, K: number, subgroupSize: number): GemvLayo
 export const gemvShape = {
   /** The one-row gemv's shape where set (the bench's sweep, tests); null: gemvLayout's choice. */
   oneRow: null as GemvLayout | null,
-  /** Groups one subgroup wide are summed with subgroupAdd; false: by trees in workgroup memory. */
+  /** Groups one subgroup wide are summed with subgroupAdd; false: by trees in workgroup memory, and gemvLayout keeps to GEMV_TREE (bench --gemv-subgroups off). */
   subgroupReduce: true,
   /** The rows gemv (rowsGemvKernel): columns per workgroup (0: by N), rows per dispatch (8 or 16), halves of k per step (8 or 16). */
   rowsCols: 0, rowsBlock: 16, rowsStep: 16,
@@ -455,13 +455,14 @@ function gemvKernel(vec: boolean, o: GemvFusion, shape: GemvLayout, sg: boolean)
   const steps = Array.from({ length: U }, (_, u) => u === 0
     ? `{ let qw = q; let k = q * 8u;\n    ${xs}\n    ${body.join('\n    ')}\n    }`
     : `{ let qw = min(q + ${u * TPC}u, p.K8 - 1u); let k = (q + ${u * TPC}u) * 8u;\n    ${xs}\n    ${body.join('\n    ')}\n    }`);
-  // the group's sums: sum(i) is accumulator i's total, read by the group's invocation `lane` < CPT
-  let reduce: string, sum: (i: string) => string;
+  // the group's sums: sum(second) is the total of the product (of W, or of W2 when second) for the
+  // column of the group's invocation `lane` < CPT
+  let reduce: string, sum: (second: boolean) => string;
   if (sg) {
     reduce = `${lines(AA, (a) => `let t${a} = subgroupAdd(acc[${a}]);`, '\n  ')}
   var s0 = 0.0; var s1 = 0.0;
   ${lines(CPT, (c) => `if (lane == ${c}u) { s0 = t${c};${swiglu ? ` s1 = t${c + CPT};` : ''} }`, '\n  ')}`;
-    sum = (i) => (i === 'lane' ? 's0' : 's1');
+    sum = (second) => (second ? 's1' : 's0');
   } else {
     // CH accumulators per round; group g's sums land in sums[g · AA …]
     reduce = lines(AA / CH, (g) => `${lines(CH, (c) => `part[${c * WG}u + li] = acc[${g * CH + c}];`, ' ')} // constant indices keep acc in registers
@@ -474,9 +475,9 @@ function gemvKernel(vec: boolean, o: GemvFusion, shape: GemvLayout, sg: boolean)
   }
   for (var a = lane; a < ${CH}u; a += ${TPC}u) { sums[grp * ${AA}u + ${g * CH}u + a] = part[a * ${WG}u + grp * ${TPC}u]; }
   workgroupBarrier();`, '\n  ');
-    sum = (i) => `sums[grp * ${AA}u + ${i === 'lane' ? 'lane' : `lane + ${CPT}u`}]`;
+    sum = (second) => `sums[grp * ${AA}u + lane${second ? ` + ${CPT}u` : ''}]`;
   }
-  const out = swiglu ? `silu(${sum('lane')}) * ${sum('lane2')}` : sum('lane');
+  const out = swiglu ? `silu(${sum(false)}) * ${sum(true)}` : sum(false);
   return {
     key: `matmul_f16_gemv_1_${vec ? 'v' : 's'}${swiglu ? '_swiglu' : ''}${norm ? '_norm' : ''}${residual ? '_res' : ''}${conv ? '_conv' : ''}_${WG}x${U}${TPC === WG && CPT === GV_COLS ? '' : `_g${TPC}c${CPT}`}${sg ? '_sg' : ''}`,
     bindings: ['read', 'read', ...extra.map(() => 'read' as const), 'write', ...(conv ? ['write' as const] : [])],
