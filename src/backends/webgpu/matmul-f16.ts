@@ -386,16 +386,17 @@ const GEMV_TREE: GemvLayout = { wg: 256, unroll: 2, group: 256, cols: 8 };
 
 /**
  * The one-row gemv's shape for N columns and a reduction of K. Where subgroups are 32 wide, wide
- * products with short reductions (an MLP's gate and up, a Mamba mixer's input, the head) take
- * groups of one subgroup summing 2 columns each, 16 columns a workgroup; the rest one tree of 256
- * invocations for 8 columns. Chosen on the H100 at samba-1.7b's shapes, weights read from device
- * memory (bench/matmul.ts --gemv-sweep … --cold --gpu-time; docs/PERFORMANCE.md): 8192 × 2048
- * 19.7 → 16.1 µs, 50304 × 2048 78.3 → 71.6 µs; 2048 × 8192, 2048 × 4096 and 2560 × 2048 were
- * fastest as they were.
+ * products with short reductions (an MLP's gate and up, a Mamba mixer's input, MHA's qkv, the
+ * head) take groups of one subgroup summing 2 columns each, 16 columns a workgroup; the rest one
+ * tree of 256 invocations for 8 columns. Chosen on the H100 at samba-1.7b's, samba-1.3b's and
+ * samba-421m's shapes, weights read from device memory (bench/matmul.ts --gemv-sweep … --cold
+ * --gpu-time; docs/PERFORMANCE.md): 8192 × 2048 19.7 → 16.1 µs, 6144 × 2304 20.2 → 14.9,
+ * 6144 × 1536 26.7 → 18.1, 50304 × 2048 78.3 → 71.6; 2048 × 8192, 2048 × 4096 and 2560 × 2048
+ * were fastest as they were.
  */
 export function gemvLayout(N: number, K: number, subgroupSize: number): GemvLayout {
   if (gemvShape.oneRow) return gemvShape.oneRow;
-  if (subgroupSize === 32 && gemvShape.subgroupReduce && N >= 8192 && K <= 4096) return { wg: 256, unroll: 2, group: 32, cols: 2 };
+  if (subgroupSize === 32 && gemvShape.subgroupReduce && N >= 4096 && K <= 4096) return { wg: 256, unroll: 2, group: 32, cols: 2 };
   return GEMV_TREE;
 }
 
