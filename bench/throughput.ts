@@ -225,11 +225,15 @@ async function decodeRate(model: SambaModel, B: number, pos: number): Promise<{ 
     }
     : async () => {
       const t0 = performance.now();
-      const l = be.inOneSubmit(() => model.forward(ids, B, 1, st, { lastOnly: true })), next = be.sampleRows(l, { temperature: 0 });
+      // one command buffer per step, as generate() records it: the forward, the sampling and the ids' copy
+      const { next, r } = be.inOneSubmit(() => {
+        const l = model.forward(ids, B, 1, st, { lastOnly: true }), sampled = be.sampleRows(l, { temperature: 0 });
+        be.dispose(l);
+        return { next: sampled, r: be.read(sampled) };
+      });
       recordMs += performance.now() - t0;
-      be.dispose(l); be.dispose(ids);
+      be.dispose(ids);
       ids = next;
-      const r = be.read(next);
       r.catch(() => undefined); // awaited by a later step, or at the end
       reading.push(r);
       if (reading.length > depth) await reading.shift(); // the token `depth` steps back, read while this step was recorded

@@ -106,8 +106,19 @@ export async function* generateBatchStream(model: SambaModel, prompts: number[][
   // while the host waits for this token, and the host's recording overlaps the GPU's work. Rows
   // that this token ends decode one token more, whose logits nobody reads; if it ends every row,
   // that step was spent on a state about to go. Where ops compute when called (CPU) this would
-  // only delay the token, so there the next step waits for it.
-  const pipelined = sampler.onDevice && be.queued;
+  // only delay the token, so there the next step waits for it. Without a repetition penalty (whose
+  // ids must include the token being read) a step's sampling and the read's copy go into its
+  // forward's command buffer too: one submit per token.
+  const pipelined = sampler.onDevice && be.queued, oneBuffer = pipelined && !sampler.penalizes;
+  /** Samples ids [B] from logits on the backend and starts reading them (recorded and submitted now). */
+  const sampleOnDevice = (l: Tensor) => {
+    const ids = be.sampleRows(l, sampler.rowOptions(B, seen));
+    const reading = be.read(ids);
+    reading.catch(() => undefined); // awaited below, unless the forward throws first
+    return { ids, reading };
+  };
+  // oneBuffer: the ids sampled with the last step's forward, and their reading
+  let pending: ReturnType<typeof sampleOnDevice> | null = null;
   try {
     for (let step = 0; step < maxTokens && done.some((d) => !d); step++) {
       if (!be.queued) await yieldToEventLoop();
@@ -116,15 +127,16 @@ export async function* generateBatchStream(model: SambaModel, prompts: number[][
       // the row, which only the host does.
       let sampled: ArrayLike<number>;
       if (sampler.onDevice) {
-        const ids = be.sampleRows(logits!, sampler.rowOptions(B, seen));
-        be.dispose(logits!);
-        logits = null;
-        const reading = be.read(ids); // recorded and submitted now
-        reading.catch(() => undefined); // awaited below, unless the forward throws first
+        const { ids, reading } = pending ?? sampleOnDevice(logits!);
+        pending = null;
+        if (logits) { be.dispose(logits); logits = null; }
         try {
           if (pipelined && step + 1 < maxTokens) {
             // one submit for the whole step: the device is busy with this token meanwhile
-            logits = be.inOneSubmit(() => model.forward(ids, B, 1, state, { lastOnly: true }));
+            be.inOneSubmit(() => {
+              const next = model.forward(ids, B, 1, state, { lastOnly: true });
+              if (oneBuffer) { pending = sampleOnDevice(next); be.dispose(next); } else logits = next;
+            });
           }
           sampled = await reading;
         } finally { be.dispose(ids); }
@@ -149,6 +161,8 @@ export async function* generateBatchStream(model: SambaModel, prompts: number[][
     }
   } finally {
     if (logits) be.dispose(logits);
+    // (pending is assigned inside inOneSubmit's callback, which the narrowing cannot see)
+    if (pending) be.dispose((pending as { ids: Tensor }).ids);
     state.dispose();
   }
 }

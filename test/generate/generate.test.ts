@@ -108,6 +108,32 @@ test('decoding that feeds sampled ids back on the device = feeding them from the
   }
 });
 
+test('decoding on the device: one command buffer per token (forward, sampling and the ids\' copy), two with a repetition penalty; seeded draws as on the CPU', async (t) => {
+  for (const tb of testBackends()) {
+    const b = await tb.get(t);
+    if (!b) continue;
+    const ctx = (b as unknown as { ctx?: { counts: { submits: number } } }).ctx;
+    if (!ctx) continue; // submits are counted by the WebGPU backend
+    const model = randomModel(b, tinyConfig('samba'), 13), prompt = [[3, 1, 4, 1, 5]];
+    /** submits of a generation of n tokens */
+    const submits = async (n: number, opts: Parameters<typeof generateBatch>[2]) => {
+      const s0 = ctx.counts.submits;
+      await generateBatch(model, prompt, { maxTokens: n, ...opts });
+      return ctx.counts.submits - s0;
+    };
+    for (const [opts, perToken] of [[{ temperature: 0 }, 1], [{ temperature: 0.7, seed: 3 }, 1], [{ temperature: 0, repetitionPenalty: 1.3 }, 2]] as const) {
+      const a = await submits(4, opts), c = await submits(12, opts);
+      assert.equal(c - a, 8 * perToken, `${tb.name} ${JSON.stringify(opts)}: ${perToken} submit(s) per token (${a} for 4 tokens, ${c} for 12)`);
+    }
+    const cpuModel = randomModel(be, tinyConfig('samba'), 13);
+    for (const seed of [3, 4]) {
+      const opts = { maxTokens: 10, temperature: 0.9, seed };
+      assert.deepEqual(await generateBatch(model, [[5, 6, 7], [8, 9]], opts), await generateBatch(cpuModel, [[5, 6, 7], [8, 9]], opts), `${tb.name}: seeded draws, seed ${seed}`);
+    }
+    model.dispose();
+  }
+});
+
 test('seeded sampling with a repetition penalty gives the same tokens on every backend', async (t) => {
   for (const tb of testBackends()) {
     const other = await tb.get(t);
