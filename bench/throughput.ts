@@ -22,6 +22,7 @@
 //     prefill and batch sections; both rewritten after every row, so a run cut short keeps its rows)
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { PerformanceObserver } from 'node:perf_hooks';
 import type { Backend, Tensor } from '../src/core/backend.js';
 import { scanShape } from '../src/backends/webgpu/mamba.js';
 import { gemvShape } from '../src/backends/webgpu/matmul-f16.js';
@@ -95,7 +96,7 @@ const rows: string[][] = [];
 const row = (...r: (string | number)[]) => { rows.push(r.map(String)); console.log(r.join('  |  ')); };
 
 /** One measured rate, for --json and --svg. */
-interface Point { section: string; model: string; batch: number; length: number; tokensPerSecond: number; stateBytes?: number; hostRecordMs?: number }
+interface Point { section: string; model: string; batch: number; length: number; tokensPerSecond: number; stateBytes?: number; hostRecordMs?: number; gcMsPerToken?: number }
 const points: Point[] = [];
 const started = new Date().toISOString();
 function writeAtomic(file: string, text: string): void {
@@ -206,7 +207,7 @@ const nTok = Number(values.tokens);
  * Decoding tokens/s at a position, and the host's milliseconds to record a step (forward and
  * sampling): when they approach the step's whole time, the host, not the GPU, sets the rate.
  */
-async function decodeRate(model: SambaModel, B: number, pos: number): Promise<{ tps: number; stateBytes: number; recordMs: number }> {
+async function decodeRate(model: SambaModel, B: number, pos: number): Promise<{ tps: number; stateBytes: number; recordMs: number; gcMs: number }> {
   const st = model.newState(B);
   st.pos.fill(pos); // the cost of a step depends on the position, not on what the cache holds
   const hostIds = Int32Array.from({ length: B }, (_, i) => (i + 1) % model.config.vocabSize);
@@ -244,9 +245,17 @@ async function decodeRate(model: SambaModel, B: number, pos: number): Promise<{ 
     // token since the pool hands out buffers in a fixed order; it took ~20 tokens before)
     for (let i = 0; i < 64; i++) await step();
     recordMs = 0;
+    // the garbage collector's pauses while the timed steps run: Dawn's polling of pending promises
+    // makes garbage even while the host only waits (measured on lavapipe), and a pause that lands
+    // in a step's recording delays the GPU's next work
+    let gcMs = 0;
+    const gc = new PerformanceObserver((list) => { for (const e of list.getEntries()) gcMs += e.duration; });
+    gc.observe({ entryTypes: ['gc'] });
     const s = await time(step, nTok, false);
     await Promise.all(reading);
-    return { tps: B / s, stateBytes: st.bytes(), recordMs: recordMs / nTok };
+    await new Promise((r) => setImmediate(r)); // the observer's last entries
+    gc.disconnect();
+    return { tps: B / s, stateBytes: st.bytes(), recordMs: recordMs / nTok, gcMs: gcMs / nTok };
   } finally {
     be.dispose(ids);
     st.dispose();
@@ -256,12 +265,12 @@ async function decodeRate(model: SambaModel, B: number, pos: number): Promise<{ 
 if (sections.has('decode')) {
   const cfg = modelConfig(values.model!), { model, weightBytes } = inferenceModel(cfg, 1);
   for (const pos of ints(values.positions!)) {
-    const { tps, stateBytes, recordMs } = await decodeRate(model, 1, pos);
+    const { tps, stateBytes, recordMs, gcMs } = await decodeRate(model, 1, pos);
     const roofline = Number.isFinite(bandwidth) ? bandwidth / (weightBytes + stateBytes) : NaN;
-    record({ section: 'decode', model: values.model!, batch: 1, length: pos, tokensPerSecond: tps, stateBytes, hostRecordMs: recordMs });
+    record({ section: 'decode', model: values.model!, batch: 1, length: pos, tokensPerSecond: tps, stateBytes, hostRecordMs: recordMs, gcMsPerToken: gcMs });
     row('decode b=1', `${values.model} (${values.weights} weights) at position ${pos}`, `${fmt(tps)} tok/s`, `state ${fmt(stateBytes / 2 ** 20)} MiB`,
       Number.isFinite(roofline) ? `roofline ${fmt(roofline)} tok/s (${fmt((100 * tps) / roofline)}%)` : 'roofline: run with --sections ceilings',
-      `host records ${fmt(recordMs, 2)} of ${fmt(1000 / tps, 2)} ms/token`);
+      `host records ${fmt(recordMs, 2)} of ${fmt(1000 / tps, 2)} ms/token`, `GC ${fmt(gcMs, 3)} ms/token`);
   }
   model.dispose();
 }
