@@ -17,7 +17,7 @@
 // through workgroup memory in chunks of DC dims (S = Q·Kᵀ) and VC value columns (O += P·V), one
 // array serving both stages. The per-row softmax step runs on BQ invocations.
 import { type GpuContext, type Kernel, Params, kernelCache } from './context.js';
-import { flashForwardTensorCores, tcFits } from './flash-tc.js';
+import { flashForwardTensorCores, tcFor } from './flash-tc.js';
 import type { TensorCores } from './matmul-f16.js';
 import { type GpuTensor, bind } from './tensor.js';
 import { BUILTINS, NEG_BIG, WG_INDEX, cacheReaders, lines } from './wgsl.js';
@@ -302,8 +302,9 @@ export function flashAttention(
 ): void {
   if (d.B * d.T * d.H === 0 || d.hs === 0) return;
   // on tensor cores: the training forward (keeping L), and any forward over a cache or none (f16 q, k and v)
-  if (!stats?.dO && tensorCores && tcFits(tensorCores, d.hs, ctx.device.limits.maxComputeWorkgroupStorageSize)) {
-    flashForwardTensorCores(ctx, out, q, k, v, d, tensorCores, stats ? { ld: stats.ld } : { kc, vc, pos0 });
+  const tc = stats?.dO ? null : tcFor(ctx, tensorCores, d.hs);
+  if (tc) {
+    flashForwardTensorCores(ctx, out, q, k, v, d, tc, stats ? { ld: stats.ld } : { kc, vc, pos0 });
     return;
   }
   const kvF16 = !stats && kc.dtype === 'f16';

@@ -16,7 +16,7 @@
 import { type GpuContext, type Kernel, Params, kernelCache } from './context.js';
 import type { AttentionGradDims } from './grad-attention.js';
 import { type FlashTile, TX, WG, flashAttention, pvProduct } from './flash-attention.js';
-import { KEY_TILE, flashBackwardTensorCores, tcFits } from './flash-tc.js';
+import { KEY_TILE, flashBackwardTensorCores, tcFor } from './flash-tc.js';
 import { scratch } from './grad-reduce.js';
 import type { TensorCores } from './matmul-f16.js';
 import { type GpuTensor, bind } from './tensor.js';
@@ -321,8 +321,9 @@ export function flashAttentionBackward(
     o = scratch(ctx, qRows * d.hs, () => `attentionBackward recomputed output of ${qRows} rows`);
     flashAttention(ctx, o, q, k, v, k, v, new Int32Array(d.B), { ...d, C: 0 }, tile, { dO, ld });
   }
-  if (tensorCores && tcFits(tensorCores, d.hs, ctx.device.limits.maxComputeWorkgroupStorageSize)) {
-    flashBackwardTensorCores(ctx, dq, dk, dv, q, k, v, dO, ld, d, tensorCores);
+  const tc = tcFor(ctx, tensorCores, d.hs);
+  if (tc) {
+    flashBackwardTensorCores(ctx, dq, dk, dv, q, k, v, dO, ld, d, tc);
   } else {
     f32Kernels(ctx, dq, dk, dv, q, k, v, dO, ld, d, tile);
   }

@@ -23,7 +23,7 @@
 // finite values that masked zeros multiply.
 import { type GpuContext, type Kernel, Params, kernelCache } from './context.js';
 import type { AttentionGradDims } from './grad-attention.js';
-import { type SubgroupMatrixShape, SGM_PREAMBLE, bindF16, matrixTypes, packF16 } from './matmul-f16.js';
+import { type SubgroupMatrixShape, type TensorCores, SGM_PREAMBLE, bindF16, matrixTypes, packF16 } from './matmul-f16.js';
 import { type GpuTensor, bind } from './tensor.js';
 import { BUILTINS, NEG_BIG, WG_INDEX, lines } from './wgsl.js';
 
@@ -52,6 +52,10 @@ export function tcFits(s: Shape, hs: number, maxWorkgroupBytes: number): boolean
   return tcAttention.enabled && hs > 0 && hs <= 256 && hs % s.K === 0 && hs % s.N === 0 && BC % s.N === 0 && BC % s.K === 0
     && (s.M * BC) % s.subgroupSize === 0 && s.subgroupSize % s.M === 0 && tcBytes(s, hs) <= maxWorkgroupBytes;
 }
+
+/** The tensor-core shape attention of head size hs takes on ctx's device (from the caller's `tc`), or null: the f32 kernels. */
+export const tcFor = (ctx: GpuContext, tc: TensorCores, hs: number): Shape | null =>
+  (tc && tcFits(tc, hs, ctx.device.limits.maxComputeWorkgroupStorageSize) ? tc : null);
 
 /**
  * WGSL pieces shared by the kernels, for rows read at row stride RS and columns at CS (the packed
