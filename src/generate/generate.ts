@@ -133,10 +133,9 @@ export async function* generateBatchStream(model: SambaModel, prompts: number[][
         try {
           if (pipelined && step + 1 < maxTokens) {
             // one submit for the whole step: the device is busy with this token meanwhile
-            be.inOneSubmit(() => {
-              const next = model.forward(ids, B, 1, state, { lastOnly: true });
-              if (oneBuffer) { pending = sampleOnDevice(next); be.dispose(next); } else logits = next;
-            });
+            const forward = (): Tensor => model.forward(ids, B, 1, state, { lastOnly: true });
+            if (!oneBuffer) logits = be.inOneSubmit(forward);
+            else pending = be.inOneSubmit(() => { const next = forward(), sample = sampleOnDevice(next); be.dispose(next); return sample; });
           }
           sampled = await reading;
         } finally { be.dispose(ids); }
@@ -161,8 +160,7 @@ export async function* generateBatchStream(model: SambaModel, prompts: number[][
     }
   } finally {
     if (logits) be.dispose(logits);
-    // (pending is assigned inside inOneSubmit's callback, which the narrowing cannot see)
-    if (pending) be.dispose((pending as { ids: Tensor }).ids);
+    if (pending) be.dispose(pending.ids);
     state.dispose();
   }
 }
