@@ -155,11 +155,11 @@ for (const [M, N, K] of shapes) {
     if (copies.length > 1) say(`${M}×${N}×${K}: the gemv sweep cycles through ${copies.length} copies of the weight`);
     for (const v of values['gemv-sweep'].split(',')) {
       // workgroup × unroll [× invocations per column group × columns per group][t: trees, not subgroupAdd]
-      const tree = v.endsWith('t'), [wg, unroll, group = wg, cols = 8] = v.replace(/t$/, '').split('x').map(Number);
       if (v === 'auto') { // the default, gemvLayout's choice
         kernels.push({ name: `f16 gemv, gemvLayout: ${Object.values(gemvLayout(N, K, be.ctx.subgroupSize)).join(' × ')}`, bytes: f16wBytes, run: () => matmulPackedF16(be.ctx, out, gx, next(), M, N, K, f16) });
         continue;
       }
+      const tree = v.endsWith('t'), [wg, unroll, group = wg, cols = 8] = v.replace(/t$/, '').split('x').map(Number);
       const sg = !tree && be.ctx.subgroupSize === group;
       kernels.push({
         name: `f16 gemv, ${wg} × ${unroll}, groups ${group} × ${cols}${sg ? ', subgroupAdd' : ''}`, bytes: f16wBytes,

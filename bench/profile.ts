@@ -21,6 +21,7 @@ import { makeConfig, type ModelConfig } from '../src/model/config.js';
 import { SambaModel } from '../src/model/model.js';
 import { getPreset } from '../src/model/presets.js';
 import { createNodeWebGpuBackend } from '../src/node/webgpu.js';
+import { onOff } from './args.js';
 import { tableLines } from './table.js';
 
 const { values } = parseArgs({
@@ -46,8 +47,7 @@ const { values } = parseArgs({
   },
 });
 if (values['scan-grad-invocations'] !== undefined) scanGradShape.invocations = Number(values['scan-grad-invocations']);
-if (values['gemv-subgroups'] !== 'on' && values['gemv-subgroups'] !== 'off') throw new Error(`--gemv-subgroups must be on or off, got ${values['gemv-subgroups']}`);
-gemvShape.subgroupReduce = values['gemv-subgroups'] === 'on';
+gemvShape.subgroupReduce = onOff('gemv-subgroups', values['gemv-subgroups']);
 const precision = values.precision === 'mixed' ? 'f16-matmul' as const : 'f32' as const;
 const open = (profile: boolean) => createNodeWebGpuBackend({ requireAdapter: true, profile: profile && values.passes ? 'passes' : profile, precision });
 const reps = Number(values.reps), top = Number(values.top);

@@ -39,6 +39,7 @@ import { WebGpuBackend } from '../src/backends/webgpu/backend.js';
 import { type Kernel, Params } from '../src/backends/webgpu/context.js';
 import { type GpuTensor, bind } from '../src/backends/webgpu/tensor.js';
 import { BUILTINS, WG_INDEX } from '../src/backends/webgpu/wgsl.js';
+import { onOff } from './args.js';
 
 const { values } = parseArgs({
   options: {
@@ -84,10 +85,8 @@ if ('matmulPath' in be) console.log(`matmul path: ${String(be.matmulPath)}`);
 const sections = new Set(values.sections!.split(','));
 if (values['scan-invocations'] !== undefined) scanShape.invocations = Number(values['scan-invocations']);
 if (values['scan-grad-invocations'] !== undefined) scanGradShape.invocations = Number(values['scan-grad-invocations']);
-if (values['tc-attention'] !== 'on' && values['tc-attention'] !== 'off') throw new Error(`--tc-attention must be on or off, got ${values['tc-attention']}`);
-tcAttention.enabled = values['tc-attention'] === 'on';
-if (values['gemv-subgroups'] !== 'on' && values['gemv-subgroups'] !== 'off') throw new Error(`--gemv-subgroups must be on or off, got ${values['gemv-subgroups']}`);
-gemvShape.subgroupReduce = values['gemv-subgroups'] === 'on';
+tcAttention.enabled = onOff('tc-attention', values['tc-attention']);
+gemvShape.subgroupReduce = onOff('gemv-subgroups', values['gemv-subgroups']);
 for (const o of ['weights', 'kv-cache'] as const) if (values[o] !== 'f32' && values[o] !== 'f16') throw new Error(`--${o} must be f32 or f16, got ${values[o]}`);
 /** A preset's name, or a ModelConfig JSON file (e.g. experiments/replicate/configs/samba.json). */
 const modelConfig = (name: string): ModelConfig => (name.endsWith('.json') ? makeConfig(JSON.parse(readFileSync(name, 'utf8'))) : getPreset(name));
