@@ -104,6 +104,15 @@ export interface ContextOptions {
 export interface KernelTime { kernel: string; dispatches: number; ms: number }
 
 const ARENA_BYTES = 1 << 20;
+/** A kernel's pipeline on this device, its bind group layout, and a number naming it in signatures. */
+interface CompiledKernel { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout; id: number }
+/** One step of FNV-1a over 32-bit words: hashes a dispatch's bindings without building a string. */
+const mix = (h: number, v: number): number => Math.imul(h ^ v, 0x01000193);
+const sameNumbers = (a: readonly number[], b: readonly number[]): boolean => {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+};
 /**
  * Int arrays above this get a buffer of their own instead of arena space. Arena int bindings are
  * this long whatever the array's length (the kernel reads only its own), so that one bind group
@@ -123,8 +132,17 @@ export class GpuContext {
   /** ContextOptions.subgroupSize: kernels that sum with subgroupAdd need their groups exactly this wide. */
   readonly subgroupSize: number;
   private readonly maxDispatches: number;
-  private readonly pipelines = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
-  private readonly bindGroups = new Map<string, GPUBindGroup>();
+  private readonly pipelines = new Map<string, CompiledKernel>();
+  /**
+   * Bind groups for reuse, by a hash of what they bind; each entry keeps its signature
+   * ([pipeline id, parameter bytes, then buffer id, offset, size per binding]) to tell collisions
+   * apart. Numbers, not a string key: building and hashing a string per dispatch cost more than
+   * the rest of the dispatch's JavaScript.
+   */
+  private readonly bindGroups = new Map<number, { sig: number[]; group: GPUBindGroup }[]>();
+  private bindGroupCount = 0;
+  /** The signature of the dispatch being recorded (reused: no array per dispatch). */
+  private readonly sig: number[] = [];
 
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
@@ -175,9 +193,12 @@ export class GpuContext {
       this.maxBuffer,
       opts.poolKeepBytes ?? 512 << 20,
       (gone) => {
-        // forget the bind groups that name a destroyed buffer (keys hold `|id:offset:size`)
-        for (const key of this.bindGroups.keys()) {
-          if (key.split('|').some((part) => gone.has(Number(part.split(':')[0])) && part.includes(':'))) this.bindGroups.delete(key);
+        // forget the bind groups that name a destroyed buffer (signatures hold id, offset, size from index 2)
+        for (const [h, entries] of this.bindGroups) {
+          const kept = entries.filter(({ sig }) => !sig.some((v, i) => i >= 2 && (i - 2) % 3 === 0 && gone.has(v)));
+          this.bindGroupCount -= entries.length - kept.length;
+          if (kept.length) this.bindGroups.set(h, kept);
+          else this.bindGroups.delete(h);
         }
       },
     );
@@ -282,7 +303,7 @@ export class GpuContext {
       throw new Error(`webgpu: kernel ${kernel.key} takes ${kernel.bindings.length} buffers, got ${bindings.length}`);
     }
     const [gx, gy] = this.grid(workgroups);
-    const { pipeline, layout } = this.pipeline(kernel);
+    const { pipeline, layout, id: pipelineId } = this.pipeline(kernel);
 
     // Arena space for the parameters and any int arrays; all of it must land in this batch.
     const paramBytes = Math.max(16, align16(params.values.length * 4));
@@ -304,7 +325,10 @@ export class GpuContext {
     // parameters and ints are dynamic, so equal bindings reuse one bind group. Its entries are
     // only built when the cache misses: recording cost per dispatch is what bounds decoding.
     const offsets = [paramOffset];
-    let key: string | null = `${kernel.key}|${paramBytes}`;
+    const sig = this.sig;
+    sig.length = 0;
+    sig.push(pipelineId, paramBytes);
+    let hash = mix(mix(0x811c9dc5, pipelineId), paramBytes), cacheable = true;
     let oneOff: GPUBuffer[] | null = null; // int arrays too long for the arena, in binding order
     for (let i = 0; i < bindings.length; i++) {
       const b = bindings[i];
@@ -316,7 +340,7 @@ export class GpuContext {
           const offset = this.arenaAlloc(Math.max(16, b.byteLength));
           new Int32Array(this.arenaCpu, offset, b.length).set(b);
           offsets.push(offset);
-          if (key !== null) key += '|a';
+          sig.push(-1, 0, 0); // the arena, whose offset is dynamic
         } else {
           const buffer = this.device.createBuffer({ size: align16(b.byteLength), usage: GPUBufferUsage.STORAGE, mappedAtCreation: true });
           new Int32Array(buffer.getMappedRange()).set(b);
@@ -324,15 +348,18 @@ export class GpuContext {
           this.temps.push(buffer);
           (oneOff ??= []).push(buffer);
           offsets.push(0);
-          key = null; // a one-off buffer: not worth caching
+          cacheable = false; // a one-off buffer: not worth caching
         }
       } else {
         this.use(b.buf);
-        if (key !== null) key += `|${b.buf.id}:${b.offset ?? 0}:${Math.max(4, align4(b.size))}`;
+        const offset = b.offset ?? 0, size = Math.max(4, align4(b.size));
+        sig.push(b.buf.id, offset, size);
+        hash = mix(mix(mix(hash, b.buf.id), offset), size);
       }
     }
 
-    let group = key === null ? undefined : this.bindGroups.get(key);
+    const cached = cacheable ? this.bindGroups.get(hash) : undefined;
+    let group = cached?.find((e) => sameNumbers(e.sig, sig))?.group;
     if (!group) {
       const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: this.arena, offset: 0, size: paramBytes } }];
       let next = 0;
@@ -344,9 +371,13 @@ export class GpuContext {
         entries.push({ binding: i + 1, resource });
       });
       group = this.device.createBindGroup({ layout, entries });
-      if (key !== null) {
-        if (this.bindGroups.size >= MAX_BIND_GROUPS) this.bindGroups.clear();
-        this.bindGroups.set(key, group);
+      if (cacheable) {
+        if (this.bindGroupCount >= MAX_BIND_GROUPS) { this.bindGroups.clear(); this.bindGroupCount = 0; }
+        const entry = { sig: sig.slice(), group };
+        const same = this.bindGroups.get(hash);
+        if (same) same.push(entry);
+        else this.bindGroups.set(hash, [entry]);
+        this.bindGroupCount++;
       }
     }
     if (this.profiler && !this.profilePasses) {
@@ -412,15 +443,19 @@ export class GpuContext {
     return o;
   }
 
-  /** The pipelines by kernel object too: one identity lookup per dispatch instead of a string's. */
-  private readonly pipelineOf = new WeakMap<Kernel, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
+  /**
+   * The pipelines by kernel object too, in a property of the kernel named by a symbol of this
+   * context: one property load per dispatch (a WeakMap lookup measured slower).
+   */
+  private readonly compiledKey: symbol = Symbol('compiled');
 
-  private pipeline(k: Kernel): { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout } {
-    let p = this.pipelineOf.get(k);
+  private pipeline(k: Kernel): CompiledKernel {
+    const slot = k as Kernel & { [key: symbol]: CompiledKernel | undefined };
+    let p = slot[this.compiledKey];
     if (p) return p;
     p = this.pipelines.get(k.key); // an equal kernel made elsewhere
     if (p) {
-      this.pipelineOf.set(k, p);
+      slot[this.compiledKey] = p;
       return p;
     }
     const layout = this.device.createBindGroupLayout({
@@ -442,9 +477,9 @@ export class GpuContext {
       layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout] }),
       compute: { module, entryPoint: 'main' },
     });
-    p = { pipeline, layout };
+    p = { pipeline, layout, id: this.pipelines.size };
     this.pipelines.set(k.key, p);
-    this.pipelineOf.set(k, p);
+    slot[this.compiledKey] = p;
     return p;
   }
 
@@ -522,6 +557,7 @@ export class GpuContext {
     this.endPass();
     this.encoder = null;
     this.bindGroups.clear();
+    this.bindGroupCount = 0;
     this.device.removeEventListener?.('uncapturederror', this.onError);
     this.pool.trim(0);
     this.arena.destroy();

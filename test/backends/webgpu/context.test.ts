@@ -3,6 +3,7 @@
 // sizes still return exactly what was written.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import type { Tensor } from '../../../src/core/backend.js';
 import type { GpuTensor } from '../../../src/backends/webgpu/tensor.js';
 import { gpuBackendOrSkip } from '../../helpers/gpu.js';
 
@@ -72,4 +73,39 @@ test('webgpu inOneSubmit: a step of many dispatches goes to the device in one su
   s0 = be.ctx.counts.submits;
   be.tidy(chain);
   assert.ok(be.ctx.counts.submits - s0 >= 3, 'submits every 32 dispatches again');
+});
+
+test('webgpu bind groups: equal bindings reuse one; other buffers, offsets or sizes get their own, with right results', async (t) => {
+  const be = await gpuBackendOrSkip(t);
+  if (!be) return;
+  const create = be.device.createBindGroup.bind(be.device);
+  let made = 0;
+  be.device.createBindGroup = (d: GPUBindGroupDescriptor) => { made++; return create(d); };
+  try {
+    const N = 1024, row = Float32Array.from({ length: N }, (_, i) => i);
+    const x = be.tensor(row, [1, N]), other = be.tensor(row.map((v) => -v), [1, N]);
+    // views of one buffer at offsets 0 and 256 floats (one-row column slices), of two widths, and
+    // another buffer; each sum is read and freed before the next, so the pool hands every one of
+    // them the same output buffer and only the inputs tell their bind groups apart
+    const cases: [() => Tensor, number[]][] = [
+      [() => be.add(be.sliceCols(x, 0, 256), be.sliceCols(x, 256, 256)), Array.from({ length: 256 }, (_, i) => 2 * i + 256)],
+      [() => be.add(be.sliceCols(x, 256, 256), be.sliceCols(x, 512, 256)), Array.from({ length: 256 }, (_, i) => 2 * i + 768)],
+      [() => be.add(be.sliceCols(x, 0, 512), be.sliceCols(x, 512, 512)), Array.from({ length: 512 }, (_, i) => 2 * i + 512)],
+      [() => be.add(be.sliceCols(other, 0, 256), be.sliceCols(x, 256, 256)), Array.from({ length: 256 }, () => 256)],
+    ];
+    const round = async (what: string) => {
+      for (const [i, [sum, expect]] of cases.entries()) {
+        const s: Tensor = be.tidy(sum);
+        assert.deepEqual(Array.from(await be.read(s)), expect, `sum ${i}${what}`);
+        be.dispose(s);
+      }
+    };
+    await round('');
+    const before = made;
+    await round(' again');
+    assert.equal(made - before, 0, 'the second round made no bind group');
+    assert.ok(before >= cases.length, `each distinct binding set has its own bind group (${before} made)`);
+  } finally {
+    be.device.createBindGroup = create;
+  }
 });
