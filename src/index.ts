@@ -2,7 +2,7 @@
 export type { Backend, Tensor, KvCache, AttentionArgs } from './core/backend.js';
 export { Rng } from './core/random.js';
 export { CpuBackend } from './backends/cpu/cpu.js';
-export { WebGpuBackend } from './backends/webgpu/index.js';
+export { WebGpuBackend, webGpuBackendOn } from './backends/webgpu/index.js';
 export {
   ARCHITECTURES, makeConfig, validateConfig, layout, paramSpecs, countParams, dInner,
   type Architecture, type ModelConfig, type SublayerKind, type ParamSpec,
@@ -11,6 +11,7 @@ export { PRESETS, PRESET_NAMES, getPreset, describePreset } from './model/preset
 export { initParams } from './model/init.js';
 export { SambaModel, type ForwardOptions } from './model/model.js';
 export { DecodeState } from './model/state.js';
+export { modelFromCheckpoint, type ModelLoadOptions } from './model/load.js';
 export { Sampler, argmax, type SamplingOptions } from './generate/sampling.js';
 export {
   generateIds, generateText, generateBatch, generateBatchStream, prefill,

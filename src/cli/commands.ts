@@ -12,6 +12,8 @@ import { applyTransform, planExport, CHECKPOINT_FORMATS, type CheckpointFormat }
 import { openModelFolder, saveModelFolder } from '../node/checkpoint.js';
 import { runDemo } from './demo.js';
 import { createSambaServer } from '../node/server.js';
+import { createWebServer } from '../node/web.js';
+import type { Server } from 'node:http';
 import nodePath from 'node:path';
 import { WebGpuBackend } from '../backends/webgpu/backend.js';
 import { prefixPerplexity, slidingPerplexity, type LengthPoint } from '../eval/length.js';
@@ -55,6 +57,33 @@ function backendChoice(v: CliValues): BackendChoice {
 }
 
 /** Reads token ids from JSON: a flat array (one sequence) or an array of equal-length arrays. */
+/** --host and --port of the servers. */
+function listenOptions(v: CliValues): { host: string; port: number } {
+  const port = num(v, 'port', { int: true, min: 0 }) ?? 8080;
+  if (port > 65535) throw new UsageError(`--port must be at most 65535, got ${port}`);
+  return { host: v.host ?? '127.0.0.1', port };
+}
+
+/** Listens, and says where: http://address:port. */
+async function listen(server: Server, host: string, port: number): Promise<string> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (e: NodeJS.ErrnoException) => reject(new Error(e.code === 'EADDRINUSE' ? `port ${port} on ${host} is already in use (--port)` : e.message)));
+    server.listen(port, host, () => resolve());
+  });
+  server.on('error', (e) => process.stderr.write(`samba-lm: server error: ${e.message}\n`));
+  const a = server.address();
+  return typeof a === 'object' && a ? `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}` : String(a);
+}
+
+/** Serves until Ctrl-C or SIGTERM, then closes the server and its connections. */
+function untilInterrupted(server: Server): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const stop = () => { server.close(() => resolve()); server.closeAllConnections(); };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+}
+
 async function readIds(path: string): Promise<number[][]> {
   let raw: string;
   try {
@@ -579,28 +608,33 @@ export const commands: Record<string, Command> = {
   --max-tokens N   the most tokens one request may generate (default 4096)
   --weights f16  --kv-cache f16  --tensor-cores  --backend cpu|webgpu|auto`,
     async run(v) {
-      const port = num(v, 'port', { int: true, min: 0 }) ?? 8080;
-      if (port > 65535) throw new UsageError(`--port must be at most 65535, got ${port}`);
-      const host = v.host ?? '127.0.0.1';
+      const { port, host } = listenOptions(v);
       const limit = num(v, 'max-tokens', { int: true, min: 1 }) ?? 4096;
       await withModel(v, 'serve', async ({ model, tokenizer }) => {
         if (!tokenizer) throw new Error(`model ${v.model} has no tokenizer (tokenizer.json, or a byte tokenizer in config.json): the server needs one`);
         const modelId = v['model-id'] ?? nodePath.basename(nodePath.resolve(v.model!));
         const server = createSambaServer({ model, tokenizer, modelId, maxTokensLimit: limit });
-        await new Promise<void>((resolve, reject) => {
-          server.once('error', (e: NodeJS.ErrnoException) => reject(new Error(e.code === 'EADDRINUSE' ? `port ${port} on ${host} is already in use (--port)` : e.message)));
-          server.listen(port, host, () => resolve());
-        });
-        const a = server.address();
-        const where = typeof a === 'object' && a ? `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}` : String(a);
-        server.on('error', (e) => process.stderr.write(`samba-lm: server error: ${e.message}\n`));
+        const where = await listen(server, host, port);
         console.log(`samba-lm: serving "${modelId}" at ${where}/v1 (Ctrl-C stops)`);
-        await new Promise<void>((resolve) => {
-          const stop = () => { server.close(() => resolve()); server.closeAllConnections(); };
-          process.once('SIGINT', stop);
-          process.once('SIGTERM', stop);
-        });
+        await untilInterrupted(server);
       });
+    },
+  },
+
+  web: {
+    help: `samba-lm web [--model DIR] [options]
+  Serves the browser page: it loads a model into the browser's own backend (WebGPU, or the CPU)
+  and streams generated text. With --model, the page offers that folder's model; it can also load
+  a model folder's files picked on the visitor's machine. Nothing runs on the server but files.
+  --host H  address to listen on (default 127.0.0.1)
+  --port P  (default 8080; 0 picks a free port)`,
+    async run(v) {
+      const { port, host } = listenOptions(v);
+      if (v.model) await describeModelFolder(v.model); // a clear error now rather than in the page
+      const server = createWebServer({ modelDir: v.model });
+      const where = await listen(server, host, port);
+      console.log(`samba-lm: the page is at ${where}/${v.model ? ` with the model ${v.model}` : ''} (Ctrl-C stops)`);
+      await untilInterrupted(server);
     },
   },
 

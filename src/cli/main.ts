@@ -24,6 +24,7 @@ commands:
   eval passkey --model DIR --lengths 4k,8k,…,256k [--depths 11 --trials 5]   table, JSON (--json FILE), heatmap (--plot FILE.svg)
   eval task   --model DIR --task NAME --lengths 256,1k,…,16k [--trials N --json FILE]   synthetic-task accuracy by length
   serve       --model DIR [--host 127.0.0.1 --port 8080 --model-id NAME]   OpenAI-compatible HTTP server (/v1/completions, /v1/chat/completions)
+  web         [--model DIR] [--host 127.0.0.1 --port 8080]   the browser page: runs a model in the browser (WebGPU or CPU)
   demo        [--backend …] [--quick]          trains a tiny Samba and a Transformer on passkey retrieval; accuracy at 1x–64x the training length
   presets                                        lists the model presets
 

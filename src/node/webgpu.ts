@@ -1,31 +1,14 @@
 // WebGPU in Node through Dawn (the `webgpu` npm package). Browsers pass their own GPUDevice to
 // WebGpuBackend; this is the Node-only way to get one.
 import { create, globals } from 'webgpu';
-import { WebGpuBackend, type WebGpuBackendOptions, wantsSubgroupMatrix } from '../backends/webgpu/index.js';
+import type { WebGpuBackend, WebGpuBackendOptions } from '../backends/webgpu/index.js';
+import { webGpuBackendOn } from '../backends/webgpu/open.js';
 
 export interface NodeWebGpuOptions extends Omit<WebGpuBackendOptions, 'ownsDevice'> {
   powerPreference?: GPUPowerPreference;
   /** Throw instead of returning null when there is no adapter. */
   requireAdapter?: boolean;
 }
-
-/** Limits asked for at their adapter maximum: big models need big bindings and workgroups. */
-const MAX_LIMITS = [
-  'maxStorageBufferBindingSize',
-  'maxBufferSize',
-  'maxComputeWorkgroupStorageSize',
-  'maxComputeInvocationsPerWorkgroup',
-  'maxComputeWorkgroupSizeX',
-  'maxComputeWorkgroupSizeY',
-  'maxComputeWorkgroupSizeZ',
-  'maxComputeWorkgroupsPerDimension',
-  'maxStorageBuffersPerShaderStage',
-  'maxUniformBufferBindingSize',
-] as const;
-
-const OPTIONAL_FEATURES: GPUFeatureName[] = ['shader-f16', 'subgroups', 'timestamp-query'];
-/** Tensor cores (Dawn, behind allow_unsafe_apis); requested for the f16-matmul precision only. */
-const SUBGROUP_MATRIX = 'chromium-experimental-subgroup-matrix' as GPUFeatureName;
 
 /**
  * Dawn instances to try in turn: unsafe APIs let f16 appear on more drivers (NVIDIA via Vulkan);
@@ -70,14 +53,5 @@ export async function createNodeWebGpuBackend(opts: NodeWebGpuOptions = {}): Pro
     if (requireAdapter) throw new Error('no WebGPU adapter found');
     return null;
   }
-  const requiredLimits: Record<string, number> = {};
-  for (const name of MAX_LIMITS) {
-    const v = adapter.limits[name];
-    if (typeof v === 'number') requiredLimits[name] = v;
-  }
-  // subgroup matrices only when they may be used: an experimental feature changes how Dawn builds pipelines
-  const wanted = wantsSubgroupMatrix(backendOpts) ? [...OPTIONAL_FEATURES, SUBGROUP_MATRIX] : OPTIONAL_FEATURES;
-  const requiredFeatures = wanted.filter((f) => adapter.features.has(f));
-  const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
-  return WebGpuBackend.create(device, { adapterInfo: adapter.info, ...backendOpts, ownsDevice: true });
+  return webGpuBackendOn(adapter, backendOpts);
 }
