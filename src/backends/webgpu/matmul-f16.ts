@@ -383,6 +383,13 @@ export interface GemvLayout { wg: number; unroll: number; group: number; cols: n
 
 /** The one-row gemv's shape where no subgroups 32 wide sum the groups: one group of 256, 8 columns. */
 const GEMV_TREE: GemvLayout = { wg: 256, unroll: 2, group: 256, cols: 8 };
+/** Products of fewer columns than this take one column a workgroup (GEMV_NARROW). */
+const GEMV_NARROW_BELOW = 1024;
+/**
+ * A narrow product (a Mamba mixer's x_proj: 160 columns for samba-1.7b) as 8 columns a workgroup
+ * is 20 workgroups on a GPU of 132 multiprocessors; one column each fills more of it.
+ */
+const GEMV_NARROW: GemvLayout = { wg: 256, unroll: 2, group: 256, cols: 1 };
 
 /**
  * The one-row gemv's shape for N columns and a reduction of K. Where subgroups are 32 wide, wide
@@ -392,10 +399,13 @@ const GEMV_TREE: GemvLayout = { wg: 256, unroll: 2, group: 256, cols: 8 };
  * samba-421m's shapes, weights read from device memory (bench/matmul.ts --gemv-sweep … --cold
  * --gpu-time; docs/PERFORMANCE.md): 8192 × 2048 19.7 → 16.1 µs, 6144 × 2304 20.2 → 14.9,
  * 6144 × 1536 26.7 → 18.1, 50304 × 2048 78.3 → 71.6; 2048 × 8192, 2048 × 4096 and 2560 × 2048
- * were fastest as they were.
+ * were fastest as they were. Narrow products (N < 1024) take one column a workgroup, on any
+ * device: 160 × 4096 8.7 → 5.6 µs.
  */
 export function gemvLayout(N: number, K: number, subgroupSize: number): GemvLayout {
   if (gemvShape.oneRow) return gemvShape.oneRow;
+  if (!gemvShape.subgroupReduce) return GEMV_TREE;
+  if (N < GEMV_NARROW_BELOW) return GEMV_NARROW;
   if (subgroupSize === 32 && gemvShape.subgroupReduce && N >= 4096 && K <= 4096) return { wg: 256, unroll: 2, group: 32, cols: 2 };
   return GEMV_TREE;
 }
@@ -403,7 +413,7 @@ export function gemvLayout(N: number, K: number, subgroupSize: number): GemvLayo
 export const gemvShape = {
   /** The one-row gemv's shape where set (the bench's sweep, tests); null: gemvLayout's choice. */
   oneRow: null as GemvLayout | null,
-  /** Groups one subgroup wide are summed with subgroupAdd; false: by trees in workgroup memory, and gemvLayout keeps to GEMV_TREE (bench --gemv-subgroups off). */
+  /** Groups one subgroup wide are summed with subgroupAdd; false: by trees in workgroup memory, and gemvLayout keeps to GEMV_TREE for every product (bench --gemv-subgroups off). */
   subgroupReduce: true,
   /** The rows gemv (rowsGemvKernel): columns per workgroup (0: by N), rows per dispatch (8 or 16), halves of k per step (8 or 16). */
   rowsCols: 0, rowsBlock: 16, rowsStep: 16,

@@ -92,7 +92,7 @@ test('webgpu one-row gemv under each shape of column groups (subgroup sums where
   if (!be.f16Caps.shaderF16) { t.skip('no shader-f16 on this adapter'); return; }
   const rng = new Rng(31), f16cpu = new F16OperandCpu(), saved = { ...gemvShape }, sgw = be.ctx.subgroupSize;
   // workgroup × unroll, invocations per group × columns per group; the last, groups one subgroup wide
-  const shapes = [[256, 2, 256, 8], [64, 4, 32, 2], [256, 2, 32, 4], [64, 1, 16, 4], [256, 1, 4, 4], [128, 2, 2, 1], ...(sgw ? [[256, 2, sgw, 2], [128, 1, sgw, 1]] : [])];
+  const shapes = [[256, 2, 256, 8], [256, 2, 256, 1], [64, 4, 32, 2], [256, 2, 32, 4], [64, 1, 16, 4], [256, 1, 4, 4], [128, 2, 2, 1], ...(sgw ? [[256, 2, sgw, 2], [128, 1, sgw, 1]] : [])];
   t.diagnostic(`subgroups ${sgw || 'none, or of varying width'}`);
   try {
     for (const [wgOneRow, unroll, groupOneRow, colsOneRow] of shapes) {
