@@ -383,11 +383,16 @@ export interface GemvLayout { wg: number; unroll: number; group: number; cols: n
 
 /** The one-row gemv's shape where no subgroups 32 wide sum the groups: one group of 256, 8 columns. */
 const GEMV_TREE: GemvLayout = { wg: 256, unroll: 2, group: 256, cols: 8 };
-/** Products of fewer columns than this take one column a workgroup (GEMV_NARROW). */
-const GEMV_NARROW_BELOW = 1024;
 /**
- * A narrow product (a Mamba mixer's x_proj: 160 columns for samba-1.7b) as 8 columns a workgroup
- * is 20 workgroups on a GPU of 132 multiprocessors; one column each fills more of it.
+ * Products of fewer columns than this, over reductions of at least GEMV_NARROW_MIN_K, take one
+ * column a workgroup (GEMV_NARROW).
+ */
+const GEMV_NARROW_BELOW = 1024, GEMV_NARROW_MIN_K = 2048;
+/**
+ * A narrow product with a long reduction (a Mamba mixer's x_proj: 160 × 4096 for samba-1.7b) as 8
+ * columns a workgroup is 20 workgroups on a GPU of 132 multiprocessors; one column each fills more
+ * of it. A short reduction would leave most of a workgroup of 256 idle (the small models of tests,
+ * where lavapipe ran 3× slower).
  */
 const GEMV_NARROW: GemvLayout = { wg: 256, unroll: 2, group: 256, cols: 1 };
 
@@ -399,13 +404,13 @@ const GEMV_NARROW: GemvLayout = { wg: 256, unroll: 2, group: 256, cols: 1 };
  * samba-421m's shapes, weights read from device memory (bench/matmul.ts --gemv-sweep … --cold
  * --gpu-time; docs/PERFORMANCE.md): 8192 × 2048 19.7 → 16.1 µs, 6144 × 2304 20.2 → 14.9,
  * 6144 × 1536 26.7 → 18.1, 50304 × 2048 78.3 → 71.6; 2048 × 8192, 2048 × 4096 and 2560 × 2048
- * were fastest as they were. Narrow products (N < 1024) take one column a workgroup, on any
- * device: 160 × 4096 8.7 → 5.6 µs.
+ * were fastest as they were. Narrow products with long reductions (N < 1024, K ≥ 2048) take one
+ * column a workgroup, on any device: 160 × 4096 8.7 → 5.6 µs.
  */
 export function gemvLayout(N: number, K: number, subgroupSize: number): GemvLayout {
   if (gemvShape.oneRow) return gemvShape.oneRow;
   if (!gemvShape.subgroupReduce) return GEMV_TREE;
-  if (N < GEMV_NARROW_BELOW) return GEMV_NARROW;
+  if (N < GEMV_NARROW_BELOW && K >= GEMV_NARROW_MIN_K) return GEMV_NARROW;
   if (subgroupSize === 32 && gemvShape.subgroupReduce && N >= 4096 && K <= 4096) return { wg: 256, unroll: 2, group: 32, cols: 2 };
   return GEMV_TREE;
 }
