@@ -420,6 +420,11 @@ export const gemvShape = {
   oneRow: null as GemvLayout | null,
   /** Groups one subgroup wide are summed with subgroupAdd; false: by trees in workgroup memory, and gemvLayout keeps to GEMV_TREE for every product (bench --gemv-subgroups off). */
   subgroupReduce: true,
+  /**
+   * Groups of several subgroups (the trees' 256) also sum by subgroupAdd, then the subgroups' sums
+   * in one step, instead of a tree of log2(group) barriered levels.
+   */
+  wideGroupSubgroups: true,
   /** The rows gemv (rowsGemvKernel): columns per workgroup (0: by N), rows per dispatch (8 or 16), halves of k per step (8 or 16). */
   rowsCols: 0, rowsBlock: 16, rowsStep: 16,
 };
@@ -428,11 +433,13 @@ export const gemvShape = {
  * y[0, n] for one row of x (decoding one sequence; more rows go to rowsGemvKernel). A workgroup is
  * NG = WG / TPC groups of TPC invocations, and group g sums CPT consecutive columns n: each step an
  * invocation reads 8 consecutive k of every one of its columns as one vec4<u32> (eight f16) and the
- * matching eight x values; the group's partial sums are then reduced (subgroupAdd where `sg`, the
- * group being one subgroup; else a tree in workgroup memory). Padded K of the packed weight is
+ * matching eight x values; the group's partial sums are then reduced: where `sg` (the device's
+ * subgroup width, 0 for none) divides the group, by subgroupAdd, then, for groups of several
+ * subgroups, the subgroups' sums through workgroup memory in one step; else by a tree in workgroup
+ * memory. Padded K of the packed weight is
  * zeros, so the loop has no bounds checks on k; columns past N read row N − 1 and are not written.
  */
-function gemvKernel(vec: boolean, o: GemvFusion, shape: GemvLayout, sg: boolean): Kernel {
+function gemvKernel(vec: boolean, o: GemvFusion, shape: GemvLayout, sg: number): Kernel {
   // swiglu: a second weight W2 over the same x, and y = silu(x·Wᵀ) ⊙ (x·W2ᵀ): an MLP's gate, up and
   // product in one dispatch. Each product is summed exactly as the plain kernel sums it.
   // norm: x is rmsNorm(x) ⊙ G, scaled as the rmsNorm kernel scales it before the f16 rounding;
@@ -474,7 +481,21 @@ function gemvKernel(vec: boolean, o: GemvFusion, shape: GemvLayout, sg: boolean)
   // the group's sums: sum(second) is the total of the product (of W, or of W2 when second) for the
   // column of the group's invocation `lane` < CPT
   let reduce: string, sum: (second: boolean) => string;
-  if (sg) {
+  // groups of several subgroups: each subgroup's sums, then the group's from workgroup memory
+  const SPG = sg ? TPC / sg : 0, NSG = sg ? WG / sg : 0;
+  if (sg && SPG > 1) {
+    reduce = `${lines(AA, (a) => `let t${a} = subgroupAdd(acc[${a}]);`, '\n  ')}
+  if (li % ${sg}u == 0u) { ${lines(AA, (a) => `part[${a * NSG}u + li / ${sg}u] = t${a};`, ' ')} }
+  workgroupBarrier();
+  var s0 = 0.0; var s1 = 0.0;
+  if (lane < ${CPT}u) {
+    for (var j = 0u; j < ${SPG}u; j++) {
+      s0 += part[lane * ${NSG}u + grp * ${SPG}u + j];${swiglu ? `
+      s1 += part[(lane + ${CPT}u) * ${NSG}u + grp * ${SPG}u + j];` : ''}
+    }
+  }`;
+    sum = (second) => (second ? 's1' : 's0');
+  } else if (sg) {
     reduce = `${lines(AA, (a) => `let t${a} = subgroupAdd(acc[${a}]);`, '\n  ')}
   var s0 = 0.0; var s1 = 0.0;
   ${lines(CPT, (c) => `if (lane == ${c}u) { s0 = t${c};${swiglu ? ` s1 = t${c + CPT};` : ''} }`, '\n  ')}`;
@@ -495,7 +516,7 @@ function gemvKernel(vec: boolean, o: GemvFusion, shape: GemvLayout, sg: boolean)
   }
   const out = swiglu ? `silu(${sum(false)}) * ${sum(true)}` : sum(false);
   return {
-    key: `matmul_f16_gemv_1_${vec ? 'v' : 's'}${swiglu ? '_swiglu' : ''}${norm ? '_norm' : ''}${residual ? '_res' : ''}${conv ? '_conv' : ''}_${WG}x${U}${TPC === WG && CPT === GV_COLS ? '' : `_g${TPC}c${CPT}`}${sg ? '_sg' : ''}`,
+    key: `matmul_f16_gemv_1_${vec ? 'v' : 's'}${swiglu ? '_swiglu' : ''}${norm ? '_norm' : ''}${residual ? '_res' : ''}${conv ? '_conv' : ''}_${WG}x${U}${TPC === WG && CPT === GV_COLS ? '' : `_g${TPC}c${CPT}`}${sg ? (SPG > 1 ? `_sg${sg}x${SPG}` : '_sg') : ''}`,
     bindings: ['read', 'read', ...extra.map(() => 'read' as const), 'write', ...(conv ? ['write' as const] : [])],
     code: () => /* wgsl */ `${sg ? 'enable subgroups;\n' : ''}${ROUND_F16}${MATH}
 struct P { M: u32, N: u32, K: u32, K8: u32, groups: u32, row0: u32, eps: f32${conv ? ', C: u32, CK: u32, hasState: u32' : ''} }
@@ -518,7 +539,7 @@ fn convStep(c: u32, x: f32) -> f32 {
   for (var k = 0u; k + 1u < p.CK; k++) { NEXT[c * (p.CK - 1u) + k] = convTap(c, k + 1u, x); }
   return silu(s);
 }` : ''}
-var<workgroup> part: array<f32, ${WG * (sg ? 1 : CH)}>;
+var<workgroup> part: array<f32, ${sg ? Math.max(WG, AA * NSG) : WG * CH}>; // also the norm's sums (rowScalePass)
 ${sg ? '' : `var<workgroup> sums: array<f32, ${NG * AA}>;`}
 ${norm ? rowScaleVar(1) : ''}
 fn r4(v: vec4<f32>) -> vec4<f32> { return round_f16v(v); }
@@ -568,9 +589,10 @@ const gemvCache = kernelCache();
 /** The one-row gemv's kernel for N columns and a reduction of K, and its workgroups. */
 function gemvFor(ctx: GpuContext, vec: boolean, o: GemvFusion, N: number, K: number): { kernel: Kernel; groups: number } {
   const shape = gemvLayout(N, K, ctx.subgroupSize), { wg, unroll, group, cols } = shape;
-  const sg = gemvShape.subgroupReduce && ctx.subgroupSize === group;
+  // subgroupAdd where the group is whole subgroups of the device's one width (wider groups only where asked)
+  const w = ctx.subgroupSize, sg = gemvShape.subgroupReduce && w > 0 && group % w === 0 && (group === w || gemvShape.wideGroupSubgroups) ? w : 0;
   const kernel = gemvCache(
-    +vec + 2 * +!!o.swiglu + 4 * +!!o.norm + 8 * +!!o.residual + 16 * +!!o.conv + 32 * +sg + 64 * (wg + 2048 * (unroll + 64 * (group + 2048 * cols))),
+    +vec + 2 * +!!o.swiglu + 4 * +!!o.norm + 8 * +!!o.residual + 16 * +!!o.conv + 32 * (sg + 256 * (wg + 2048 * (unroll + 64 * (group + 2048 * cols)))),
     () => gemvKernel(vec, o, shape, sg));
   return { kernel, groups: Math.ceil(N / ((wg / group) * cols)) };
 }

@@ -126,6 +126,7 @@ test('webgpu one-row gemv under each shape of column groups (subgroup sums where
   if (sgw) {
     const keys = [...(be.ctx as unknown as { pipelines: Map<string, unknown> }).pipelines.keys()];
     assert.ok(keys.some((k) => k.startsWith('matmul_f16_gemv_1_') && k.endsWith('_sg')), 'the groups one subgroup wide were summed with subgroupAdd');
+    assert.ok(keys.some((k) => k.startsWith('matmul_f16_gemv_1_') && k.endsWith(`_sg${sgw}x${256 / sgw}`)), 'the groups of 256 were summed by subgroups, then across them');
   }
 });
 
