@@ -559,7 +559,7 @@ fn main(${BUILTINS}) {
   let grp = li / ${TPC}u;
   let lane = li % ${TPC}u;
   let n0 = wg * ${COLS}u + grp * ${CPT}u;
-  ${norm ? `${rowScalePass(1, WG, true, () => 'p.row0')}
+  ${norm ? `${rowScalePass(1, WG, true, () => 'p.row0', sg)}
   let rs0 = rowScale[0];` : ''}
   // the weight rows of this group's columns (past N: row N − 1, read but not written)
   ${lines(CPT, (c) => `let row${c} = min(n0 + ${c}u, p.N - 1u) * p.K8;`, '\n  ')}

@@ -94,13 +94,30 @@ fn vc(i: u32) -> f32 { return half(VC[i >> 1u], i); }`;
 export const rowScaleVar = (rows: number): string => `var<workgroup> rowScale: array<f32, ${Math.max(rows, 1)}>;`;
 
 /** The pass itself (see rowScaleVar for the array it fills). */
-export function rowScalePass(rows: number, wg: number, vec: boolean, row: (m: number) => string): string {
+export function rowScalePass(rows: number, wg: number, vec: boolean, row: (m: number) => string, subgroup = 0): string {
   const n = vec ? 'p.K / 4u' : 'p.K';
-  return `{
-    ${lines(rows, (m) => `var ss${m} = 0.0;`)}
+  const squares = `${lines(rows, (m) => `var ss${m} = 0.0;`)}
     for (var i = li; i < ${n}; i += ${wg}u) {
       ${lines(rows, (m) => `{ let v = X[(${row(m)}) * ${n} + i]; ss${m} += ${vec ? 'dot(v, v)' : 'v * v'}; }`)}
+    }`;
+  if (subgroup > 0 && wg % subgroup === 0) {
+    // each subgroup's sums by subgroupAdd, then the wg / subgroup of them in order: one barrier
+    const ns = wg / subgroup;
+    return `{
+    ${squares}
+    ${lines(rows, (m) => `let t${m} = subgroupAdd(ss${m});`)}
+    if (li % ${subgroup}u == 0u) { ${lines(rows, (m) => `part[${m * ns}u + li / ${subgroup}u] = t${m};`, ' ')} }
+    workgroupBarrier();
+    if (li < ${rows}u) {
+      var s = 0.0;
+      for (var j = 0u; j < ${ns}u; j++) { s += part[li * ${ns}u + j]; }
+      rowScale[li] = 1.0 / sqrt(s / f32(p.K) + p.eps);
     }
+    workgroupBarrier();
+  }`;
+  }
+  return `{
+    ${squares}
     ${lines(rows, (m) => `part[${m * wg}u + li] = ss${m};`)}
     ${workgroupReduceRows('part', wg, rows, '+')}
     if (li < ${rows}u) { rowScale[li] = 1.0 / sqrt(part[li * ${wg}u] / f32(p.K) + p.eps); }
