@@ -3,7 +3,7 @@
 // imports only the library's browser-safe core. A web page cannot set Dawn's toggles, so WebGPU
 // runs the f32 kernels, with f16 weights where the adapter has shader-f16 (feature detection).
 import {
-  ByteTokenizer, CpuBackend, HfTokenizer, bufferSource, countParams, generateText, modelFromCheckpoint, openCheckpoint, webGpuBackendOn,
+  ByteTokenizer, CpuBackend, HfTokenizer, WebGpuBackend, bufferSource, countParams, generateText, modelFromCheckpoint, openCheckpoint, webGpuBackendOn,
   type Backend, type SambaModel, type TextTokenizer,
 } from '../src/index.js';
 
@@ -89,12 +89,19 @@ async function load(source: () => Promise<{ name: string; files: Files }>): Prom
     const tokenizer = tokenizerOf(ck.tokenizer, files);
     if (tokenizer.vocabSize > ck.config.vocabSize) throw new Error(`the tokenizer has ${tokenizer.vocabSize} ids but the model only ${ck.config.vocabSize} embedding rows`);
     const backend = await openPageBackend($<HTMLSelectElement>('backend').value);
-    const f16 = $<HTMLInputElement>('f16').checked;
-    if (f16 && !backend.compactWeight) throw new Error('f16 weights need the WebGPU backend');
-    const t0 = performance.now();
-    const model = await modelFromCheckpoint(ck, backend, { weights: f16 ? 'f16' : 'f32' });
+    const f16 = $<HTMLInputElement>('f16').checked, t0 = performance.now();
+    let model: SambaModel;
+    try {
+      if (f16 && !(backend instanceof WebGpuBackend)) throw new Error('f16 weights need the WebGPU backend');
+      // without shader-f16 a prompt of more than 32 tokens could not be prefilled over f16 weights
+      if (f16 && !(backend as WebGpuBackend).f16Caps.shaderF16) throw new Error('f16 weights need an adapter with shader-f16, which this one lacks: leave them off');
+      model = await modelFromCheckpoint(ck, backend, { weights: f16 ? 'f16' : 'f32' });
+    } catch (e) {
+      (backend as { destroy?: () => void }).destroy?.();
+      throw e;
+    }
     loaded = { backend, model, tokenizer, name };
-    const c = ck.config, adapter = backend.name === 'webgpu' ? (backend as unknown as { device: GPUDevice }).device.adapterInfo : null;
+    const c = ck.config, adapter = backend instanceof WebGpuBackend ? backend.device.adapterInfo : null;
     $('model-info').textContent = `${name}: ${c.architecture}, ${c.nBlocks} blocks, d ${c.dModel}, ${(countParams(c) / 1e6).toFixed(1)}M parameters `
       + `(${ck.format} checkpoint), on ${backend.name}${adapter ? ` (${adapter.vendor || 'adapter'} ${adapter.architecture || ''})` : ''}, `
       + `${f16 ? 'f16' : 'f32'} weights, loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s`;

@@ -125,3 +125,32 @@ test('browser page: a bad model file is reported on the page, not thrown away', 
   assert.equal(await page.isDisabled('#generate'), true);
   await page.close();
 });
+
+test('browser page: f16 weights load where the adapter has shader-f16, and are refused with the reason where it has not', { skip, timeout: 300_000 }, async () => {
+  const page = await browser!.newPage();
+  await page.goto(url);
+  const f16 = await page.evaluate(async () => {
+    const a = await (navigator as Navigator & { gpu?: GPU }).gpu?.requestAdapter();
+    return a ? a.features.has('shader-f16') : null;
+  });
+  if (f16 === null) {
+    assert.notEqual(process.env.SAMBA_REQUIRE_WEBGPU, '1', 'Chromium has no WebGPU adapter, and SAMBA_REQUIRE_WEBGPU=1 makes that a failure');
+    await page.close();
+    return;
+  }
+  await page.selectOption('#backend', 'webgpu');
+  await page.check('#f16');
+  await page.waitForSelector('#load-server:not([hidden])');
+  await page.click('#load-server');
+  await page.waitForFunction(() => ['ready', 'error'].includes(document.querySelector<HTMLElement>('#status')!.dataset.state!), null, { timeout: 120_000 });
+  const state = await page.getAttribute('#status', 'data-state'), status = (await page.textContent('#status'))!;
+  if (f16) {
+    assert.equal(state, 'ready', status);
+    assert.match((await page.textContent('#model-info'))!, /f16 weights/);
+  } else {
+    assert.equal(state, 'error');
+    assert.match(status, /shader-f16/);
+    assert.equal(await page.isDisabled('#generate'), true);
+  }
+  await page.close();
+});
