@@ -103,6 +103,12 @@ export interface Backend {
    * it is no longer needed. Throws if the device has no compact form.
    */
   compactWeight?(w: Tensor): Tensor;
+  /**
+   * compactWeight's weights moved into a few large buffers, each weight a range of one (the given
+   * tensors are disposed): on WebGPU, Dawn's work to record a dispatch grows with the distinct
+   * buffers its pass touches.
+   */
+  gatherWeights?(ws: Tensor[]): Tensor[];
   read(t: Tensor): Promise<Float32Array>;
   dispose(t: Tensor): void;
   /** Releases every tensor created inside fn except those it returns (nested arrays/objects too) or keep()s. */

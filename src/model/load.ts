@@ -34,6 +34,9 @@ export async function modelFromCheckpoint(ck: OpenedCheckpoint, backend: Backend
   }
   const model = new SambaModel(ck.config, backend, params);
   model.weights = weights;
-  if (weights === 'f16') model.compactTiedHead();
+  if (weights === 'f16') {
+    model.compactTiedHead();
+    model.gatherWeights();
+  }
   return model;
 }

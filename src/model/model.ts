@@ -119,7 +119,24 @@ export class SambaModel {
     }
     this.layerLookups.length = 0;
     this.weights = 'f16';
-    return saved - this.compactTiedHead();
+    const added = this.compactTiedHead();
+    this.gatherWeights();
+    return saved - added;
+  }
+
+  /**
+   * Moves the f16 weights into a few large buffers where the backend can (Backend.gatherWeights):
+   * fewer distinct buffers make each decoded token's commands cheaper to record.
+   */
+  gatherWeights(): void {
+    const be = this.backend;
+    if (!be.gatherWeights || this.weights !== 'f16') return;
+    const names = [...this.params.keys()].filter(isMatmulWeight);
+    const all = [...names.map((n) => this.param(n)), ...(this.headF16 ? [this.headF16] : [])];
+    const gathered = be.gatherWeights(all).map((t) => be.keep(t));
+    names.forEach((n, i) => this.params.set(n, gathered[i]));
+    if (this.headF16) this.headF16 = gathered[names.length];
+    this.layerLookups.length = 0;
   }
 
   /**

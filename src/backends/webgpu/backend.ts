@@ -55,6 +55,9 @@ export function wantsSubgroupMatrix(opts: Pick<WebGpuBackendOptions, 'precision'
   return (opts.precision === 'f16-matmul' && opts.subgroupMatrix !== false) || opts.subgroupMatrix === true;
 }
 
+/** The size of the buffers gatherWeights fills (at most the device's largest buffer). */
+const GATHER_BYTES = 512 << 20;
+
 export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
   readonly name = 'webgpu' as const;
   readonly ctx: GpuContext;
@@ -255,6 +258,37 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     const [N, K] = g.shape;
     const packed = packF16(this.ctx, g, N, K);
     return this.track(new F16WeightTensor(g.shape, new Storage(packed.buf), packed));
+  }
+
+  gatherWeights(ws: Tensor[]): Tensor[] {
+    const packed = ws.map((w) => {
+      if (!(w instanceof F16WeightTensor) || !w.storage) throw new Error('gatherWeights: expects live f16 weights (compactWeight\'s)');
+      return w;
+    });
+    const out: Tensor[] = [], align = this.ctx.storageAlign;
+    const target = Math.max(Math.min(this.ctx.maxBuffer, GATHER_BYTES), ...packed.map((w) => w.bytes));
+    for (let i = 0; i < packed.length;) {
+      // the next run of weights that fits one buffer, each at an aligned offset
+      const offsets: number[] = [];
+      let end = 0, j = i;
+      for (; j < packed.length; j++) {
+        const at = Math.ceil(end / align) * align;
+        if (j > i && at + packed[j].bytes > target) break;
+        offsets.push(at);
+        end = at + packed[j].bytes;
+      }
+      const storage = new Storage(this.ctx.pool.acquire(end, true));
+      storage.refs = j - i;
+      for (let k = i; k < j; k++) {
+        const w = packed[k], at = offsets[k - i];
+        this.ctx.copy(w.packed.buf, w.packed.offset ?? 0, storage.buf, at, w.bytes);
+        out.push(this.track(new F16WeightTensor(w.shape, storage, { ...w.packed, buf: storage.buf, offset: at })));
+        this.dispose(w);
+      }
+      this.ctx.submit(); // the copied weights' own buffers can go before the next run is made
+      i = j;
+    }
+    return out;
   }
 
   add(a: Tensor, b: Tensor): Tensor {
@@ -469,8 +503,8 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
     if (T > mb.SCAN_PROJECTED_MAX_T) return selectiveScanProjectedComposed(this, u, dbc, dtWeight, dtBias, aLog, d, z, h0, opts);
     const W = dtWeight instanceof F16WeightTensor ? dtWeight : gpu(dtWeight, op);
     const weight = W instanceof F16WeightTensor
-      ? { buf: W.packed.buf, size: W.bytes, kind: 'f16' as const, kp: W.packed.colsP }
-      : { buf: W.buf!, size: W.bytes, kind: this.f16 ? 'f32r16' as const : 'f32' as const, kp: 0 };
+      ? { buf: W.packed.buf, offset: W.packed.offset ?? 0, size: W.bytes, kind: 'f16' as const, kp: W.packed.colsP }
+      : { buf: W.buf!, offset: 0, size: W.bytes, kind: this.f16 ? 'f32r16' as const : 'f32' as const, kp: 0 };
     if (!(W instanceof F16WeightTensor) && W.offset) throw new Error(`${op}: dtWeight must be a whole tensor`);
     const bias = gpu(dtBias, op), AL = gpu(aLog, op), Dv = gpu(d, op), H0 = h0 ? gpu(h0, op) : null;
     const y = this.make(u.shape), h = this.scanState(H0, !!opts.donateH0, B, C, N);

@@ -373,14 +373,14 @@ export function selectiveScan(
  */
 export function selectiveScanProjected(
   ctx: GpuContext, y: GpuTensor, hOut: GpuTensor, par: PooledBuffer,
-  u: GpuTensor, dbc: GpuTensor, dtWeight: { buf: PooledBuffer; size: number; kind: DtWeightKind; kp: number }, z: GpuTensor,
+  u: GpuTensor, dbc: GpuTensor, dtWeight: { buf: PooledBuffer; offset: number; size: number; kind: DtWeightKind; kp: number }, z: GpuTensor,
   B: number, T: number, C: number, N: number, R: number,
 ): void {
   if (T > SCAN_PROJECTED_MAX_T) throw new Error(`selectiveScanProjected: ${T} tokens per sequence, at most ${SCAN_PROJECTED_MAX_T}`);
   if (B * C === 0) return;
   const kernel = scanKernels(`p${N}${dtWeight.kind}`, () => scanKernel(N, dtWeight.kind));
   ctx.dispatch(kernel, new Params().u32(B, T, C, R, R + 2 * N, dtWeight.kp), [
-    bind(u), bind(dbc), { buf: dtWeight.buf, size: dtWeight.size }, bind(z), { buf: par, size: (2 * C + C * N) * 4 }, bind(y), bind(hOut),
+    bind(u), bind(dbc), { buf: dtWeight.buf, offset: dtWeight.offset, size: dtWeight.size }, bind(z), { buf: par, size: (2 * C + C * N) * 4 }, bind(y), bind(hOut),
   ], Math.ceil((B * C) / SCAN_WG));
 }
 

@@ -123,6 +123,8 @@ export function detectF16(device: GPUDevice, adapterInfo?: GPUAdapterInfo): F16C
 /** A matrix [rows, cols] stored as f16, zero-padded to [rowsP, colsP] (see PACK_ROWS, PACK_K). */
 export interface F16Matrix {
   readonly buf: PooledBuffer;
+  /** Where the matrix starts in buf, in bytes (a range of a buffer of weights: gatherWeights); 0 if absent. */
+  readonly offset?: number;
   readonly rows: number;
   readonly cols: number;
   readonly rowsP: number;
@@ -213,7 +215,7 @@ export function packF16(ctx: GpuContext, x: GpuTensor, rows: number, cols: numbe
   return { buf, rows: r, cols: c, rowsP, colsP };
 }
 
-export const bindF16 = (m: F16Matrix) => ({ buf: m.buf, size: m.rowsP * m.colsP * 2 });
+export const bindF16 = (m: F16Matrix) => ({ buf: m.buf, offset: m.offset ?? 0, size: m.rowsP * m.colsP * 2 });
 
 // ---- tiled kernel (shader-f16) ----
 

@@ -50,9 +50,10 @@ export class BufferPool {
     private readonly onDestroy: (ids: Set<number>) => void = () => {},
   ) {}
 
-  acquire(bytes: number): PooledBuffer {
-    const exact = Math.ceil(bytes / 4) * 4;
-    const size = Math.max(exact, Math.min(bucketSize(exact), this.maxBytes - (this.maxBytes % 4)));
+  /** A buffer of at least `bytes`: a bucket's size, or with `exact` just those bytes (rounded to 4). */
+  acquire(bytes: number, exact = false): PooledBuffer {
+    const want = Math.ceil(bytes / 4) * 4;
+    const size = exact ? want : Math.max(want, Math.min(bucketSize(want), this.maxBytes - (this.maxBytes % 4)));
     const list = this.free.get(size);
     const hit = list?.pop();
     if (hit) {

@@ -52,7 +52,7 @@ export class GpuTensor implements Tensor {
 /** A weight [rows, cols] stored as zero-padded f16 for matmul (WebGpuBackend.compactWeight). */
 export class F16WeightTensor extends GpuTensor {
   constructor(shape: readonly number[], storage: Storage, readonly packed: F16Matrix) {
-    super(shape, 'f16w', storage);
+    super(shape, 'f16w', storage, undefined, packed.offset ?? 0);
   }
 
   override get bytes(): number {

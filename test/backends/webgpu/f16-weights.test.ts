@@ -11,6 +11,7 @@ import { f16BitsToF32, f32ToF16Bits } from '../../../src/io/half.js';
 import { SambaModel, isMatmulWeight } from '../../../src/model/model.js';
 import { initParams } from '../../../src/model/init.js';
 import { gemvShape } from '../../../src/backends/webgpu/matmul-f16.js';
+import type { GpuTensor } from '../../../src/backends/webgpu/tensor.js';
 import { gpuBackendOrSkip, relErr } from '../../helpers/gpu.js';
 import { randomIds, randomModel, tinyConfig } from '../../helpers/models.js';
 
@@ -213,4 +214,44 @@ test('webgpu f16 weights with tied embeddings: the head reads an f16 copy, the l
 test('f16 weights on the CPU backend are refused with a clear error', () => {
   const model = SambaModel.random(tinyConfig('mamba'), cpu, 1);
   assert.throws(() => model.compactWeights(), /cpu backend has no f16 weight storage/);
+});
+
+test('webgpu gatherWeights: f16 weights as ranges of shared buffers give the same logits, bit for bit, and go with their last tensor', async (t) => {
+  const be = await gpuBackendOrSkip(t);
+  if (!be) return;
+  if (!be.f16Caps.shaderF16) { t.skip('no shader-f16 on this adapter'); return; }
+  const cfg = tinyConfig('samba', { tieEmbeddings: true }), rng = new Rng(9), B = 2, T = 7;
+  const gathered = randomModel(be, cfg, 3), apart = randomModel(be, cfg, 3);
+  // the same weights compacted one buffer each, without gathering
+  for (const [name, p] of apart.params) {
+    if (!isMatmulWeight(name)) continue;
+    apart.params.set(name, be.keep(be.compactWeight(p)));
+    be.dispose(p);
+  }
+  apart.weights = 'f16';
+  apart.compactTiedHead();
+  gathered.compactWeights();
+  const weights = [...gathered.params].filter(([n]) => isMatmulWeight(n)).map(([, w]) => w as GpuTensor);
+  const buffers = new Set(weights.map((w) => w.buf!.id));
+  assert.ok(buffers.size < weights.length / 2, `${weights.length} weights in ${buffers.size} buffers`);
+  assert.ok(weights.every((w) => w.offset % be.ctx.storageAlign === 0), 'aligned ranges');
+  try {
+    const ids = randomIds(rng, B * T, cfg.vocabSize);
+    assert.deepEqual(await be.read(gathered.forward(ids, B, T)), await be.read(apart.forward(ids, B, T)), 'whole sequences');
+    // one token at a time: the one-row gemvs, the Mamba input with its conv, the scan's Δ projection
+    const sg = gathered.newState(B), sa = apart.newState(B);
+    for (let i = 0; i < T; i++) {
+      const step = Int32Array.from({ length: B }, (_, b) => ids[b * T + i]);
+      assert.deepEqual(await be.read(gathered.forward(step, B, 1, sg)), await be.read(apart.forward(step, B, 1, sa)), `token ${i}`);
+    }
+    sg.dispose(); sa.dispose();
+  } finally {
+    apart.dispose();
+  }
+  // the shared buffers go back to the pool with the last tensor that names them
+  const live = be.ctx.pool.liveBytes;
+  gathered.dispose();
+  assert.ok(be.ctx.pool.liveBytes < live, 'the gathered buffers were released');
+  assert.ok(weights.every((w) => w.storage === null));
+  await be.flush();
 });
