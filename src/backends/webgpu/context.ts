@@ -443,19 +443,15 @@ export class GpuContext {
     return o;
   }
 
-  /**
-   * The pipelines by kernel object too, in a property of the kernel named by a symbol of this
-   * context: one property load per dispatch (a WeakMap lookup measured slower).
-   */
-  private readonly compiledKey: symbol = Symbol('compiled');
+  /** The pipelines by kernel object too: one identity lookup per dispatch instead of a string's. */
+  private readonly pipelineOf = new WeakMap<Kernel, CompiledKernel>();
 
   private pipeline(k: Kernel): CompiledKernel {
-    const slot = k as Kernel & { [key: symbol]: CompiledKernel | undefined };
-    let p = slot[this.compiledKey];
+    let p = this.pipelineOf.get(k);
     if (p) return p;
     p = this.pipelines.get(k.key); // an equal kernel made elsewhere
     if (p) {
-      slot[this.compiledKey] = p;
+      this.pipelineOf.set(k, p);
       return p;
     }
     const layout = this.device.createBindGroupLayout({
@@ -479,7 +475,7 @@ export class GpuContext {
     });
     p = { pipeline, layout, id: this.pipelines.size };
     this.pipelines.set(k.key, p);
-    slot[this.compiledKey] = p;
+    this.pipelineOf.set(k, p);
     return p;
   }
 
