@@ -630,7 +630,10 @@ export const commands: Record<string, Command> = {
   --port P  (default 8080; 0 picks a free port)`,
     async run(v) {
       const { port, host } = listenOptions(v);
-      if (v.model) await describeModelFolder(v.model); // a clear error now rather than in the page
+      if (v.model) { // a clear error now rather than in the page
+        const folder = await describeModelFolder(v.model);
+        if (!folder.tokenizerRef) throw new Error(`model ${v.model} has no tokenizer (tokenizer.json, or a byte tokenizer in config.json): the page needs one`);
+      }
       const server = createWebServer({ modelDir: v.model });
       const where = await listen(server, host, port);
       console.log(`samba-lm: the page is at ${where}/${v.model ? ` with the model ${v.model}` : ''} (Ctrl-C stops)`);

@@ -265,6 +265,7 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
       if (!(w instanceof F16WeightTensor) || !w.storage) throw new Error('gatherWeights: expects live f16 weights (compactWeight\'s)');
       return w;
     });
+    if (new Set(packed).size !== packed.length) throw new Error('gatherWeights: a weight is given twice (each is moved, then disposed)');
     const out: Tensor[] = [], align = this.ctx.storageAlign;
     const target = Math.max(Math.min(this.ctx.maxBuffer, GATHER_BYTES), ...packed.map((w) => w.bytes));
     for (let i = 0; i < packed.length;) {
