@@ -2,14 +2,13 @@
 // completion over HTTP, then Ctrl-C (SIGINT) ends it cleanly; and one clear line without a tokenizer.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { initParams } from '../../src/model/init.js';
 import { saveModelFolder } from '../../src/node/checkpoint.js';
 import { tinyConfig } from '../helpers/models.js';
-import { CLI, GOLDEN, errorLines, runCli } from '../helpers/cli.js';
+import { GOLDEN, errorLines, runCli, startCliServer } from '../helpers/cli.js';
 
 const tmp = await mkdtemp(path.join(tmpdir(), 'samba-serve-'));
 
@@ -17,26 +16,14 @@ test('serve: answers /v1/completions on the port it prints, and stops on SIGINT'
   const dir = path.join(tmp, 'bytes-model');
   const cfg = tinyConfig('samba', { vocabSize: 257 }), params = initParams(cfg, 4);
   await saveModelFolder(dir, cfg, (name) => params.get(name)!, { tokenizer: { type: 'bytes', eos: true } });
-  const child = spawn(process.execPath, [CLI, 'serve', '--model', dir, '--port', '0', '--backend', 'cpu', '--model-id', 'mine'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '', stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stdout.on('data', (d) => {
-      stdout += d;
-      const m = /serving "mine" at (http:\/\/\S+)\/v1/.exec(stdout);
-      if (m) resolve(m[1]);
-    });
-    void exited.then(() => reject(new Error(`serve ended early: ${stderr}`)));
-  });
+  const { url, stop, stderr } = await startCliServer(['serve', '--model', dir, '--port', '0', '--backend', 'cpu', '--model-id', 'mine'], /serving "mine" at (http:\/\/\S+)\/v1/);
   const r = await fetch(`${url}/v1/completions`, { method: 'POST', body: JSON.stringify({ prompt: 'hi', max_tokens: 4, temperature: 0 }) });
   assert.equal(r.status, 200);
   const j = await r.json() as { model: string; usage: { prompt_tokens: number; completion_tokens: number } };
   assert.equal(j.model, 'mine');
   assert.equal(j.usage.prompt_tokens, 2);
   assert.ok(j.usage.completion_tokens >= 1 && j.usage.completion_tokens <= 4);
-  child.kill('SIGINT');
-  assert.equal(await exited, 0, stderr);
+  assert.equal(await stop(), 0, stderr());
 });
 
 test('serve without a tokenizer, or on a bad port, says so in one line', async () => {

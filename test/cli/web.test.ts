@@ -3,39 +3,26 @@
 // it cleanly. Without a tokenizer, or with no folder, one clear line.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { initParams } from '../../src/model/init.js';
 import { saveModelFolder } from '../../src/node/checkpoint.js';
 import { tinyConfig } from '../helpers/models.js';
-import { CLI, GOLDEN, errorLines, runCli } from '../helpers/cli.js';
+import { GOLDEN, errorLines, runCli, startCliServer } from '../helpers/cli.js';
 
 test('web: serves the page and the model folder at the address it prints, and stops on SIGINT', async () => {
   const dir = path.join(await mkdtemp(path.join(tmpdir(), 'samba-web-cli-')), 'bytes-model');
   const cfg = tinyConfig('samba', { vocabSize: 257 }), params = initParams(cfg, 4);
   await saveModelFolder(dir, cfg, (name) => params.get(name)!, { tokenizer: { type: 'bytes', eos: true } });
-  const child = spawn(process.execPath, [CLI, 'web', '--model', dir, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '', stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stdout.on('data', (d) => {
-      stdout += d;
-      const m = /the page is at (http:\/\/\S+)\/ with the model/.exec(stdout);
-      if (m) resolve(m[1]);
-    });
-    void exited.then(() => reject(new Error(`web ended early: ${stderr}`)));
-  });
+  const { url, stop, stderr } = await startCliServer(['web', '--model', dir, '--port', '0'], /the page is at (http:\/\/\S+)\/ with the model/);
   assert.match(await (await fetch(`${url}/`)).text(), /<script type="module" src="\/dist\/web\/app\.js">/);
   assert.equal((await fetch(`${url}/dist/web/app.js`)).status, 200);
   const list = await (await fetch(`${url}/model/`)).json() as { name: string; files: string[] };
   assert.deepEqual(list, { name: 'bytes-model', files: ['config.json', 'model.safetensors'] });
   const config = await (await fetch(`${url}/model/config.json`)).json() as { tokenizer: unknown };
   assert.deepEqual(config.tokenizer, { type: 'bytes', eos: true });
-  child.kill('SIGINT');
-  assert.equal(await exited, 0, stderr);
+  assert.equal(await stop(), 0, stderr());
 });
 
 test('web with a model folder without a tokenizer, or none, says so in one line', async () => {

@@ -42,6 +42,26 @@ export function runCliKilledAt(args: string[], step: number): Promise<void> {
   });
 }
 
+/**
+ * Starts a CLI server (serve, web) and waits for the line that gives its address: `address`
+ * captures it from stdout. stop() sends SIGINT (Ctrl-C) and resolves to the exit code.
+ */
+export async function startCliServer(args: string[], address: RegExp): Promise<{ url: string; stop: () => Promise<number | null>; stderr: () => string }> {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '', stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stdout.on('data', (d) => {
+      stdout += d;
+      const m = address.exec(stdout);
+      if (m) resolve(m[1]);
+    });
+    void exited.then(() => reject(new Error(`samba-lm ${args[0]} ended early: ${stderr}`)));
+  });
+  return { url, stop: () => { child.kill('SIGINT'); return exited; }, stderr: () => stderr };
+}
+
 /** stderr without Dawn's informational start-up warnings. */
 export function errorLines(stderr: string): string[] {
   return stderr.split('\n').filter((l) => l && !l.startsWith('Warning: maxDynamic'));
