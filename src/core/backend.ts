@@ -104,9 +104,9 @@ export interface Backend {
    */
   compactWeight?(w: Tensor): Tensor;
   /**
-   * compactWeight's weights moved into a few large buffers, each weight a range of one (the given
-   * tensors are disposed): on WebGPU, Dawn's work to record a dispatch grows with the distinct
-   * buffers its pass touches.
+   * compactWeight's weights (and float32 tensors) moved into a few large buffers, each a range of
+   * one (the given tensors are disposed): on WebGPU, Dawn's work to record a dispatch grows with the
+   * distinct buffers its pass touches. For parameters that no longer change (inference).
    */
   gatherWeights?(ws: Tensor[]): Tensor[];
   read(t: Tensor): Promise<Float32Array>;

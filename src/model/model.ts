@@ -63,6 +63,9 @@ export function isMatmulWeight(name: string): boolean {
   return /^layers\.\d+\.(mamba\.(in_proj|x_proj|dt_proj|out_proj)|attn\.(qkv|out)|mlp\.w[123])\.weight$/.test(name) || name === 'head.weight';
 }
 
+/** A Mamba mixer's parameters that the selective scan reads through a buffer derived from them. */
+const SCAN_CONSTANTS = ['A_log', 'D', 'dt_proj.bias'];
+
 export class SambaModel {
   readonly kinds: SublayerKind[];
   /** 'f16': the matmul weights are compact f16 copies (compactWeights): inference only. */
@@ -125,13 +128,15 @@ export class SambaModel {
   }
 
   /**
-   * Moves the f16 weights into a few large buffers where the backend can (Backend.gatherWeights):
-   * fewer distinct buffers make each decoded token's commands cheaper to record.
+   * Moves the parameters of an f16 (inference-only) model into a few large buffers where the
+   * backend can (Backend.gatherWeights): fewer distinct buffers make each decoded token's commands
+   * cheaper to record. The scan's constants stay apart: the backend caches a buffer derived from
+   * each one's own storage.
    */
   gatherWeights(): void {
     const be = this.backend;
     if (!be.gatherWeights || this.weights !== 'f16') return;
-    const names = [...this.params.keys()].filter(isMatmulWeight);
+    const names = [...this.params.keys()].filter((n) => !SCAN_CONSTANTS.some((c) => n.endsWith(`.${c}`)));
     const all = [...names.map((n) => this.param(n)), ...(this.headF16 ? [this.headF16] : [])];
     const gathered = be.gatherWeights(all).map((t) => be.keep(t));
     names.forEach((n, i) => this.params.set(n, gathered[i]));

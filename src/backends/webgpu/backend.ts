@@ -262,10 +262,10 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
 
   gatherWeights(ws: Tensor[]): Tensor[] {
     const packed = ws.map((w) => {
-      if (!(w instanceof F16WeightTensor) || !w.storage) throw new Error('gatherWeights: expects live f16 weights (compactWeight\'s)');
+      if (!(w instanceof GpuTensor) || !w.storage || (w.dtype !== 'f16w' && w.dtype !== 'f32')) throw new Error('gatherWeights: expects live f16 weights (compactWeight\'s) or float32 tensors');
       return w;
     });
-    if (new Set(packed).size !== packed.length) throw new Error('gatherWeights: a weight is given twice (each is moved, then disposed)');
+    if (new Set(packed).size !== packed.length) throw new Error('gatherWeights: a tensor is given twice (each is moved, then disposed)');
     const out: Tensor[] = [], align = this.ctx.storageAlign;
     const target = Math.max(Math.min(this.ctx.maxBuffer, GATHER_BYTES), ...packed.map((w) => w.bytes));
     for (let i = 0; i < packed.length;) {
@@ -282,8 +282,10 @@ export class WebGpuBackend extends ScopedBackend implements Backend, GradOps {
       storage.refs = j - i;
       for (let k = i; k < j; k++) {
         const w = packed[k], at = offsets[k - i];
-        this.ctx.copy(w.packed.buf, w.packed.offset ?? 0, storage.buf, at, w.bytes);
-        out.push(this.track(new F16WeightTensor(w.shape, storage, { ...w.packed, buf: storage.buf, offset: at })));
+        this.ctx.copy(w.buf!, w.offset, storage.buf, at, w.bytes);
+        out.push(this.track(w instanceof F16WeightTensor
+          ? new F16WeightTensor(w.shape, storage, { ...w.packed, buf: storage.buf, offset: at })
+          : new GpuTensor(w.shape, 'f32', storage, undefined, at)));
         this.dispose(w);
       }
       this.ctx.submit(); // the copied weights' own buffers can go before the next run is made

@@ -216,11 +216,11 @@ test('f16 weights on the CPU backend are refused with a clear error', () => {
   assert.throws(() => model.compactWeights(), /cpu backend has no f16 weight storage/);
 });
 
-test('webgpu gatherWeights: f16 weights as ranges of shared buffers give the same logits, bit for bit, and go with their last tensor', async (t) => {
+test('webgpu gatherWeights: an f16 model\'s parameters as ranges of shared buffers give the same logits, bit for bit, and go with their last tensor', async (t) => {
   const be = await gpuBackendOrSkip(t);
   if (!be) return;
   if (!be.f16Caps.shaderF16) { t.skip('no shader-f16 on this adapter'); return; }
-  const cfg = tinyConfig('samba', { tieEmbeddings: true }), rng = new Rng(9), B = 2, T = 7;
+  const cfg = tinyConfig('samba', { tieEmbeddings: true, nBlocks: 4 }), rng = new Rng(9), B = 2, T = 7; // two Mamba layers
   const gathered = randomModel(be, cfg, 3), apart = randomModel(be, cfg, 3);
   // the same weights compacted one buffer each, without gathering
   for (const [name, p] of apart.params) {
@@ -231,9 +231,12 @@ test('webgpu gatherWeights: f16 weights as ranges of shared buffers give the sam
   apart.weights = 'f16';
   apart.compactTiedHead();
   gathered.compactWeights();
-  const weights = [...gathered.params].filter(([n]) => isMatmulWeight(n)).map(([, w]) => w as GpuTensor);
+  const scanConstant = (n: string) => /\.(A_log|D|dt_proj\.bias)$/.test(n);
+  const weights = [...gathered.params].filter(([n]) => !scanConstant(n)).map(([, w]) => w as GpuTensor);
   const buffers = new Set(weights.map((w) => w.buf!.id));
-  assert.ok(buffers.size < weights.length / 2, `${weights.length} weights in ${buffers.size} buffers`);
+  assert.ok(buffers.size < weights.length / 4, `${weights.length} parameters (f16 products, f32 norms, convs, embedding) in ${buffers.size} buffers`);
+  const constants = [...gathered.params].filter(([n]) => scanConstant(n)).map(([, w]) => (w as GpuTensor).buf!.id);
+  assert.ok(constants.length > 0 && constants.every((id) => !buffers.has(id)), 'the scan\'s constants keep buffers of their own (the scan caches a buffer derived from each)');
   assert.ok(weights.every((w) => w.offset % be.ctx.storageAlign === 0), 'aligned ranges');
   try {
     const ids = randomIds(rng, B * T, cfg.vocabSize);
