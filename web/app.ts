@@ -95,7 +95,13 @@ async function load(source: () => Promise<{ name: string; files: Files }>): Prom
       if (f16 && !(backend instanceof WebGpuBackend)) throw new Error('f16 weights need the WebGPU backend');
       // without shader-f16 a prompt of more than 32 tokens could not be prefilled over f16 weights
       if (f16 && !(backend as WebGpuBackend).f16Caps.shaderF16) throw new Error('f16 weights need an adapter with shader-f16, which this one lacks: leave them off');
-      model = await modelFromCheckpoint(ck, backend, { weights: f16 ? 'f16' : 'f32' });
+      model = await modelFromCheckpoint(ck, backend, {
+        weights: f16 ? 'f16' : 'f32',
+        onTensor: (_, done, total) => {
+          setStatus('loading', `uploading the parameters: ${done} of ${total} …`);
+          return done % 16 === 0 ? new Promise((r) => setTimeout(r, 0)) : undefined; // let the page paint
+        },
+      });
     } catch (e) {
       (backend as { destroy?: () => void }).destroy?.();
       throw e;

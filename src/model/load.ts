@@ -10,8 +10,8 @@ export interface ModelLoadOptions {
    * they load: half the memory and the bytes per decoded token; inference only. Default 'f32'.
    */
   weights?: 'f32' | 'f16';
-  /** Called after each parameter is on the device (progress bars). */
-  onTensor?: (name: string, done: number, total: number) => void;
+  /** Called after each parameter is on the device (progress bars); a promise it returns is awaited (a page can paint). */
+  onTensor?: (name: string, done: number, total: number) => void | Promise<void>;
 }
 
 export async function modelFromCheckpoint(ck: OpenedCheckpoint, backend: Backend, opts: ModelLoadOptions = {}): Promise<SambaModel> {
@@ -20,13 +20,13 @@ export async function modelFromCheckpoint(ck: OpenedCheckpoint, backend: Backend
   if (weights === 'f16' && !backend.compactWeight) throw new Error(`f16 weights need the webgpu backend (the ${backend.name} backend computes in f32)`);
   const params = new Map<string, Tensor>();
   try {
-    await ck.forEachTensor((name, shape, data) => {
+    await ck.forEachTensor(async (name, shape, data) => {
       const t = backend.tensor(data, shape);
       if (weights === 'f16' && isMatmulWeight(name)) {
         params.set(name, backend.keep(backend.compactWeight!(t)));
         backend.dispose(t);
       } else params.set(name, backend.keep(t));
-      opts.onTensor?.(name, params.size, ck.tensors.length);
+      await opts.onTensor?.(name, params.size, ck.tensors.length);
     });
   } catch (e) {
     for (const t of params.values()) backend.dispose(t);
