@@ -17,6 +17,7 @@ import { getPreset } from '../src/model/presets.js';
 import { createNodeWebGpuBackend } from '../src/node/webgpu.js';
 import { gemvShape } from '../src/backends/webgpu/matmul-f16.js';
 import { onOff } from './args.js';
+import { capturePassCalls, smallWidth } from './recorded.js';
 import { tableLines } from './table.js';
 
 const { values } = parseArgs({
@@ -34,9 +35,7 @@ if (!be) throw new Error('no WebGPU adapter');
 if (!be.device.features.has('timestamp-query')) throw new Error('this adapter has no timestamp queries, which this benchmark times the GPU with');
 const dev = be.device, R = Number(values.reps);
 const p = getPreset(values.model!);
-const cfg = values.small
-  ? makeConfig({ ...p, dModel: 64, nHeads: 4, nKvHeads: Math.min(p.nKvHeads, 4), headDim: 16, mlpHidden: 128, vocabSize: 256, mamba: { ...p.mamba, dtRank: 4 } })
-  : makeConfig(p);
+const cfg = values.small ? smallWidth(p) : makeConfig(p);
 const model = SambaModel.random(cfg, be, 1);
 model.compactWeights();
 
@@ -44,17 +43,9 @@ interface Dispatch { pipeline: GPUComputePipeline; group: GPUBindGroup; offsets:
 
 /** One decoded token's dispatches as the backend records them (the token is decoded, too). */
 function captureToken(state: ReturnType<SambaModel['newState']>): { dispatches: Dispatch[]; logits: ReturnType<SambaModel['forward']> } {
-  const probe = dev.createCommandEncoder(), probePass = probe.beginComputePass();
-  const PASS = Object.getPrototypeOf(probePass) as Record<string, (...a: unknown[]) => unknown>;
-  probePass.end(); probe.finish();
-  const calls: [string, unknown[]][] = [], names = ['setPipeline', 'setBindGroup', 'dispatchWorkgroups'], saved = names.map((n) => PASS[n]);
-  names.forEach((n, i) => { PASS[n] = function (this: unknown, ...a: unknown[]) { calls.push([n, a.map((x) => (Array.isArray(x) ? [...x] : x))]); return saved[i].apply(this, a); }; });
-  let logits;
-  try {
-    logits = be!.inOneSubmit(() => model.forward(Int32Array.of(5), 1, 1, state, { lastOnly: true }));
-  } finally {
-    names.forEach((n, i) => { PASS[n] = saved[i]; });
-  }
+  let logits: ReturnType<SambaModel['forward']> | undefined;
+  const calls = capturePassCalls(dev, () => { logits = be!.inOneSubmit(() => model.forward(Int32Array.of(5), 1, 1, state, { lastOnly: true })); });
+  if (!calls) throw new Error('a decoded token copied or cleared buffers: its pass calls alone would not replay it');
   const label = new Map<GPUComputePipeline, string>();
   for (const [key, v] of (be!.ctx as unknown as { pipelines: Map<string, { pipeline: GPUComputePipeline }> }).pipelines) label.set(v.pipeline, key);
   const dispatches: Dispatch[] = [];
@@ -69,7 +60,7 @@ function captureToken(state: ReturnType<SambaModel['newState']>): { dispatches: 
       dispatches.push({ pipeline: pipeline!, group: bind[1] as GPUBindGroup, offsets: bind[2] as number[], gx, gy, kind });
     }
   }
-  return { dispatches, logits };
+  return { dispatches, logits: logits! };
 }
 
 const querySet = dev.createQuerySet({ type: 'timestamp', count: 2 });

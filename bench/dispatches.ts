@@ -12,10 +12,10 @@
 // only this split is meaningful, not the sum).
 //   node dist/bench/dispatches.js [--presets samba-1.3b,llama-1.3b,mamba-1.3b] [--chunk 64] [--weights f32|f16]
 import { parseArgs } from 'node:util';
-import { makeConfig } from '../src/model/config.js';
 import { SambaModel } from '../src/model/model.js';
 import { PRESETS, getPreset } from '../src/model/presets.js';
 import { createNodeWebGpuBackend } from '../src/node/webgpu.js';
+import { PASS_CALLS, type PassCall, capturePassCalls, smallWidth } from './recorded.js';
 import { tableLines } from './table.js';
 
 const { values } = parseArgs({
@@ -35,31 +35,8 @@ const median = (xs: number[]) => xs.sort((x, y) => x - y)[xs.length >> 1];
 const probe = be.device.createCommandEncoder(), probePass = probe.beginComputePass();
 const PASS = Object.getPrototypeOf(probePass), ENC = Object.getPrototypeOf(probe), QUEUE = Object.getPrototypeOf(be.device.queue);
 probePass.end(); probe.finish();
-const PASS_CALLS = ['setPipeline', 'setBindGroup', 'dispatchWorkgroups'] as const;
-type Call = [name: string, args: unknown[]];
-
-/** Records one token with its pass calls logged; they must all be pass calls (one pass, no copies). */
-function capture(record: () => unknown): Call[] | null {
-  const calls: Call[] = [], saved = PASS_CALLS.map((n) => PASS[n]);
-  let other = false;
-  const savedEnc = ['copyBufferToBuffer', 'clearBuffer'].map((n) => ENC[n]);
-  for (const n of PASS_CALLS) {
-    const f = PASS[n];
-    PASS[n] = function (this: unknown, ...a: unknown[]) { calls.push([n, a.map((x) => (Array.isArray(x) ? [...x] : x))]); return f.apply(this, a); };
-  }
-  for (const n of ['copyBufferToBuffer', 'clearBuffer']) {
-    const f = ENC[n];
-    ENC[n] = function (this: unknown, ...a: unknown[]) { other = true; return f.apply(this, a); };
-  }
-  try { record(); } finally {
-    PASS_CALLS.forEach((n, i) => { PASS[n] = saved[i]; });
-    ['copyBufferToBuffer', 'clearBuffer'].forEach((n, i) => { ENC[n] = savedEnc[i]; });
-  }
-  return other ? null : calls;
-}
-
 /** Host ms to encode and submit the captured calls in one pass, median of 40 after 20. */
-async function replay(calls: Call[]): Promise<number> {
+async function replay(calls: PassCall[]): Promise<number> {
   const dev = be!.device, ms: number[] = [];
   for (let i = 0; i < 60; i++) {
     const t0 = performance.now();
@@ -98,7 +75,7 @@ for (const name of values.presets!.split(',')) {
   if (!PRESETS[name]) throw new Error(`unknown preset ${name} (${Object.keys(PRESETS).join(', ')})`);
   const p = getPreset(name);
   // same depth, layout and window; small width
-  const cfg = makeConfig({ ...p, dModel: 64, nHeads: 4, nKvHeads: Math.min(p.nKvHeads, 4), headDim: 16, mlpHidden: 128, vocabSize: 256, mamba: { ...p.mamba, dtRank: 4 } });
+  const cfg = smallWidth(p);
   const model = SambaModel.random(cfg, be, 1);
   if (values.weights === 'f16') model.compactWeights();
   const state = model.newState(1), c = be.ctx.counts;
@@ -124,8 +101,8 @@ for (const name of values.presets!.split(',')) {
   const ms = median(recordMs), n = counted.dispatches - a.dispatches;
   // the split: the token's native calls replayed, and the JavaScript alone (its state then moves
   // on by tokens whose commands never ran, which only speed matters for here)
-  let calls: Call[] | null = null;
-  const l = be.inOneSubmit(() => { let out: ReturnType<typeof model.forward> | undefined; calls = capture(() => { out = model.forward(Int32Array.of(5), 1, 1, state, { lastOnly: true }); }); return out!; });
+  let calls: PassCall[] | null = null;
+  const l = be.inOneSubmit(() => { let out: ReturnType<typeof model.forward> | undefined; calls = capturePassCalls(be.device, () => { out = model.forward(Int32Array.of(5), 1, 1, state, { lastOnly: true }); }); return out!; });
   await be.read(l); be.dispose(l);
   const native = calls ? (await replay(calls)).toFixed(2) : 'n/a (copies)';
   const js = jsAlone(() => be.dispose(be.inOneSubmit(() => model.forward(Int32Array.of(5), 1, 1, state, { lastOnly: true }))));

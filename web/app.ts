@@ -42,6 +42,9 @@ async function openPageBackend(choice: string): Promise<Backend> {
   return webGpuBackendOn(adapter);
 }
 
+/** Gives a backend's device memory back (WebGPU; the CPU backend has nothing to free). */
+const freeBackend = (be: Backend): void => { if (be instanceof WebGpuBackend) be.destroy(); };
+
 async function filesFromServer(): Promise<{ name: string; files: Files }> {
   const r = await fetch('/model/');
   if (!r.ok) throw new Error('the server has no model folder (start it with samba-lm web --model DIR)');
@@ -76,7 +79,7 @@ async function load(source: () => Promise<{ name: string; files: Files }>): Prom
     setStatus('loading', 'loading …');
     if (loaded) { // one model at a time: free the last one's memory first
       loaded.model.dispose();
-      (loaded.backend as { destroy?: () => void }).destroy?.();
+      freeBackend(loaded.backend);
       loaded = null;
       buttons();
     }
@@ -103,7 +106,7 @@ async function load(source: () => Promise<{ name: string; files: Files }>): Prom
         },
       });
     } catch (e) {
-      (backend as { destroy?: () => void }).destroy?.();
+      freeBackend(backend);
       throw e;
     }
     loaded = { backend, model, tokenizer, name };

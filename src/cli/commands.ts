@@ -56,7 +56,6 @@ function backendChoice(v: CliValues): BackendChoice {
   return b;
 }
 
-/** Reads token ids from JSON: a flat array (one sequence) or an array of equal-length arrays. */
 /** --host and --port of the servers. */
 function listenOptions(v: CliValues): { host: string; port: number } {
   const port = num(v, 'port', { int: true, min: 0 }) ?? 8080;
@@ -84,6 +83,10 @@ function untilInterrupted(server: Server): Promise<void> {
   });
 }
 
+/** The error of a server command given a model folder without a tokenizer. */
+const noTokenizer = (dir: string, who: string) => new Error(`model ${dir} has no tokenizer (tokenizer.json, or a byte tokenizer in config.json): ${who} needs one`);
+
+/** Reads token ids from JSON: a flat array (one sequence) or an array of equal-length arrays. */
 async function readIds(path: string): Promise<number[][]> {
   let raw: string;
   try {
@@ -611,7 +614,7 @@ export const commands: Record<string, Command> = {
       const { port, host } = listenOptions(v);
       const limit = num(v, 'max-tokens', { int: true, min: 1 }) ?? 4096;
       await withModel(v, 'serve', async ({ model, tokenizer }) => {
-        if (!tokenizer) throw new Error(`model ${v.model} has no tokenizer (tokenizer.json, or a byte tokenizer in config.json): the server needs one`);
+        if (!tokenizer) throw noTokenizer(v.model!, 'the server');
         const modelId = v['model-id'] ?? nodePath.basename(nodePath.resolve(v.model!));
         const server = createSambaServer({ model, tokenizer, modelId, maxTokensLimit: limit });
         const where = await listen(server, host, port);
@@ -632,7 +635,7 @@ export const commands: Record<string, Command> = {
       const { port, host } = listenOptions(v);
       if (v.model) { // a clear error now rather than in the page
         const folder = await describeModelFolder(v.model);
-        if (!folder.tokenizerRef) throw new Error(`model ${v.model} has no tokenizer (tokenizer.json, or a byte tokenizer in config.json): the page needs one`);
+        if (!folder.tokenizerRef) throw noTokenizer(v.model, 'the page');
       }
       const server = createWebServer({ modelDir: v.model });
       const where = await listen(server, host, port);

@@ -33,10 +33,6 @@ export async function modelFromCheckpoint(ck: OpenedCheckpoint, backend: Backend
     throw e;
   }
   const model = new SambaModel(ck.config, backend, params);
-  model.weights = weights;
-  if (weights === 'f16') {
-    model.compactTiedHead();
-    model.gatherWeights();
-  }
+  if (weights === 'f16') model.compactWeights(); // the rest of it: the tied head's copy, the gathering
   return model;
 }

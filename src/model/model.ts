@@ -106,7 +106,9 @@ export class SambaModel {
 
   /**
    * Replaces every matmul weight by the backend's compact f16 form (halves weight memory and the
-   * bytes each decoded token reads); the model can then run but not train. Returns the bytes saved.
+   * bytes each decoded token reads); the model can then run but not train. Weights already compact
+   * (compacted one at a time as they loaded: modelFromCheckpoint) stay as they are. Returns the
+   * bytes saved.
    */
   compactWeights(): number {
     const be = this.backend;
@@ -114,7 +116,7 @@ export class SambaModel {
     if (this.weights === 'f16') return 0;
     let saved = 0;
     for (const [name, t] of this.params) {
-      if (!isMatmulWeight(name)) continue;
+      if (!isMatmulWeight(name) || t.dtype === 'f16w') continue;
       const c = be.keep(be.compactWeight(t));
       be.dispose(t);
       this.params.set(name, c);

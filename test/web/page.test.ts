@@ -51,34 +51,47 @@ after(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-/** A fresh page with the server's model loaded on `backend`; page errors fail the test. */
-async function pageWithModel(backend: 'cpu' | 'webgpu') {
+/**
+ * Chromium's WebGPU adapter: whether it has shader-f16, or null without one (a failure where
+ * SAMBA_REQUIRE_WEBGPU=1, as in CI).
+ */
+async function browserAdapter(): Promise<{ f16: boolean } | null> {
+  const page = await browser!.newPage();
+  await page.goto(url);
+  const f16 = await page.evaluate(async () => {
+    const a = await (navigator as Navigator & { gpu?: GPU }).gpu?.requestAdapter();
+    return a ? a.features.has('shader-f16') : null;
+  });
+  await page.close();
+  if (f16 === null) assert.notEqual(process.env.SAMBA_REQUIRE_WEBGPU, '1', 'Chromium has no WebGPU adapter, and SAMBA_REQUIRE_WEBGPU=1 makes that a failure');
+  return f16 === null ? null : { f16 };
+}
+
+/** A fresh page that loaded the server's model on `backend`: its status then ('ready' or 'error'). */
+async function loadServerModel(backend: 'cpu' | 'webgpu', f16 = false) {
   const page = await browser!.newPage();
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
   await page.goto(url);
   await page.selectOption('#backend', backend);
+  if (f16) await page.check('#f16');
   await page.waitForSelector('#load-server:not([hidden])');
   await page.click('#load-server');
   await page.waitForFunction(() => ['ready', 'error'].includes(document.querySelector<HTMLElement>('#status')!.dataset.state!), null, { timeout: 120_000 });
-  const status = await page.textContent('#status');
-  assert.equal(await page.getAttribute('#status', 'data-state'), 'ready', `loading on ${backend}: ${status}`);
+  return { page, errors, state: await page.getAttribute('#status', 'data-state'), status: (await page.textContent('#status'))! };
+}
+
+/** A fresh page with the server's model loaded on `backend`; page errors fail the test. */
+async function pageWithModel(backend: 'cpu' | 'webgpu') {
+  const { page, errors, state, status } = await loadServerModel(backend);
+  assert.equal(state, 'ready', `loading on ${backend}: ${status}`);
   assert.deepEqual(errors, []);
   return page;
 }
 
 for (const backend of ['cpu', 'webgpu'] as const) {
   test(`browser page on ${backend}: the golden ${CASE} logits, and greedy tokens as Node generates them`, { skip, timeout: 300_000 }, async () => {
-    if (backend === 'webgpu') {
-      const page = await browser!.newPage();
-      await page.goto(url);
-      const adapter = await page.evaluate(async () => !!(await (navigator as Navigator & { gpu?: GPU }).gpu?.requestAdapter()));
-      await page.close();
-      if (!adapter) {
-        assert.notEqual(process.env.SAMBA_REQUIRE_WEBGPU, '1', 'Chromium has no WebGPU adapter, and SAMBA_REQUIRE_WEBGPU=1 makes that a failure');
-        return;
-      }
-    }
+    if (backend === 'webgpu' && !(await browserAdapter())) return;
     const page = await pageWithModel(backend);
     assert.match((await page.textContent('#model-info'))!, new RegExp(`on ${backend}`));
 
@@ -127,24 +140,10 @@ test('browser page: a bad model file is reported on the page, not thrown away', 
 });
 
 test('browser page: f16 weights load where the adapter has shader-f16, and are refused with the reason where it has not', { skip, timeout: 300_000 }, async () => {
-  const page = await browser!.newPage();
-  await page.goto(url);
-  const f16 = await page.evaluate(async () => {
-    const a = await (navigator as Navigator & { gpu?: GPU }).gpu?.requestAdapter();
-    return a ? a.features.has('shader-f16') : null;
-  });
-  if (f16 === null) {
-    assert.notEqual(process.env.SAMBA_REQUIRE_WEBGPU, '1', 'Chromium has no WebGPU adapter, and SAMBA_REQUIRE_WEBGPU=1 makes that a failure');
-    await page.close();
-    return;
-  }
-  await page.selectOption('#backend', 'webgpu');
-  await page.check('#f16');
-  await page.waitForSelector('#load-server:not([hidden])');
-  await page.click('#load-server');
-  await page.waitForFunction(() => ['ready', 'error'].includes(document.querySelector<HTMLElement>('#status')!.dataset.state!), null, { timeout: 120_000 });
-  const state = await page.getAttribute('#status', 'data-state'), status = (await page.textContent('#status'))!;
-  if (f16) {
+  const adapter = await browserAdapter();
+  if (!adapter) return;
+  const { page, state, status } = await loadServerModel('webgpu', true);
+  if (adapter.f16) {
     assert.equal(state, 'ready', status);
     assert.match((await page.textContent('#model-info'))!, /f16 weights/);
   } else {

@@ -413,7 +413,7 @@ export function gemvLayout(N: number, K: number, subgroupSize: number): GemvLayo
   if (gemvShape.oneRow) return gemvShape.oneRow;
   if (!gemvShape.subgroupReduce) return GEMV_TREE;
   if (N < GEMV_NARROW_BELOW && K >= GEMV_NARROW_MIN_K) return GEMV_NARROW;
-  if (subgroupSize === 32 && gemvShape.subgroupReduce && N >= 4096 && K <= 4096) return { wg: 256, unroll: 2, group: 32, cols: 2 };
+  if (subgroupSize === 32 && N >= 4096 && K <= 4096) return { wg: 256, unroll: 2, group: 32, cols: 2 };
   return GEMV_TREE;
 }
 
