@@ -127,12 +127,6 @@ export const SCAN_PROJECTED_MAX_T = 8;
 // One invocation per (sequence b, channel c) holds h[N] in registers and walks t sequentially.
 // The per-channel parameters arrive packed in one buffer, [dtBias C | D C | aLog C·N], and h runs
 // from H (holding h0, or zeros) back into H, which keeps the kernel within 8 storage bindings.
-//
-// `projected` (decoding): Δ's projection inside. δ, B and C are read out of x_proj's output
-// [δ | B | C] (row width R + 2N) by column, and Δ's pre-activation δ · W_dt[c] is summed by the
-// channel's invocation (R products per token: cheap for the few tokens of a decoding step), its
-// operands rounded as the product kernels round them: δ to f16 for f16 weights (as the gemv takes
-// x), both for f32 weights in the f16-matmul precision.
 // the invocation's (sequence b, channel c), channel fastest
 export const CHANNEL_INDEX = /* wgsl */ `
   let i = wg * ${SCAN_WG}u + li;
@@ -140,28 +134,17 @@ export const CHANNEL_INDEX = /* wgsl */ `
   let c = i % p.C;
   let b = i / p.C;`;
 
-function scanKernel(N: number, projected: DtWeightKind | null = null): Kernel {
-  const w = projected;
-  const dtSum = w === 'f16'
-    ? `for (var k8 = 0u; k8 * 8u < p.R; k8++) {
-        let wq = WDT[(c * p.KP + 8u * k8) / 8u];
-        ${[0, 1, 2, 3].map((q) => `let w${q} = unpack2x16float(wq[${q}]);`).join(' ')}
-        ${Array.from({ length: 8 }, (_, q) => `if (8u * k8 + ${q}u < p.R) { dtv = fma(round_f16(DBC[row + 8u * k8 + ${q}u]), w${q >> 1}.${q & 1 ? 'y' : 'x'}, dtv); }`).join('\n        ')}
-      }`
-    : `for (var k = 0u; k < p.R; k++) { dtv = fma(${w === 'f32r16' ? 'round_f16(DBC[row + k]), round_f16(WDT[c * p.R + k])' : 'DBC[row + k], WDT[c * p.R + k]'}, dtv); }`;
-  const inputs = w
-    ? ['U: array<f32>', 'DBC: array<f32>', `WDT: array<${w === 'f16' ? 'vec4<u32>' : 'f32'}>`, 'Z: array<f32>', 'PAR: array<f32>']
-    : ['U: array<f32>', 'DT: array<f32>', 'Z: array<f32>', 'BM: array<f32>', 'CM: array<f32>', 'PAR: array<f32>'];
+function scanKernel(N: number): Kernel {
   return {
-    key: `selective_scan_${N}${w ? `_projected_${w}` : ''}`,
-    bindings: [...inputs.map(() => 'read' as const), 'write', 'write'],
+    key: `selective_scan_${N}`,
+    bindings: ['read', 'read', 'read', 'read', 'read', 'read', 'write', 'write'],
     code: () => /* wgsl */ `
-${MATH}${w && w !== 'f32' ? ROUND_F16 : ''}
-struct P { B: u32, T: u32, C: u32, R: u32, W: u32, KP: u32 }
+${MATH}
+struct P { B: u32, T: u32, C: u32 }
 @group(0) @binding(0) var<uniform> p: P;
-${inputs.map((v, i) => `@group(0) @binding(${i + 1}) var<storage, read> ${v};`).join('\n')}
-@group(0) @binding(${inputs.length + 1}) var<storage, read_write> Y: array<f32>;
-@group(0) @binding(${inputs.length + 2}) var<storage, read_write> H: array<f32>;
+${['U', 'DT', 'Z', 'BM', 'CM', 'PAR'].map((v, i) => `@group(0) @binding(${i + 1}) var<storage, read> ${v}: array<f32>;`).join('\n')}
+@group(0) @binding(7) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(8) var<storage, read_write> H: array<f32>;
 @compute @workgroup_size(${SCAN_WG})
 fn main(${BUILTINS}) {
   ${WG_INDEX}${CHANNEL_INDEX}
@@ -175,20 +158,99 @@ fn main(${BUILTINS}) {
   }
   for (var t = 0u; t < p.T; t++) {
     let r = b * p.T + t;
-    ${w ? `let row = r * p.W; // [δ | B | C] of this token
-    var dtv = 0.0;
-    ${dtSum}` : 'let dtv = DT[r * p.C + c];'}
     let ut = U[r * p.C + c];
-    let delta = softplus(dtv + dtBias);
+    let delta = softplus(DT[r * p.C + c] + dtBias);
     let du = delta * ut;
     var yt = 0.0;
     for (var n = 0u; n < ${N}u; n++) {
-      h[n] = fma(exp(delta * a[n]), h[n], du * ${w ? 'DBC[row + p.R + n]' : `BM[r * ${N}u + n]`});
-      yt = fma(h[n], ${w ? `DBC[row + p.R + ${N}u + n]` : `CM[r * ${N}u + n]`}, yt);
+      h[n] = fma(exp(delta * a[n]), h[n], du * BM[r * ${N}u + n]);
+      yt = fma(h[n], CM[r * ${N}u + n], yt);
     }
     Y[r * p.C + c] = fma(dSkip, ut, yt) * silu(Z[r * p.C + c]);
   }
   for (var n = 0u; n < ${N}u; n++) { H[i * ${N}u + n] = h[n]; }
+}`,
+  };
+}
+
+/** Invocations of the projected scan's workgroup, and the most lanes it gives one channel. */
+const STEP_WG = 256, STEP_MAX_LANES = 64;
+/** Lanes per channel in the projected scan: one per state, up to STEP_MAX_LANES (a power of two). */
+export const stepLanes = (N: number): number => Math.min(STEP_MAX_LANES, 1 << Math.ceil(Math.log2(Math.max(N, 1))));
+
+// The projected scan (decoding: Δ's projection inside). δ, B and C are read out of x_proj's output
+// [δ | B | C] (row width R + 2N) by column. A channel is a team of G lanes, lane l holding states
+// n = l, l + G, …: one exp and one update each per token, where a lone invocation walked all N in
+// turn, and the team's loads (its states, its row of W_dt) go out together, each lane's share of
+// Δ's R products among them. Each token the team sums its lanes' products for Δ's pre-activation,
+// then their C·h for y, in lane order through workgroup memory. δ and W_dt are rounded as the
+// product kernels round them: δ to f16 for f16 weights (as the gemv takes x), both for f32 weights
+// in the f16-matmul precision.
+function scanStepKernel(N: number, w: DtWeightKind): Kernel {
+  const G = stepLanes(N), CPW = STEP_WG / G, S = Math.ceil(N / G);
+  const dtSum = w === 'f16'
+    ? `for (var k8 = lane; k8 * 8u < p.R; k8 += ${G}u) {
+        let wq = WDT[c * (p.KP / 8u) + k8];
+        ${[0, 1, 2, 3].map((q) => `let w${q} = unpack2x16float(wq[${q}]);`).join(' ')}
+        ${Array.from({ length: 8 }, (_, q) => `if (8u * k8 + ${q}u < p.R) { dtp = fma(round_f16(DBC[row + 8u * k8 + ${q}u]), w${q >> 1}.${q & 1 ? 'y' : 'x'}, dtp); }`).join('\n        ')}
+      }`
+    : `for (var k = lane; k < p.R; k += ${G}u) { dtp = fma(${w === 'f32r16' ? 'round_f16(DBC[row + k]), round_f16(WDT[c * p.R + k])' : 'DBC[row + k], WDT[c * p.R + k]'}, dtp); }`;
+  const states = (f: string) => `for (var j = 0u; j < ${S}u; j++) { let n = lane + j * ${G}u; if (n < ${N}u) { ${f} } }`;
+  return {
+    key: `selective_scan_step_${N}_${w}`,
+    bindings: ['read', 'read', 'read', 'read', 'read', 'write', 'write'],
+    code: () => /* wgsl */ `
+${MATH}${w !== 'f32' ? ROUND_F16 : ''}
+struct P { B: u32, T: u32, C: u32, R: u32, W: u32, KP: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> U: array<f32>;
+@group(0) @binding(2) var<storage, read> DBC: array<f32>;
+@group(0) @binding(3) var<storage, read> WDT: array<${w === 'f16' ? 'vec4<u32>' : 'f32'}>;
+@group(0) @binding(4) var<storage, read> Z: array<f32>;
+@group(0) @binding(5) var<storage, read> PAR: array<f32>;
+@group(0) @binding(6) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(7) var<storage, read_write> H: array<f32>;
+// the lanes' parts of Δ's pre-activation, and of y (two arrays: one barrier each per token)
+var<workgroup> dtPart: array<f32, ${STEP_WG}>;
+var<workgroup> yPart: array<f32, ${STEP_WG}>;
+@compute @workgroup_size(${STEP_WG})
+fn main(${BUILTINS}) {
+  ${WG_INDEX}
+  let team = li / ${G}u;
+  let lane = li % ${G}u;
+  let live = wg * ${CPW}u + team < p.B * p.C;
+  // a team past the last channel repeats it (the barriers need every invocation) and writes nothing
+  let i = min(wg * ${CPW}u + team, p.B * p.C - 1u);
+  let c = i % p.C;
+  let b = i / p.C;
+  let dtBias = PAR[c];
+  let dSkip = PAR[p.C + c];
+  var a: array<f32, ${S}>;
+  var h: array<f32, ${S}>;
+  ${states(`a[j] = -exp(PAR[2u * p.C + c * ${N}u + n]); h[j] = H[i * ${N}u + n];`)}
+  for (var t = 0u; t < p.T; t++) {
+    let r = b * p.T + t;
+    let row = r * p.W; // [δ | B | C] of this token
+    var dtp = 0.0;
+    ${dtSum}
+    dtPart[li] = dtp;
+    workgroupBarrier();
+    var dtv = 0.0;
+    for (var l = 0u; l < ${G}u; l++) { dtv += dtPart[team * ${G}u + l]; }
+    let ut = U[r * p.C + c];
+    let delta = softplus(dtv + dtBias);
+    let du = delta * ut;
+    var yp = 0.0;
+    ${states(`h[j] = fma(exp(delta * a[j]), h[j], du * DBC[row + p.R + n]); yp = fma(h[j], DBC[row + p.R + ${N}u + n], yp);`)}
+    yPart[li] = yp;
+    workgroupBarrier();
+    if (lane == 0u && live) {
+      var yt = 0.0;
+      for (var l = 0u; l < ${G}u; l++) { yt += yPart[team * ${G}u + l]; }
+      Y[r * p.C + c] = fma(dSkip, ut, yt) * silu(Z[r * p.C + c]);
+    }
+  }
+  if (live) { ${states(`H[i * ${N}u + n] = h[j];`)} }
 }`,
   };
 }
@@ -364,7 +426,7 @@ export function selectiveScan(
     return;
   }
   const kernel = scanKernels(N, () => scanKernel(N));
-  ctx.dispatch(kernel, new Params().u32(B, T, C, 0, 0, 0), [bind(u), bind(dt), bind(z), bind(bm), bind(cm), parB, bind(y), bind(hOut)], Math.ceil((B * C) / SCAN_WG));
+  ctx.dispatch(kernel, new Params().u32(B, T, C), [bind(u), bind(dt), bind(z), bind(bm), bind(cm), parB, bind(y), bind(hOut)], Math.ceil((B * C) / SCAN_WG));
 }
 
 /**
@@ -378,9 +440,9 @@ export function selectiveScanProjected(
 ): void {
   if (T > SCAN_PROJECTED_MAX_T) throw new Error(`selectiveScanProjected: ${T} tokens per sequence, at most ${SCAN_PROJECTED_MAX_T}`);
   if (B * C === 0) return;
-  const kernel = scanKernels(`p${N}${dtWeight.kind}`, () => scanKernel(N, dtWeight.kind));
+  const kernel = scanKernels(`p${N}${dtWeight.kind}`, () => scanStepKernel(N, dtWeight.kind));
   ctx.dispatch(kernel, new Params().u32(B, T, C, R, R + 2 * N, dtWeight.kp), [
     bind(u), bind(dbc), { buf: dtWeight.buf, offset: dtWeight.offset, size: dtWeight.size }, bind(z), { buf: par, size: (2 * C + C * N) * 4 }, bind(y), bind(hOut),
-  ], Math.ceil((B * C) / SCAN_WG));
+  ], Math.ceil((B * C) / (STEP_WG / stepLanes(N))));
 }
 

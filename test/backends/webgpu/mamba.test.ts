@@ -90,7 +90,8 @@ test('webgpu selectiveScanProjected: Δ projected inside the scan (one dispatch,
   const be = await gpuBackendOrSkip(t);
   if (!be) return;
   const rng = new Rng(17);
-  for (const [B, T, C, N, R] of [[1, 1, 70, 16, 128], [3, 2, 9, 5, 4], [2, 1, 33, 16, 12], [1, 9, 20, 4, 8], [1, 1, 20, 16, 44]]) { // R = 44: a whole load of four blocks, then a part
+  for (const [B, T, C, N, R] of [[1, 1, 70, 16, 128], [3, 2, 9, 5, 4], [2, 1, 33, 16, 12], [1, 9, 20, 4, 8], [1, 1, 20, 16, 44], [1, 3, 40, 16, 128], [2, 2, 7, 80, 20]]) {
+    // 40 channels: teams of 16 lanes, 16 a workgroup, the last workgroup part empty; N = 80: lanes of 64 holding two states or one
     const [gu, cu] = twin(be, [B, T, C], rand(rng, [B, T, C], -2, 2));
     const [gz, cz] = twin(be, [B, T, C], rand(rng, [B, T, C], -2, 2));
     const [gdbc, cdbc] = twin(be, [B * T, R + 2 * N], rand(rng, [B * T, R + 2 * N], -1, 1));
