@@ -6,18 +6,21 @@
 // includes the host's recording), so a dispatch's GPU overhead (launch, the barrier after it) stays
 // in, as it does inside a decoding step, and the host's does not.
 //   node dist/bench/attention-decode.js [--shapes 32x4x64,18x18x128] [--window 2048] [--batch 1] [--reps 200]
-//     [--splits 64:1024,256:1024] [--pv-loads 8,16] [--group-pv-loads 4,8,16]
+//     [--splits 64:1024,256:1024] [--pv-loads 8,16] [--group-pv-loads 4,8,16] [--step on,off]
 //   shapes: query heads × KV heads × head size (defaults: samba-1.7b, samba-1.3b); splits: split
 //   policies to compare, fewest keys per split : workgroups to aim for [: groupMinKeys, e.g. 0 to
 //   group the heads of a KV head always, Infinity never] (default: the backend's);
-//   pv-loads, group-pv-loads: values of attentionShape.pvLoads and .groupPvLoads to compare. The GPU is kept busy for a second first,
+//   pv-loads, group-pv-loads: values of attentionShape.pvLoads and .groupPvLoads to compare; step:
+//   attentionShape.step (on: the step kernel where it serves the shape, off: the per-row kernel). The GPU is kept busy for a second first,
 //   so that the first row does not pay for its clocks rising.
 import { parseArgs } from 'node:util';
 import { attentionShape } from '../src/backends/webgpu/attention.js';
+import { stepFits } from '../src/backends/webgpu/attention-step.js';
 import type { KvCache, Tensor } from '../src/core/backend.js';
 import { Rng, randomArray } from '../src/core/random.js';
 import { ropeTables } from '../src/model/rope.js';
 import { createNodeWebGpuBackend } from '../src/node/webgpu.js';
+import { onOff } from './args.js';
 import { tableLines } from './table.js';
 
 const { values } = parseArgs({
@@ -29,16 +32,19 @@ const { values } = parseArgs({
     splits: { type: 'string' },
     'pv-loads': { type: 'string' },
     'group-pv-loads': { type: 'string' },
+    step: { type: 'string', default: 'on' },
   },
 });
 const pvLoads = values['pv-loads'] ? values['pv-loads'].split(',').map(Number) : [attentionShape.pvLoads];
 const groupPvLoads = values['group-pv-loads'] ? values['group-pv-loads'].split(',').map(Number) : [attentionShape.groupPvLoads];
+const steps = values.step!.split(',').map((v) => onOff('step', v));
 const policies = values.splits ? values.splits.split(',').map((s) => s.split(':').map(Number)) : [null];
 const W = Number(values.window), B = Number(values.batch), reps = Number(values.reps);
 const rng = new Rng(3);
 const rows: string[][] = [];
 let warm = false;
-for (const pv of pvLoads) for (const gpv of groupPvLoads) for (const policy of policies) {
+for (const step of steps) for (const pv of pvLoads) for (const gpv of groupPvLoads) for (const policy of policies) {
+  attentionShape.step = step;
   attentionShape.pvLoads = pv;
   attentionShape.groupPvLoads = gpv;
   const attentionSplit = policy ? { minKeys: policy[0], targetWorkgroups: policy[1], ...(policy.length > 2 ? { groupMinKeys: policy[2] } : {}) } : undefined;
@@ -72,12 +78,13 @@ for (const pv of pvLoads) for (const gpv of groupPvLoads) for (const policy of p
       }
       const ms = times.sort((a, b) => a - b)[1];
       const bytes = 2 * B * (W - 1) * F * (dtype === 'f16' ? 2 : 4);
-      rows.push([`${H}×${Hkv}×${hs}`, String(B), split, `${pv}, ${gpv}`, dtype, (ms * 1000).toFixed(1), (bytes / (ms * 1e6)).toFixed(0)]);
+      const kernel = step && stepFits(be.ctx, H / Hkv, hs) ? 'step' : `per row (loads ${pv}, ${gpv})`;
+      rows.push([`${H}×${Hkv}×${hs}`, String(B), split, kernel, dtype, (ms * 1000).toFixed(1), (bytes / (ms * 1e6)).toFixed(0)]);
       for (const t of [q, k, v, cache.k, cache.v, rope.cos, rope.sin] as Tensor[]) be.dispose(t);
     }
   }
   be.destroy();
 }
 console.log(`\ndecoding attention over ${W} cached keys, ${new Date().toISOString()}`);
-for (const l of tableLines(['heads q×kv×size', 'batch', 'split', 'loads (1 head, grouped)', 'cache', 'µs per call', 'GB/s of cache read'], rows, (i) => i < 5)) console.log(l);
+for (const l of tableLines(['heads q×kv×size', 'batch', 'split', 'kernel', 'cache', 'µs per call', 'GB/s of cache read'], rows, (i) => i < 5)) console.log(l);
 process.exit(0);

@@ -6,16 +6,19 @@
 // profile.ts times each dispatch in its own pass, which adds a pass's overhead to every kernel;
 // throughput.ts's decode rate is the slower of this and the host's recording (dispatches.ts).
 //   node dist/bench/decode-gpu.js [--model samba-1.7b] [--position 1024[,65536]] [--reps 20] [--small]
-//     [--gemv-wide-groups on|off]
+//     [--gemv-wide-groups on|off] [--attention-step on|off]
 //     --small: the preset's depth and layout at a tiny width (runs anywhere, lavapipe included)
 //     --gemv-wide-groups off: the one-row gemv's groups of several subgroups summed by trees
 //       (matmul-f16.ts gemvShape.wideGroupSubgroups), for an A/B
+//     --attention-step off: decoding attention by the per-row kernel instead of the step kernel
+//       (attention.ts attentionShape.step)
 import { parseArgs } from 'node:util';
 import { makeConfig } from '../src/model/config.js';
 import { SambaModel } from '../src/model/model.js';
 import { getPreset } from '../src/model/presets.js';
 import { createNodeWebGpuBackend } from '../src/node/webgpu.js';
 import { gemvShape } from '../src/backends/webgpu/matmul-f16.js';
+import { attentionShape } from '../src/backends/webgpu/attention.js';
 import { onOff } from './args.js';
 import { capturePassCalls, smallWidth } from './recorded.js';
 import { tableLines } from './table.js';
@@ -27,9 +30,11 @@ const { values } = parseArgs({
     reps: { type: 'string', default: '20' },
     small: { type: 'boolean', default: false },
     'gemv-wide-groups': { type: 'string', default: 'on' },
+    'attention-step': { type: 'string', default: 'on' },
   },
 });
 gemvShape.wideGroupSubgroups = onOff('gemv-wide-groups', values['gemv-wide-groups']);
+attentionShape.step = onOff('attention-step', values['attention-step']);
 const be = await createNodeWebGpuBackend({ requireAdapter: true });
 if (!be) throw new Error('no WebGPU adapter');
 if (!be.device.features.has('timestamp-query')) throw new Error('this adapter has no timestamp queries, which this benchmark times the GPU with');

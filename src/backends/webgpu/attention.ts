@@ -19,7 +19,7 @@
 import { type GpuContext, type Kernel, Params, kernelCache } from './context.js';
 import { GpuTensor, Storage, bind } from './tensor.js';
 import { BUILTINS, NEG_BIG, WG_INDEX, cacheReaders, lines, workgroupReduce, workgroupReduceRows } from './wgsl.js';
-import { F16_MAX } from '../../io/half.js';
+import { attentionStepKernel, ropeTables, stepFits, stepSplits, storeNewKv, turnQueries } from './attention-step.js';
 import { type FlashTile, flashAttention, pickTile } from './flash-attention.js';
 import type { TensorCores } from './matmul-f16.js';
 
@@ -30,9 +30,11 @@ const WG = 64;
  * heads over 2048 keys: 20.7 µs a call on the GPU; docs/PERFORMANCE.md). groupPvLoads: the same
  * where G query heads share a workgroup, each load then feeding G sums (H100, 16 sequences of
  * llama3-1.6b's heads over 65536 keys, G = 8, f16 cache: 2 loads 4.17 ms a call, 8 loads 1.94 ms, 16
- * loads 1.68 ms). bench/attention-decode.ts sets both to compare.
+ * loads 1.68 ms). bench/attention-decode.ts sets both to compare. step: one new token per sequence
+ * goes to the step kernel (attention-step.ts) where it serves the query group; false: the per-row
+ * kernel (bench/decode-gpu.ts --attention-step off).
  */
-export const attentionShape = { pvLoads: 16, groupPvLoads: 16 };
+export const attentionShape = { pvLoads: 16, groupPvLoads: 16, step: true };
 
 /**
  * The per-row kernel for head size hs, known when the WGSL is generated: the dot products and the
@@ -56,7 +58,6 @@ function attentionKernel(hs: number, kvF16: boolean, fused = false, G = 1): Kern
   // the W-1 positions before it, and the ring holds at least W.
   if (fused && (!v4 || hs % 8 !== 0)) throw new Error('attentionKernel: the fused kernel needs hs % 8 == 0');
   const H2 = HL / 2; // vec4s per half head
-  const put = (a: string) => `pack2x16float(clamp(${a}, vec2<f32>(-${F16_MAX}.0), vec2<f32>(${F16_MAX}.0)))`;
   const each = (f: (g: number) => string, sep = '\n    ') => lines(G, f).split('\n').join(sep);
   return {
     key: `attention_hs${hs}${kvF16 ? '_kvf16' : ''}${fused ? '_rope_store' : ''}_pv${PV_LOADS}${G > 1 ? `_g${G}` : ''}`,
@@ -74,18 +75,7 @@ struct P {
 ${cacheReaders(kvF16, v4, fused ? 'read_write' : 'read')}
 // the output [B, T, H, hs], or with splits > 1 the partials [B·T·H, splits, hs + 2]
 @group(0) @binding(7) var<storage, read_write> Y: array<f32>;
-${fused ? `// RoPE's tables [B·T, hs/2]
-@group(0) @binding(8) var<storage, read> COS: array<vec4<f32>>;
-@group(0) @binding(9) var<storage, read> SIN: array<vec4<f32>>;
-fn k1(i: u32) -> f32 { return K[i / 4u][i % 4u]; }
-fn cos1(i: u32) -> f32 { return COS[i / 4u][i % 4u]; }
-fn sin1(i: u32) -> f32 { return SIN[i / 4u][i % 4u]; }
-/** element e of the turned key whose row starts at value src, table row at value ro */
-fn turnedKey(src: u32, ro: u32, e: u32) -> f32 {
-  if (e < ${hs / 2}u) { return k1(src + e) * cos1(ro + e) - k1(src + e + ${hs / 2}u) * sin1(ro + e); }
-  let i = e - ${hs / 2}u;
-  return k1(src + e) * cos1(ro + i) + k1(src + i) * sin1(ro + i);
-}` : ''}
+${fused ? ropeTables(hs) : ''}
 const HS = ${hs}u;
 /** slot slot0 + jj of the ring, for slot0 < C and jj < ${WG}: one subtraction unless the ring is that small */
 fn ring(s: u32) -> u32 {
@@ -119,18 +109,7 @@ fn main(${BUILTINS}) {
   let hi = min(i, lo + per - 1);
   let qo = (bt * p.H + h0) * HS;  // q and y share the [B, T, H, hs] layout; head h0 + g at qo + g · HS
 
-  ${fused ? `let qro = bt * ${H2}u; // this query's table row, in vec4s
-  for (var e = li; e < ${H2}u; e += ${WG}u) {
-    let c = COS[qro + e];
-    let s = SIN[qro + e];
-    for (var g = 0u; g < ${G}u; g++) {
-      let qg = qo + g * HS;
-      let lo = vec4<f32>(Q[qg + 4u * e], Q[qg + 4u * e + 1u], Q[qg + 4u * e + 2u], Q[qg + 4u * e + 3u]);
-      let hi = vec4<f32>(Q[qg + ${hs / 2}u + 4u * e], Q[qg + ${hs / 2}u + 4u * e + 1u], Q[qg + ${hs / 2}u + 4u * e + 2u], Q[qg + ${hs / 2}u + 4u * e + 3u]);
-      qs[g * ${HL}u + e] = (lo * c - hi * s) * p.scale;
-      qs[g * ${HL}u + e + ${H2}u] = (hi * c + lo * s) * p.scale;
-    }
-  }` : `for (var e = li; e < ${G * HL}u; e += ${WG}u) {
+  ${fused ? turnQueries(hs, G, HL, WG) : `for (var e = li; e < ${G * HL}u; e += ${WG}u) {
     ${v4 ? 'qs[e] = vec4<f32>(Q[qo + 4u * e], Q[qo + 4u * e + 1u], Q[qo + 4u * e + 2u], Q[qo + 4u * e + 3u]) * p.scale;' : 'qs[e] = Q[qo + e] * p.scale;'}
   }`}
   workgroupBarrier();
@@ -211,20 +190,7 @@ fn main(${BUILTINS}) {
     workgroupBarrier();
   }
   ${fused ? `// one workgroup per (sequence, KV head) stores the new key and value (p.T == 1)
-  if (split == 0u && h0 % p.group == 0u) {
-    let src = b * p.F + kvOff;
-    let dst = (b * p.C + u32(i) % p.C) * p.F + kvOff;
-    let ro = b * ${hs / 2}u;
-    ${kvF16 ? `for (var w = li; w < ${hs / 2}u; w += ${WG}u) {
-      let kw = ${put('vec2<f32>(turnedKey(src, ro, 2u * w), turnedKey(src, ro, 2u * w + 1u))')};
-      let word = (dst + 2u * w) / 2u;
-      KC[word / 2u][word % 2u] = kw;
-      VC[word] = ${put('vec2<f32>(V[src + 2u * w], V[src + 2u * w + 1u])')};
-    }` : `for (var e = li; e < HS; e += ${WG}u) {
-      KC[(dst + e) / 4u][(dst + e) % 4u] = turnedKey(src, ro, e);
-      VC[dst + e] = V[src + e];
-    }`}
-  }` : ''}
+  if (split == 0u && h0 % p.group == 0u) ${storeNewKv(hs, kvF16, WG)}` : ''}
   for (var d = 0u; d < ${D}u; d++) {
     let e = li + d * ${WG}u;
     if (e < HS) {
@@ -367,12 +333,19 @@ export function attention(
   // positions stay far below 2^30, so a clamped window behaves as an infinite one
   const window = Math.min(d.window, 2 ** 30);
   const maxKeys = Math.min(window, d.C + d.T);
-  let G = 1, splits = splitsFor(rows, maxKeys, policy);
-  if (d.H > d.Hkv && maxKeys / splits >= policy.groupMinKeys) {
-    G = headsPerWorkgroup(ctx, d.H / d.Hkv, d.hs);
-    splits = splitsFor(rows / G, maxKeys, policy);
+  let G = d.H / d.Hkv, splits = 0, kernel: Kernel;
+  if (fused && attentionShape.step && stepFits(ctx, G, d.hs)) splits = stepSplits(G, d.hs, d.B * d.Hkv, maxKeys, policy.targetWorkgroups / 4);
+  if (splits) {
+    kernel = kernels(`step|${d.hs}${kvF16 ? 'h' : ''}|${G}`, () => attentionStepKernel(d.hs, kvF16, G));
+  } else {
+    G = 1;
+    splits = splitsFor(rows, maxKeys, policy);
+    if (d.H > d.Hkv && maxKeys / splits >= policy.groupMinKeys) {
+      G = headsPerWorkgroup(ctx, d.H / d.Hkv, d.hs);
+      splits = splitsFor(rows / G, maxKeys, policy);
+    }
+    kernel = kernels(`${d.hs}${kvF16 ? 'h' : ''}${fused ? 'r' : ''}|${G > 1 ? attentionShape.groupPvLoads : attentionShape.pvLoads}|${G}`, () => attentionKernel(d.hs, kvF16, fused, G));
   }
-  const kernel = kernels(`${d.hs}${kvF16 ? 'h' : ''}${fused ? 'r' : ''}|${G > 1 ? attentionShape.groupPvLoads : attentionShape.pvLoads}|${G}`, () => attentionKernel(d.hs, kvF16, fused, G));
   const units = (rows / G) * splits; // workgroups
   const params = new Params()
     .u32(d.T, d.H, d.hs, d.C, d.Hkv * d.hs, d.H / d.Hkv).i32(window).u32(units).f32(1 / Math.sqrt(d.hs)).u32(splits);

@@ -8,6 +8,8 @@ import { CpuBackend } from '../../../src/backends/cpu/cpu.js';
 import { type AttentionArgs, type Backend, type KvCache, type Tensor, numel } from '../../../src/core/backend.js';
 import { Rng, randomArray } from '../../../src/core/random.js';
 import { WebGpuBackend } from '../../../src/backends/webgpu/backend.js';
+import { DEFAULT_SPLIT } from '../../../src/backends/webgpu/attention.js';
+import { stepFits } from '../../../src/backends/webgpu/attention-step.js';
 import { assertParity, gpuBackendOrSkip } from '../../helpers/gpu.js';
 
 const cpu = new CpuBackend();
@@ -216,6 +218,41 @@ test('webgpu attention with RoPE and the cache store fused (one new token) equal
   const q = be.zeros([1, 1, 8]), kv = be.zeros([1, 1, 8]), args = { nHeads: 1, nKvHeads: 1, headDim: 8, window: 4, pos0: Int32Array.of(2) };
   assert.throws(() => be.attention(q, kv, kv, cache, args, { rope: { cos: be.zeros([1, 3]), sin: be.zeros([1, 4]) }, store: true }), /attention: rope cos has shape \[1, 3\], expected \[1, 4\]/);
   assert.throws(() => be.attention(q, kv, kv, null, args, { store: true }), /store needs a cache/);
+});
+
+test('webgpu attention step kernel (one new token; a KV head\'s query group per workgroup, values staged by block) equals the CPU', async (t) => {
+  const full = await gpuBackendOrSkip(t);
+  if (!full) return;
+  const rng = new Rng(43);
+  // the default policy, and one that leaves no room for the step kernel's workgroups (per-row
+  // kernel; its heads kept apart, since lavapipe takes long to compile the grouped kernels)
+  for (const targetWorkgroups of [1024, 1]) {
+    const be = new WebGpuBackend(full.device, { attentionSplit: { ...DEFAULT_SPLIT, targetWorkgroups, groupMinKeys: Infinity } });
+    const ran: string[] = [];
+    const dispatch = be.ctx.dispatch.bind(be.ctx);
+    be.ctx.dispatch = (kernel, ...rest) => { ran.push(kernel.key); return dispatch(kernel, ...rest); };
+    // groups of 8 (32 keys a block, 2 columns an invocation; a wrapped ring and a partly filled
+    // one; 2601 keys: 64 splits of two blocks, the second part empty; 20 keys: one split, the
+    // output written whole), 16 (16 keys, 4 columns), 4 over heads of 64 (64 keys, 1 column) and of 128
+    const cases = [
+      { B: 2, H: 16, Hkv: 2, hs: 64, window: 300, capacity: 300, pos0: [450, 37] },
+      { B: 1, H: 8, Hkv: 1, hs: 64, window: Infinity, capacity: 3000, pos0: [2600] },
+      { B: 1, H: 8, Hkv: 1, hs: 64, window: 20, capacity: 20, pos0: [57] },
+      { B: 1, H: 16, Hkv: 1, hs: 64, window: 100, capacity: 100, pos0: [250] },
+      { B: 2, H: 8, Hkv: 2, hs: 64, window: Infinity, capacity: 160, pos0: [150, 3] },
+      { B: 1, H: 4, Hkv: 1, hs: 128, window: 200, capacity: 200, pos0: [199] },
+    ];
+    for (const c of cases) {
+      ran.length = 0;
+      await checkFused(be, rng, [c]);
+      const fits = stepFits(be.ctx, c.H / c.Hkv, c.hs);
+      // groups of 8 and 16 over heads of 64 fit 16 KiB of workgroup memory, WebGPU's least; the
+      // others run where the device has more
+      if (c.hs === 64 && c.H / c.Hkv >= 8) assert.ok(fits, `${JSON.stringify(c)}: the step kernel should serve it`);
+      assert.equal(ran.some((k) => k.startsWith('attention_step_')), fits && targetWorkgroups > 1, `${JSON.stringify(c)}: ran ${ran.join(', ')}`);
+    }
+    be.destroy();
+  }
 });
 
 test('webgpu attention with the query heads of a KV head sharing workgroups (GQA grouping) equals the CPU', async (t) => {

@@ -1,0 +1,235 @@
+// Decoding attention for one new token per sequence, with RoPE and the cache store fused: one
+// workgroup per (sequence, KV head, split of the keys) serves the KV head's whole query group.
+//
+// The per-row kernel (attention.ts) gives each query head its own workgroups, so at batch 1 each
+// key and value is read once per head of its group (8 times for samba-1.7b), and its P·V sums wait
+// on one load round after another. Here a workgroup reads a block of keys and values once: the
+// block's values go out with the keys' loads and wait in workgroup memory, invocation (key, head)
+// takes one score, and (head, columns) sums P·V out of workgroup memory. Each block costs about one
+// round trip to memory instead of one per few keys. The splits' partials are merged as the per-row
+// kernel's are (its combine kernel).
+import type { GpuContext, Kernel } from './context.js';
+import { BUILTINS, NEG_BIG, WG_INDEX, cacheReaders, lines } from './wgsl.js';
+import { F16_MAX } from '../../io/half.js';
+
+const WG = 256;
+
+/** A value pair clamped to f16's range and packed, as write_kv stores an f16 cache. */
+const packHalves = (a: string) => `pack2x16float(clamp(${a}, vec2<f32>(-${F16_MAX}.0), vec2<f32>(${F16_MAX}.0)))`;
+
+/**
+ * The fused kernels' RoPE tables (bindings 8 and 9, [B·T, hs/2] as vec4s) and turnedKey(src, ro,
+ * e): element e of the new key whose row starts at value src of K, turned by table row ro (in
+ * values), with the rope kernel's arithmetic.
+ */
+export const ropeTables = (hs: number): string => /* wgsl */ `
+@group(0) @binding(8) var<storage, read> COS: array<vec4<f32>>;
+@group(0) @binding(9) var<storage, read> SIN: array<vec4<f32>>;
+fn k1(i: u32) -> f32 { return K[i / 4u][i % 4u]; }
+fn cos1(i: u32) -> f32 { return COS[i / 4u][i % 4u]; }
+fn sin1(i: u32) -> f32 { return SIN[i / 4u][i % 4u]; }
+fn turnedKey(src: u32, ro: u32, e: u32) -> f32 {
+  if (e < ${hs / 2}u) { return k1(src + e) * cos1(ro + e) - k1(src + e + ${hs / 2}u) * sin1(ro + e); }
+  let i = e - ${hs / 2}u;
+  return k1(src + e) * cos1(ro + i) + k1(src + i) * sin1(ro + i);
+}`;
+
+/**
+ * WGSL that turns the G query heads from q's value qo on by table row bt, scales them, and stores
+ * head g's vec4 e at qs[g · stride + e] (workgroup of `wg`).
+ */
+export const turnQueries = (hs: number, G: number, stride: number, wg: number): string => {
+  const H2 = hs / 8; // vec4s per half head
+  return `for (var e = li; e < ${G * H2}u; e += ${wg}u) {
+    let g = e / ${H2}u;
+    let x = e % ${H2}u;
+    let c = COS[bt * ${H2}u + x];
+    let s = SIN[bt * ${H2}u + x];
+    let qg = qo + g * ${hs}u;
+    let lo = vec4<f32>(Q[qg + 4u * x], Q[qg + 4u * x + 1u], Q[qg + 4u * x + 2u], Q[qg + 4u * x + 3u]);
+    let hi = vec4<f32>(Q[qg + ${hs / 2}u + 4u * x], Q[qg + ${hs / 2}u + 4u * x + 1u], Q[qg + ${hs / 2}u + 4u * x + 2u], Q[qg + ${hs / 2}u + 4u * x + 3u]);
+    qs[g * ${stride}u + x] = (lo * c - hi * s) * p.scale;
+    qs[g * ${stride}u + x + ${H2}u] = (hi * c + lo * s) * p.scale;
+  }`;
+};
+
+/**
+ * WGSL that stores the new key (turned) and value of sequence b's KV head at kvOff in the cache
+ * slot of position i, with write_kv's arithmetic (workgroup of `wg`).
+ */
+export const storeNewKv = (hs: number, kvF16: boolean, wg: number): string => `{
+    let src = b * p.F + kvOff;
+    let dst = (b * p.C + u32(i) % p.C) * p.F + kvOff;
+    let ro = b * ${hs / 2}u;
+    ${kvF16 ? `for (var w = li; w < ${hs / 2}u; w += ${wg}u) {
+      let kw = ${packHalves('vec2<f32>(turnedKey(src, ro, 2u * w), turnedKey(src, ro, 2u * w + 1u))')};
+      let word = (dst + 2u * w) / 2u;
+      KC[word / 2u][word % 2u] = kw;
+      VC[word] = ${packHalves('vec2<f32>(V[src + 2u * w], V[src + 2u * w + 1u])')};
+    }` : `for (var e = li; e < ${hs}u; e += ${wg}u) {
+      KC[(dst + e) / 4u][(dst + e) % 4u] = turnedKey(src, ro, e);
+      VC[dst + e] = V[src + e];
+    }`}
+  }`;
+
+/** The step kernel's shape for G query heads per KV head of size hs: keys per block, P·V columns per invocation, workgroup bytes. */
+function stepShape(G: number, hs: number) {
+  const KB = WG / G, OUT = (G * hs) / WG, HL = hs / 4;
+  return { KB, OUT, HL, bytes: 4 * (G * (HL + 1) * 4 + KB * hs + 3 * WG) };
+}
+
+/**
+ * Whether the step kernel serves a KV head's group of G query heads of size hs: G a power of two
+ * with G · hs a multiple of the workgroup (every invocation owns whole P·V columns), and its arrays
+ * within the device's workgroup memory. Other shapes (MHA with heads under 256, odd groups) keep
+ * the per-row kernel.
+ */
+export function stepFits(ctx: GpuContext, G: number, hs: number): boolean {
+  return (G & (G - 1)) === 0 && G <= WG && hs % 8 === 0 && (G * hs) % WG === 0 &&
+    stepShape(G, hs).bytes <= ctx.device.limits.maxComputeWorkgroupStorageSize;
+}
+
+/**
+ * Splits of up to maxKeys keys for `units` (sequence, KV head) pairs where the step kernel takes
+ * them (stepFits): one block of keys each, at most 64 (the merge's limit); 0 where that would be
+ * more than maxWorkgroups workgroups. A block's walk is latency, so a workgroup walking several in
+ * turn, or many more workgroups than fit the GPU at once, lose to the per-row kernel (H100,
+ * samba-1.7b's heads over 2048 keys: 17.5 against 20.7 µs a call at batch 1, 146 against 73 at
+ * batch 16 with 4 blocks a workgroup; bench/attention-decode.ts --step on,off).
+ */
+export function stepSplits(G: number, hs: number, units: number, maxKeys: number, maxWorkgroups: number): number {
+  const splits = Math.min(64, Math.ceil(maxKeys / stepShape(G, hs).KB));
+  return units * splits <= maxWorkgroups ? splits : 0;
+}
+
+/**
+ * The kernel: bindings and parameters as the per-row fused kernel's, workgroup wg = (b · Hkv + KV
+ * head) · splits + split. Invocation li is (key li / G of the block, head li % G) for the scores,
+ * and (head li / (hs / OUT), columns OUT · (li % (hs / OUT)) …) for P·V.
+ */
+export function attentionStepKernel(hs: number, kvF16: boolean, G: number): Kernel {
+  const { KB, OUT, HL } = stepShape(G, hs), H2 = HL / 2, QS = HL + 1; // QS: a head's stride in qs, off the banks of the next
+  const VB = Math.ceil((KB * HL) / WG); // vec4s of the value block each invocation loads
+  const CPH = hs / OUT; // invocations per head in P·V
+  const tree = (arr: string, op: string) => `for (var w = ${KB / 2}u; w > 0u; w >>= 1u) {
+      if (jj < w) { ${arr}[g * ${KB}u + jj] = ${op}; }
+      workgroupBarrier();
+    }`;
+  return {
+    key: `attention_step_hs${hs}${kvF16 ? '_kvf16' : ''}_g${G}`,
+    bindings: ['ints', 'read', 'read', 'read', 'write', 'write', 'write', 'read', 'read'],
+    code: () => /* wgsl */ `
+struct P {
+  T: u32, H: u32, hs: u32, C: u32, F: u32, group: u32, window: i32, total: u32, scale: f32,
+  splits: u32,
+}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> POS0: array<i32>;
+@group(0) @binding(2) var<storage, read> Q: array<f32>;
+@group(0) @binding(3) var<storage, read> K: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> V: array<f32>;
+${cacheReaders(kvF16, true, 'read_write')}
+// the output [B, 1, H, hs], or with splits > 1 the partials [B·H, splits, hs + 2]
+@group(0) @binding(7) var<storage, read_write> Y: array<f32>;
+${ropeTables(hs)}
+${kvF16 ? `/** vec4 i of the cache's values (an f16 cache: two words) */
+fn vc4(i: u32) -> vec4<f32> { return vec4<f32>(unpack2x16float(VC[2u * i]), unpack2x16float(VC[2u * i + 1u])); }`
+    : 'fn vc4(i: u32) -> vec4<f32> { return vec4<f32>(VC[4u * i], VC[4u * i + 1u], VC[4u * i + 2u], VC[4u * i + 3u]); }'}
+var<workgroup> qs: array<vec4<f32>, ${G * QS}>;   // the G queries, turned and scaled
+var<workgroup> vs: array<f32, ${KB * hs}>;        // the block's values [key, hs]
+var<workgroup> probs: array<f32, ${WG}>;          // [head, key] scores, then probabilities
+var<workgroup> redMax: array<f32, ${WG}>;
+var<workgroup> redSum: array<f32, ${WG}>;
+
+@compute @workgroup_size(${WG})
+fn main(${BUILTINS}) {
+  ${WG_INDEX}
+  if (wg >= p.total) { return; }
+  let unit = wg / p.splits;           // b · Hkv + KV head
+  let split = wg % p.splits;
+  let hkv = p.H / p.group;
+  let b = unit / hkv;
+  let h0 = (unit % hkv) * ${G}u;      // the group's first query head
+  let bt = b;                         // one token per sequence
+  let kvOff = (unit % hkv) * ${hs}u;
+  let p0 = POS0[b];
+  let i = p0;                         // the new token's position
+  let jLo = max(max(0, i - p.window + 1), p0 - i32(p.C));
+  let per = (i - jLo + i32(p.splits)) / i32(p.splits);
+  let lo = jLo + i32(split) * per;
+  let hi = min(i, lo + per - 1);
+  let qo = (bt * p.H + h0) * ${hs}u;
+  ${turnQueries(hs, G, QS, WG)}
+  // roles: the score of key jj of the block for head g; P·V columns e0 … e0 + ${OUT - 1} of head gp
+  let jj = li / ${G}u;
+  let g = li % ${G}u;
+  let gp = li / ${CPH}u;
+  let e0 = (li % ${CPH}u) * ${OUT}u;
+  var mScore = ${NEG_BIG};            // head g's running max (for its probabilities)
+  var mRun = ${NEG_BIG};              // head gp's running max, denominator and sums
+  var lRun = 0.0;
+  var acc: array<f32, ${OUT}>;
+  workgroupBarrier();
+  for (var c0 = lo; c0 <= hi; c0 += ${KB}) {
+    let n = u32(min(hi - c0 + 1, ${KB}));
+    // the block's values, vec4 vi = (key vi / ${HL}, vec4 vi % ${HL}), issued with the keys' loads
+    ${lines(VB, (u) => `var v${u} = vec4<f32>(0.0);
+    let vi${u} = li + ${u * WG}u;
+    if (vi${u} < n * ${HL}u) {
+      let j = c0 + i32(vi${u} / ${HL}u);
+      if (j < p0) { v${u} = vc4(((b * p.C + u32(j) % p.C) * p.F + kvOff) / 4u + vi${u} % ${HL}u); }
+      else { let at = b * p.F + kvOff + 4u * (vi${u} % ${HL}u); v${u} = vec4<f32>(V[at], V[at + 1u], V[at + 2u], V[at + 3u]); }
+    }`, '\n    ')}
+    var s = ${NEG_BIG};
+    if (jj < n) {
+      let j = c0 + i32(jj);
+      let q = g * ${QS}u;
+      var dot = vec4<f32>(0.0);
+      if (j < p0) {
+        let o = ((b * p.C + u32(j) % p.C) * p.F + kvOff) / 4u;
+        ${lines(HL, (e) => `let k${e} = kc(o + ${e}u);`, ' ')}
+        ${lines(HL, (e) => `dot = fma(qs[q + ${e}u], k${e}, dot);`, ' ')}
+      } else { // the new key, turned as it is read
+        let o = (b * p.F + kvOff) / 4u;
+        let ro = bt * ${H2}u;
+        ${lines(H2, (e) => `dot = fma(qs[q + ${e}u], K[o + ${e}u] * COS[ro + ${e}u] - K[o + ${e + H2}u] * SIN[ro + ${e}u], dot);`, '\n        ')}
+        ${lines(H2, (e) => `dot = fma(qs[q + ${e + H2}u], K[o + ${e + H2}u] * COS[ro + ${e}u] + K[o + ${e}u] * SIN[ro + ${e}u], dot);`, '\n        ')}
+      }
+      s = dot.x + dot.y + dot.z + dot.w;
+    }
+    ${lines(VB, (u) => `if (vi${u} < ${KB * HL}u) { let at = 4u * vi${u}; vs[at] = v${u}.x; vs[at + 1u] = v${u}.y; vs[at + 2u] = v${u}.z; vs[at + 3u] = v${u}.w; }`, '\n    ')}
+    redMax[g * ${KB}u + jj] = s;
+    workgroupBarrier();
+    ${tree('redMax', `max(redMax[g * ${KB}u + jj], redMax[g * ${KB}u + jj + w])`)}
+    mScore = max(mScore, redMax[g * ${KB}u]);
+    var pr = 0.0;
+    if (jj < n) { pr = exp(s - mScore); }
+    probs[g * ${KB}u + jj] = pr;
+    redSum[g * ${KB}u + jj] = pr;
+    workgroupBarrier();
+    ${tree('redSum', `redSum[g * ${KB}u + jj] + redSum[g * ${KB}u + jj + w]`)}
+    // head gp: rescale what was summed under the old max (exp underflows to 0 on the first block)
+    let mNew = max(mRun, redMax[gp * ${KB}u]);
+    let corr = exp(mRun - mNew);
+    lRun = lRun * corr + redSum[gp * ${KB}u];
+    mRun = mNew;
+    ${lines(OUT, (d) => `var a${d} = acc[${d}] * corr;`, ' ')}
+    for (var k = 0u; k < n; k++) {
+      let pk = probs[gp * ${KB}u + k];
+      ${lines(OUT, (d) => `a${d} = fma(pk, vs[k * ${hs}u + e0 + ${d}u], a${d});`, ' ')}
+    }
+    ${lines(OUT, (d) => `acc[${d}] = a${d};`, ' ')}
+    workgroupBarrier();
+  }
+  if (split == 0u) ${storeNewKv(hs, kvF16, WG)}
+  let row = bt * p.H + h0 + gp;
+  if (p.splits == 1u) {
+    ${lines(OUT, (d) => `Y[row * ${hs}u + e0 + ${d}u] = acc[${d}] / lRun;`, ' ')}
+  } else {
+    let at = (row * p.splits + split) * ${hs + 2}u;
+    ${lines(OUT, (d) => `Y[at + e0 + ${d}u] = acc[${d}];`, ' ')}
+    if (e0 == 0u) { Y[at + ${hs}u] = mRun; Y[at + ${hs + 1}u] = lRun; }
+  }
+}`,
+  };
+}
