@@ -80,12 +80,12 @@ function stepShape(G: number, hs: number) {
 
 /**
  * Whether the step kernel serves a KV head's group of G query heads of size hs: G a power of two
- * with G · hs a multiple of the workgroup (every invocation owns whole P·V columns), and its arrays
+ * up to 64 (blocks of 4 keys at least) with G · hs a multiple of the workgroup (every invocation owns whole P·V columns), and its arrays
  * within the device's workgroup memory. Other shapes (MHA with heads under 256, odd groups) keep
  * the per-row kernel.
  */
 export function stepFits(ctx: GpuContext, G: number, hs: number): boolean {
-  return (G & (G - 1)) === 0 && G <= WG && hs % 8 === 0 && (G * hs) % WG === 0 &&
+  return (G & (G - 1)) === 0 && G <= WG / 4 && hs % 8 === 0 && (G * hs) % WG === 0 &&
     stepShape(G, hs).bytes <= ctx.device.limits.maxComputeWorkgroupStorageSize;
 }
 
@@ -137,7 +137,7 @@ fn vc4(i: u32) -> vec4<f32> { return vec4<f32>(unpack2x16float(VC[2u * i]), unpa
     : 'fn vc4(i: u32) -> vec4<f32> { return vec4<f32>(VC[4u * i], VC[4u * i + 1u], VC[4u * i + 2u], VC[4u * i + 3u]); }'}
 var<workgroup> qs: array<vec4<f32>, ${G * QS}>;   // the G queries, turned and scaled
 var<workgroup> vs: array<f32, ${KB * hs}>;        // the block's values [key, hs]
-var<workgroup> probs: array<f32, ${WG}>;          // [head, key] scores, then probabilities
+var<workgroup> probs: array<vec4<f32>, ${WG / 4}>; // [head, key] probabilities, four keys a vec4
 var<workgroup> redMax: array<f32, ${WG}>;
 var<workgroup> redSum: array<f32, ${WG}>;
 
@@ -159,6 +159,9 @@ fn main(${BUILTINS}) {
   let lo = jLo + i32(split) * per;
   let hi = min(i, lo + per - 1);
   let qo = (bt * p.H + h0) * ${hs}u;
+  // the new key and value into the cache first, their loads out with the queries' (no workgroup
+  // reads the new slot from the cache: the one new key comes from K)
+  if (split == 0u) ${storeNewKv(hs, kvF16, WG)}
   ${turnQueries(hs, G, QS, WG)}
   // roles: the score of key jj of the block for head g; P·V columns e0 … e0 + ${OUT - 1} of head gp
   let jj = li / ${G}u;
@@ -204,7 +207,7 @@ fn main(${BUILTINS}) {
     mScore = max(mScore, redMax[g * ${KB}u]);
     var pr = 0.0;
     if (jj < n) { pr = exp(s - mScore); }
-    probs[g * ${KB}u + jj] = pr;
+    probs[(g * ${KB}u + jj) / 4u][jj % 4u] = pr;
     redSum[g * ${KB}u + jj] = pr;
     workgroupBarrier();
     ${tree('redSum', `redSum[g * ${KB}u + jj] + redSum[g * ${KB}u + jj + w]`)}
@@ -214,14 +217,15 @@ fn main(${BUILTINS}) {
     lRun = lRun * corr + redSum[gp * ${KB}u];
     mRun = mNew;
     ${lines(OUT, (d) => `var a${d} = acc[${d}] * corr;`, ' ')}
-    for (var k = 0u; k < n; k++) {
-      let pk = probs[gp * ${KB}u + k];
-      ${lines(OUT, (d) => `a${d} = fma(pk, vs[k * ${hs}u + e0 + ${d}u], a${d});`, ' ')}
+    // four keys a turn (probabilities past n are 0, and the block's values there zeros), their
+    // probabilities one read
+    for (var k4 = 0u; k4 * 4u < n; k4++) {
+      let pk = probs[gp * ${KB / 4}u + k4];
+      ${lines(4, (q) => lines(OUT, (d) => `a${d} = fma(pk.${'xyzw'[q]}, vs[(4u * k4 + ${q}u) * ${hs}u + e0 + ${d}u], a${d});`, ' '), '\n      ')}
     }
     ${lines(OUT, (d) => `acc[${d}] = a${d};`, ' ')}
     workgroupBarrier();
   }
-  if (split == 0u) ${storeNewKv(hs, kvF16, WG)}
   let row = bt * p.H + h0 + gp;
   if (p.splits == 1u) {
     ${lines(OUT, (d) => `Y[row * ${hs}u + e0 + ${d}u] = acc[${d}] / lRun;`, ' ')}

@@ -25,8 +25,7 @@ import type { TensorCores } from './matmul-f16.js';
 
 const WG = 64;
 /**
- * pvLoads: loads each invocation issues at once in the P·V sums and the split merge, which read one
- * value per key: decoding attention is bound by their latency, not by its bytes (H100, samba-1.7b's
+ * pvLoads: loads each invocation issues at once in the P·V sums, which read one value per key: decoding attention is bound by their latency, not by its bytes (H100, samba-1.7b's
  * heads over 2048 keys: 20.7 µs a call on the GPU; docs/PERFORMANCE.md). groupPvLoads: the same
  * where G query heads share a workgroup, each load then feeding G sums (H100, 16 sequences of
  * llama3-1.6b's heads over 65536 keys, G = 8, f16 cache: 2 loads 4.17 ms a call, 8 loads 1.94 ms, 16
@@ -211,9 +210,10 @@ fn main(${BUILTINS}) {
 
 // One workgroup per query row: rescale each split's partial sums to the common max and add. The
 // splits' maxima and denominators are reduced in parallel (one split per invocation, at most 64),
-// so each output value is one pass over the splits with the weights in workgroup memory.
-const combineKernel = (PV_LOADS: number): Kernel => ({
-  key: `attention_combine_${PV_LOADS}`,
+// so each output value is one pass over the splits with the weights in workgroup memory, all of
+// the splits' values loaded at once.
+const COMBINE: Kernel = {
+  key: 'attention_combine',
   bindings: ['read', 'write'],
   code: () => /* wgsl */ `
 struct P { rows: u32, hs: u32, splits: u32 }
@@ -242,16 +242,13 @@ fn main(${BUILTINS}) {
   let l = red[0];
   for (var e = li; e < p.hs; e += ${WG}u) {
     var v = 0.0;
-    var s = 0u;
-    for (; s + ${PV_LOADS}u <= p.splits; s += ${PV_LOADS}u) { // loads in flight together, summed in order
-      ${Array.from({ length: PV_LOADS }, (_, u) => `let a${u} = PART[base + (s + ${u}u) * stride + e];`).join(' ')}
-      ${Array.from({ length: PV_LOADS }, (_, u) => `v += a${u} * weight[s + ${u}u];`).join(' ')}
-    }
-    for (; s < p.splits; s++) { v += PART[base + s * stride + e] * weight[s]; }
+    // every split's value in flight at once, summed in order (past p.splits: 0 · weight 0)
+    ${lines(WG, (u) => `var a${u} = 0.0; if (${u}u < p.splits) { a${u} = PART[base + ${u}u * stride + e]; }`, ' ')}
+    ${lines(WG, (u) => `v += a${u} * weight[${u}u];`, ' ')}
     Y[wg * p.hs + e] = v / l;
   }
 }`,
-});
+};
 
 const kernels = kernelCache();
 
@@ -358,6 +355,6 @@ export function attention(
   const n = rows * splits * (d.hs + 2);
   const part = new GpuTensor([n], 'f32', new Storage(ctx.alloc(n * 4, () => `attention partials of ${rows} rows × ${splits} splits`)));
   ctx.dispatch(kernel, params, [...inputs, bind(part), ...tables], units);
-  ctx.dispatch(kernels(`combine|${attentionShape.pvLoads}`, () => combineKernel(attentionShape.pvLoads)), new Params().u32(rows, d.hs, splits), [bind(part), bind(out)], rows);
+  ctx.dispatch(COMBINE, new Params().u32(rows, d.hs, splits), [bind(part), bind(out)], rows);
   ctx.release(part.buf!); // later commands may reuse it; they run after these
 }
