@@ -14,6 +14,22 @@ import { F16_MAX } from '../../io/half.js';
 
 const WG = 256;
 
+/**
+ * The decoding attention kernels' parameters and bindings 0 to 6: the new tokens' first positions,
+ * q, k (as `kType`), v, and the cache's keys and values (cacheReaders).
+ */
+export const attentionInputs = (kType: string, kvF16: boolean, v4: boolean, cache: 'read' | 'read_write'): string => /* wgsl */ `
+struct P {
+  T: u32, H: u32, hs: u32, C: u32, F: u32, group: u32, window: i32, total: u32, scale: f32,
+  splits: u32,
+}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> POS0: array<i32>;
+@group(0) @binding(2) var<storage, read> Q: array<f32>;
+@group(0) @binding(3) var<storage, read> K: array<${kType}>;
+@group(0) @binding(4) var<storage, read> V: array<f32>;
+${cacheReaders(kvF16, v4, cache)}`;
+
 /** A value pair clamped to f16's range and packed, as write_kv stores an f16 cache. */
 const packHalves = (a: string) => `pack2x16float(clamp(${a}, vec2<f32>(-${F16_MAX}.0), vec2<f32>(${F16_MAX}.0)))`;
 
@@ -118,17 +134,7 @@ export function attentionStepKernel(hs: number, kvF16: boolean, G: number): Kern
   return {
     key: `attention_step_hs${hs}${kvF16 ? '_kvf16' : ''}_g${G}`,
     bindings: ['ints', 'read', 'read', 'read', 'write', 'write', 'write', 'read', 'read'],
-    code: () => /* wgsl */ `
-struct P {
-  T: u32, H: u32, hs: u32, C: u32, F: u32, group: u32, window: i32, total: u32, scale: f32,
-  splits: u32,
-}
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> POS0: array<i32>;
-@group(0) @binding(2) var<storage, read> Q: array<f32>;
-@group(0) @binding(3) var<storage, read> K: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> V: array<f32>;
-${cacheReaders(kvF16, true, 'read_write')}
+    code: () => /* wgsl */ `${attentionInputs('vec4<f32>', kvF16, true, 'read_write')}
 // the output [B, 1, H, hs], or with splits > 1 the partials [B·H, splits, hs + 2]
 @group(0) @binding(7) var<storage, read_write> Y: array<f32>;
 ${ropeTables(hs)}

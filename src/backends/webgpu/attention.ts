@@ -18,8 +18,8 @@
 // queries rather than once per query.
 import { type GpuContext, type Kernel, Params, kernelCache } from './context.js';
 import { GpuTensor, Storage, bind } from './tensor.js';
-import { BUILTINS, NEG_BIG, WG_INDEX, cacheReaders, lines, workgroupReduce, workgroupReduceRows } from './wgsl.js';
-import { attentionStepKernel, ropeTables, stepFits, stepSplits, storeNewKv, turnQueries } from './attention-step.js';
+import { BUILTINS, NEG_BIG, WG_INDEX, lines, workgroupReduce, workgroupReduceRows } from './wgsl.js';
+import { attentionInputs, attentionStepKernel, ropeTables, stepFits, stepSplits, storeNewKv, turnQueries } from './attention-step.js';
 import { type FlashTile, flashAttention, pickTile } from './flash-attention.js';
 import type { TensorCores } from './matmul-f16.js';
 
@@ -61,17 +61,7 @@ function attentionKernel(hs: number, kvF16: boolean, fused = false, G = 1): Kern
   return {
     key: `attention_hs${hs}${kvF16 ? '_kvf16' : ''}${fused ? '_rope_store' : ''}_pv${PV_LOADS}${G > 1 ? `_g${G}` : ''}`,
     bindings: fused ? ['ints', 'read', 'read', 'read', 'write', 'write', 'write', 'read', 'read'] : ['ints', 'read', 'read', 'read', 'read', 'read', 'write'],
-    code: () => /* wgsl */ `
-struct P {
-  T: u32, H: u32, hs: u32, C: u32, F: u32, group: u32, window: i32, total: u32, scale: f32,
-  splits: u32,
-}
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> POS0: array<i32>;
-@group(0) @binding(2) var<storage, read> Q: array<f32>;
-@group(0) @binding(3) var<storage, read> K: array<${vt}>;
-@group(0) @binding(4) var<storage, read> V: array<f32>;
-${cacheReaders(kvF16, v4, fused ? 'read_write' : 'read')}
+    code: () => /* wgsl */ `${attentionInputs(vt, kvF16, v4, fused ? 'read_write' : 'read')}
 // the output [B, T, H, hs], or with splits > 1 the partials [B·T·H, splits, hs + 2]
 @group(0) @binding(7) var<storage, read_write> Y: array<f32>;
 ${fused ? ropeTables(hs) : ''}
