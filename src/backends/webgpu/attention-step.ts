@@ -88,21 +88,27 @@ export const storeNewKv = (hs: number, kvF16: boolean, wg: number): string => `{
     }`}
   }`;
 
-/** The step kernel's shape for G query heads per KV head of size hs: keys per block, P·V columns per invocation, workgroup bytes. */
+/**
+ * The step kernel's shape for G query heads per KV head of size hs: SP invocations share a score
+ * (small groups: blocks of 32 keys at most), KB keys a block; in P·V each invocation owns OUT
+ * columns of a head, or (G · hs under the workgroup) every KS-th four keys of one column; workgroup bytes.
+ */
 function stepShape(G: number, hs: number) {
-  const KB = WG / G, OUT = (G * hs) / WG, HL = hs / 4;
-  return { KB, OUT, HL, bytes: 4 * (G * (HL + 1) * 4 + KB * hs + 3 * WG) };
+  const SP = Math.max(1, WG / (G * 32)), KB = WG / (G * SP), HL = hs / 4;
+  const OUT = Math.max(1, (G * hs) / WG), KS = Math.max(1, WG / (G * hs));
+  return { SP, KB, OUT, KS, HL, bytes: 4 * (G * (HL + 1) * 4 + KB * hs + 3 * WG + (SP > 1 ? WG : 0) + (KS > 1 ? WG : 0)) };
 }
 
 /**
  * Whether the step kernel serves a KV head's group of G query heads of size hs: G a power of two
- * up to 64 (blocks of 4 keys at least) with G · hs a multiple of the workgroup (every invocation owns whole P·V columns), and its arrays
- * within the device's workgroup memory. Other shapes (MHA with heads under 256, odd groups) keep
- * the per-row kernel.
+ * up to 64 (blocks of 4 keys at least), G · hs a multiple or a divisor of the workgroup (whole P·V
+ * columns, or whole key subsets), a score's parts of whole vec4s, and its arrays within the
+ * device's workgroup memory. Other shapes (odd groups, heads of odd sizes) keep the per-row kernel.
  */
 export function stepFits(ctx: GpuContext, G: number, hs: number): boolean {
-  return (G & (G - 1)) === 0 && G <= WG / 4 && hs % 8 === 0 && (G * hs) % WG === 0 &&
-    stepShape(G, hs).bytes <= ctx.device.limits.maxComputeWorkgroupStorageSize;
+  if ((G & (G - 1)) !== 0 || G > WG / 4 || hs % 8 !== 0 || ((G * hs) % WG !== 0 && WG % (G * hs) !== 0)) return false;
+  const { HL, SP, bytes } = stepShape(G, hs);
+  return HL % SP === 0 && bytes <= ctx.device.limits.maxComputeWorkgroupStorageSize;
 }
 
 /**
@@ -120,15 +126,17 @@ export function stepSplits(G: number, hs: number, units: number, maxKeys: number
 
 /**
  * The kernel: bindings and parameters as the per-row fused kernel's, workgroup wg = (b · Hkv + KV
- * head) · splits + split. Invocation li is (key li / G of the block, head li % G) for the scores,
- * and (head li / (hs / OUT), columns OUT · (li % (hs / OUT)) …) for P·V.
+ * head) · splits + split. Invocation li is (key jj, head g, part) of the block for the scores, and
+ * (key subset ks, head gp, columns e0 …) for P·V (stepShape).
  */
 export function attentionStepKernel(hs: number, kvF16: boolean, G: number): Kernel {
-  const { KB, OUT, HL } = stepShape(G, hs), H2 = HL / 2, QS = HL + 1; // QS: a head's stride in qs, off the banks of the next
+  const { SP, KB, OUT, KS, HL } = stepShape(G, hs), H2 = HL / 2, QS = HL + 1; // QS: a head's stride in qs, off the banks of the next
   const VB = Math.ceil((KB * HL) / WG); // vec4s of the value block each invocation loads
-  const CPH = hs / OUT; // invocations per head in P·V
+  const HLP = HL / SP; // vec4s of a score's part
+  const CPH = hs / OUT, TPS = G * CPH; // P·V: invocations per head, per key subset
+  const lead = SP > 1 ? 'part == 0u && ' : ''; // one invocation of a score's parts keeps its sums
   const tree = (arr: string, op: string) => `for (var w = ${KB / 2}u; w > 0u; w >>= 1u) {
-      if (jj < w) { ${arr}[g * ${KB}u + jj] = ${op}; }
+      if (${lead}jj < w) { ${arr}[g * ${KB}u + jj] = ${op}; }
       workgroupBarrier();
     }`;
   return {
@@ -146,6 +154,8 @@ var<workgroup> vs: array<f32, ${KB * hs}>;        // the block's values [key, hs
 var<workgroup> probs: array<vec4<f32>, ${WG / 4}>; // [head, key] probabilities, four keys a vec4
 var<workgroup> redMax: array<f32, ${WG}>;
 var<workgroup> redSum: array<f32, ${WG}>;
+${SP > 1 ? `var<workgroup> dotPart: array<f32, ${WG}>; // a score's parts` : ''}
+${KS > 1 ? `var<workgroup> pvPart: array<f32, ${WG}>;  // the key subsets' P·V sums` : ''}
 
 @compute @workgroup_size(${WG})
 fn main(${BUILTINS}) {
@@ -169,10 +179,13 @@ fn main(${BUILTINS}) {
   // reads the new slot from the cache: the one new key comes from K)
   if (split == 0u) ${storeNewKv(hs, kvF16, WG)}
   ${turnQueries(hs, G, QS, WG)}
-  // roles: the score of key jj of the block for head g; P·V columns e0 … e0 + ${OUT - 1} of head gp
-  let jj = li / ${G}u;
-  let g = li % ${G}u;
-  let gp = li / ${CPH}u;
+  // roles: part \`part\` of the score of key jj of the block for head g; P·V columns e0 … e0 + ${OUT - 1}
+  // of head gp over the block's key subset ks (every ${KS}th four keys)
+  let part = li % ${SP}u;
+  let g = (li / ${SP}u) % ${G}u;
+  let jj = li / ${SP * G}u;
+  let ks = li / ${TPS}u;
+  let gp = (li % ${TPS}u) / ${CPH}u;
   let e0 = (li % ${CPH}u) * ${OUT}u;
   var mScore = ${NEG_BIG};            // head g's running max (for its probabilities)
   var mRun = ${NEG_BIG};              // head gp's running max, denominator and sums
@@ -192,29 +205,37 @@ fn main(${BUILTINS}) {
     var s = ${NEG_BIG};
     if (jj < n) {
       let j = c0 + i32(jj);
-      let q = g * ${QS}u;
+      let e1 = part * ${HLP}u; // this part's vec4s e1 … e1 + ${HLP - 1}
+      let q = g * ${QS}u + e1;
       var dot = vec4<f32>(0.0);
       if (j < p0) {
-        let o = ((b * p.C + u32(j) % p.C) * p.F + kvOff) / 4u;
-        ${lines(HL, (e) => `let k${e} = kc(o + ${e}u);`, ' ')}
-        ${lines(HL, (e) => `dot = fma(qs[q + ${e}u], k${e}, dot);`, ' ')}
+        let o = ((b * p.C + u32(j) % p.C) * p.F + kvOff) / 4u + e1;
+        ${lines(HLP, (e) => `let k${e} = kc(o + ${e}u);`, ' ')}
+        ${lines(HLP, (e) => `dot = fma(qs[q + ${e}u], k${e}, dot);`, ' ')}
       } else { // the new key, turned as it is read
         let o = (b * p.F + kvOff) / 4u;
         let ro = bt * ${H2}u;
-        ${lines(H2, (e) => `dot = fma(qs[q + ${e}u], K[o + ${e}u] * COS[ro + ${e}u] - K[o + ${e + H2}u] * SIN[ro + ${e}u], dot);`, '\n        ')}
-        ${lines(H2, (e) => `dot = fma(qs[q + ${e + H2}u], K[o + ${e + H2}u] * COS[ro + ${e}u] + K[o + ${e}u] * SIN[ro + ${e}u], dot);`, '\n        ')}
+        for (var e = e1; e < e1 + ${HLP}u; e++) {
+          if (e < ${H2}u) { dot = fma(qs[g * ${QS}u + e], K[o + e] * COS[ro + e] - K[o + e + ${H2}u] * SIN[ro + e], dot); }
+          else { dot = fma(qs[g * ${QS}u + e], K[o + e] * COS[ro + e - ${H2}u] + K[o + e - ${H2}u] * SIN[ro + e - ${H2}u], dot); }
+        }
       }
       s = dot.x + dot.y + dot.z + dot.w;
-    }
+    }${SP > 1 ? `
+    dotPart[li] = s;
+    workgroupBarrier();
+    if (jj < n) { s = ${lines(SP, (q) => `dotPart[li - part + ${q}u]`, ' + ')}; }` : ''}
     ${lines(VB, (u) => `if (vi${u} < ${KB * HL}u) { let at = 4u * vi${u}; vs[at] = v${u}.x; vs[at + 1u] = v${u}.y; vs[at + 2u] = v${u}.z; vs[at + 3u] = v${u}.w; }`, '\n    ')}
-    redMax[g * ${KB}u + jj] = s;
+    if (${lead}true) { redMax[g * ${KB}u + jj] = s; }
     workgroupBarrier();
     ${tree('redMax', `max(redMax[g * ${KB}u + jj], redMax[g * ${KB}u + jj + w])`)}
     mScore = max(mScore, redMax[g * ${KB}u]);
     var pr = 0.0;
     if (jj < n) { pr = exp(s - mScore); }
-    probs[(g * ${KB}u + jj) / 4u][jj % 4u] = pr;
-    redSum[g * ${KB}u + jj] = pr;
+    if (${lead}true) {
+      probs[(g * ${KB}u + jj) / 4u][jj % 4u] = pr;
+      redSum[g * ${KB}u + jj] = pr;
+    }
     workgroupBarrier();
     ${tree('redSum', `redSum[g * ${KB}u + jj] + redSum[g * ${KB}u + jj + w]`)}
     // head gp: rescale what was summed under the old max (exp underflows to 0 on the first block)
@@ -225,13 +246,18 @@ fn main(${BUILTINS}) {
     ${lines(OUT, (d) => `var a${d} = acc[${d}] * corr;`, ' ')}
     // four keys a turn (probabilities past n are 0, and the block's values there zeros), their
     // probabilities one read
-    for (var k4 = 0u; k4 * 4u < n; k4++) {
+    for (var k4 = ks; k4 * 4u < n; k4 += ${KS}u) {
       let pk = probs[gp * ${KB / 4}u + k4];
       ${lines(4, (q) => lines(OUT, (d) => `a${d} = fma(pk.${'xyzw'[q]}, vs[(4u * k4 + ${q}u) * ${hs}u + e0 + ${d}u], a${d});`, ' '), '\n      ')}
     }
     ${lines(OUT, (d) => `acc[${d}] = a${d};`, ' ')}
     workgroupBarrier();
   }
+  ${KS > 1 ? `// the key subsets' sums, added in order
+  pvPart[li] = acc[0];
+  workgroupBarrier();
+  if (ks != 0u) { return; }
+  acc[0] = ${lines(KS, (q) => `pvPart[li + ${q * TPS}u]`, ' + ')};` : ''}
   let row = bt * p.H + h0 + gp;
   if (p.splits == 1u) {
     ${lines(OUT, (d) => `Y[row * ${hs}u + e0 + ${d}u] = acc[${d}] / lRun;`, ' ')}
