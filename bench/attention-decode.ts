@@ -11,7 +11,8 @@
 //   policies to compare, fewest keys per split : workgroups to aim for [: groupMinKeys, e.g. 0 to
 //   group the heads of a KV head always, Infinity never] (default: the backend's);
 //   pv-loads, group-pv-loads: values of attentionShape.pvLoads and .groupPvLoads to compare; step:
-//   attentionShape.step (on: the step kernel where it serves the shape, off: the per-row kernel). The GPU is kept busy for a second first,
+//   on: the step kernel wherever it serves the shape, at any batch (SplitPolicy.stepMaxBatch), off:
+//   the per-row kernel. The GPU is kept busy for a second first,
 //   so that the first row does not pay for its clocks rising.
 import { parseArgs } from 'node:util';
 import { attentionShape } from '../src/backends/webgpu/attention.js';
@@ -44,10 +45,10 @@ const rng = new Rng(3);
 const rows: string[][] = [];
 let warm = false;
 for (const step of steps) for (const pv of pvLoads) for (const gpv of groupPvLoads) for (const policy of policies) {
-  attentionShape.step = step;
   attentionShape.pvLoads = pv;
   attentionShape.groupPvLoads = gpv;
-  const attentionSplit = policy ? { minKeys: policy[0], targetWorkgroups: policy[1], ...(policy.length > 2 ? { groupMinKeys: policy[2] } : {}) } : undefined;
+  // --step on: the step kernel at every batch size where it fits, for the comparison
+  const attentionSplit = { ...(policy ? { minKeys: policy[0], targetWorkgroups: policy[1], ...(policy.length > 2 ? { groupMinKeys: policy[2] } : {}) } : {}), stepMaxBatch: step ? Infinity : 0 };
   const be = (await createNodeWebGpuBackend({ requireAdapter: true, attentionSplit, profile: 'passes' }).catch(() => null))
     ?? (await createNodeWebGpuBackend({ requireAdapter: true, attentionSplit }))!;
   const timed = be.ctx.profiling;
@@ -78,7 +79,8 @@ for (const step of steps) for (const pv of pvLoads) for (const gpv of groupPvLoa
       }
       const ms = times.sort((a, b) => a - b)[1];
       const bytes = 2 * B * (W - 1) * F * (dtype === 'f16' ? 2 : 4);
-      const kernel = step && stepFits(be.ctx, H / Hkv, hs) ? 'step' : `per row (loads ${pv}, ${gpv})`;
+      const ranStep = step && stepFits(be.ctx, H / Hkv, hs);
+      const kernel = ranStep ? 'step' : `per row (loads ${pv}, ${gpv})`;
       rows.push([`${H}×${Hkv}×${hs}`, String(B), split, kernel, dtype, (ms * 1000).toFixed(1), (bytes / (ms * 1e6)).toFixed(0)]);
       for (const t of [q, k, v, cache.k, cache.v, rope.cos, rope.sin] as Tensor[]) be.dispose(t);
     }

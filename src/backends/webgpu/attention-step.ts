@@ -112,17 +112,12 @@ export function stepFits(ctx: GpuContext, G: number, hs: number): boolean {
 }
 
 /**
- * Splits of up to maxKeys keys for `units` (sequence, KV head) pairs where the step kernel takes
- * them (stepFits): one block of keys each, at most 64 (the merge's limit); 0 where that would be
- * more than maxWorkgroups workgroups. A block's walk is latency, so a workgroup walking several in
- * turn, or many more workgroups than fit the GPU at once, lose to the per-row kernel (H100,
- * samba-1.7b's heads over 2048 keys: 17.5 against 20.7 µs a call at batch 1, 146 against 73 at
- * batch 16 with 4 blocks a workgroup; bench/attention-decode.ts --step on,off).
+ * Splits of up to maxKeys keys where the step kernel takes them (stepFits; SplitPolicy.stepMaxBatch):
+ * one block of keys each, at most 64 (the merge's limit). A block's walk is latency, so splits of
+ * several blocks walked in turn lose (H100, over 2048 keys at batch 1: samba-1.7b's heads 14.1
+ * against 21.1 µs a call, samba-1.3b's 34.1 against 42.8; bench/attention-decode.ts --step on,off).
  */
-export function stepSplits(G: number, hs: number, units: number, maxKeys: number, maxWorkgroups: number): number {
-  const splits = Math.min(64, Math.ceil(maxKeys / stepShape(G, hs).KB));
-  return units * splits <= maxWorkgroups ? splits : 0;
-}
+export const stepSplits = (G: number, hs: number, maxKeys: number): number => Math.min(64, Math.ceil(maxKeys / stepShape(G, hs).KB));
 
 /**
  * The kernel: bindings and parameters as the per-row fused kernel's, workgroup wg = (b · Hkv + KV

@@ -266,12 +266,19 @@ export interface SplitPolicy {
    * more workgroups.
    */
   groupMinKeys: number;
+  /**
+   * Most sequences of a call that the step kernel (attention-step.ts) takes; the per-row kernel
+   * takes larger batches.
+   */
+  stepMaxBatch: number;
 }
 
 // 64 keys per split at least: one chunk of the per-row kernel, so decoding a few heads still fills
 // the GPU (H100: 256 keys per split left most of it idle at 1.25 ms per layer for 16 heads; 128
 // measured no better than 64 with the P·V loads in flight: bench/attention-decode.ts)
-export const DEFAULT_SPLIT: SplitPolicy = { minKeys: 64, targetWorkgroups: 1024, flashMinRows: 64, groupMinKeys: 256 };
+// the step kernel at batch 1 only: it gained there for samba-1.7b's and samba-1.3b's heads, and lost
+// at batches 4, 8 and 16 to the grouped per-row kernel (bench/attention-decode.ts --step on,off)
+export const DEFAULT_SPLIT: SplitPolicy = { minKeys: 64, targetWorkgroups: 1024, flashMinRows: 64, groupMinKeys: 256, stepMaxBatch: 1 };
 
 /** Query heads per workgroup: the largest divisor of the group, at most 8, whose arrays fit workgroup memory. */
 function headsPerWorkgroup(ctx: GpuContext, group: number, hs: number): number {
@@ -321,7 +328,7 @@ export function attention(
   const window = Math.min(d.window, 2 ** 30);
   const maxKeys = Math.min(window, d.C + d.T);
   let G = d.H / d.Hkv, splits = 0, kernel: Kernel;
-  if (fused && attentionShape.step && stepFits(ctx, G, d.hs)) splits = stepSplits(G, d.hs, d.B * d.Hkv, maxKeys, policy.targetWorkgroups / 4);
+  if (fused && attentionShape.step && d.B <= policy.stepMaxBatch && stepFits(ctx, G, d.hs)) splits = stepSplits(G, d.hs, maxKeys);
   if (splits) {
     kernel = kernels(`step|${d.hs}${kvF16 ? 'h' : ''}|${G}`, () => attentionStepKernel(d.hs, kvF16, G));
   } else {
