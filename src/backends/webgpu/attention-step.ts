@@ -6,8 +6,10 @@
 // on one load round after another. Here a workgroup reads a block of keys and values once: the
 // block's values go out with the keys' loads and wait in workgroup memory, invocation (key, head)
 // takes one score, and (head, columns) sums P·V out of workgroup memory. Each block costs about one
-// round trip to memory instead of one per few keys. The splits' partials are merged as the per-row
-// kernel's are (its combine kernel).
+// round trip to memory instead of one per few keys. Small groups (MHA) split each score's dot
+// product over several invocations and their P·V over key subsets, so the workgroup stays full.
+// The splits' partials are merged as the per-row kernel's are (its combine kernel). It serves
+// batch 1 (SplitPolicy.stepMaxBatch): larger batches fill the GPU with the per-row kernel.
 import type { GpuContext, Kernel } from './context.js';
 import { BUILTINS, NEG_BIG, WG_INDEX, cacheReaders, lines } from './wgsl.js';
 import { F16_MAX } from '../../io/half.js';

@@ -11,7 +11,8 @@
 // partial (max, denominator, weighted sum) triples, and a second kernel merges them
 // (flash-decoding). Where each split would still walk many keys (long caches, large batches), the
 // query heads of one KV head share a workgroup (GQA), which reads each key and value once for
-// all of them.
+// all of them. One new token of one sequence goes to the step kernel (attention-step.ts) instead,
+// where its shape fits.
 //
 // Prefill with at least a tile of query rows per KV head goes to the tiled kernel of
 // flash-attention.ts instead, which stages keys and values in workgroup memory once per tile of
