@@ -26,8 +26,9 @@ import type { TensorCores } from './matmul-f16.js';
 
 const WG = 64;
 /**
- * pvLoads: loads each invocation issues at once in the P·V sums, which read one value per key: decoding attention is bound by their latency, not by its bytes (H100, samba-1.7b's
- * heads over 2048 keys: 20.7 µs a call on the GPU; docs/PERFORMANCE.md). groupPvLoads: the same
+ * pvLoads: loads each invocation issues at once in the P·V sums, which read one value per key:
+ * decoding attention is bound by their latency, not by its bytes (H100, samba-1.7b's heads over
+ * 2048 keys: 20.7 µs a call on the GPU; docs/PERFORMANCE.md). groupPvLoads: the same
  * where G query heads share a workgroup, each load then feeding G sums (H100, 16 sequences of
  * llama3-1.6b's heads over 65536 keys, G = 8, f16 cache: 2 loads 4.17 ms a call, 8 loads 1.94 ms, 16
  * loads 1.68 ms). bench/attention-decode.ts sets both to compare. step: one new token per sequence
