@@ -259,6 +259,7 @@ test('webgpu attention step kernel (one new token; a KV head\'s query group per 
       { B: 2, H: 16, Hkv: 2, hs: 64, window: 300, capacity: 300, pos0: [450, 37] },
       { B: 1, H: 8, Hkv: 1, hs: 64, window: Infinity, capacity: 3000, pos0: [2600] },
       { B: 1, H: 8, Hkv: 1, hs: 64, window: 20, capacity: 20, pos0: [57] },
+      { B: 1, H: 8, Hkv: 1, hs: 64, window: 1, capacity: 1, pos0: [5] }, // the new key alone
       { B: 1, H: 16, Hkv: 1, hs: 64, window: 100, capacity: 100, pos0: [250] },
       { B: 2, H: 8, Hkv: 2, hs: 64, window: Infinity, capacity: 160, pos0: [150, 3] },
       { B: 1, H: 4, Hkv: 1, hs: 128, window: 200, capacity: 200, pos0: [199] },
