@@ -143,9 +143,6 @@ export function attentionStepKernel(hs: number, kvF16: boolean, G: number): Kern
 // the output [B, 1, H, hs], or with splits > 1 the partials [B·H, splits, hs + 2]
 @group(0) @binding(7) var<storage, read_write> Y: array<f32>;
 ${ropeTables(hs)}
-${kvF16 ? `/** vec4 i of the cache's values (an f16 cache: two words) */
-fn vc4(i: u32) -> vec4<f32> { return vec4<f32>(unpack2x16float(VC[2u * i]), unpack2x16float(VC[2u * i + 1u])); }`
-    : 'fn vc4(i: u32) -> vec4<f32> { return vec4<f32>(VC[4u * i], VC[4u * i + 1u], VC[4u * i + 2u], VC[4u * i + 3u]); }'}
 var<workgroup> qs: array<vec4<f32>, ${G * QS}>;   // the G queries, turned and scaled
 var<workgroup> vs: array<f32, ${KB * hs}>;        // the block's values [key, hs]
 var<workgroup> probs: array<vec4<f32>, ${WG / 4}>; // [head, key] probabilities, four keys a vec4

@@ -62,7 +62,8 @@ export const NEG_BIG = '-3.0e38';
 
 /**
  * Bindings 5 and 6, the cache's keys and values, and their readers kc(i) and vc(i) (i counts
- * values, or with vec4 keys groups of four). An f16 cache holds two halves per 32-bit word.
+ * values, or with vec4 keys groups of four), and with vec4 keys vc4(i), values by groups of four.
+ * An f16 cache holds two halves per 32-bit word.
  * `access` read_write: the kernel also writes the cache (attention storing the new keys).
  */
 export function cacheReaders(kvF16: boolean, v4: boolean, access: 'read' | 'read_write' = 'read'): string {
@@ -71,7 +72,8 @@ export function cacheReaders(kvF16: boolean, v4: boolean, access: 'read' | 'read
     return `@group(0) @binding(5) var<storage, ${access}> KC: array<${kt}>;
 @group(0) @binding(6) var<storage, ${access}> VC: array<f32>;
 fn kc(i: u32) -> ${kt} { return KC[i]; }
-fn vc(i: u32) -> f32 { return VC[i]; }`;
+fn vc(i: u32) -> f32 { return VC[i]; }${v4 ? `
+fn vc4(i: u32) -> vec4<f32> { return vec4<f32>(VC[4u * i], VC[4u * i + 1u], VC[4u * i + 2u], VC[4u * i + 3u]); }` : ''}`;
   }
   // half(w, i): half i % 2 of word w, shifted down and unpacked (indexing the unpacked pair by a
   // runtime i instead can send it through memory)
@@ -80,7 +82,8 @@ fn half(w: u32, i: u32) -> f32 { return unpack2x16float(w >> ((i & 1u) << 4u)).x
 @group(0) @binding(6) var<storage, ${access}> VC: array<u32>;
 ${v4 ? `fn kc(i: u32) -> vec4<f32> { let w = KC[i]; return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)); }`
     : 'fn kc(i: u32) -> f32 { return half(KC[i >> 1u], i); }'}
-fn vc(i: u32) -> f32 { return half(VC[i >> 1u], i); }`;
+fn vc(i: u32) -> f32 { return half(VC[i >> 1u], i); }${v4 ? `
+fn vc4(i: u32) -> vec4<f32> { return vec4<f32>(unpack2x16float(VC[2u * i]), unpack2x16float(VC[2u * i + 1u])); }` : ''}`;
 }
 
 /**
