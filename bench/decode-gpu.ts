@@ -12,14 +12,24 @@
 //       (matmul-f16.ts gemvShape.wideGroupSubgroups), for an A/B
 //     --attention-step off: decoding attention by the per-row kernel instead of the step kernel
 //       (attention.ts attentionShape.step)
+//     [--gemv-shapes 'NxK=WGxU[xGROUPxCOLS],…;…'] [--rounds 1]
+//     --gemv-shapes: the one-row gemv's shape for these products (matmul-f16.ts gemvShape.byProduct),
+//       to tune shapes inside a whole token; variants separated by ';' (an empty one: the defaults)
+//       are measured in turn, --rounds times, in one process, and summed up in a last table
+// It also prints the roofline (the token's bytes over the copy kernel's bandwidth, both timed here
+// on the GPU), the least time a token can take with its dependent dispatches at the floor's cost,
+// and the token's time with one command buffer and submit each, as generate() submits them.
 import { parseArgs } from 'node:util';
 import { makeConfig } from '../src/model/config.js';
 import { SambaModel } from '../src/model/model.js';
 import { getPreset } from '../src/model/presets.js';
 import { createNodeWebGpuBackend } from '../src/node/webgpu.js';
+import { Params } from '../src/backends/webgpu/context.js';
+import { bind, type GpuTensor } from '../src/backends/webgpu/tensor.js';
 import { gemvShape } from '../src/backends/webgpu/matmul-f16.js';
 import { attentionShape } from '../src/backends/webgpu/attention.js';
-import { onOff } from './args.js';
+import { gemvShapeArg, onOff } from './args.js';
+import { COPY_VEC4, decodeWeightBytes } from './roofline.js';
 import { capturePassCalls, smallWidth } from './recorded.js';
 import { tableLines } from './table.js';
 
@@ -31,6 +41,8 @@ const { values } = parseArgs({
     small: { type: 'boolean', default: false },
     'gemv-wide-groups': { type: 'string', default: 'on' },
     'attention-step': { type: 'string', default: 'on' },
+    'gemv-shapes': { type: 'string', default: '' },
+    rounds: { type: 'string', default: '1' },
   },
 });
 gemvShape.wideGroupSubgroups = onOff('gemv-wide-groups', values['gemv-wide-groups']);
@@ -38,34 +50,54 @@ attentionShape.step = onOff('attention-step', values['attention-step']);
 const be = await createNodeWebGpuBackend({ requireAdapter: true });
 if (!be) throw new Error('no WebGPU adapter');
 if (!be.device.features.has('timestamp-query')) throw new Error('this adapter has no timestamp queries, which this benchmark times the GPU with');
-const dev = be.device, R = Number(values.reps);
+const dev = be.device, R = Number(values.reps), rounds = Number(values.rounds);
 const p = getPreset(values.model!);
 const cfg = values.small ? smallWidth(p) : makeConfig(p);
 const model = SambaModel.random(cfg, be, 1);
-model.compactWeights();
+const weightBytes = decodeWeightBytes(cfg, model.compactWeights(), true);
+
+/** Variants of the gemv shapes (--gemv-shapes): each sets gemvShape.byProduct; '' is the default. */
+const variants = values['gemv-shapes']!.split(';').map((v) => v.trim());
+function setShapes(variant: string): void {
+  gemvShape.byProduct.clear();
+  for (const v of variant.split(',').filter(Boolean)) {
+    const [product, shape] = v.split('=');
+    if (!/^\d+x\d+$/.test(product ?? '') || !shape) throw new Error(`--gemv-shapes takes NxK=WGxU[xGROUPxCOLS],…[;…], got ${v}`);
+    const { shape: layout, tree } = gemvShapeArg(shape);
+    if (tree) throw new Error(`--gemv-shapes: trees (t) are set for every product by the matmul bench, not per product (${v})`);
+    gemvShape.byProduct.set(product, layout);
+  }
+}
+for (const v of variants) setShapes(v); // refuse a bad variant before any timing
 
 interface Dispatch { pipeline: GPUComputePipeline; group: GPUBindGroup; offsets: number[]; gx: number; gy: number; kind: string }
 
 /** One decoded token's dispatches as the backend records them (the token is decoded, too). */
 function captureToken(state: ReturnType<SambaModel['newState']>): { dispatches: Dispatch[]; logits: ReturnType<SambaModel['forward']> } {
   let logits: ReturnType<SambaModel['forward']> | undefined;
-  const calls = capturePassCalls(dev, () => { logits = be!.inOneSubmit(() => model.forward(Int32Array.of(5), 1, 1, state, { lastOnly: true })); });
-  if (!calls) throw new Error('a decoded token copied or cleared buffers: its pass calls alone would not replay it');
+  const dispatches = capture(() => { logits = be!.inOneSubmit(() => model.forward(Int32Array.of(5), 1, 1, state, { lastOnly: true })); });
+  return { dispatches, logits: logits! };
+}
+
+/** The dispatches record() makes, to be replayed. */
+function capture(record: () => void): Dispatch[] {
+  const calls = capturePassCalls(dev, record);
+  if (!calls) throw new Error('the recording copied or cleared buffers: its pass calls alone would not replay it');
   const label = new Map<GPUComputePipeline, string>();
   for (const [key, v] of (be!.ctx as unknown as { pipelines: Map<string, { pipeline: GPUComputePipeline }> }).pipelines) label.set(v.pipeline, key);
   const dispatches: Dispatch[] = [];
-  let pipeline: GPUComputePipeline | null = null, bind: unknown[] = [];
+  let pipeline: GPUComputePipeline | null = null, bound: unknown[] = [];
   for (const [n, a] of calls) {
     if (n === 'setPipeline') pipeline = a[0] as GPUComputePipeline;
-    else if (n === 'setBindGroup') bind = a;
+    else if (n === 'setBindGroup') bound = a;
     else {
       const gx = a[0] as number, gy = (a[1] as number | undefined) ?? 1;
       // the kernel's name without its shape suffixes, and its workgroups: one row per kind
       const kind = `${label.get(pipeline!)!.replace(/_\d+x\d+.*$/, '')} ×${gx * gy}`;
-      dispatches.push({ pipeline: pipeline!, group: bind[1] as GPUBindGroup, offsets: bind[2] as number[], gx, gy, kind });
+      dispatches.push({ pipeline: pipeline!, group: bound[1] as GPUBindGroup, offsets: bound[2] as number[], gx, gy, kind });
     }
   }
-  return { dispatches, logits: logits! };
+  return dispatches;
 }
 
 const querySet = dev.createQuerySet({ type: 'timestamp', count: 2 });
@@ -88,12 +120,47 @@ async function passTime(list: Dispatch[]): Promise<number> {
   readable.unmap();
   return Number(t[1] - t[0]) / 1e6 / R;
 }
+/**
+ * GPU ms per repetition of `list` where each repetition is its own command buffer and submit, as
+ * generate() submits a token: what the pass and submit boundaries cost on the GPU's side.
+ */
+async function submitsTime(list: Dispatch[]): Promise<number> {
+  for (let r = 0; r < R; r++) {
+    const enc = dev.createCommandEncoder();
+    const timestampWrites = { querySet, ...(r === 0 ? { beginningOfPassWriteIndex: 0 } : {}), ...(r === R - 1 ? { endOfPassWriteIndex: 1 } : {}) };
+    const pass = enc.beginComputePass(r === 0 || r === R - 1 ? { timestampWrites } : {});
+    for (const d of list) { pass.setPipeline(d.pipeline); pass.setBindGroup(0, d.group, d.offsets); pass.dispatchWorkgroups(d.gx, d.gy); }
+    pass.end();
+    dev.queue.submit([enc.finish()]);
+  }
+  const enc = dev.createCommandEncoder();
+  enc.resolveQuerySet(querySet, 0, 2, resolved, 0);
+  enc.copyBufferToBuffer(resolved, 0, readable, 0, 16);
+  dev.queue.submit([enc.finish()]);
+  await readable.mapAsync(GPUMapMode.READ);
+  const t = new BigUint64Array(readable.getMappedRange().slice(0));
+  readable.unmap();
+  return Number(t[1] - t[0]) / 1e6 / R;
+}
 /** The best of five: the GPU's clocks and neighbours only ever slow a run down. */
-async function best(list: Dispatch[]): Promise<number> {
+async function best(list: Dispatch[], time = passTime): Promise<number> {
   let m = Infinity;
-  for (let i = 0; i < 5; i++) m = Math.min(m, await passTime(list));
+  for (let i = 0; i < 5; i++) m = Math.min(m, await time(list));
   return m;
 }
+/** Keeps the GPU busy with `list` for a second: its clocks rise under load, and the first timings would pay for that. */
+async function warm(list: Dispatch[]): Promise<void> {
+  const t0 = performance.now();
+  while (performance.now() - t0 < 1000) await passTime(list);
+}
+
+// the roofline's bandwidth: the copy kernel over 256 MiB (or what the device binds), timed on the GPU
+const copyN = Math.min(64 * 2 ** 20, Math.floor(dev.limits.maxStorageBufferBindingSize / 4 / 2 ** 20) * 2 ** 20);
+const copyIn = be.zeros([copyN]) as GpuTensor, copyOut = be.zeros([copyN]) as GpuTensor;
+const copy = capture(() => be!.inOneSubmit(() => { be!.ctx.dispatch(COPY_VEC4, new Params().u32(copyN / 4), [bind(copyIn), bind(copyOut)], Math.ceil(copyN / 4 / 256)); }));
+await warm(copy);
+const bandwidth = ((2 * copyN * 4) / (await best(copy))) * 1e3; // bytes a second
+be.dispose(copyIn); be.dispose(copyOut);
 
 // the floor: a kernel that does almost nothing, each dispatch reading what the last one wrote
 const scratch = dev.createBuffer({ size: 1024, usage: GPUBufferUsage.STORAGE });
@@ -103,13 +170,28 @@ const emptyPipeline = dev.createComputePipeline({
 });
 const emptyGroup = dev.createBindGroup({ layout: emptyPipeline.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: scratch } }] });
 
+const summary: string[][] = [];
 for (const pos of values.position!.split(',').map(Number)) {
+  for (let round = 1; round <= rounds; round++) {
+    for (const variant of variants) {
+      setShapes(variant);
+      await measure(pos, variant, round);
+    }
+  }
+}
+if (summary.length > 1) {
+  console.log('');
+  for (const l of tableLines(['position', 'gemv shapes', 'round', 'GPU ms a token', 'one submit each', '% of the roofline'], summary, (i) => i === 0)) console.log(l);
+}
+be.destroy();
+
+async function measure(pos: number, variant: string, round: number): Promise<void> {
   const state = model.newState(1);
-  const step = async () => { state.pos.fill(pos); const l = be.inOneSubmit(() => model.forward(Int32Array.of(5), 1, 1, state, { lastOnly: true })); await be.read(l); be.dispose(l); };
+  const step = async () => { state.pos.fill(pos); const l = be!.inOneSubmit(() => model.forward(Int32Array.of(5), 1, 1, state, { lastOnly: true })); await be!.read(l); be!.dispose(l); };
   for (let i = 0; i < 8; i++) await step(); // pipelines, pools, bind groups
   state.pos.fill(pos);
   const { dispatches, logits } = captureToken(state);
-  await be.read(logits); be.dispose(logits);
+  await be!.read(logits); be!.dispose(logits);
   const all = await best(dispatches);
   const kinds = new Map<string, Dispatch[]>();
   for (const d of dispatches) kinds.set(d.kind, [...(kinds.get(d.kind) ?? []), d]);
@@ -117,8 +199,17 @@ for (const pos of values.position!.split(',').map(Number)) {
   for (const [kind, list] of kinds) rows.push([kind, list.length, await best(list)]);
   rows.sort((a, b) => b[2] - a[2]);
   const empty = await best(dispatches.map(() => ({ pipeline: emptyPipeline, group: emptyGroup, offsets: [], gx: 1, gy: 1, kind: 'empty' })));
-  console.log(`\n${values.model}${values.small ? ' (small width)' : ''} at position ${pos}, ${new Date().toISOString()}: ${dispatches.length} dispatches, `
-    + `GPU ${all.toFixed(3)} ms a token (${(1 / all * 1000).toFixed(0)} tok/s if the host kept up), ${R} tokens back to back in one pass, best of 5`);
+  const submitted = await best(dispatches, submitsTime);
+  console.log(`\n${values.model}${values.small ? ' (small width)' : ''} at position ${pos}${variant ? `, gemv shapes ${variant}` : ''}${rounds > 1 ? `, round ${round}` : ''}, `
+    + `${new Date().toISOString()}: ${dispatches.length} dispatches, GPU ${all.toFixed(3)} ms a token (${(1 / all * 1000).toFixed(0)} tok/s if the host kept up), `
+    + `${R} tokens back to back in one pass, best of 5`);
+  // the roofline as throughput.ts defines it: the weights and the whole decoding state over the copy bandwidth
+  const bytes = weightBytes + state.bytes(), roofMs = (bytes / bandwidth) * 1e3, least = roofMs + empty;
+  console.log(`roofline: ${(bytes / 2 ** 20).toFixed(1)} MiB a token at ${(bandwidth / 1e9).toFixed(0)} GB/s (the copy kernel) = ${roofMs.toFixed(3)} ms, `
+    + `${(1e3 / roofMs).toFixed(1)} tok/s; the GPU alone reaches ${((100 * roofMs) / all).toFixed(1)}%`);
+  console.log(`with ${dispatches.length} dependent dispatches at the floor's ${((empty * 1e3) / dispatches.length).toFixed(2)} µs, a token takes at least `
+    + `${least.toFixed(3)} ms = ${((100 * roofMs) / least).toFixed(1)}% of the roofline`);
+  console.log(`one command buffer and submit per token, as generate() records them: ${submitted.toFixed(3)} ms a token (${((submitted - all) * 1e3).toFixed(1)} µs more)`);
   const sum = rows.reduce((s, r) => s + r[2], 0);
   const table = [
     ...rows.map(([k, n, t]) => [k, String(n), (t * 1000).toFixed(1), (t * 1000 / n).toFixed(2)]),
@@ -126,6 +217,6 @@ for (const pos of values.position!.split(',').map(Number)) {
     ['empty kernel, as many dependent dispatches', String(dispatches.length), (empty * 1000).toFixed(1), (empty * 1000 / dispatches.length).toFixed(2)],
   ];
   for (const l of tableLines(['kernel ×workgroups', 'dispatches', 'µs a token', 'µs each'], table, (i) => i === 0)) console.log(l);
+  summary.push([String(pos), variant || 'default', String(round), all.toFixed(3), submitted.toFixed(3), ((100 * roofMs) / all).toFixed(1)]);
   state.dispose();
 }
-be.destroy();

@@ -29,6 +29,7 @@ import {
 import type { GpuTensor } from '../src/backends/webgpu/tensor.js';
 import { Rng, randomArray } from '../src/core/random.js';
 import { createNodeWebGpuBackend } from '../src/node/webgpu.js';
+import { gemvShapeArg } from './args.js';
 import { tableLines } from './table.js';
 
 const { values } = parseArgs({
@@ -159,7 +160,7 @@ for (const [M, N, K] of shapes) {
         kernels.push({ name: `f16 gemv, gemvLayout: ${Object.values(gemvLayout(N, K, be.ctx.subgroupSize)).join(' × ')}`, bytes: f16wBytes, run: () => matmulPackedF16(be.ctx, out, gx, next(), M, N, K, f16) });
         continue;
       }
-      const tree = v.endsWith('t'), [wg, unroll, group = wg, cols = 8] = v.replace(/t$/, '').split('x').map(Number);
+      const { shape: { wg, unroll, group, cols }, tree } = gemvShapeArg(v);
       const sg = !tree && be.ctx.subgroupSize === group;
       kernels.push({
         name: `f16 gemv, ${wg} × ${unroll}, groups ${group} × ${cols}${sg ? ', subgroupAdd' : ''}`, bytes: f16wBytes,

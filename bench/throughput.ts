@@ -36,10 +36,10 @@ import { getPreset } from '../src/model/presets.js';
 import { openBackend, type BackendChoice } from '../src/node/load.js';
 import { lineChart } from '../src/eval/plot.js';
 import { WebGpuBackend } from '../src/backends/webgpu/backend.js';
-import { type Kernel, Params } from '../src/backends/webgpu/context.js';
+import { Params } from '../src/backends/webgpu/context.js';
 import { type GpuTensor, bind } from '../src/backends/webgpu/tensor.js';
-import { BUILTINS, WG_INDEX } from '../src/backends/webgpu/wgsl.js';
 import { onOff } from './args.js';
+import { COPY_VEC4, decodeWeightBytes } from './roofline.js';
 
 const { values } = parseArgs({
   options: {
@@ -134,10 +134,7 @@ function inferenceModel(cfg: ModelConfig, seed: number): { model: SambaModel; we
   const model = randomModel(cfg, seed);
   const saved = values.weights === 'f16' ? model.compactWeights() : 0;
   model.kvCache = values['kv-cache'] === 'f16' ? 'f16' : 'f32';
-  // bytes a decoded token reads: with f16 weights and a tied embedding the head reads the f16 copy
-  // (counted in saved) and the f32 table gives one row to the lookup, so the table drops out
-  const table = values.weights === 'f16' && cfg.tieEmbeddings ? cfg.vocabSize * cfg.dModel * 4 : 0;
-  return { model, weightBytes: countParams(cfg) * 4 - saved - table };
+  return { model, weightBytes: decodeWeightBytes(cfg, saved, values.weights === 'f16') };
 }
 
 async function time(fn: () => Promise<void>, reps: number, warm = true): Promise<number> {
@@ -148,21 +145,6 @@ async function time(fn: () => Promise<void>, reps: number, warm = true): Promise
 }
 
 const fmt = (x: number, d = 1) => x.toFixed(d);
-const COPY_VEC4: Kernel = {
-  key: 'bench_copy_vec4',
-  bindings: ['read', 'write'],
-  code: () => /* wgsl */ `
-struct P { n: u32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> X: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> Y: array<vec4<f32>>;
-@compute @workgroup_size(256)
-fn main(${BUILTINS}) {
-  ${WG_INDEX}
-  let i = wg * 256u + li;
-  if (i < p.n) { Y[i] = X[i]; }
-}`,
-};
 let bandwidth = NaN, peak = NaN;
 
 if (sections.has('ceilings')) {

@@ -9,7 +9,7 @@
 // round trip to memory instead of one per few keys. Small groups (MHA) split each score's dot
 // product over several invocations and their P·V over key subsets, so the workgroup stays full.
 // The splits' partials are merged as the per-row kernel's are (its combine kernel). It serves
-// batch 1 (SplitPolicy.stepMaxBatch): larger batches fill the GPU with the per-row kernel.
+// batches 1 and 2 (SplitPolicy.stepMaxBatch): larger ones fill the GPU with the per-row kernel.
 import type { GpuContext, Kernel } from './context.js';
 import { BUILTINS, NEG_BIG, WG_INDEX, cacheReaders, lines } from './wgsl.js';
 import { F16_MAX } from '../../io/half.js';

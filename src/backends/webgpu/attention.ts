@@ -278,9 +278,10 @@ export interface SplitPolicy {
 // 64 keys per split at least: one chunk of the per-row kernel, so decoding a few heads still fills
 // the GPU (H100: 256 keys per split left most of it idle at 1.25 ms per layer for 16 heads; 128
 // measured no better than 64 with the P·V loads in flight: bench/attention-decode.ts)
-// the step kernel at batch 1 only: it gained there for samba-1.7b's and samba-1.3b's heads, and lost
-// at batches 4, 8 and 16 to the grouped per-row kernel (bench/attention-decode.ts --step on,off)
-export const DEFAULT_SPLIT: SplitPolicy = { minKeys: 64, targetWorkgroups: 1024, flashMinRows: 64, groupMinKeys: 256, stepMaxBatch: 1 };
+// the step kernel up to batch 2: it gained there for samba-1.7b's and samba-1.3b's heads (batch 2,
+// H100, µs a call: 19.7 against 29.8, and 58.1–58.5 against 60.4–64.6), and lost at batches 4, 8
+// and 16 to the grouped per-row kernel (bench/attention-decode.ts --step on,off)
+export const DEFAULT_SPLIT: SplitPolicy = { minKeys: 64, targetWorkgroups: 1024, flashMinRows: 64, groupMinKeys: 256, stepMaxBatch: 2 };
 
 /** Query heads per workgroup: the largest divisor of the group, at most 8, whose arrays fit workgroup memory. */
 function headsPerWorkgroup(ctx: GpuContext, group: number, hs: number): number {

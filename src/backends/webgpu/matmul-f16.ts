@@ -397,6 +397,17 @@ const GEMV_NARROW_BELOW = 1024, GEMV_NARROW_MIN_K = 2048;
  * where lavapipe ran 3× slower).
  */
 const GEMV_NARROW: GemvLayout = { wg: 256, unroll: 2, group: 256, cols: 1 };
+/**
+ * Products of 1024 to 4096 columns over reductions of at least GEMV_WAVE_MIN_K (the residual
+ * products of decoding: an MLP's down, a Mamba mixer's out, attention's out; GQA's qkv) take as few
+ * columns a workgroup as keep the workgroups within GEMV_WAVE: one wave of 8 workgroups of 256 on
+ * each of an H100's 132 multiprocessors. More workgroups start sooner and end more evenly; more
+ * than a wave leave a tail. Measured in whole tokens (bench/decode-gpu.ts --gemv-shapes), µs a
+ * token against 8 columns: samba-1.7b (N = 2048, 2560: 2 columns) 2.085–2.093 → 1.958–1.964 ms,
+ * samba-1.3b (N = 2304: 4) 1.843–1.845 → 1.773–1.774, samba-421m (N = 1536: 2) 0.827–0.828 →
+ * 0.771–0.773. One column fewer or more was slower in each.
+ */
+const GEMV_WAVE = 1024, GEMV_WAVE_MIN_K = 1024;
 
 /**
  * The one-row gemv's shape for N columns and a reduction of K. Where subgroups are 32 wide, wide
@@ -407,19 +418,29 @@ const GEMV_NARROW: GemvLayout = { wg: 256, unroll: 2, group: 256, cols: 1 };
  * --gpu-time; docs/PERFORMANCE.md): 8192 × 2048 19.7 → 16.1 µs, 6144 × 2304 20.2 → 14.9,
  * 6144 × 1536 26.7 → 18.1, 50304 × 2048 78.3 → 71.6; 2048 × 8192, 2048 × 4096 and 2560 × 2048
  * were fastest as they were. Narrow products with long reductions (N < 1024, K ≥ 2048) take one
- * column a workgroup, on any device: 160 × 4096 8.7 → 5.6 µs.
+ * column a workgroup, on any device: 160 × 4096 8.7 → 5.6 µs; products of 1024 to 4096 columns as
+ * few as fill a wave (GEMV_WAVE).
  */
 export function gemvLayout(N: number, K: number, subgroupSize: number): GemvLayout {
   if (gemvShape.oneRow) return gemvShape.oneRow;
+  const chosen = gemvShape.byProduct.size ? gemvShape.byProduct.get(`${N}x${K}`) : undefined;
+  if (chosen) return chosen;
   if (!gemvShape.subgroupReduce) return GEMV_TREE;
   if (N < GEMV_NARROW_BELOW && K >= GEMV_NARROW_MIN_K) return GEMV_NARROW;
   if (subgroupSize === 32 && N >= 4096 && K <= 4096) return { wg: 256, unroll: 2, group: 32, cols: 2 };
+  if (N >= GEMV_NARROW_BELOW && N < 4096 && K >= GEMV_WAVE_MIN_K) {
+    let cols = 1;
+    while (cols < GEMV_TREE.cols && Math.ceil(N / cols) > GEMV_WAVE) cols *= 2;
+    return { ...GEMV_TREE, cols };
+  }
   return GEMV_TREE;
 }
 
 export const gemvShape = {
   /** The one-row gemv's shape where set (the bench's sweep, tests); null: gemvLayout's choice. */
   oneRow: null as GemvLayout | null,
+  /** The one-row gemv's shape for the product `${N}x${K}` where set (the decode bench's tuning of a whole token). */
+  byProduct: new Map<string, GemvLayout>(),
   /** Groups one subgroup wide are summed with subgroupAdd; false: by trees in workgroup memory, and gemvLayout keeps to GEMV_TREE for every product (bench --gemv-subgroups off). */
   subgroupReduce: true,
   /**

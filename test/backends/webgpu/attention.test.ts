@@ -239,7 +239,7 @@ test('webgpu attention step kernel (one new token; a KV head\'s query group per 
   const full = await gpuBackendOrSkip(t);
   if (!full) return;
   const rng = new Rng(43);
-  // the default policy (batch 1, and 2 allowed), and one that sends every batch to the per-row
+  // the default policy (batches 1 and 2), and one that sends every batch to the per-row
   // kernel (its heads kept apart, since lavapipe takes long to compile the grouped kernels)
   for (const stepMaxBatch of [2, 0]) {
     const be = new WebGpuBackend(full.device, { attentionSplit: { stepMaxBatch, groupMinKeys: Infinity } });

@@ -10,7 +10,7 @@ import { Rng } from '../../../src/core/random.js';
 import { f16BitsToF32, f32ToF16Bits } from '../../../src/io/half.js';
 import { SambaModel, isMatmulWeight } from '../../../src/model/model.js';
 import { initParams } from '../../../src/model/init.js';
-import { gemvShape } from '../../../src/backends/webgpu/matmul-f16.js';
+import { gemvLayout, gemvShape } from '../../../src/backends/webgpu/matmul-f16.js';
 import type { GpuTensor } from '../../../src/backends/webgpu/tensor.js';
 import { gpuBackendOrSkip, relErr } from '../../helpers/gpu.js';
 import { randomIds, randomModel, tinyConfig } from '../../helpers/models.js';
@@ -93,7 +93,7 @@ test('webgpu one-row gemv under each shape of column groups (subgroup sums where
   if (!be.f16Caps.shaderF16) { t.skip('no shader-f16 on this adapter'); return; }
   const rng = new Rng(31), f16cpu = new F16OperandCpu(), saved = { ...gemvShape }, sgw = be.ctx.subgroupSize;
   // workgroup × unroll, invocations per group × columns per group; the last, groups one subgroup wide
-  const shapes = [[256, 2, 256, 8], [256, 2, 256, 1], [64, 4, 32, 2], [256, 2, 32, 4], [64, 1, 16, 4], [256, 1, 4, 4], [128, 2, 2, 1], ...(sgw ? [[256, 2, sgw, 2], [128, 1, sgw, 1]] : [])];
+  const shapes = [[256, 2, 256, 8], [256, 2, 256, 1], [256, 2, 256, 2], [256, 2, 256, 4], [64, 4, 32, 2], [256, 2, 32, 4], [64, 1, 16, 4], [256, 1, 4, 4], [128, 2, 2, 1], ...(sgw ? [[256, 2, sgw, 2], [128, 1, sgw, 1]] : [])];
   t.diagnostic(`subgroups ${sgw || 'none, or of varying width'}`);
   try {
     for (const [wgOneRow, unroll, groupOneRow, colsOneRow] of shapes) {
@@ -133,6 +133,30 @@ test('webgpu one-row gemv under each shape of column groups (subgroup sums where
   }
 });
 
+test('gemvLayout: the one-row gemv\'s shape follows the product, and the bench\'s settings override it', () => {
+  const saved = { ...gemvShape, byProduct: new Map(gemvShape.byProduct) };
+  try {
+    gemvShape.oneRow = null;
+    gemvShape.byProduct.clear();
+    // residual products: as few columns a workgroup as keep the workgroups within a wave (1024)
+    for (const [N, K, cols] of [[2048, 8192, 2], [2048, 2048, 2], [2304, 6144, 4], [2560, 2048, 4], [1536, 1536, 2], [1024, 4096, 1], [3072, 4096, 4]]) {
+      const s = gemvLayout(N, K, 32);
+      assert.deepEqual([s.group, s.cols], [s.wg, cols], `${N} × ${K}`);
+      assert.ok(Math.ceil(N / cols) <= 1024 && (cols === 1 || Math.ceil(N / (cols / 2)) > 1024), `${N} × ${K}: ${Math.ceil(N / cols)} workgroups`);
+    }
+    assert.equal(gemvLayout(2048, 512, 32).cols, 8, 'a short reduction keeps 8 columns a workgroup');
+    assert.equal(gemvLayout(160, 4096, 32).cols, 1, 'narrow, long reduction: one column a workgroup');
+    assert.equal(gemvLayout(8192, 2048, 32).group, 32, 'wide, short reduction: groups of one subgroup');
+    assert.equal(gemvLayout(8192, 2048, 0).group, 256, 'without subgroups 32 wide: trees');
+    const chosen = { wg: 128, unroll: 4, group: 128, cols: 2 };
+    gemvShape.byProduct.set('2048x8192', chosen);
+    assert.equal(gemvLayout(2048, 8192, 32), chosen, 'a shape set for the product');
+    assert.equal(gemvLayout(2048, 4096, 32).cols, 2, 'only for that product');
+    const one = { wg: 64, unroll: 1, group: 64, cols: 8 };
+    gemvShape.oneRow = one;
+    assert.equal(gemvLayout(2048, 8192, 32), one, 'the one shape for every product wins');
+  } finally { Object.assign(gemvShape, saved); }
+});
 test('webgpu compactWeight: x·wᵀ with f16 weights equals the CPU product with f16-rounded weights', async (t) => {
   const be = await gpuBackendOrSkip(t);
   if (!be) return;
