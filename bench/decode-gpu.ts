@@ -24,13 +24,12 @@ import { makeConfig } from '../src/model/config.js';
 import { SambaModel } from '../src/model/model.js';
 import { getPreset } from '../src/model/presets.js';
 import { createNodeWebGpuBackend } from '../src/node/webgpu.js';
-import { Params } from '../src/backends/webgpu/context.js';
-import { bind, type GpuTensor } from '../src/backends/webgpu/tensor.js';
 import { gemvShape } from '../src/backends/webgpu/matmul-f16.js';
 import { attentionShape } from '../src/backends/webgpu/attention.js';
 import { gemvShapeArg, onOff } from './args.js';
-import { COPY_VEC4, decodeWeightBytes } from './roofline.js';
-import { capturePassCalls, smallWidth } from './recorded.js';
+import { decodeWeightBytes } from './roofline.js';
+import { smallWidth } from './recorded.js';
+import { type Dispatch, Replay } from './replay.js';
 import { tableLines } from './table.js';
 
 const { values } = parseArgs({
@@ -49,7 +48,6 @@ gemvShape.wideGroupSubgroups = onOff('gemv-wide-groups', values['gemv-wide-group
 attentionShape.step = onOff('attention-step', values['attention-step']);
 const be = await createNodeWebGpuBackend({ requireAdapter: true });
 if (!be) throw new Error('no WebGPU adapter');
-if (!be.device.features.has('timestamp-query')) throw new Error('this adapter has no timestamp queries, which this benchmark times the GPU with');
 const dev = be.device, R = Number(values.reps), rounds = Number(values.rounds);
 const p = getPreset(values.model!);
 const cfg = values.small ? smallWidth(p) : makeConfig(p);
@@ -70,97 +68,16 @@ function setShapes(variant: string): void {
 }
 for (const v of variants) setShapes(v); // refuse a bad variant before any timing
 
-interface Dispatch { pipeline: GPUComputePipeline; group: GPUBindGroup; offsets: number[]; gx: number; gy: number; kind: string }
+const replay = new Replay(be, R), best = replay.best.bind(replay);
 
 /** One decoded token's dispatches as the backend records them (the token is decoded, too). */
 function captureToken(state: ReturnType<SambaModel['newState']>): { dispatches: Dispatch[]; logits: ReturnType<SambaModel['forward']> } {
   let logits: ReturnType<SambaModel['forward']> | undefined;
-  const dispatches = capture(() => { logits = be!.inOneSubmit(() => model.forward(Int32Array.of(5), 1, 1, state, { lastOnly: true })); });
+  const dispatches = replay.capture(() => { logits = be!.inOneSubmit(() => model.forward(Int32Array.of(5), 1, 1, state, { lastOnly: true })); });
   return { dispatches, logits: logits! };
 }
 
-/** The dispatches record() makes, to be replayed. */
-function capture(record: () => void): Dispatch[] {
-  const calls = capturePassCalls(dev, record);
-  if (!calls) throw new Error('the recording copied or cleared buffers: its pass calls alone would not replay it');
-  const label = new Map<GPUComputePipeline, string>();
-  for (const [key, v] of (be!.ctx as unknown as { pipelines: Map<string, { pipeline: GPUComputePipeline }> }).pipelines) label.set(v.pipeline, key);
-  const dispatches: Dispatch[] = [];
-  let pipeline: GPUComputePipeline | null = null, bound: unknown[] = [];
-  for (const [n, a] of calls) {
-    if (n === 'setPipeline') pipeline = a[0] as GPUComputePipeline;
-    else if (n === 'setBindGroup') bound = a;
-    else {
-      const gx = a[0] as number, gy = (a[1] as number | undefined) ?? 1;
-      // the kernel's name without its shape suffixes, and its workgroups: one row per kind
-      const kind = `${label.get(pipeline!)!.replace(/_\d+x\d+.*$/, '')} ×${gx * gy}`;
-      dispatches.push({ pipeline: pipeline!, group: bound[1] as GPUBindGroup, offsets: bound[2] as number[], gx, gy, kind });
-    }
-  }
-  return dispatches;
-}
-
-const querySet = dev.createQuerySet({ type: 'timestamp', count: 2 });
-const resolved = dev.createBuffer({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
-const readable = dev.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-
-/** GPU ms per repetition of `list`, replayed R times back to back in one pass. */
-async function passTime(list: Dispatch[]): Promise<number> {
-  const enc = dev.createCommandEncoder();
-  const pass = enc.beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } });
-  for (let r = 0; r < R; r++) {
-    for (const d of list) { pass.setPipeline(d.pipeline); pass.setBindGroup(0, d.group, d.offsets); pass.dispatchWorkgroups(d.gx, d.gy); }
-  }
-  pass.end();
-  enc.resolveQuerySet(querySet, 0, 2, resolved, 0);
-  enc.copyBufferToBuffer(resolved, 0, readable, 0, 16);
-  dev.queue.submit([enc.finish()]);
-  await readable.mapAsync(GPUMapMode.READ);
-  const t = new BigUint64Array(readable.getMappedRange().slice(0));
-  readable.unmap();
-  return Number(t[1] - t[0]) / 1e6 / R;
-}
-/**
- * GPU ms per repetition of `list` where each repetition is its own command buffer and submit, as
- * generate() submits a token: what the pass and submit boundaries cost on the GPU's side.
- */
-async function submitsTime(list: Dispatch[]): Promise<number> {
-  for (let r = 0; r < R; r++) {
-    const enc = dev.createCommandEncoder();
-    const timestampWrites = { querySet, ...(r === 0 ? { beginningOfPassWriteIndex: 0 } : {}), ...(r === R - 1 ? { endOfPassWriteIndex: 1 } : {}) };
-    const pass = enc.beginComputePass(r === 0 || r === R - 1 ? { timestampWrites } : {});
-    for (const d of list) { pass.setPipeline(d.pipeline); pass.setBindGroup(0, d.group, d.offsets); pass.dispatchWorkgroups(d.gx, d.gy); }
-    pass.end();
-    dev.queue.submit([enc.finish()]);
-  }
-  const enc = dev.createCommandEncoder();
-  enc.resolveQuerySet(querySet, 0, 2, resolved, 0);
-  enc.copyBufferToBuffer(resolved, 0, readable, 0, 16);
-  dev.queue.submit([enc.finish()]);
-  await readable.mapAsync(GPUMapMode.READ);
-  const t = new BigUint64Array(readable.getMappedRange().slice(0));
-  readable.unmap();
-  return Number(t[1] - t[0]) / 1e6 / R;
-}
-/** The best of five: the GPU's clocks and neighbours only ever slow a run down. */
-async function best(list: Dispatch[], time = passTime): Promise<number> {
-  let m = Infinity;
-  for (let i = 0; i < 5; i++) m = Math.min(m, await time(list));
-  return m;
-}
-/** Keeps the GPU busy with `list` for a second: its clocks rise under load, and the first timings would pay for that. */
-async function warm(list: Dispatch[]): Promise<void> {
-  const t0 = performance.now();
-  while (performance.now() - t0 < 1000) await passTime(list);
-}
-
-// the roofline's bandwidth: the copy kernel over 256 MiB (or what the device binds), timed on the GPU
-const copyN = Math.min(64 * 2 ** 20, Math.floor(dev.limits.maxStorageBufferBindingSize / 4 / 2 ** 20) * 2 ** 20);
-const copyIn = be.zeros([copyN]) as GpuTensor, copyOut = be.zeros([copyN]) as GpuTensor;
-const copy = capture(() => be!.inOneSubmit(() => { be!.ctx.dispatch(COPY_VEC4, new Params().u32(copyN / 4), [bind(copyIn), bind(copyOut)], Math.ceil(copyN / 4 / 256)); }));
-await warm(copy);
-const bandwidth = ((2 * copyN * 4) / (await best(copy))) * 1e3; // bytes a second
-be.dispose(copyIn); be.dispose(copyOut);
+const bandwidth = await replay.copyBandwidth(); // the roofline's, bytes a second
 
 // the floor: a kernel that does almost nothing, each dispatch reading what the last one wrote
 const scratch = dev.createBuffer({ size: 1024, usage: GPUBufferUsage.STORAGE });
@@ -192,6 +109,7 @@ async function measure(pos: number, variant: string, round: number): Promise<voi
   state.pos.fill(pos);
   const { dispatches, logits } = captureToken(state);
   await be!.read(logits); be!.dispose(logits);
+  if (summary.length === 0) await replay.warm(dispatches); // the copy's warm-up is a few tokens' recording back
   const all = await best(dispatches);
   const kinds = new Map<string, Dispatch[]>();
   for (const d of dispatches) kinds.set(d.kind, [...(kinds.get(d.kind) ?? []), d]);
@@ -199,7 +117,7 @@ async function measure(pos: number, variant: string, round: number): Promise<voi
   for (const [kind, list] of kinds) rows.push([kind, list.length, await best(list)]);
   rows.sort((a, b) => b[2] - a[2]);
   const empty = await best(dispatches.map(() => ({ pipeline: emptyPipeline, group: emptyGroup, offsets: [], gx: 1, gy: 1, kind: 'empty' })));
-  const submitted = await best(dispatches, submitsTime);
+  const submitted = await best(dispatches, replay.submitsTime);
   console.log(`\n${values.model}${values.small ? ' (small width)' : ''} at position ${pos}${variant ? `, gemv shapes ${variant}` : ''}${rounds > 1 ? `, round ${round}` : ''}, `
     + `${new Date().toISOString()}: ${dispatches.length} dispatches, GPU ${all.toFixed(3)} ms a token (${(1 / all * 1000).toFixed(0)} tok/s if the host kept up), `
     + `${R} tokens back to back in one pass, best of 5`);

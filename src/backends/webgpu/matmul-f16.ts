@@ -398,6 +398,15 @@ const GEMV_NARROW_BELOW = 1024, GEMV_NARROW_MIN_K = 2048;
  */
 const GEMV_NARROW: GemvLayout = { wg: 256, unroll: 2, group: 256, cols: 1 };
 /**
+ * Wide products with short reductions (N ≥ 4096, K ≤ 4096: an MLP's gate and up, a Mamba mixer's
+ * input, MHA's qkv, the head), where subgroups are 32 wide: groups of two subgroups summing 2
+ * columns each, 8 columns a workgroup. Groups of one subgroup (16 columns a workgroup) were chosen
+ * first, from each product alone; in whole tokens (bench/decode-gpu.ts --gemv-shapes) two
+ * subgroups took samba-1.7b from 1.953–1.954 to 1.911–1.917 ms, samba-1.3b from 1.774–1.779 to
+ * 1.739–1.743 and samba-421m from 0.768–0.769 to 0.730. One column a group, or 4, was slower.
+ */
+const GEMV_WIDE: GemvLayout = { wg: 256, unroll: 2, group: 64, cols: 2 };
+/**
  * Products of 1024 to 4096 columns over reductions of at least GEMV_WAVE_MIN_K (the residual
  * products of decoding: an MLP's down, a Mamba mixer's out, attention's out; GQA's qkv) take as few
  * columns a workgroup as keep the workgroups within GEMV_WAVE: one wave of 8 workgroups of 256 on
@@ -410,16 +419,16 @@ const GEMV_NARROW: GemvLayout = { wg: 256, unroll: 2, group: 256, cols: 1 };
 const GEMV_WAVE = 1024, GEMV_WAVE_MIN_K = 1024;
 
 /**
- * The one-row gemv's shape for N columns and a reduction of K. Where subgroups are 32 wide, wide
- * products with short reductions (an MLP's gate and up, a Mamba mixer's input, MHA's qkv, the
- * head) take groups of one subgroup summing 2 columns each, 16 columns a workgroup; the rest one
- * tree of 256 invocations for 8 columns. Chosen on the H100 at samba-1.7b's, samba-1.3b's and
- * samba-421m's shapes, weights read from device memory (bench/matmul.ts --gemv-sweep … --cold
- * --gpu-time; docs/PERFORMANCE.md): 8192 × 2048 19.7 → 16.1 µs, 6144 × 2304 20.2 → 14.9,
- * 6144 × 1536 26.7 → 18.1, 50304 × 2048 78.3 → 71.6; 2048 × 8192, 2048 × 4096 and 2560 × 2048
- * were fastest as they were. Narrow products with long reductions (N < 1024, K ≥ 2048) take one
- * column a workgroup, on any device: 160 × 4096 8.7 → 5.6 µs; products of 1024 to 4096 columns as
- * few as fill a wave (GEMV_WAVE).
+ * The one-row gemv's shape for N columns and a reduction of K:
+ * - wide products with short reductions, where subgroups are 32 wide: GEMV_WIDE;
+ * - narrow products with long reductions (N < 1024, K ≥ 2048), on any device: one column a
+ *   workgroup (GEMV_NARROW; 160 × 4096 8.7 → 5.6 µs);
+ * - products of 1024 to 4096 columns: as few columns a workgroup as fill a wave (GEMV_WAVE);
+ * - the rest: GEMV_TREE.
+ * Chosen on the H100 at samba-1.7b's, samba-1.3b's and samba-421m's shapes, first from each product
+ * alone (bench/matmul.ts --gemv-sweep … --cold --gpu-time: groups of one subgroup for the wide
+ * products, 8192 × 2048 19.7 → 16.1 µs, 50304 × 2048 78.3 → 71.6), then in whole tokens
+ * (bench/decode-gpu.ts --gemv-shapes), which moved the wide and the residual products.
  */
 export function gemvLayout(N: number, K: number, subgroupSize: number): GemvLayout {
   if (gemvShape.oneRow) return gemvShape.oneRow;
@@ -427,7 +436,7 @@ export function gemvLayout(N: number, K: number, subgroupSize: number): GemvLayo
   if (chosen) return chosen;
   if (!gemvShape.subgroupReduce) return GEMV_TREE;
   if (N < GEMV_NARROW_BELOW && K >= GEMV_NARROW_MIN_K) return GEMV_NARROW;
-  if (subgroupSize === 32 && N >= 4096 && K <= 4096) return { wg: 256, unroll: 2, group: 32, cols: 2 };
+  if (subgroupSize === 32 && N >= 4096 && K <= 4096) return GEMV_WIDE;
   if (N >= GEMV_NARROW_BELOW && N < 4096 && K >= GEMV_WAVE_MIN_K) {
     let cols = 1;
     while (cols < GEMV_TREE.cols && Math.ceil(N / cols) > GEMV_WAVE) cols *= 2;
