@@ -411,7 +411,7 @@ const GEMV_WIDE: GemvLayout = { wg: 256, unroll: 2, group: 64, cols: 2 };
  * products of decoding: an MLP's down, a Mamba mixer's out, attention's out; GQA's qkv) take as few
  * columns a workgroup as keep the workgroups within GEMV_WAVE: one wave of 8 workgroups of 256 on
  * each of an H100's 132 multiprocessors. More workgroups start sooner and end more evenly; more
- * than a wave leave a tail. Measured in whole tokens (bench/decode-gpu.ts --gemv-shapes), µs a
+ * than a wave leave a tail. Measured in whole tokens (bench/decode-gpu.ts --gemv-shapes), ms a
  * token against 8 columns: samba-1.7b (N = 2048, 2560: 2 columns) 2.085–2.093 → 1.958–1.964 ms,
  * samba-1.3b (N = 2304: 4) 1.843–1.845 → 1.773–1.774, samba-421m (N = 1536: 2) 0.827–0.828 →
  * 0.771–0.773. One column fewer or more was slower in each.
