@@ -13,8 +13,9 @@
 //     --attention-step off: decoding attention by the per-row kernel instead of the step kernel
 //       (attention.ts attentionShape.step)
 //     [--gemv-shapes 'NxK=WGxU[xGROUPxCOLS],…;…'] [--rounds 1]
-//     --gemv-shapes: the one-row gemv's shape for these products (matmul-f16.ts gemvShape.byProduct),
-//       to tune shapes inside a whole token; variants separated by ';' (an empty one: the defaults)
+//     --gemv-shapes: the one-row gemv's shape for these products (matmul-f16.ts gemvShape.byProduct;
+//       every gemv of that N × K, whatever it fuses: samba-1.7b's SwiGLU and Mamba input are both
+//       8192x2048), to tune shapes inside a whole token; variants separated by ';' (an empty one: the defaults)
 //       are measured in turn, --rounds times, in one process, and summed up in a last table
 // It also prints the roofline (the token's bytes over the copy kernel's bandwidth, both timed here
 // on the GPU), the least time a token can take with its dependent dispatches at the floor's cost,
