@@ -38,7 +38,7 @@ const packHalves = (a: string) => `pack2x16float(clamp(${a}, vec2<f32>(-${F16_MA
 /**
  * The fused kernels' RoPE tables (bindings 8 and 9, [B·T, hs/2] as vec4s) and turnedKey(src, ro,
  * e): element e of the new key whose row starts at value src of K, turned by table row ro (in
- * values), with the rope kernel's arithmetic.
+ * values), with the rope kernel's arithmetic; turnedKey4(o, ro, e): its vec4 e, o and ro in vec4s.
  */
 export const ropeTables = (hs: number): string => /* wgsl */ `
 @group(0) @binding(8) var<storage, read> COS: array<vec4<f32>>;
@@ -50,6 +50,11 @@ fn turnedKey(src: u32, ro: u32, e: u32) -> f32 {
   if (e < ${hs / 2}u) { return k1(src + e) * cos1(ro + e) - k1(src + e + ${hs / 2}u) * sin1(ro + e); }
   let i = e - ${hs / 2}u;
   return k1(src + e) * cos1(ro + i) + k1(src + i) * sin1(ro + i);
+}
+fn turnedKey4(o: u32, ro: u32, e: u32) -> vec4<f32> {
+  if (e < ${hs / 8}u) { return K[o + e] * COS[ro + e] - K[o + e + ${hs / 8}u] * SIN[ro + e]; }
+  let i = e - ${hs / 8}u;
+  return K[o + e] * COS[ro + i] + K[o + i] * SIN[ro + i];
 }`;
 
 /**
@@ -209,10 +214,7 @@ fn main(${BUILTINS}) {
       } else { // the new key, turned as it is read
         let o = (b * p.F + kvOff) / 4u;
         let ro = bt * ${H2}u;
-        for (var e = e1; e < e1 + ${HLP}u; e++) {
-          if (e < ${H2}u) { dot = fma(qs[g * ${QS}u + e], K[o + e] * COS[ro + e] - K[o + e + ${H2}u] * SIN[ro + e], dot); }
-          else { dot = fma(qs[g * ${QS}u + e], K[o + e] * COS[ro + e - ${H2}u] + K[o + e - ${H2}u] * SIN[ro + e - ${H2}u], dot); }
-        }
+        for (var e = e1; e < e1 + ${HLP}u; e++) { dot = fma(qs[g * ${QS}u + e], turnedKey4(o, ro, e), dot); }
       }
       s = dot.x + dot.y + dot.z + dot.w;
     }${SP > 1 ? `
